@@ -1,0 +1,152 @@
+"""Frozen configurations of every engine command: the one contract between CLI, plugin and
+engine. Each field's ``metadata['help']`` is the user-facing help text (the CLI uses it).
+
+Paths are plain strings. Tuples hold repeated values. ``None`` means "decide from the data".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+def _h(text: str, **extra: object) -> dict[str, object]:
+    return {"help": text, **extra}
+
+
+@dataclass(frozen=True)
+class RasterizeConfig:
+    """Burn building polygons into a mask GeoTIFF on a raster's exact grid."""
+
+    raster: str = field(metadata=_h("Raster whose grid the mask follows (file, folder or glob)."))
+    labels: tuple[str, ...] = field(metadata=_h("Building polygon layer(s), any CRS."))
+    output: str = field(metadata=_h("Mask GeoTIFF to write (1 building, 0 background)."))
+    overwrite: bool = field(default=False, metadata=_h("Replace the output if it exists."))
+    all_touched: bool = field(
+        default=False, metadata=_h("Burn every pixel a polygon touches, not only centres.")
+    )
+    boundary: bool = field(
+        default=False,
+        metadata=_h("Also burn the contact strip between touching buildings as class 2."),
+    )
+    window_size: int = field(default=1024, metadata=_h("Pixels per processing window side."))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Train a segmentation model on rasters and building labels."""
+
+    rasters: tuple[str, ...] = field(metadata=_h("Training raster(s): files, folders or globs."))
+    labels: tuple[str, ...] = field(metadata=_h("Building polygon layer(s), any CRS."))
+    output: str = field(metadata=_h("Model file to write (.pt)."))
+    report_dir: str | None = field(
+        default=None, metadata=_h("Folder for the training report (default: <output>_report).")
+    )
+    validation: str | None = field(
+        default=None, metadata=_h("Polygons marking validation areas (else a fraction is used).")
+    )
+    val_fraction: float = field(
+        default=0.2, metadata=_h("Share of the area held out for validation, as blocks.")
+    )
+    bands: tuple[int, ...] = field(default=(), metadata=_h("1-based bands to use (default: all but alpha)."))
+    architecture: str = field(default="unet", metadata=_h("Model architecture (see --list-models)."))
+    encoder: str = field(default="resnet34", metadata=_h("Encoder name (any smp encoder)."))
+    encoder_weights: str | None = field(
+        default=None, metadata=_h("Local file with pretrained encoder weights (no downloads).")
+    )
+    decoder_attention: bool = field(default=False, metadata=_h("scSE attention in the decoder."))
+    tile_size: int = field(default=256, metadata=_h("Training window size in pixels."))
+    stride: int | None = field(default=None, metadata=_h("Window stride (default: half a tile)."))
+    max_nodata_fraction: float = field(
+        default=0.5, metadata=_h("Drop windows with more nodata than this share.")
+    )
+    empty_keep_fraction: float = field(
+        default=0.3, metadata=_h("Share of windows without buildings to keep (0-1).")
+    )
+    augment: bool = field(default=True, metadata=_h("Random flips/rotations and colour jitter."))
+    loss: str = field(default="bce+dice", metadata=_h("Loss: bce, dice, jaccard, focal or sums like bce+dice."))
+    pos_weight: float = field(default=1.0, metadata=_h("Weight of the building class in BCE."))
+    optimizer: str = field(default="adamw", metadata=_h("adamw or sgd (with momentum 0.9)."))
+    lr: float = field(default=1e-3, metadata=_h("Peak learning rate."))
+    weight_decay: float = field(default=1e-4, metadata=_h("Weight decay."))
+    schedule: str = field(default="onecycle", metadata=_h("Learning-rate schedule: onecycle, cosine or constant."))
+    epochs: int = field(default=20, metadata=_h("Number of epochs."))
+    batch_size: int = field(default=8, metadata=_h("Windows per batch."))
+    patience: int = field(default=0, metadata=_h("Stop after this many epochs without better validation IoU (0: never)."))
+    seed: int = field(default=0, metadata=_h("Random seed (runs on CPU are repeatable)."))
+    device: str = field(default="auto", metadata=_h("auto, cpu, cuda or cuda:N."))
+    workers: int = field(default=0, metadata=_h("DataLoader worker processes."))
+    amp: bool = field(default=True, metadata=_h("Mixed precision on CUDA."))
+    boundary: bool = field(
+        default=False, metadata=_h("Learn a contact class between touching buildings.")
+    )
+    resume: str | None = field(default=None, metadata=_h("Checkpoint to resume from."))
+    overwrite: bool = field(default=False, metadata=_h("Replace the output if it exists."))
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """Predict building probability over a raster with a trained model."""
+
+    raster: str = field(metadata=_h("Raster to predict on (file, folder or glob)."))
+    model: str = field(metadata=_h("Model file written by train."))
+    output: str = field(metadata=_h("Probability GeoTIFF to write (float32, 0-1)."))
+    overwrite: bool = field(default=False, metadata=_h("Replace the output if it exists."))
+    batch_size: int = field(default=4, metadata=_h("Windows per batch."))
+    margin: int | None = field(
+        default=None, metadata=_h("Overlap margin in pixels (default: a quarter of the tile).")
+    )
+    tta: bool = field(default=False, metadata=_h("8-way flip/rotation test-time augmentation."))
+    device: str = field(default="auto", metadata=_h("auto, cpu, cuda or cuda:N."))
+    native_resolution: bool = field(
+        default=False,
+        metadata=_h("Predict at the raster's own resolution instead of the model's."),
+    )
+    extent: tuple[float, float, float, float] | None = field(
+        default=None, metadata=_h("xmin ymin xmax ymax in the raster's CRS limiting the work.")
+    )
+    aoi: str | None = field(default=None, metadata=_h("Polygon layer limiting the work."))
+
+
+@dataclass(frozen=True)
+class VectorizeConfig:
+    """Turn a probability or mask raster into building polygons."""
+
+    raster: str = field(metadata=_h("Probability or mask raster."))
+    output: str = field(metadata=_h("Polygon file to write (.gpkg, or any OGR format by extension)."))
+    overwrite: bool = field(default=False, metadata=_h("Replace the output if it exists."))
+    threshold: float = field(default=0.5, metadata=_h("Pixels >= threshold are building."))
+    band: int = field(default=1, metadata=_h("Band holding the probability."))
+    min_area_m2: float = field(default=4.0, metadata=_h("Drop polygons smaller than this (m²)."))
+    hole_area_m2: float = field(default=4.0, metadata=_h("Fill holes smaller than this (m²)."))
+    simplify: float = field(default=1.0, metadata=_h("Simplification tolerance in pixels (0: off)."))
+    regularize: bool = field(default=False, metadata=_h("Square off building outlines."))
+    window_size: int = field(default=2048, metadata=_h("Pixels per processing window side."))
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    """Predict and vectorize in one pass."""
+
+    predict: PredictConfig
+    vectorize: VectorizeConfig
+    keep_probability: str | None = None
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Score predicted polygons against reference polygons."""
+
+    predicted: str = field(metadata=_h("Predicted building polygons."))
+    reference: str = field(metadata=_h("Reference building polygons."))
+    output: str | None = field(
+        default=None, metadata=_h("Polygon file of matched (TP), false (FP) and missed (FN) buildings.")
+    )
+    overwrite: bool = field(default=False, metadata=_h("Replace the output if it exists."))
+    area: str | None = field(
+        default=None, metadata=_h("Raster or polygon layer whose extent/area limits the evaluation.")
+    )
+    iou_threshold: float = field(default=0.5, metadata=_h("IoU for a one-to-one building match."))
+    resolution: float | None = field(
+        default=None, metadata=_h("Pixel size for pixel scores (default: the area raster's, else 0.25 m).")
+    )
+    report: str | None = field(default=None, metadata=_h("JSON file to write the scores to."))

@@ -1,0 +1,289 @@
+"""Opening and reading georeferenced rasters window by window with rasterio.
+
+Handles GeoTIFF, VRT mosaics, and JPEG chips georeferenced by a ``.aux.xml`` sidecar. Nothing
+here reads a whole band: every read is one window.
+"""
+
+from __future__ import annotations
+
+import glob
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.enums import ColorInterp, Resampling
+from rasterio.io import DatasetReader
+from rasterio.windows import Window
+
+from engine.errors import ConfigError, RasterError
+
+
+@dataclass(frozen=True)
+class RasterInfo:
+    """What the engine needs to know about a raster's grid and bands."""
+
+    path: str
+    width: int
+    height: int
+    count: int
+    dtype: str
+    crs_wkt: str
+    transform: tuple[float, float, float, float, float, float]
+    nodata: float | None
+    is_geographic: bool
+
+    @property
+    def affine(self) -> Affine:
+        """The geotransform as an Affine."""
+        return Affine(*self.transform)
+
+
+def open_raster(path: str | os.PathLike[str]) -> DatasetReader:
+    """Open a raster for reading, checking that it exists, is a raster and is georeferenced.
+
+    Raises:
+        RasterError: the file is missing, not a raster GDAL can read, or has no CRS or
+            geotransform.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise RasterError(f"Raster {p} does not exist; check the path.")
+    if p.is_dir():
+        raise RasterError(f"Raster {p} is a folder; give a raster file (or use resolve_raster).")
+    try:
+        src = rasterio.open(p)
+    except rasterio.errors.RasterioIOError as exc:
+        raise RasterError(
+            f"{p} is not a raster that GDAL can read ({exc}); give a GeoTIFF, VRT or a JPEG/PNG"
+            " with a world file or .aux.xml georeference."
+        ) from exc
+    try:
+        check_georeferenced(src)
+    except RasterError:
+        src.close()
+        raise
+    return src
+
+
+def check_georeferenced(src: DatasetReader) -> None:
+    """Raise RasterError when ``src`` lacks a CRS or a geotransform."""
+    if src.crs is None:
+        hint = " (its .aux.xml sidecar is missing or has no SRS?)" if _is_plain_image(src) else ""
+        raise RasterError(
+            f"Raster {src.name} has no coordinate reference system{hint}; assign one, e.g."
+            " `gdal_edit.py -a_srs EPSG:XXXX file.tif`, or in QGIS with Assign Projection."
+        )
+    if src.transform == Affine.identity() and not src.gcps[0]:
+        raise RasterError(
+            f"Raster {src.name} has no georeference (identity geotransform); georeference it or"
+            " add a world file / .aux.xml sidecar."
+        )
+    if src.transform.b != 0 or src.transform.d != 0:
+        raise RasterError(
+            f"Raster {src.name} is rotated; warp it to a north-up grid first (gdalwarp)."
+        )
+
+
+def _is_plain_image(src: DatasetReader) -> bool:
+    return src.driver in {"JPEG", "PNG", "GIF", "BMP"}
+
+
+def describe(src: DatasetReader) -> RasterInfo:
+    """A frozen summary of ``src``'s grid."""
+    t = src.transform
+    return RasterInfo(
+        path=str(src.name),
+        width=src.width,
+        height=src.height,
+        count=src.count,
+        dtype=str(src.dtypes[0]),
+        crs_wkt=src.crs.to_wkt(),
+        transform=(t.a, t.b, t.c, t.d, t.e, t.f),
+        nodata=None if src.nodata is None else float(src.nodata),
+        is_geographic=bool(src.crs.is_geographic),
+    )
+
+
+def default_bands(src: DatasetReader) -> tuple[int, ...]:
+    """All bands except alpha bands, 1-based, in order."""
+    bands = tuple(
+        i + 1 for i, ci in enumerate(src.colorinterp) if ci != ColorInterp.alpha
+    )
+    return bands or tuple(range(1, src.count + 1))
+
+
+def select_bands(src: DatasetReader, bands: Sequence[int] | None) -> tuple[int, ...]:
+    """Validate 1-based band numbers, or return the defaults when ``bands`` is None/empty."""
+    if not bands:
+        return default_bands(src)
+    bad = [b for b in bands if b < 1 or b > src.count]
+    if bad:
+        raise ConfigError(
+            f"Band(s) {bad} do not exist in {src.name}, which has {src.count} band(s);"
+            f" choose from 1 to {src.count}."
+        )
+    return tuple(int(b) for b in bands)
+
+
+def read_window(
+    src: DatasetReader,
+    window: Window,
+    bands: Sequence[int],
+    out_shape: tuple[int, int] | None = None,
+    resampling: Resampling = Resampling.bilinear,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read ``bands`` of ``window`` as float32 (C, H, W) plus a bool validity mask (H, W).
+
+    Windows may extend past the raster: the outside is read as invalid (zeros). A pixel is
+    invalid when it is nodata (or masked) in any selected band. ``out_shape`` resamples while
+    reading.
+    """
+    shape = out_shape or (int(window.height), int(window.width))
+    data = src.read(
+        list(bands), window=window, out_shape=(len(bands), *shape), boundless=True,
+        fill_value=0, resampling=resampling, masked=False,
+    ).astype(np.float32, copy=False)
+    masks = src.read_masks(
+        list(bands), window=window, out_shape=(len(bands), *shape), boundless=True,
+        resampling=Resampling.nearest,
+    )
+    valid = np.all(masks > 0, axis=0)
+    if src.nodata is not None and math.isnan(src.nodata):
+        valid &= ~np.any(np.isnan(data), axis=0)
+    data[:, ~valid] = 0.0
+    return data, valid
+
+
+def pixel_size_m(src: DatasetReader) -> tuple[float, float]:
+    """Ground size of one pixel in metres (x, y), at the raster's centre for geographic CRSs."""
+    rx, ry = abs(src.transform.a), abs(src.transform.e)
+    if src.crs.is_geographic:
+        lat = math.radians((src.bounds.top + src.bounds.bottom) / 2)
+        metres_per_degree = 111_320.0
+        return rx * metres_per_degree * math.cos(lat), ry * 110_574.0
+    factor = src.crs.linear_units_factor[1] if src.crs.linear_units_factor else 1.0
+    return rx * factor, ry * factor
+
+
+def ground_resolution_m(src: DatasetReader) -> float:
+    """Mean ground size of a pixel side in metres."""
+    x, y = pixel_size_m(src)
+    return (x + y) / 2
+
+
+# ---------------------------------------------------------------- mosaics of many files
+
+RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jpg", ".jpeg", ".png", ".img", ".jp2")
+
+
+def list_rasters(path: str | os.PathLike[str]) -> list[str]:
+    """Raster files named by ``path``: a file, a folder (searched recursively) or a glob."""
+    text = str(path)
+    if any(ch in text for ch in "*?["):
+        files = sorted(glob.glob(text, recursive=True))
+    elif Path(text).is_dir():
+        files = sorted(
+            str(p) for p in Path(text).rglob("*")
+            if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES
+        )
+    else:
+        return [text]
+    if not files:
+        raise RasterError(f"No raster files found in {text}; give a raster, a folder or a glob.")
+    return files
+
+
+def resolve_raster(paths: str | os.PathLike[str] | Sequence[str], workdir: str | None = None) -> str:
+    """One raster path for ``paths``: the file itself, or a VRT mosaic of several files.
+
+    A folder or glob, or a list of several files, becomes a VRT written in ``workdir`` (a
+    temporary folder by default). The files must share CRS, band count, data type and
+    pixel size.
+    """
+    items = [str(paths)] if isinstance(paths, (str, os.PathLike)) else [str(p) for p in paths]
+    files = [f for item in items for f in list_rasters(item)]
+    if len(files) == 1:
+        return files[0]
+    folder = workdir or tempfile.mkdtemp(prefix="footprint-vrt-")
+    out = Path(folder) / "mosaic.vrt"
+    out.write_text(build_vrt_xml(files))
+    return str(out)
+
+
+def build_vrt_xml(files: Sequence[str]) -> str:
+    """VRT XML mosaicking ``files`` (same CRS, bands, dtype and pixel size) side by side."""
+    infos = []
+    for f in files:
+        with open_raster(f) as src:
+            infos.append(describe(src))
+    first = infos[0]
+    for info in infos[1:]:
+        if info.count != first.count or info.dtype != first.dtype:
+            raise RasterError(
+                f"Cannot mosaic {info.path} with {first.path}: band count or data type differ;"
+                " mosaic rasters of the same kind only."
+            )
+        if not rasterio.crs.CRS.from_wkt(info.crs_wkt) == rasterio.crs.CRS.from_wkt(first.crs_wkt):
+            raise RasterError(
+                f"Cannot mosaic {info.path} with {first.path}: different CRS; reproject first."
+            )
+        if not np.allclose(
+            [info.transform[0], info.transform[4]], [first.transform[0], first.transform[4]],
+            rtol=1e-3,
+        ):
+            raise RasterError(
+                f"Cannot mosaic {info.path} with {first.path}: different pixel sizes;"
+                " resample them to one resolution first."
+            )
+    rx, ry = first.transform[0], first.transform[4]
+    left = min(i.transform[2] for i in infos)
+    top = max(i.transform[5] for i in infos)
+    right = max(i.transform[2] + i.width * i.transform[0] for i in infos)
+    bottom = min(i.transform[5] + i.height * i.transform[4] for i in infos)
+    width = int(round((right - left) / rx))
+    height = int(round((bottom - top) / ry))
+    lines = [
+        f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">',
+        f"  <SRS>{escape(first.crs_wkt)}</SRS>",
+        f"  <GeoTransform>{left!r}, {rx!r}, 0, {top!r}, 0, {ry!r}</GeoTransform>",
+    ]
+    for band in range(1, first.count + 1):
+        vrt_type = _vrt_dtype(first.dtype)
+        lines.append(f'  <VRTRasterBand dataType="{vrt_type}" band="{band}">')
+        if first.nodata is not None:
+            lines.append(f"    <NoDataValue>{first.nodata!r}</NoDataValue>")
+        for info in infos:
+            xoff = int(round((info.transform[2] - left) / rx))
+            yoff = int(round((info.transform[5] - top) / ry))
+            lines += [
+                "    <ComplexSource>" if first.nodata is not None else "    <SimpleSource>",
+                f'      <SourceFilename relativeToVRT="0">{escape(os.path.abspath(info.path))}'
+                "</SourceFilename>",
+                f"      <SourceBand>{band}</SourceBand>",
+                f'      <SrcRect xOff="0" yOff="0" xSize="{info.width}" ySize="{info.height}"/>',
+                f'      <DstRect xOff="{xoff}" yOff="{yoff}" xSize="{info.width}"'
+                f' ySize="{info.height}"/>',
+            ]
+            if first.nodata is not None:
+                lines.append(f"      <NODATA>{first.nodata!r}</NODATA>")
+            lines.append("    </ComplexSource>" if first.nodata is not None else "    </SimpleSource>")
+        lines.append("  </VRTRasterBand>")
+    lines.append("</VRTDataset>")
+    return "\n".join(lines) + "\n"
+
+
+def _vrt_dtype(dtype: str) -> str:
+    names = {
+        "uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16",
+        "uint32": "UInt32", "int32": "Int32", "float32": "Float32", "float64": "Float64",
+    }
+    if dtype not in names:
+        raise RasterError(f"Data type {dtype} is not supported; convert to uint8/16 or float32.")
+    return names[dtype]
