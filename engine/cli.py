@@ -1,0 +1,236 @@
+"""Command-line interface: ``python -m engine <command> [options]``.
+
+Options are generated from the frozen configs in :mod:`engine.config`, so the CLI, the plugin
+and the engine share one contract. ``--events json`` prints one JSON object per line
+(progress, log, metric, result, error) for the QGIS plugin. Exit codes: 0 success, 1 error
+(message on stderr), 130 interrupted (SIGINT/SIGTERM; nothing half-written is left behind).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import signal
+import sys
+import traceback
+import types
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from engine import __version__
+from engine.config import (
+    DetectConfig,
+    EvaluateConfig,
+    PredictConfig,
+    RasterizeConfig,
+    TrainConfig,
+    VectorizeConfig,
+)
+from engine.errors import CancelledError, FootprintError
+from engine.events import CANCEL, JsonEvents, NullProgress, Progress, TerminalProgress
+
+EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 130
+
+DESCRIPTIONS = {
+    "rasterize-labels": "Burn building polygons into a mask GeoTIFF on a raster's exact grid.",
+    "train": "Train a U-Net (or another smp model) on rasters and building polygons.",
+    "predict": "Predict a building-probability GeoTIFF with a trained model.",
+    "vectorize": "Turn a probability or mask raster into building polygons.",
+    "detect": "Predict and vectorize in one pass: raster + model -> building polygons.",
+    "evaluate": "Score predicted building polygons against reference polygons.",
+}
+
+
+def _add_field(parser: argparse.ArgumentParser, f: dataclasses.Field[Any], dest: str) -> None:
+    """Add one option for a config field, its kind taken from the annotation text."""
+    kind = str(f.type).replace(" ", "")
+    flag = "--" + f.name.replace("_", "-")
+    help_text = str(f.metadata.get("help", ""))
+    required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    default = None if required else (f.default if f.default is not dataclasses.MISSING else None)
+    kw: dict[str, Any] = {"dest": dest, "help": help_text, "default": default}
+    if kind != "bool" and not kind.startswith("tuple[float,float,float,float]"):
+        kw["metavar"] = f.name.rstrip("s").upper() if kind.startswith("tuple[") else f.name.upper()
+    if kind == "bool":
+        kw["action"] = argparse.BooleanOptionalAction
+    elif kind.startswith("tuple[float,float,float,float]"):
+        kw.update(nargs=4, type=float, metavar=("XMIN", "YMIN", "XMAX", "YMAX"))
+    elif kind.startswith("tuple[int,"):
+        kw.update(nargs="+", type=int, default=())
+    elif kind.startswith("tuple[str,"):
+        kw.update(nargs="+", action="extend", default=None, required=required)
+    else:
+        base = kind.split("|")[0]
+        kw["type"] = {"int": int, "float": float}.get(base, str)
+        kw["required"] = required
+    if help_text and not required and kind != "bool" and default not in (None, ()):
+        kw["help"] = f"{help_text} Default: {default}."
+    flags = [flag]
+    if kind.startswith("tuple[str,") and flag.endswith("s"):
+        flags.insert(0, flag[:-1])  # --raster A --raster B as well as --rasters A B
+    parser.add_argument(*flags, **kw)
+
+
+def _add_config(parser: argparse.ArgumentParser, cls: type, prefix: str, skip: Sequence[str] = ()) -> None:
+    for f in dataclasses.fields(cls):
+        if f.name not in skip:
+            _add_field(parser, f, prefix + f.name)
+
+
+def _build(cls: type, args: argparse.Namespace, prefix: str, **override: Any) -> Any:
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name in override:
+            values[f.name] = override[f.name]
+            continue
+        value = getattr(args, prefix + f.name, None)
+        if isinstance(value, list):
+            value = tuple(value)
+        if value is None and f.default is not dataclasses.MISSING and f.default is not None:
+            value = f.default
+        values[f.name] = value
+    return cls(**values)
+
+
+def _run_rasterize(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    from engine.rasterize import rasterize_labels
+
+    return rasterize_labels(_build(RasterizeConfig, args, "c_"), progress)
+
+
+def _run_train(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    from engine.train import train
+
+    return train(_build(TrainConfig, args, "c_"), progress)
+
+
+def _run_predict(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    from engine.predict import predict
+
+    return predict(_build(PredictConfig, args, "c_"), progress)
+
+
+def _run_vectorize(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    from engine.vectorize import vectorize
+
+    return vectorize(_build(VectorizeConfig, args, "c_"), progress)
+
+
+def _run_detect(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    from engine.detect import USE_MODEL_THRESHOLD, detect
+
+    threshold = args.v_threshold if args.v_threshold is not None else USE_MODEL_THRESHOLD
+    vec = _build(VectorizeConfig, args, "v_", raster="", output=args.c_output,
+                 overwrite=args.c_overwrite, threshold=threshold)
+    pred = _build(PredictConfig, args, "c_", output=args.keep_probability or "")
+    return detect(DetectConfig(pred, vec, args.keep_probability), progress)
+
+
+def _run_evaluate(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    from engine.evaluate import evaluate
+
+    return evaluate(_build(EvaluateConfig, args, "c_"), progress)
+
+
+def _add_detect_options(parser: argparse.ArgumentParser) -> None:
+    _add_config(parser, PredictConfig, "c_", skip=("output",))
+    parser.add_argument("--output", dest="c_output", required=True, metavar="OUTPUT",
+                        help="Building polygon file to write (.gpkg, or any OGR format).")
+    vec = parser.add_argument_group("vectorize options")
+    for f in dataclasses.fields(VectorizeConfig):
+        if f.name not in ("raster", "output", "overwrite", "band", "threshold"):
+            _add_field(vec, f, "v_" + f.name)  # type: ignore[arg-type]
+    vec.add_argument("--threshold", dest="v_threshold", type=float, default=None,
+                     help="Building probability threshold (default: the one chosen in training).")
+    parser.add_argument("--keep-probability", default=None,
+                        help="Also write the probability GeoTIFF to this path.")
+
+
+COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None],
+                          Callable[[argparse.Namespace, Progress], dict[str, Any]]]] = {
+    "rasterize-labels": (lambda p: _add_config(p, RasterizeConfig, "c_"), _run_rasterize),
+    "train": (lambda p: _add_config(p, TrainConfig, "c_"), _run_train),
+    "predict": (lambda p: _add_config(p, PredictConfig, "c_"), _run_predict),
+    "vectorize": (lambda p: _add_config(p, VectorizeConfig, "c_"), _run_vectorize),
+    "detect": (_add_detect_options, _run_detect),
+    "evaluate": (lambda p: _add_config(p, EvaluateConfig, "c_"), _run_evaluate),
+}
+
+
+class _ListModels(argparse.Action):
+    """``train --list-models``: print architectures and encoders, then exit."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any, **__: Any) -> None:
+        from engine.models import list_models
+
+        print(json.dumps(list_models(), indent=2, default=str))
+        parser.exit(0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with one subcommand per engine command."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--events", choices=("terminal", "json", "quiet"), default="terminal",
+                        help="How to report progress: a bar on a terminal, JSON lines, or nothing.")
+    parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"footprint-engine {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (add_options, _) in COMMANDS.items():
+        p = sub.add_parser(name, parents=[common], help=DESCRIPTIONS[name],
+                           description=DESCRIPTIONS[name])
+        add_options(p)
+        if name == "train":
+            p.add_argument("--list-models", nargs=0, action=_ListModels,
+                           help="List architectures and encoders, then exit.")
+    return parser
+
+
+def _on_signal(signum: int, _frame: types.FrameType | None) -> None:
+    """Stop at once: the exception unwinds through atomic outputs, which clean up."""
+    CANCEL.set()
+    raise CancelledError(f"Interrupted by signal {signal.Signals(signum).name}; no output was written.")
+
+
+def _progress_for(mode: str) -> Progress:
+    if mode == "json":
+        return JsonEvents()
+    if mode == "quiet":
+        return NullProgress()
+    return TerminalProgress()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; return the process exit code."""
+    args = build_parser().parse_args(argv)
+    progress = _progress_for(args.events)
+    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        result = COMMANDS[args.command][1](args, progress)
+    except CancelledError as exc:
+        _report_error(progress, exc)
+        return EXIT_INTERRUPTED
+    except FootprintError as exc:
+        _report_error(progress, exc)
+        return EXIT_ERROR
+    except Exception as exc:  # noqa: BLE001 - last resort: report, never a bare traceback
+        if args.events != "json":
+            traceback.print_exc()
+        _report_error(progress, exc, prefix="Internal error (please report it): ")
+        return EXIT_ERROR
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if isinstance(progress, JsonEvents):
+        progress.emit("result", result=result)
+    elif args.events == "terminal":
+        progress.set_progress(100)
+        print(json.dumps(result, indent=2, default=str))
+    return EXIT_OK
+
+
+def _report_error(progress: Progress, exc: BaseException, prefix: str = "") -> None:
+    message = f"{prefix}{exc}"
+    if isinstance(progress, JsonEvents):
+        progress.emit("error", type=type(exc).__name__, message=message)
+    print(f"Error: {message}", file=sys.stderr)
