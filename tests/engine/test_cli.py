@@ -1,0 +1,62 @@
+"""The command line: help for every command, JSON events, exit codes, interrupts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.cli import COMMANDS, build_parser
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m engine`` in a subprocess from the project root."""
+    return subprocess.run(
+        [sys.executable, "-m", "engine", *args], cwd=ROOT, capture_output=True, text=True,
+        timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def test_every_command_has_help() -> None:
+    assert set(COMMANDS) == {"rasterize-labels", "train", "predict", "vectorize", "detect", "evaluate"}
+    for name in COMMANDS:
+        with pytest.raises(SystemExit) as exc:
+            build_parser().parse_args([name, "--help"])
+        assert exc.value.code == 0
+
+
+def test_options_map_onto_configs() -> None:
+    args = build_parser().parse_args(
+        ["train", "--raster", "a.tif", "--raster", "b.tif", "--labels", "l.gpkg", "--output", "m.pt",
+         "--bands", "1", "3", "--no-augment", "--epochs", "3"]
+    )
+    from engine.cli import _build
+    from engine.config import TrainConfig
+
+    cfg = _build(TrainConfig, args, "c_")
+    assert cfg.rasters == ("a.tif", "b.tif") and cfg.labels == ("l.gpkg",)
+    assert cfg.bands == (1, 3) and cfg.augment is False and cfg.epochs == 3
+    assert cfg.tile_size == TrainConfig.__dataclass_fields__["tile_size"].default
+
+
+def test_error_exit_code_message_and_json_event(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.tif"
+    result = run_cli("rasterize-labels", "--events", "json", "--raster", str(missing),
+                     "--labels", str(tmp_path / "l.geojson"), "--output", str(tmp_path / "m.tif"))
+    assert result.returncode == 1
+    assert "does not exist" in result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    assert events[-1]["event"] == "error"
+    assert events[-1]["type"] == "RasterError" and str(missing) in events[-1]["message"]
+    assert not (tmp_path / "m.tif").exists()
+
+
+def test_bad_arguments_exit_non_zero() -> None:
+    result = run_cli("predict", "--raster", "x.tif")
+    assert result.returncode == 2 and "required" in result.stderr
