@@ -1,0 +1,415 @@
+"""Score predicted building polygons against reference polygons, by pixel and by building.
+
+Geometry work happens in metres: in the prediction's CRS when it is projected, else in the
+UTM zone of the evaluated area. Objects count when their representative point lies in the
+area (so a building on the edge counts once, whole); pixels count only inside the area. Pixel
+scores are accumulated window by window on a grid of ``resolution`` metres.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyogrio
+import shapely
+from affine import Affine
+from pyproj import CRS
+from rasterio import features, windows
+from rasterio.windows import Window
+from shapely.geometry.base import BaseGeometry
+
+from engine.config import EvaluateConfig
+from engine.errors import ConfigError, InputError, LabelsError, OutputError, RasterError
+from engine.events import NullProgress, Progress, SubProgress, check_canceled
+from engine.metrics import ConfusionCounts, Matching, match_objects, object_scores
+from engine.outputs import atomic_output, check_output
+from engine.rasters import RASTER_SUFFIXES, ground_resolution_m, open_raster
+
+#: Pixels per side of one rasterising window.
+WINDOW = 2048
+#: Pixel size in metres when neither the config nor an area raster gives one.
+DEFAULT_RESOLUTION_M = 0.25
+_POLYGONAL = (3, 6)  # shapely type ids of Polygon and MultiPolygon
+_MULTI_LAYER = {".gpkg", ".sqlite"}
+
+
+@dataclass(frozen=True)
+class PixelGrid:
+    """A north-up grid of ``width`` x ``height`` pixels."""
+
+    transform: Affine
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Both layers in the prediction's CRS and in the working (metric) CRS, and the area."""
+
+    pred: gpd.GeoDataFrame
+    ref: gpd.GeoDataFrame
+    pred_w: np.ndarray
+    ref_w: np.ndarray
+    area: BaseGeometry
+    crs: CRS
+    raster_resolution_m: float | None
+
+
+def evaluate(config: EvaluateConfig, progress: Progress) -> dict[str, Any]:
+    """Score ``config.predicted`` against ``config.reference``; write the optional outputs.
+
+    Returns pixel and object scores (nested and flat), counts and the written paths.
+
+    Raises:
+        LabelsError: a layer is missing, unreadable, without CRS, or the area holds no
+            reference building.
+        InputError: the area is unreadable or does not overlap the layers.
+        ConfigError, OutputError: bad threshold/resolution or output paths.
+    """
+    output, report = _check_config(config)
+    scene = load_scene(config)
+    check_canceled(progress)
+    progress.set_progress(10)
+    pred_in = inside(scene.pred_w, scene.area)
+    ref_in = inside(scene.ref_w, scene.area)
+    if not ref_in.any():
+        raise LabelsError(
+            f"The area contains no reference buildings (none of the {len(scene.ref)} in"
+            f" {config.reference}), so the scores are undefined; choose an area that holds"
+            " reference buildings."
+        )
+    resolution = config.resolution or scene.raster_resolution_m or DEFAULT_RESOLUTION_M
+    grid = pixel_grid(scene.area, resolution / _unit_metres(scene.crs))
+    progress.log(
+        f"Evaluating {int(pred_in.sum())} predicted against {int(ref_in.sum())} reference"
+        f" buildings in {scene.crs.name}; pixel scores on {grid.width}x{grid.height} pixels"
+        f" of {resolution:g} m."
+    )
+    counts = count_pixels(
+        scene.pred_w, scene.ref_w, scene.area, grid, WINDOW, SubProgress(progress, 10, 85)
+    )
+    matching = match_objects(scene.pred_w[pred_in], scene.ref_w[ref_in], config.iou_threshold)
+    progress.set_progress(90)
+    result = _result(counts, matching, config, resolution, scene.crs, output, report)
+    _report(result, progress)
+    if output is not None:
+        write_layer(_status_frame(scene, pred_in, ref_in, matching), output, config.overwrite)
+    if report is not None:
+        with atomic_output(report, config.overwrite) as tmp:
+            tmp.write_text(json.dumps(result, indent=2) + "\n")
+    progress.set_progress(100)
+    return result
+
+
+def _check_config(config: EvaluateConfig) -> tuple[Path | None, Path | None]:
+    """Validate parameters and output paths before any work; return the absolute outputs."""
+    if not 0.0 < config.iou_threshold <= 1.0:
+        raise ConfigError(f"IoU threshold must be in (0, 1], got {config.iou_threshold}.")
+    if config.resolution is not None and not config.resolution > 0:
+        raise ConfigError(
+            f"Resolution must be a positive number of metres, got {config.resolution}."
+        )
+    output = check_output(config.output, config.overwrite) if config.output else None
+    report = check_output(config.report, config.overwrite) if config.report else None
+    if output is not None:
+        try:
+            pyogrio.raw.detect_write_driver(str(output))
+        except ValueError as exc:
+            raise OutputError(
+                f"Cannot tell the vector format of {output} from its extension; use .gpkg,"
+                " .shp, .geojson or .fgb."
+            ) from exc
+    inputs = {Path(p).expanduser().absolute() for p in (config.predicted, config.reference)}
+    if output is not None and output == report:
+        raise ConfigError(f"Output layer and report are the same file {output}; name them apart.")
+    if inputs & {output, report}:
+        raise ConfigError("An output would replace an input layer; choose another output name.")
+    return output, report
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def read_polygons(path: str | Path, role: str) -> gpd.GeoDataFrame:
+    """Polygons of a vector layer (first layer), repaired, with ``feature`` = row in the file.
+
+    Invalid geometries are repaired with ``make_valid`` and only their polygonal parts kept;
+    empty, missing and non-polygonal features are dropped.
+
+    Raises:
+        LabelsError: the file is missing, unreadable or has no CRS.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise LabelsError(f"The {role} layer {p} does not exist; check the path.")
+    try:
+        frame = gpd.read_file(p, columns=[], engine="pyogrio")
+    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError) as exc:
+        raise LabelsError(
+            f"The {role} layer {p} cannot be read as vector data ({exc}); give a polygon layer"
+            " in a format GDAL/OGR reads (GeoPackage, Shapefile, GeoJSON, ...)."
+        ) from exc
+    if frame.crs is None:
+        raise LabelsError(
+            f"The {role} layer {p} has no coordinate reference system; assign one (QGIS: Assign"
+            " Projection; or ogr2ogr -a_srs EPSG:XXXX) and try again."
+        )
+    geoms = polygonal(np.asarray(frame.geometry.values, dtype=object))
+    keep = ~shapely.is_empty(geoms)
+    return gpd.GeoDataFrame(
+        {"feature": np.flatnonzero(keep)}, geometry=geoms[keep], crs=frame.crs
+    ).reset_index(drop=True)
+
+
+def polygonal(geoms: np.ndarray) -> np.ndarray:
+    """Valid polygonal versions of ``geoms``: repaired, non-polygonal parts dropped (empty)."""
+    geoms = np.where(shapely.is_missing(geoms), shapely.Polygon(), geoms)
+    bad = ~shapely.is_valid(geoms)
+    if bad.any():
+        geoms[bad] = shapely.make_valid(geoms[bad], method="structure", keep_collapsed=False)
+    types = shapely.get_type_id(geoms)
+    for i in np.flatnonzero(~np.isin(types, _POLYGONAL)):
+        parts = shapely.get_parts(geoms[i])
+        polys = parts[np.isin(shapely.get_type_id(parts), _POLYGONAL)]
+        geoms[i] = shapely.union_all(polys) if len(polys) else shapely.Polygon()
+    return geoms
+
+
+def read_area(path: str | Path) -> tuple[gpd.GeoSeries, float | None]:
+    """The area as a one-polygon GeoSeries in its own CRS, and its pixel size in metres when
+    it is a raster (its bounds) rather than a polygon layer (the union of its polygons)."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"The area {p} does not exist; give a raster or a polygon layer.")
+    if p.suffix.lower() in RASTER_SUFFIXES:
+        return _raster_area(p)
+    try:
+        polygons = read_polygons(p, "area")
+    except LabelsError as exc:
+        try:
+            return _raster_area(p)
+        except RasterError:
+            raise InputError(
+                f"The area {p} is neither a raster nor a polygon layer: {exc}"
+            ) from exc
+    if polygons.empty:
+        raise InputError(f"The area layer {p} holds no polygons; give polygons or a raster.")
+    return gpd.GeoSeries([shapely.union_all(polygons.geometry.values)], crs=polygons.crs), None
+
+
+def _raster_area(path: Path) -> tuple[gpd.GeoSeries, float | None]:
+    with open_raster(path) as src:
+        footprint = shapely.box(*src.bounds)
+        return gpd.GeoSeries([footprint], crs=src.crs.to_wkt()), ground_resolution_m(src)
+
+
+def _to_crs(series: gpd.GeoSeries, crs: CRS) -> gpd.GeoSeries:
+    """Reproject, densifying long edges first so they bend as they should."""
+    if series.crs == crs:
+        return series
+    xmin, ymin, xmax, ymax = series.total_bounds
+    step = max(xmax - xmin, ymax - ymin) / 64
+    dense = shapely.segmentize(np.asarray(series.values, dtype=object), step)
+    return gpd.GeoSeries(dense, crs=series.crs).to_crs(crs)
+
+
+def load_scene(config: EvaluateConfig) -> Scene:
+    """Read both layers and the area; choose the working CRS and project everything to it."""
+    pred = read_polygons(config.predicted, "predicted")
+    ref = read_polygons(config.reference, "reference")
+    if ref.empty:
+        raise LabelsError(f"The reference layer {config.reference} holds no polygons.")
+    if ref.crs != pred.crs:
+        ref = ref.to_crs(pred.crs)
+    raster_res: float | None = None
+    if config.area:
+        area_src, raster_res = read_area(config.area)
+        area_geom = _to_crs(area_src, pred.crs).iloc[0]
+    else:
+        area_src = gpd.GeoSeries([_extent(pred.geometry, ref.geometry)], crs=pred.crs)
+        area_geom = area_src.iloc[0]
+    crs = CRS(pred.crs)
+    if crs.is_geographic:
+        crs = gpd.GeoSeries([area_geom], crs=pred.crs).estimate_utm_crs()
+    area = polygonal(np.asarray([_to_crs(area_src, crs).iloc[0]], dtype=object))[0]
+    pred_w = np.asarray(pred.geometry.to_crs(crs).values, dtype=object)
+    ref_w = np.asarray(ref.geometry.to_crs(crs).values, dtype=object)
+    if not area.intersects(_extent(pred_w, ref_w)):
+        raise InputError(
+            f"The area {config.area} does not overlap the predicted or reference buildings;"
+            " check that it is the right area and that its CRS is set correctly."
+        )
+    return Scene(pred, ref, polygonal(pred_w), polygonal(ref_w), area, crs, raster_res)
+
+
+def _extent(*layers: Any) -> BaseGeometry:
+    """The rectangle around every geometry of the given layers."""
+    geoms = np.concatenate([np.asarray(layer, dtype=object) for layer in layers])
+    return shapely.box(*shapely.total_bounds(geoms))
+
+
+def _unit_metres(crs: CRS) -> float:
+    """Metres per unit of a projected CRS's first axis."""
+    return float(crs.axis_info[0].unit_conversion_factor) if crs.axis_info else 1.0
+
+
+# ----------------------------------------------------------------------------- scoring
+
+
+def inside(geoms: np.ndarray, area: BaseGeometry) -> np.ndarray:
+    """Boolean mask of geometries whose representative point lies in ``area`` (edge included)."""
+    shapely.prepare(area)
+    return np.asarray(shapely.intersects(area, shapely.point_on_surface(geoms)), dtype=bool)
+
+
+def pixel_grid(area: BaseGeometry, resolution: float) -> PixelGrid:
+    """A grid of ``resolution`` CRS units from the top-left of ``area``'s bounds, covering it."""
+    xmin, ymin, xmax, ymax = area.bounds
+    width = max(1, math.ceil((xmax - xmin) / resolution - 1e-6))
+    height = max(1, math.ceil((ymax - ymin) / resolution - 1e-6))
+    return PixelGrid(Affine(resolution, 0.0, xmin, 0.0, -resolution, ymax), width, height)
+
+
+def count_pixels(
+    pred: np.ndarray,
+    ref: np.ndarray,
+    area: BaseGeometry,
+    grid: PixelGrid,
+    window: int = WINDOW,
+    progress: Progress | None = None,
+) -> ConfusionCounts:
+    """Pixel confusion counts of rasterised ``pred`` against ``ref``, inside ``area`` only,
+    rasterising one ``window`` x ``window`` block at a time (pixel centres decide)."""
+    progress = progress or NullProgress()
+    pred_tree, ref_tree = shapely.STRtree(pred), shapely.STRtree(ref)
+    shapely.prepare(area)
+    blocks = windows.subdivide(Window(0, 0, grid.width, grid.height), window, window)
+    total = ConfusionCounts()
+    for i, block in enumerate(blocks):
+        check_canceled(progress)
+        transform = windows.transform(block, grid.transform)
+        shape = (int(block.height), int(block.width))
+        box = shapely.box(*windows.bounds(block, grid.transform))
+        if area.intersects(box):
+            valid = (
+                None
+                if area.contains(box)
+                else _burn([shapely.clip_by_rect(area, *box.bounds)], shape, transform)
+            )
+            pred_mask = _burn(pred[pred_tree.query(box, predicate="intersects")], shape, transform)
+            ref_mask = _burn(ref[ref_tree.query(box, predicate="intersects")], shape, transform)
+            total += ConfusionCounts.from_arrays(pred_mask, ref_mask, valid)
+        progress.set_progress(100.0 * (i + 1) / len(blocks))
+    return total
+
+
+def _burn(geoms: Any, shape: tuple[int, int], transform: Affine) -> np.ndarray:
+    """Boolean mask of pixels whose centre lies in any of ``geoms``."""
+    geoms = [g for g in geoms if not g.is_empty]
+    if not geoms:
+        return np.zeros(shape, dtype=bool)
+    burned = features.rasterize(
+        geoms, out_shape=shape, transform=transform, fill=0, default_value=1, dtype="uint8"
+    )
+    return burned.astype(bool)
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def _result(
+    counts: ConfusionCounts,
+    matching: Matching,
+    config: EvaluateConfig,
+    resolution: float,
+    crs: CRS,
+    output: Path | None,
+    report: Path | None,
+) -> dict[str, Any]:
+    pixel = counts.scores()
+    objects = object_scores(matching)
+    return {
+        "pixel": pixel,
+        "object": objects,
+        "predicted": int(len(matching.pred_match)),
+        "reference": int(len(matching.ref_match)),
+        "pixel_counts": asdict(counts),
+        "iou_threshold": config.iou_threshold,
+        "resolution_m": float(resolution),
+        "working_crs": crs.to_string(),
+        "output": None if output is None else str(output),
+        "report": None if report is None else str(report),
+        **{f"pixel_{name}": value for name, value in pixel.items()},
+        **{k: objects[k] for k in ("object_precision", "object_recall", "object_f1")},
+    }
+
+
+def _report(result: dict[str, Any], progress: Progress) -> None:
+    """Log the scores and send each as a metric."""
+    for name, value in result["pixel"].items():
+        progress.metric(f"pixel_{name}", float(value))
+    obj = result["object"]
+    for name in ("object_precision", "object_recall", "object_f1", "mean_iou_matched"):
+        progress.metric(name, float(obj[name]))
+    pix = result["pixel"]
+    progress.log(
+        f"Pixels: precision {pix['precision']:.4f}, recall {pix['recall']:.4f},"
+        f" F1 {pix['f1']:.4f}, IoU {pix['iou']:.4f}, accuracy {pix['accuracy']:.4f}."
+    )
+    progress.log(
+        f"Buildings at IoU >= {result['iou_threshold']:g}: {obj['tp']} matched, {obj['fp']}"
+        f" false, {obj['fn']} missed; precision {obj['object_precision']:.4f}, recall"
+        f" {obj['object_recall']:.4f}, F1 {obj['object_f1']:.4f}."
+    )
+
+
+def _status_frame(
+    scene: Scene, pred_in: np.ndarray, ref_in: np.ndarray, matching: Matching
+) -> gpd.GeoDataFrame:
+    """Predictions (TP/FP) and missed references (FN) in the prediction's CRS.
+
+    ``iou`` is each feature's best IoU with the other layer; ``match_id`` is, for a TP, the
+    row number of the matched reference in the reference layer (empty otherwise); ``feature`` is
+    the feature's own row number in its layer.
+    """
+    preds = scene.pred[pred_in].reset_index(drop=True)
+    refs = scene.ref[ref_in].reset_index(drop=True)
+    missed = refs.iloc[matching.unmatched_ref]
+    matched_ref = np.where(
+        matching.pred_match >= 0, refs["feature"].to_numpy()[matching.pred_match], -1
+    )
+    rows = {
+        "status": np.concatenate(
+            [np.where(matching.pred_match >= 0, "TP", "FP"), np.full(len(missed), "FN")]
+        ),
+        "layer": ["predicted"] * len(preds) + ["reference"] * len(missed),
+        "feature": np.concatenate([preds["feature"].to_numpy(), missed["feature"].to_numpy()]),
+        "iou": np.concatenate(
+            [matching.pred_best_iou, matching.ref_best_iou[matching.unmatched_ref]]
+        ),
+        "match_id": pd.array(
+            [int(m) if m >= 0 else None for m in matched_ref] + [None] * len(missed),
+            dtype="Int64",
+        ),
+    }
+    geometry = np.concatenate(
+        [
+            np.asarray(preds.geometry.values, dtype=object),
+            np.asarray(missed.geometry.values, dtype=object),
+        ]
+    )
+    return gpd.GeoDataFrame(rows, geometry=geometry, crs=scene.pred.crs)
+
+
+def write_layer(frame: gpd.GeoDataFrame, path: Path, overwrite: bool) -> None:
+    """Write ``frame`` atomically; the format follows the extension."""
+    layer = {"layer": path.stem} if path.suffix.lower() in _MULTI_LAYER else {}
+    with atomic_output(path, overwrite) as tmp:
+        frame.to_file(tmp, engine="pyogrio", **layer)
