@@ -1,0 +1,150 @@
+"""Burn building polygons into a mask GeoTIFF on a raster's exact grid, window by window.
+
+The mask has the raster's CRS, transform, width and height: 1 building, 0 background, 2 the
+contact strip between touching buildings (with ``boundary``), 255 where the raster is nodata.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.io import DatasetReader
+from rasterio.windows import Window
+from rasterio.windows import transform as window_transform
+
+from engine.config import RasterizeConfig
+from engine.errors import ConfigError, OutputError
+from engine.events import Progress, check_canceled
+from engine.labels import BUILDING, CONTACT, LabelIndex, labels_for_extent
+from engine.outputs import atomic_output, check_output
+from engine.rasters import default_bands, open_raster, read_window, resolve_raster
+from engine.windows import WindowPlan
+
+#: Mask value where the raster has no data.
+NODATA = 255
+
+#: Half-width of the contact strip, in pixels.
+BOUNDARY_WIDTH = 1.0
+
+
+def rasterize_labels(config: RasterizeConfig, progress: Progress) -> dict[str, Any]:
+    """Write ``config.output``: the labels burnt into a uint8 mask on the raster's grid.
+
+    Returns:
+        ``output`` path, ``buildings`` (polygons overlapping the raster), ``building_pixels``,
+        ``contact_pixels``, ``nodata_pixels``, ``width``, ``height`` and ``crs``.
+
+    Raises:
+        RasterError, LabelsError, ConfigError, OutputError, CancelledError.
+    """
+    if config.window_size < 16:
+        raise ConfigError(f"Window size must be at least 16 pixels, got {config.window_size}.")
+    if not config.labels:
+        raise ConfigError("No label layer given; give at least one building polygon layer.")
+    out = check_output(config.output, config.overwrite)
+    with tempfile.TemporaryDirectory(prefix="footprint-rasterize-") as workdir:
+        raster = resolve_raster(config.raster, workdir=workdir)
+        if Path(raster).resolve() == out.resolve():
+            raise OutputError(f"Output {out} is the input raster; choose another output name.")
+        with open_raster(raster) as src:
+            crs_wkt = src.crs.to_wkt()
+            margin = (BOUNDARY_WIDTH + 1) * max(abs(src.transform.a), abs(src.transform.e))
+            index, buildings = labels_for_extent(
+                config.labels, crs_wkt, tuple(src.bounds), margin=margin
+            )
+            progress.log(
+                f"Rasterizing {buildings} building polygon(s) onto {src.width}x{src.height}"
+                f" pixels of {config.raster}."
+            )
+            with atomic_output(out, config.overwrite) as part:
+                counts = _write_mask(src, index, part, config, progress)
+            width, height = src.width, src.height
+    progress.set_progress(100.0)
+    return {
+        "output": str(out),
+        "buildings": buildings,
+        "building_pixels": int(counts[BUILDING]),
+        "contact_pixels": int(counts[CONTACT]),
+        "nodata_pixels": int(counts[NODATA]),
+        "width": width,
+        "height": height,
+        "crs": crs_wkt,
+    }
+
+
+def tiles(width: int, height: int, size: int) -> Iterator[Window]:
+    """Disjoint windows of at most ``size`` pixels covering the grid, row by row.
+
+    They follow the rows and columns of a :class:`WindowPlan` with stride = tile, keeping of
+    the last (shifted) window only what the one before did not cover, so every pixel is
+    written and counted once and windows start on multiples of ``size``.
+    """
+    plan = WindowPlan(width, height, tile=size, stride=size)
+    for row0, row1 in _spans(plan.rows, size, height):
+        for col0, col1 in _spans(plan.columns, size, width):
+            yield Window(col0, row0, col1 - col0, row1 - row0)
+
+
+def _spans(offsets: list[int], size: int, limit: int) -> list[tuple[int, int]]:
+    spans, end = [], 0
+    for offset in offsets:
+        start, stop = max(offset, end), min(offset + size, limit)
+        if stop > start:
+            spans.append((start, stop))
+        end = max(end, stop)
+    return spans
+
+
+def _profile(src: DatasetReader) -> dict[str, Any]:
+    return {
+        "driver": "GTiff",
+        "width": src.width,
+        "height": src.height,
+        "count": 1,
+        "dtype": "uint8",
+        "crs": src.crs,
+        "transform": src.transform,
+        "nodata": NODATA,
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+        "compress": "deflate",
+        "BIGTIFF": "IF_SAFER",
+    }
+
+
+def _write_mask(
+    src: DatasetReader,
+    index: LabelIndex,
+    path: Path,
+    config: RasterizeConfig,
+    progress: Progress,
+) -> np.ndarray:
+    """Write the mask window by window; return the pixel count of every value (256 bins)."""
+    windows = list(tiles(src.width, src.height, config.window_size))
+    bands = default_bands(src)
+    counts = np.zeros(256, dtype=np.int64)
+    with rasterio.open(path, "w", **_profile(src)) as dst:
+        dst.set_band_description(1, "building mask")
+        dst.update_tags(1, classes="0=background 1=building 2=contact 255=nodata")
+        for i, window in enumerate(windows):
+            check_canceled(progress)
+            shape = (int(window.height), int(window.width))
+            mask = index.mask(
+                window_transform(window, src.transform),
+                shape,
+                boundary=config.boundary,
+                all_touched=config.all_touched,
+                boundary_width=BOUNDARY_WIDTH,
+            )
+            _, valid = read_window(src, window, bands)
+            mask[~valid] = NODATA
+            dst.write(mask, 1, window=window)
+            counts += np.bincount(mask.ravel(), minlength=256)
+            progress.set_progress(99.0 * (i + 1) / len(windows))
+    return counts
