@@ -1,0 +1,188 @@
+"""Per-polygon cleanup of vectorized buildings: canonical form, holes, simplify, regularize, areas.
+
+Geometries come in *pixel* coordinates of the raster grid (x = column, y = row, pixel corners
+on integers), as :class:`engine.vectorize.SeamJoiner` emits them; :func:`finalize_polygons`
+cleans them there (so tolerances are in pixels), moves them to the raster's CRS with its
+geotransform and computes areas in square metres (geodesic on geographic CRSs).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from affine import Affine
+from pyproj import CRS, Geod
+from shapely import affinity
+from shapely.geometry import Polygon
+from shapely.geometry.base import BaseGeometry
+
+from engine.config import VectorizeConfig
+
+#: A polygon that fills at least this share of its minimum rotated rectangle becomes that
+#: rectangle when regularizing.
+RECTANGLE_FILL = 0.85
+
+_GEOD = Geod(ellps="WGS84")
+
+
+def _ring_corners(coords: np.ndarray) -> np.ndarray:
+    """A closed ring's coordinates without collinear or repeated vertices (still closed)."""
+    pts = np.asarray(coords, dtype=np.float64)[:-1]
+    prev, nxt = np.roll(pts, 1, axis=0), np.roll(pts, -1, axis=0)
+    cross = (pts[:, 0] - prev[:, 0]) * (nxt[:, 1] - pts[:, 1]) - (pts[:, 1] - prev[:, 1]) * (
+        nxt[:, 0] - pts[:, 0]
+    )
+    pts = pts[cross != 0]
+    return np.vstack([pts, pts[:1]])
+
+
+def canonical_polygon(geom: BaseGeometry) -> Polygon:
+    """``geom`` with only its corner vertices, normalized (same shape -> same coordinates).
+
+    Pixel outlines traced in one piece or joined from pieces across window seams differ only
+    in collinear vertices and ring start; this removes both differences.
+    """
+    if not isinstance(geom, Polygon):
+        geom = _largest_polygon(geom)
+    shell = _ring_corners(np.asarray(geom.exterior.coords))
+    holes = [_ring_corners(np.asarray(r.coords)) for r in geom.interiors]
+    return shapely.normalize(Polygon(shell, [h for h in holes if len(h) >= 4]))
+
+
+def _largest_polygon(geom: BaseGeometry) -> Polygon:
+    """The largest polygon part of a (multi)geometry (guards against degenerate unions)."""
+    parts = [g for g in getattr(geom, "geoms", [geom]) if isinstance(g, Polygon)]
+    if not parts:
+        raise ValueError(f"Expected a polygon, got {geom.geom_type}")
+    return max(parts, key=lambda p: p.area)
+
+
+def polygon_areas_m2(geoms: Sequence[BaseGeometry] | np.ndarray, crs: CRS) -> np.ndarray:
+    """Areas in square metres: geodesic (WGS84) for geographic CRSs, else planar x unit²."""
+    arr = np.asarray(geoms, dtype=object)
+    if crs.is_geographic:
+        return np.array(
+            [abs(_GEOD.geometry_area_perimeter(g)[0]) for g in arr], dtype=np.float64
+        ).reshape(len(arr))
+    return np.asarray(shapely.area(arr), dtype=np.float64) * linear_unit_factor(crs) ** 2
+
+
+def linear_unit_factor(crs: CRS) -> float:
+    """Metres per unit of a projected CRS's first axis (1.0 when unknown)."""
+    axes = crs.axis_info
+    factor = axes[0].unit_conversion_factor if axes else None
+    return float(factor) if factor else 1.0
+
+
+def fill_holes(geom: Polygon, keep: Sequence[bool]) -> Polygon:
+    """``geom`` with only the holes flagged in ``keep`` (others filled)."""
+    holes = [ring for ring, k in zip(geom.interiors, keep, strict=True) if k]
+    if len(holes) == len(geom.interiors):
+        return geom
+    return Polygon(geom.exterior, holes)
+
+
+def regularize_polygon(geom: Polygon, aspect: float = 1.0, fill: float = RECTANGLE_FILL) -> Polygon:
+    """Square off a building: its minimum rotated rectangle, shrunk to the building's area,
+    when the building fills ``fill`` of that rectangle.
+
+    ``aspect`` is the ground height/width ratio of a pixel, so the rectangle is right-angled on
+    the ground. A polygon that is not rectangular enough (an L, a courtyard) is returned as
+    given (already simplified by the caller).
+    """
+    ground = affinity.scale(geom, 1.0, aspect, origin=(0, 0))
+    rect = shapely.minimum_rotated_rectangle(ground)
+    if not isinstance(rect, Polygon) or rect.area <= 0 or ground.area / rect.area < fill:
+        return geom
+    shrink = math.sqrt(ground.area / rect.area)  # keep the building's area
+    rect = affinity.scale(rect, shrink, shrink, origin=rect.centroid)
+    rect = affinity.scale(rect, 1.0, 1.0 / aspect, origin=(0, 0))
+    return shapely.normalize(Polygon(_ring_corners(np.asarray(rect.exterior.coords))))
+
+
+def _pixel_aspect(transform: Affine, crs: CRS, row_col: tuple[float, float]) -> float:
+    """Ground height/width of one pixel near pixel ``(row, col)``."""
+    aspect = abs(transform.e / transform.a)
+    if crs.is_geographic:
+        lat = (transform * (row_col[1], row_col[0]))[1]
+        aspect /= max(math.cos(math.radians(lat)), 1e-6)
+    return aspect
+
+
+def _to_crs(geoms: np.ndarray, transform: Affine) -> np.ndarray:
+    """Pixel-coordinate geometries moved onto the CRS with ``transform``."""
+    t = transform
+
+    def move(xy: np.ndarray) -> np.ndarray:
+        x, y = xy[:, 0], xy[:, 1]
+        return np.column_stack([t.a * x + t.b * y + t.c, t.d * x + t.e * y + t.f])
+
+    return np.asarray(shapely.transform(geoms, move), dtype=object).reshape(len(geoms))
+
+
+def _clean_one(geom: Polygon, transform: Affine, crs: CRS, config: VectorizeConfig) -> Polygon:
+    """Fill small holes, simplify and optionally regularize one pixel-coordinate polygon."""
+    if geom.interiors and config.hole_area_m2 > 0:
+        rings = shapely.polygons(list(geom.interiors))
+        areas = polygon_areas_m2(_to_crs(rings, transform), crs)
+        geom = fill_holes(geom, [a >= config.hole_area_m2 for a in areas])
+    raw = geom
+    if config.simplify > 0:
+        geom = shapely.simplify(geom, config.simplify, preserve_topology=True)
+    if config.regularize:
+        centre = raw.centroid
+        aspect = _pixel_aspect(transform, crs, (centre.y, centre.x))
+        squared = regularize_polygon(raw, aspect)
+        if squared is not raw:
+            geom = squared
+    return geom
+
+
+def finalize_polygons(
+    geoms: Sequence[BaseGeometry],
+    scores: Sequence[float],
+    crs: Any,
+    config: VectorizeConfig,
+    transform: Affine,
+) -> gpd.GeoDataFrame:
+    """Clean pixel-coordinate building polygons into the output layer.
+
+    Args:
+        geoms: polygons in pixel coordinates (x = column, y = row), e.g.
+            ``[b.geometry for b in buildings]`` from :class:`engine.vectorize.SeamJoiner`.
+        scores: mean probability of each polygon.
+        crs: the raster's CRS (rasterio or pyproj CRS, WKT, "EPSG:..." ...).
+        config: hole_area_m2, simplify (pixels), regularize and min_area_m2 are used.
+        transform: the raster's geotransform (pixel -> CRS).
+
+    Returns:
+        A GeoDataFrame with ``id`` (1..n, in reading order), ``area_m2``, ``score`` and Polygon
+        geometries in ``crs``; polygons smaller than ``min_area_m2`` are dropped.
+    """
+    pcrs = CRS.from_user_input(crs)
+    cleaned = np.array(
+        [_clean_one(canonical_polygon(g), transform, pcrs, config) for g in geoms], dtype=object
+    ).reshape(len(geoms))
+    score_arr = np.asarray(scores, dtype=np.float64).reshape(len(geoms))
+    if len(cleaned):
+        bounds = shapely.bounds(cleaned)
+        order = np.lexsort((bounds[:, 0], bounds[:, 1]))
+        cleaned, score_arr = cleaned[order], score_arr[order]
+    world = _to_crs(cleaned, transform)
+    areas = polygon_areas_m2(world, pcrs)
+    keep = areas >= config.min_area_m2
+    world, areas, score_arr = world[keep], areas[keep], score_arr[keep]
+    frame = pd.DataFrame(
+        {
+            "id": np.arange(1, len(world) + 1, dtype=np.int64),
+            "area_m2": areas.astype(np.float64),
+            "score": score_arr.astype(np.float64),
+        }
+    )
+    return gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries(list(world), crs=pcrs), crs=pcrs)

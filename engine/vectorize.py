@@ -1,0 +1,365 @@
+"""Vectorize a building probability or mask raster into polygons, window by window.
+
+Windows are polygonized separately (4-connectivity, like ``rasterio.features.shapes`` on the
+whole raster) and polygons that cross a window seam are joined, so the result equals
+polygonizing the whole raster at once while memory depends on the window size and on the
+polygons still open along the seams, never on the raster size.
+
+API for reuse (``detect`` feeds probabilities as prediction finishes them)::
+
+    joiner = SeamJoiner(width, height, threshold)
+    buildings = []
+    for window, probability, valid in pieces:   # row-major, regular grid (see below)
+        buildings += joiner.add(window, probability, valid)
+    buildings += joiner.finish()                # nothing left when the grid was complete
+    gdf = finalize_polygons([b.geometry for b in buildings], [b.score for b in buildings],
+                            crs, config, transform)
+    write_polygons(gdf, output, overwrite)
+
+- ``pieces`` are ``(rasterio Window, float array (h, w), bool valid array (h, w))`` on a
+  regular grid of windows of one size (:func:`seam_windows`; the last row and column may be
+  smaller), given in row-major order. Windows must not overlap and must cover the raster.
+- A :class:`Building` holds the polygon in *pixel* coordinates of the whole raster
+  (x = column, y = row, pixel corners on integers), its pixel count and the sum of its
+  probabilities clipped to [0, 1]; ``score`` is their mean (exact across seams).
+- :func:`polygonize_windows` wraps the loop above as a generator.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import shapely
+from affine import Affine
+from rasterio import features
+from rasterio.windows import Window
+from shapely.geometry import Polygon, shape
+
+from engine.config import VectorizeConfig
+from engine.errors import ConfigError
+from engine.events import Progress, check_canceled
+from engine.outputs import atomic_output, check_output
+from engine.polygons import canonical_polygon, finalize_polygons
+from engine.rasters import open_raster, read_window, select_bands
+
+__all__ = [
+    "Building",
+    "SeamJoiner",
+    "finalize_polygons",
+    "polygonize_windows",
+    "seam_windows",
+    "vectorize",
+    "write_polygons",
+]
+
+#: OGR drivers by output extension; other extensions are left to pyogrio to infer.
+DRIVERS = {
+    ".gpkg": "GPKG",
+    ".geojson": "GeoJSON",
+    ".json": "GeoJSON",
+    ".shp": "ESRI Shapefile",
+    ".fgb": "FlatGeobuf",
+}
+MIN_WINDOW = 64
+
+
+@dataclass(frozen=True)
+class Building:
+    """One finished polygon in pixel coordinates, with its pixel count and probability sum."""
+
+    geometry: Polygon
+    pixels: int
+    score_sum: float
+
+    @property
+    def score(self) -> float:
+        """Mean probability over the polygon's pixels."""
+        return self.score_sum / self.pixels if self.pixels else 0.0
+
+
+@dataclass
+class _Edge:
+    """Piece ids along one side of a finished window, waiting for the neighbour window."""
+
+    ids: np.ndarray  # global piece id per pixel along the side, 0 = not building
+    waiting: list[int] = field(default_factory=list)  # pieces touching that side
+
+
+def seam_windows(width: int, height: int, size: int) -> Iterator[Window]:
+    """Non-overlapping ``size`` windows in row-major order; the last row/column may be smaller."""
+    for row in range(0, height, size):
+        for col in range(0, width, size):
+            yield Window(col, row, min(size, width - col), min(size, height - row))
+
+
+class SeamJoiner:
+    """Polygonizes windows and joins the pieces of polygons that cross window seams.
+
+    Pieces sharing a seam segment of positive length belong to one polygon; pieces meeting
+    only at a corner stay apart (4-connectivity). A polygon is emitted once every window it
+    can reach has been added.
+    """
+
+    def __init__(self, width: int, height: int, threshold: float) -> None:
+        self.width, self.height, self.threshold = width, height, threshold
+        self.max_value = -math.inf  # largest valid value seen (for "nothing reached" messages)
+        self._next_id = 1
+        self._parent: dict[int, int] = {}
+        self._members: dict[int, list[int]] = {}
+        self._waiting: dict[int, int] = {}  # root -> sides of its pieces not yet joined
+        self._pieces: dict[int, Building] = {}
+        self._right: dict[tuple[int, int], _Edge] = {}  # (row_off, col_end)
+        self._bottom: dict[tuple[int, int], _Edge] = {}  # (row_end, col_off)
+
+    @property
+    def open_pieces(self) -> int:
+        """Pieces held while waiting for neighbour windows."""
+        return len(self._pieces)
+
+    def add(self, window: Window, probability: np.ndarray, valid: np.ndarray) -> list[Building]:
+        """Polygonize one window; return the polygons that are now complete."""
+        col, row = int(window.col_off), int(window.row_off)
+        h, w = int(window.height), int(window.width)
+        if probability.shape != (h, w) or valid.shape != (h, w):
+            raise ValueError(f"Arrays {probability.shape} do not match window {w}x{h}.")
+        building = valid & (probability >= self.threshold)
+        if valid.any():
+            self.max_value = max(self.max_value, float(probability[valid].max()))
+        labels, pieces = self._label(building, probability, col, row)
+        base = self._next_id - 1
+        self._next_id += len(pieces)
+        gids = np.where(labels > 0, labels + base, 0)
+        links, resolved = self._take_neighbours(gids, col, row)
+        right = _ids_on(gids[:, -1]) if col + w < self.width else _ids_on(gids[:0, 0])
+        bottom = _ids_on(gids[-1, :]) if row + h < self.height else _ids_on(gids[0, :0])
+        waiting = np.zeros(len(pieces) + 1, np.int64)
+        waiting[right - base] += 1
+        waiting[bottom - base] += 1
+        held = waiting > 0
+        held[links[:, 1] - base] = True
+        done: list[Building] = []
+        for i, piece in enumerate(pieces, start=1):
+            if not held[i]:
+                done.append(piece)
+                continue
+            gid = base + i
+            self._parent[gid], self._members[gid] = gid, [gid]
+            self._waiting[gid], self._pieces[gid] = int(waiting[i]), piece
+            resolved.append(gid)
+        for a, b in links.tolist():
+            self._union(a, b)
+        if col + w < self.width:
+            self._right[(row, col + w)] = _Edge(gids[:, -1].copy(), right.tolist())
+        if row + h < self.height:
+            self._bottom[(row + h, col)] = _Edge(gids[-1, :].copy(), bottom.tolist())
+        return done + self._emit_complete(resolved)
+
+    def finish(self) -> list[Building]:
+        """Emit whatever is still open (nothing, when every window of the grid was added)."""
+        roots = {self._find(g) for g in list(self._pieces)}
+        for root in roots:
+            self._waiting[root] = 0
+        self._right.clear()
+        self._bottom.clear()
+        return self._emit_complete(list(roots))
+
+    def _label(
+        self, building: np.ndarray, probability: np.ndarray, col: int, row: int
+    ) -> tuple[np.ndarray, list[Building]]:
+        """Label image (0 = none, 1..n) and the n pieces of one window."""
+        if not building.any():
+            return np.zeros(building.shape, np.int32), []
+        shift = Affine.translation(col, row)
+        geoms = [
+            shape(g)
+            for g, _ in features.shapes(
+                building.view(np.uint8), mask=building, connectivity=4, transform=shift
+            )
+        ]
+        labels = features.rasterize(
+            ((g, i) for i, g in enumerate(geoms, start=1)),
+            out_shape=building.shape,
+            transform=shift,
+            fill=0,
+            dtype="int32",
+        )
+        flat = labels.ravel()
+        counts = np.bincount(flat, minlength=len(geoms) + 1)
+        sums = np.bincount(
+            flat, weights=np.clip(probability, 0.0, 1.0).ravel(), minlength=len(geoms) + 1
+        )
+        pieces = [Building(g, int(counts[i]), float(sums[i])) for i, g in enumerate(geoms, start=1)]
+        return labels, pieces
+
+    def _take_neighbours(
+        self, gids: np.ndarray, col: int, row: int
+    ) -> tuple[np.ndarray, list[int]]:
+        """Pairs of piece ids joined across the left and top seams, and the pieces whose
+        pending side those seams resolved."""
+        pairs: list[np.ndarray] = []
+        resolved: list[int] = []
+        for key, store, mine, side in (
+            ((row, col), self._right, gids[:, 0], col > 0),
+            ((row, col), self._bottom, gids[0, :], row > 0),
+        ):
+            if not side:
+                continue
+            edge = store.pop(key, None)
+            if edge is None or edge.ids.shape != mine.shape:
+                raise ValueError(
+                    f"Window at column {col}, row {row} does not follow its neighbour: add "
+                    "windows of a regular grid in row-major order."
+                )
+            both = (edge.ids > 0) & (mine > 0)
+            pairs.append(np.column_stack([edge.ids[both], mine[both]]))
+            for gid in edge.waiting:
+                self._waiting[self._find(gid)] -= 1
+            resolved += edge.waiting
+        links = np.unique(np.concatenate(pairs), axis=0) if pairs else np.empty((0, 2), np.int64)
+        return links, resolved
+
+    def _find(self, gid: int) -> int:
+        root = gid
+        while self._parent[root] != root:
+            root = self._parent[root]
+        while self._parent[gid] != root:
+            self._parent[gid], gid = root, self._parent[gid]
+        return root
+
+    def _union(self, a: int, b: int) -> None:
+        ra, rb = self._find(a), self._find(b)
+        if ra == rb:
+            return
+        if len(self._members[ra]) < len(self._members[rb]):
+            ra, rb = rb, ra
+        self._parent[rb] = ra
+        self._members[ra] += self._members.pop(rb)
+        self._waiting[ra] += self._waiting.pop(rb)
+
+    def _emit_complete(self, candidates: list[int]) -> list[Building]:
+        """Join and emit the groups among ``candidates`` that wait for no more windows."""
+        done: list[Building] = []
+        for root in {self._find(g) for g in candidates if g in self._parent}:
+            if self._waiting[root] > 0:
+                continue
+            members = self._members.pop(root)
+            del self._waiting[root]
+            parts = [self._pieces.pop(g) for g in members]
+            for g in members:
+                del self._parent[g]
+            done.append(_join(parts))
+        return done
+
+
+def _ids_on(side: np.ndarray) -> np.ndarray:
+    """Distinct piece ids (> 0) along one side of a window."""
+    ids = np.unique(side)
+    return ids[ids > 0].astype(np.int64)
+
+
+def _join(parts: list[Building]) -> Building:
+    """One building from pieces that share seam segments."""
+    if len(parts) == 1:
+        return parts[0]
+    geom = shapely.union_all([p.geometry for p in parts])
+    return Building(
+        canonical_polygon(geom),
+        sum(p.pixels for p in parts),
+        float(sum(p.score_sum for p in parts)),
+    )
+
+
+def polygonize_windows(
+    pieces: Iterable[tuple[Window, np.ndarray, np.ndarray]],
+    width: int,
+    height: int,
+    threshold: float,
+) -> Iterator[Building]:
+    """Finished buildings from ``(window, probability, valid)`` pieces in row-major order."""
+    joiner = SeamJoiner(width, height, threshold)
+    for window, probability, valid in pieces:
+        yield from joiner.add(window, probability, valid)
+    yield from joiner.finish()
+
+
+def write_polygons(gdf: gpd.GeoDataFrame, output: str | Path, overwrite: bool = False) -> Path:
+    """Write ``gdf`` atomically; the OGR driver follows the extension (GeoPackage by default).
+
+    The layer is named after the file stem. An empty frame still gets its schema and CRS.
+    """
+    out = Path(output)
+    driver = DRIVERS.get(out.suffix.lower(), "GPKG" if not out.suffix else None)
+    kwargs: dict[str, Any] = {"geometry_type": "Polygon"}
+    if driver in (None, "GPKG"):
+        kwargs["layer"] = out.stem
+    with atomic_output(out, overwrite) as tmp:
+        gdf.to_file(tmp, driver=driver, engine="pyogrio", **kwargs)
+    return out.expanduser().absolute()
+
+
+def check_vectorize_config(config: VectorizeConfig) -> None:
+    """Raise ConfigError for parameters out of range."""
+    if not math.isfinite(config.threshold) or config.threshold <= 0:
+        raise ConfigError(
+            f"Threshold must be a number above 0 (pixels >= threshold are building), got"
+            f" {config.threshold}; use e.g. 0.5 for probabilities or 1 for a 0/1 mask."
+        )
+    if config.window_size < MIN_WINDOW:
+        raise ConfigError(
+            f"Window size must be at least {MIN_WINDOW} pixels, got {config.window_size};"
+            " use e.g. 1024 or 2048."
+        )
+    for name in ("min_area_m2", "hole_area_m2", "simplify"):
+        value = getattr(config, name)
+        if not math.isfinite(value) or value < 0:
+            raise ConfigError(f"{name} must be 0 or more, got {value}; use 0 to turn it off.")
+
+
+def vectorize(config: VectorizeConfig, progress: Progress) -> dict[str, Any]:
+    """Vectorize ``config.raster`` into building polygons written to ``config.output``.
+
+    Returns:
+        ``{"output": path, "buildings": n, "total_area_m2": float}``.
+    """
+    check_vectorize_config(config)
+    check_output(config.output, config.overwrite)
+    with open_raster(config.raster) as src:
+        band = select_bands(src, [config.band])[0]
+        joiner = SeamJoiner(src.width, src.height, config.threshold)
+        windows = list(seam_windows(src.width, src.height, config.window_size))
+        buildings: list[Building] = []
+        for i, window in enumerate(windows, start=1):
+            check_canceled(progress)
+            data, valid = read_window(src, window, [band])
+            buildings += joiner.add(window, data[0], valid)
+            progress.set_progress(90.0 * i / len(windows))
+        buildings += joiner.finish()
+        crs, transform = src.crs, src.transform
+    if joiner.max_value < config.threshold:
+        seen = (
+            "no valid pixel"
+            if joiner.max_value == -math.inf
+            else (f"the band's largest value is {joiner.max_value:g}")
+        )
+        progress.log(
+            f"No pixel reaches the threshold {config.threshold:g} ({seen}); writing an empty"
+            " layer. Lower the threshold or check the band."
+        )
+    gdf = finalize_polygons(
+        [b.geometry for b in buildings], [b.score for b in buildings], crs, config, transform
+    )
+    check_canceled(progress)
+    out = write_polygons(gdf, config.output, config.overwrite)
+    total = float(gdf["area_m2"].sum())
+    progress.log(
+        f"{len(gdf)} buildings ({len(buildings) - len(gdf)} under {config.min_area_m2:g} m²"
+        f" dropped), {total:.1f} m² in all, written to {out}."
+    )
+    progress.set_progress(100.0)
+    return {"output": str(out), "buildings": len(gdf), "total_area_m2": total}
