@@ -129,18 +129,21 @@ class SeamJoiner:
         if probability.shape != (h, w) or valid.shape != (h, w):
             raise ValueError(f"Arrays {probability.shape} do not match window {w}x{h}.")
         building = valid & (probability >= self.threshold)
-        if valid.any():
-            self.max_value = max(self.max_value, float(probability[valid].max()))
+        seen = valid & ~np.isnan(probability)
+        self.max_value = max(
+            self.max_value, float(np.max(probability, where=seen, initial=-np.inf))
+        )
         labels, pieces = self._label(building, probability, col, row)
         base = self._next_id - 1
         self._next_id += len(pieces)
-        gids = np.where(labels > 0, labels + base, 0)
-        links, resolved = self._take_neighbours(gids, col, row)
-        right = _ids_on(gids[:, -1]) if col + w < self.width else _ids_on(gids[:0, 0])
-        bottom = _ids_on(gids[-1, :]) if row + h < self.height else _ids_on(gids[0, :0])
+        left, top = _global(labels[:, 0], base), _global(labels[0, :], base)
+        links, resolved = self._take_neighbours(left, top, col, row)
+        has_right, has_bottom = col + w < self.width, row + h < self.height
+        right = _global(labels[:, -1], base) if has_right else np.zeros(0, np.int64)
+        bottom = _global(labels[-1, :], base) if has_bottom else np.zeros(0, np.int64)
         waiting = np.zeros(len(pieces) + 1, np.int64)
-        waiting[right - base] += 1
-        waiting[bottom - base] += 1
+        waiting[_ids_on(right) - base] += 1
+        waiting[_ids_on(bottom) - base] += 1
         held = waiting > 0
         held[links[:, 1] - base] = True
         done: list[Building] = []
@@ -154,10 +157,10 @@ class SeamJoiner:
             resolved.append(gid)
         for a, b in links.tolist():
             self._union(a, b)
-        if col + w < self.width:
-            self._right[(row, col + w)] = _Edge(gids[:, -1].copy(), right.tolist())
-        if row + h < self.height:
-            self._bottom[(row + h, col)] = _Edge(gids[-1, :].copy(), bottom.tolist())
+        if has_right:
+            self._right[(row, col + w)] = _Edge(right, _ids_on(right).tolist())
+        if has_bottom:
+            self._bottom[(row + h, col)] = _Edge(bottom, _ids_on(bottom).tolist())
         return done + self._emit_complete(resolved)
 
     def finish(self) -> list[Building]:
@@ -198,15 +201,15 @@ class SeamJoiner:
         return labels, pieces
 
     def _take_neighbours(
-        self, gids: np.ndarray, col: int, row: int
+        self, left: np.ndarray, top: np.ndarray, col: int, row: int
     ) -> tuple[np.ndarray, list[int]]:
         """Pairs of piece ids joined across the left and top seams, and the pieces whose
         pending side those seams resolved."""
         pairs: list[np.ndarray] = []
         resolved: list[int] = []
         for key, store, mine, side in (
-            ((row, col), self._right, gids[:, 0], col > 0),
-            ((row, col), self._bottom, gids[0, :], row > 0),
+            ((row, col), self._right, left, col > 0),
+            ((row, col), self._bottom, top, row > 0),
         ):
             if not side:
                 continue
@@ -255,6 +258,12 @@ class SeamJoiner:
                 del self._parent[g]
             done.append(_join(parts))
         return done
+
+
+def _global(side: np.ndarray, base: int) -> np.ndarray:
+    """Window labels along one side as global piece ids (0 stays 0)."""
+    side = side.astype(np.int64)
+    return np.where(side > 0, side + base, 0)
 
 
 def _ids_on(side: np.ndarray) -> np.ndarray:
