@@ -1,0 +1,192 @@
+"""Streaming blend of overlapping window predictions into finished output blocks.
+
+Each window's probabilities are multiplied by :func:`engine.windows.blend_weights` and added
+to per-block accumulators (weighted sum and weight sum); a block is *finished* once every
+window of the plan that overlaps it has been added, and is then released as
+``sum / weight-sum`` (so the weights of each pixel sum to one).
+
+Blocks form a regular grid of ``block`` x ``block`` pixels aligned at the grid origin (the
+last row and column may be smaller), and are released in row-major order. Memory holds only
+the accumulators of blocks not yet released: with windows added row by row, that is the
+blocks under one row of windows plus at most one row of blocks waiting for its left
+neighbours, i.e. about ``(tile + 2 * block) x width`` pixels, whatever the raster's height.
+:attr:`BlockBlender.peak_blocks` reports the most blocks held at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from rasterio.windows import Window
+
+from engine.windows import blend_weights
+
+#: Value of output pixels without a prediction (input nodata, outside the extent/AOI).
+NODATA = -1.0
+
+
+@dataclass(frozen=True)
+class Block:
+    """One finished block: its window on the grid and its (C, h, w) float32 values.
+
+    ``valid`` is False where no window predicted a valid pixel (``data`` holds NODATA there).
+    """
+
+    index: int
+    window: Window
+    data: np.ndarray
+    valid: np.ndarray
+
+
+def block_windows(width: int, height: int, block: int) -> Iterator[Window]:
+    """The blocks of a ``width`` x ``height`` grid in row-major order (edges may be smaller)."""
+    for row in range(0, height, block):
+        for col in range(0, width, block):
+            yield Window(col, row, min(block, width - col), min(block, height - row))
+
+
+class _Accumulator:
+    """Weighted sums of one block."""
+
+    def __init__(self, channels: int, height: int, width: int) -> None:
+        self.sums = np.zeros((channels, height, width), dtype=np.float32)
+        self.weights = np.zeros((height, width), dtype=np.float32)
+        self.valid = np.zeros((height, width), dtype=bool)
+
+
+def _axis_counts(offsets: Sequence[int], tile: int, size: int, block: int) -> np.ndarray:
+    """How many windows along one axis overlap each block along that axis."""
+    counts = np.zeros(-(-size // block), dtype=np.int64)
+    for start in offsets:
+        lo, hi = max(start, 0), min(start + tile, size)
+        if hi > lo:
+            counts[lo // block : (hi - 1) // block + 1] += 1
+    return counts
+
+
+class BlockBlender:
+    """Accumulates tile x tile windows at the plan's offsets; releases finished blocks.
+
+    Args:
+        width: grid width in pixels.
+        height: grid height in pixels.
+        tile: window side in pixels (windows may start outside the grid).
+        margin: blend margin in pixels (see :func:`engine.windows.blend_weights`).
+        channels: values per pixel (classes).
+        rows: row offsets of the window plan.
+        columns: column offsets of the window plan.
+        block: side of the output blocks.
+    """
+
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        tile: int,
+        margin: int,
+        channels: int,
+        rows: Sequence[int],
+        columns: Sequence[int],
+        block: int = 256,
+    ) -> None:
+        self.width, self.height, self.tile, self.block = width, height, tile, block
+        self.channels = channels
+        self._weights = blend_weights(tile, margin)
+        self._blocks_x = -(-width // block)
+        self._expected = np.outer(
+            _axis_counts(rows, tile, height, block), _axis_counts(columns, tile, width, block)
+        ).ravel()
+        self._seen = np.zeros_like(self._expected)
+        self._open: dict[int, _Accumulator] = {}
+        self._next = 0
+        self.peak_blocks = 0
+
+    @property
+    def total_blocks(self) -> int:
+        """Blocks in the grid."""
+        return int(self._expected.size)
+
+    @property
+    def open_blocks(self) -> int:
+        """Blocks whose accumulators are held now."""
+        return len(self._open)
+
+    @property
+    def complete(self) -> bool:
+        """True once every block has been released."""
+        return self._next == self.total_blocks
+
+    def block_window(self, index: int) -> Window:
+        """The window of block ``index`` (row-major) on the grid."""
+        by, bx = divmod(index, self._blocks_x)
+        col, row = bx * self.block, by * self.block
+        return Window(
+            col, row, min(self.block, self.width - col), min(self.block, self.height - row)
+        )
+
+    def add(
+        self, col: int, row: int, probs: np.ndarray | None, valid: np.ndarray | None
+    ) -> list[Block]:
+        """Add the window at (``col``, ``row``); return the blocks this finished, in order.
+
+        ``probs`` (C, tile, tile) and ``valid`` (tile, tile) may be None for a window that was
+        not predicted (all nodata, or outside the work area): it still counts as done.
+        """
+        c0, r0 = max(col, 0), max(row, 0)
+        c1, r1 = min(col + self.tile, self.width), min(row + self.tile, self.height)
+        b = self.block
+        for by in range(r0 // b, (r1 - 1) // b + 1):
+            for bx in range(c0 // b, (c1 - 1) // b + 1):
+                index = by * self._blocks_x + bx
+                if probs is not None and valid is not None:
+                    y0, y1 = max(r0, by * b), min(r1, (by + 1) * b)
+                    x0, x1 = max(c0, bx * b), min(c1, (bx + 1) * b)
+                    self._accumulate(index, probs, valid, (y0, y1, x0, x1), (row, col))
+                self._seen[index] += 1
+        self.peak_blocks = max(self.peak_blocks, len(self._open))
+        return self._release()
+
+    def _accumulate(
+        self,
+        index: int,
+        probs: np.ndarray,
+        valid: np.ndarray,
+        box: tuple[int, int, int, int],
+        origin: tuple[int, int],
+    ) -> None:
+        acc = self._open.get(index)
+        if acc is None:
+            window = self.block_window(index)
+            acc = _Accumulator(self.channels, int(window.height), int(window.width))
+            self._open[index] = acc
+        (y0, y1, x0, x1), (row, col) = box, origin
+        by0, bx0 = (index // self._blocks_x) * self.block, (index % self._blocks_x) * self.block
+        out = (slice(y0 - by0, y1 - by0), slice(x0 - bx0, x1 - bx0))
+        src = (slice(y0 - row, y1 - row), slice(x0 - col, x1 - col))
+        weights = self._weights[src]
+        acc.sums[(slice(None), *out)] += probs[(slice(None), *src)] * weights
+        acc.weights[out] += weights
+        acc.valid[out] |= valid[src]
+
+    def _release(self) -> list[Block]:
+        done: list[Block] = []
+        while self._next < self.total_blocks and (
+            self._seen[self._next] >= self._expected[self._next]
+        ):
+            done.append(self._finish(self._next))
+            self._next += 1
+        return done
+
+    def _finish(self, index: int) -> Block:
+        window = self.block_window(index)
+        shape = (self.channels, int(window.height), int(window.width))
+        data = np.full(shape, NODATA, dtype=np.float32)
+        acc = self._open.pop(index, None)
+        if acc is None:
+            return Block(index, window, data, np.zeros(shape[1:], dtype=bool))
+        ok = acc.valid & (acc.weights > 0)
+        np.divide(acc.sums, acc.weights, out=data, where=ok[None])
+        np.clip(data, 0.0, 1.0, out=data, where=ok[None])
+        return Block(index, window, data, ok)

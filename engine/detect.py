@@ -1,0 +1,178 @@
+"""Detect buildings: predict and vectorize in one streaming pass.
+
+Finished probability blocks from :func:`engine.predict.probability_blocks` go straight into
+the vectorizer's seam joiner (:class:`engine.vectorize.SeamJoiner`), so the probability raster
+is never re-read; optionally the same blocks are also written to a probability GeoTIFF
+(``keep_probability``), identical to what :func:`engine.predict.predict` writes. The result
+equals running ``predict`` then ``vectorize`` on its output with the same threshold (for a
+single-class model).
+
+Threshold: ``VectorizeConfig.threshold`` set to :data:`USE_MODEL_THRESHOLD` (-1), any negative
+value or NaN means "use the threshold stored in the model file" (chosen on validation when
+training).
+
+Contact class: with a model that also predicts the contact strip between touching buildings,
+a pixel is building where building probability >= threshold AND contact probability < 0.5,
+which splits buildings that share a wall.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rasterio.io import DatasetWriter
+
+from engine.config import DetectConfig
+from engine.device import resolve_device
+from engine.events import Progress, SubProgress, check_canceled
+from engine.modelfile import ModelSpec, load_model
+from engine.outputs import atomic_output, check_output
+from engine.polygons import finalize_polygons
+from engine.predict import PredictionJob, open_probability, prepare_job, probability_blocks
+from engine.vectorize import Building, SeamJoiner, check_vectorize_config, write_polygons
+
+__all__ = ["CONTACT_THRESHOLD", "USE_MODEL_THRESHOLD", "detect", "detect_with_model"]
+
+#: Threshold value meaning "use the model file's threshold" (any negative value or NaN does).
+USE_MODEL_THRESHOLD = -1.0
+#: Contact probability from which a pixel separates buildings (models with a contact class).
+CONTACT_THRESHOLD = 0.5
+
+
+def resolve_threshold(value: float | None, spec: ModelSpec) -> float:
+    """``value``, or the model's threshold when ``value`` is None, NaN or negative."""
+    if value is None or math.isnan(value) or value < 0:
+        return float(spec.threshold)
+    return float(value)
+
+
+def _polygonize(
+    job: PredictionJob,
+    threshold: float,
+    dst: DatasetWriter | None,
+    progress: Progress,
+    workdir: str,
+) -> tuple[list[Building], SeamJoiner]:
+    """Buildings from the job's probability blocks (also written to ``dst`` when given)."""
+    joiner = SeamJoiner(job.grid.width, job.grid.height, threshold)
+    contact = job.classes.index("contact") if "contact" in job.classes else None
+    building = job.classes.index("building") if "building" in job.classes else 0
+    buildings: list[Building] = []
+    for block in probability_blocks(job, progress, workdir):
+        if dst is not None:
+            dst.write(block.data, window=block.window)
+        valid = block.valid
+        if contact is not None:
+            valid = valid & (block.data[contact] < CONTACT_THRESHOLD)
+        buildings += joiner.add(block.window, block.data[building], valid)
+    buildings += joiner.finish()
+    return buildings, joiner
+
+
+def detect_with_model(
+    config: DetectConfig,
+    model: torch.nn.Module,
+    spec: ModelSpec,
+    progress: Progress,
+    device: torch.device | None = None,
+) -> dict[str, Any]:
+    """:func:`detect` with a model already in memory (``config.predict.model`` is not read)."""
+    start = time.monotonic()
+    vec = replace(config.vectorize, threshold=resolve_threshold(config.vectorize.threshold, spec))
+    check_vectorize_config(vec)
+    out = check_output(vec.output, vec.overwrite)
+    keep = config.keep_probability or None
+    overwrite_keep = vec.overwrite or config.predict.overwrite
+    if keep:
+        check_output(keep, overwrite_keep)
+    device = device or resolve_device(config.predict.device)
+    with tempfile.TemporaryDirectory(prefix=".footprint-", dir=out.parent) as workdir:
+        job = prepare_job(config.predict, model, spec, device, progress, workdir)
+        source = "the model's" if vec.threshold != config.vectorize.threshold else "given"
+        progress.log(
+            f"Detecting buildings on {job.grid.width}x{job.grid.height} px on {job.device},"
+            f" threshold {vec.threshold:g} ({source})"
+            + (", contact class splits touching buildings." if "contact" in job.classes else ".")
+        )
+        with ExitStack() as stack:
+            dst = None
+            if keep:
+                tmp = stack.enter_context(atomic_output(keep, overwrite_keep))
+                dst = stack.enter_context(open_probability(tmp, job))
+            buildings, joiner = _polygonize(
+                job, vec.threshold, dst, SubProgress(progress, 0, 90), workdir
+            )
+            frame = finalize_polygons(
+                [b.geometry for b in buildings],
+                [b.score for b in buildings],
+                job.crs,
+                vec,
+                job.grid.transform,
+            )
+            check_canceled(progress)
+            written = write_polygons(frame, out, vec.overwrite)
+    seconds = time.monotonic() - start
+    return _result(job, frame, written, keep, vec.threshold, seconds, joiner, progress)
+
+
+def _result(
+    job: PredictionJob,
+    frame: Any,
+    output: Path,
+    keep: str | None,
+    threshold: float,
+    seconds: float,
+    joiner: SeamJoiner,
+    progress: Progress,
+) -> dict[str, Any]:
+    total = float(frame["area_m2"].sum()) if len(frame) else 0.0
+    if joiner.max_value < threshold:
+        progress.log(
+            f"No pixel reached the threshold {threshold:g} (highest probability"
+            f" {max(joiner.max_value, 0.0):.3f}); the layer is empty. Lower the threshold?"
+        )
+    mpx = job.model_grid.width * job.model_grid.height / 1e6
+    speed = mpx / seconds if seconds > 0 else 0.0
+    progress.log(f"{len(frame)} buildings ({total:.1f} m²) written to {output} in {seconds:.1f} s.")
+    progress.set_progress(100.0)
+    return {
+        "output": str(output),
+        "buildings": int(len(frame)),
+        "total_area_m2": total,
+        "probability": str(Path(keep).expanduser().absolute()) if keep else None,
+        "threshold": threshold,
+        "width": job.grid.width,
+        "height": job.grid.height,
+        "windows": job.predictor.windows_predicted,
+        "device": job.device,
+        "seconds": round(seconds, 3),
+        "megapixels_per_second": round(speed, 4),
+        "resampled": job.resampled,
+        "score_mean": float(np.mean(frame["score"])) if len(frame) else None,
+    }
+
+
+def detect(config: DetectConfig, progress: Progress) -> dict[str, Any]:
+    """Write building polygons (GeoPackage by default) detected in ``config.predict.raster``.
+
+    Polygons are in the raster's CRS with ``id``, ``area_m2`` and ``score`` (mean building
+    probability). ``config.predict.output`` is not used; ``config.keep_probability`` names an
+    optional probability GeoTIFF to keep. Outputs are atomic: a failure or cancel leaves none.
+
+    Returns:
+        ``output``, ``buildings``, ``total_area_m2``, ``probability`` (path or None),
+        ``threshold``, ``width``, ``height``, ``windows``, ``device``, ``seconds``,
+        ``megapixels_per_second``, ``resampled``, ``score_mean``.
+    """
+    check_output(config.vectorize.output, config.vectorize.overwrite)
+    device = resolve_device(config.predict.device)
+    model, spec = load_model(config.predict.model, device=str(device))
+    return detect_with_model(config, model, spec, progress, device)

@@ -1,0 +1,124 @@
+"""The work area of a prediction: an extent and/or an AOI polygon layer, in the raster's CRS.
+
+Only windows whose footprint intersects the area are predicted; output pixels whose centre
+lies outside it are nodata (the output keeps the raster's full grid).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import shapely
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.features import geometry_mask
+from rasterio.windows import Window
+from rasterio.windows import bounds as window_bounds
+from shapely.geometry import box
+from shapely.geometry.base import BaseGeometry
+
+from engine.errors import ConfigError
+from engine.events import Progress
+
+
+def _extent_geometry(extent: Sequence[float]) -> BaseGeometry:
+    if len(extent) != 4:
+        raise ConfigError(f"Extent needs 4 numbers (xmin ymin xmax ymax), got {list(extent)}.")
+    xmin, ymin, xmax, ymax = (float(v) for v in extent)
+    if not (xmin < xmax and ymin < ymax):
+        raise ConfigError(
+            f"Extent {list(extent)} is empty; give xmin ymin xmax ymax with xmin < xmax and"
+            " ymin < ymax, in the raster's CRS."
+        )
+    return box(xmin, ymin, xmax, ymax)
+
+
+def _aoi_geometry(path: str, crs: CRS, progress: Progress) -> BaseGeometry:
+    if not Path(path).exists():
+        raise ConfigError(f"AOI layer {path} does not exist; check the path.")
+    try:
+        frame = gpd.read_file(path)
+    except Exception as exc:  # pyogrio raises several types for unreadable files
+        raise ConfigError(
+            f"AOI layer {path} cannot be read ({exc}); give a polygon file such as a GeoPackage."
+        ) from exc
+    if frame.crs is None:
+        progress.log(f"AOI layer {path} has no CRS; assuming the raster's CRS.")
+    else:
+        frame = frame.to_crs(crs)
+    geoms = frame.geometry.values
+    polygons = geoms[
+        ~shapely.is_empty(geoms)
+        & np.isin(
+            shapely.get_type_id(geoms),
+            (3, 6),  # Polygon, MultiPolygon
+        )
+    ]
+    if len(polygons) == 0:
+        raise ConfigError(f"AOI layer {path} holds no polygons; give a polygon layer.")
+    return shapely.union_all(shapely.make_valid(polygons))
+
+
+def load_work_area(
+    extent: Sequence[float] | None,
+    aoi: str | None,
+    crs: CRS,
+    grid: Affine,
+    width: int,
+    height: int,
+    progress: Progress,
+) -> BaseGeometry | None:
+    """The area to predict (extent and AOI intersected), or None for the whole raster.
+
+    Raises:
+        ConfigError: the extent is malformed, the AOI unreadable or without polygons, or the
+            area does not overlap the raster.
+    """
+    if extent is None and not aoi:
+        return None
+    area: BaseGeometry | None = _extent_geometry(extent) if extent is not None else None
+    if aoi:
+        aoi_geom = _aoi_geometry(aoi, crs, progress)
+        area = aoi_geom if area is None else area.intersection(aoi_geom)
+    assert area is not None
+    raster_box = box(*window_bounds(Window(0, 0, width, height), grid))
+    overlap = area.intersection(raster_box)
+    if overlap.is_empty or overlap.area <= 0:
+        left, bottom, right, top = raster_box.bounds
+        raise ConfigError(
+            f"The extent/AOI {tuple(round(v, 3) for v in area.bounds)} does not overlap the raster"
+            f" ({left:.3f} {bottom:.3f} {right:.3f} {top:.3f} in its CRS); give an area over the"
+            " raster, in the raster's CRS for an extent."
+        )
+    shapely.prepare(overlap)
+    return overlap
+
+
+def windows_in_area(
+    area: BaseGeometry | None, offsets: Sequence[tuple[int, int]], tile: int, grid: Affine
+) -> list[bool]:
+    """For each window (col, row) of ``tile`` pixels, whether its footprint meets ``area``.
+
+    ``area`` is grown by two pixels so windows that feed resampling at its edge are kept.
+    """
+    if area is None:
+        return [True] * len(offsets)
+    grown = area.buffer(2 * max(abs(grid.a), abs(grid.e)))
+    boxes = [box(*window_bounds(Window(c, r, tile, tile), grid)) for c, r in offsets]
+    return [bool(v) for v in shapely.intersects(grown, np.array(boxes, dtype=object))]
+
+
+def area_mask(area: BaseGeometry | None, window: Window, grid: Affine) -> np.ndarray | None:
+    """True for pixels of ``window`` whose centre lies in ``area`` (None: no area)."""
+    if area is None:
+        return None
+    shape = (int(window.height), int(window.width))
+    xmin, ymin, xmax, ymax = window_bounds(window, grid)
+    part = shapely.clip_by_rect(area, xmin, ymin, xmax, ymax)
+    if part.is_empty or part.area <= 0:
+        return np.zeros(shape, dtype=bool)
+    transform = grid * Affine.translation(window.col_off, window.row_off)
+    return geometry_mask([part], out_shape=shape, transform=transform, invert=True)

@@ -1,0 +1,270 @@
+"""Tests of detect: prediction and vectorization in one streaming pass."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+import shapely
+import torch
+from affine import Affine
+from shapely.geometry import box
+from torch import nn
+
+from engine.config import DetectConfig, PredictConfig, VectorizeConfig
+from engine.detect import USE_MODEL_THRESHOLD, detect, detect_with_model, resolve_threshold
+from engine.errors import CancelledError, ConfigError, OutputError
+from engine.events import NullProgress, RecordingProgress
+from engine.modelfile import ModelSpec
+from engine.predict import predict_with_model
+from engine.vectorize import vectorize
+from tests.engine.predict_helpers import Pointwise
+
+GRID = Affine(0.5, 0, 500_000.0, 0, -0.5, 3_700_000.0)
+# Pixel rectangles (col0, row0, col1, row1); two cross the 256-pixel block seams.
+RECTS = [(10, 10, 40, 30), (240, 100, 300, 140), (100, 240, 130, 290), (350, 20, 360, 60)]
+
+
+class WithContact(nn.Module):
+    """Building from band 1, contact from band 2 (both pointwise)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([10.0 * (x[:, :1] - 0.5), 10.0 * (x[:, 1:2] - 0.5)], dim=1)
+
+
+def spec(classes: tuple[str, ...] = ("building",), threshold: float = 0.5) -> ModelSpec:
+    n = 2 if "contact" in classes else 1
+    return ModelSpec(
+        architecture="test",
+        encoder="none",
+        in_channels=n,
+        classes=classes,
+        bands=tuple(range(1, n + 1)),
+        mean=(0.0,) * n,
+        std=(1.0,) * n,
+        tile_size=64,
+        resolution_m=0.5,
+        threshold=threshold,
+    )
+
+
+def write(path: Path, data: np.ndarray, transform: Affine = GRID) -> Path:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=data.shape[2],
+        height=data.shape[1],
+        count=data.shape[0],
+        dtype="float32",
+        crs="EPSG:32616",
+        transform=transform,
+    ) as dst:
+        dst.write(data.astype(np.float32))
+    return path
+
+
+def rect_raster(tmp_path: Path, rects: list[tuple[int, int, int, int]] = RECTS) -> Path:
+    data = np.zeros((1, 300, 400), np.float32)
+    for c0, r0, c1, r1 in rects:
+        data[0, r0:r1, c0:c1] = 1.0
+    return write(tmp_path / "rects.tif", data)
+
+
+def world_box(c0: int, r0: int, c1: int, r1: int) -> Any:
+    (x0, y0), (x1, y1) = GRID * (c0, r1), GRID * (c1, r0)
+    return box(x0, y0, x1, y1)
+
+
+def config(
+    raster: Path,
+    out: Path,
+    threshold: float = USE_MODEL_THRESHOLD,
+    keep: Path | None = None,
+    **pred: Any,
+) -> DetectConfig:
+    vec = VectorizeConfig(
+        raster="",
+        output=str(out),
+        threshold=threshold,
+        min_area_m2=0.0,
+        hole_area_m2=0.0,
+        simplify=0.0,
+        overwrite=pred.pop("overwrite", False),
+    )
+    p = PredictConfig(raster=str(raster), model="unused.pt", output="", **pred)
+    return DetectConfig(p, vec, str(keep) if keep else None)
+
+
+def test_polygons_match_drawn_rectangles(tmp_path: Path) -> None:
+    raster = rect_raster(tmp_path)
+    out = tmp_path / "b.gpkg"
+    result = detect_with_model(config(raster, out), Pointwise(), spec(), NullProgress())
+    frame = gpd.read_file(out)
+    assert result["buildings"] == len(RECTS) == len(frame)
+    assert frame.crs.to_epsg() == 32616
+    assert {"area_m2", "score"} <= set(frame.columns)
+    expected = [world_box(*r) for r in RECTS]
+    for geom in expected:
+        match = frame[frame.intersects(geom.centroid)]
+        assert len(match) == 1
+        assert shapely.symmetric_difference(match.geometry.iloc[0], geom).area < 1e-6
+        assert match["area_m2"].iloc[0] == pytest.approx(geom.area)
+    assert np.allclose(frame["score"], 1 / (1 + np.exp(-5.0)), atol=1e-5)
+    assert result["probability"] is None and result["threshold"] == 0.5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.gpkg", "rects.tif"]
+
+
+def test_detect_equals_predict_then_vectorize(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    data = rect_raster(tmp_path)
+    with rasterio.open(data) as src:
+        noisy = src.read() * 0.5 + rng.random((1, 300, 400)).astype(np.float32) * 0.6
+    raster = write(tmp_path / "noisy.tif", noisy)
+    keep = tmp_path / "kept.tif"
+    one = detect_with_model(
+        config(raster, tmp_path / "one.gpkg", 0.6, keep=keep), Pointwise(), spec(), NullProgress()
+    )
+    prob = tmp_path / "prob.tif"
+    predict_with_model(
+        PredictConfig(str(raster), "unused.pt", str(prob)), Pointwise(), spec(), NullProgress()
+    )
+    vectorize(
+        VectorizeConfig(
+            str(prob),
+            str(tmp_path / "two.gpkg"),
+            threshold=0.6,
+            min_area_m2=0.0,
+            hole_area_m2=0.0,
+            simplify=0.0,
+        ),
+        NullProgress(),
+    )
+    a, b = gpd.read_file(tmp_path / "one.gpkg"), gpd.read_file(tmp_path / "two.gpkg")
+    assert one["buildings"] == len(a) == len(b) > 4
+    assert all(shapely.equals(a.geometry.values, b.geometry.values))
+    np.testing.assert_allclose(a["score"], b["score"], rtol=1e-9)
+    np.testing.assert_allclose(a["area_m2"], b["area_m2"], rtol=1e-9)
+    with rasterio.open(keep) as k, rasterio.open(prob) as p:
+        np.testing.assert_array_equal(k.read(), p.read())
+        assert k.profile == p.profile
+    assert one["probability"] == str(keep)
+
+
+def test_contact_class_splits_touching_buildings(tmp_path: Path) -> None:
+    data = np.zeros((2, 300, 400), np.float32)
+    data[0, 50:90, 50:130] = 1.0  # two 40x40 buildings sharing a wall at column 90
+    data[1, 50:90, 89:91] = 1.0  # contact strip along the wall
+    raster = write(tmp_path / "pair.tif", data)
+    two = spec(("building", "contact"))
+    result = detect_with_model(
+        config(raster, tmp_path / "c.gpkg"), WithContact(), two, NullProgress()
+    )
+    assert result["buildings"] == 2
+    frame = gpd.read_file(tmp_path / "c.gpkg")
+    assert (
+        shapely.symmetric_difference(
+            frame.union_all(),
+            shapely.union_all([world_box(50, 50, 89, 90), world_box(91, 50, 130, 90)]),
+        ).area
+        < 1e-6
+    )
+    single = write(tmp_path / "one-band.tif", data[:1])
+    merged = detect_with_model(
+        config(single, tmp_path / "m.gpkg"), Pointwise(), spec(), NullProgress()
+    )
+    assert merged["buildings"] == 1
+
+
+def test_threshold_defaults_to_the_models(tmp_path: Path) -> None:
+    data = np.zeros((1, 120, 120), np.float32)
+    data[0, 10:30, 10:30] = 0.62  # probability ~0.77
+    data[0, 60:80, 60:80] = 0.8  # probability ~0.95
+    raster = write(tmp_path / "t.tif", data)
+    strict = spec(threshold=0.9)
+    assert resolve_threshold(USE_MODEL_THRESHOLD, strict) == 0.9
+    assert resolve_threshold(float("nan"), strict) == 0.9
+    assert resolve_threshold(0.3, strict) == 0.3
+    r1 = detect_with_model(config(raster, tmp_path / "a.gpkg"), Pointwise(), strict, NullProgress())
+    r2 = detect_with_model(
+        config(raster, tmp_path / "b.gpkg", 0.5), Pointwise(), strict, NullProgress()
+    )
+    assert (r1["threshold"], r1["buildings"]) == (0.9, 1)
+    assert (r2["threshold"], r2["buildings"]) == (0.5, 2)
+    with pytest.raises(ConfigError, match="Threshold"):
+        detect_with_model(
+            config(raster, tmp_path / "c.gpkg", 0.0), Pointwise(), strict, NullProgress()
+        )
+
+
+def test_resampled_detect_keeps_raster_grid(tmp_path: Path) -> None:
+    """A 0.25 m raster with a 0.5 m model: polygons still land on the drawn rectangle."""
+    data = np.zeros((1, 200, 200), np.float32)
+    data[0, 40:120, 60:160] = 1.0
+    fine = Affine(0.25, 0, 500_000.0, 0, -0.25, 3_700_000.0)
+    raster = write(tmp_path / "fine.tif", data, fine)
+    result = detect_with_model(
+        config(raster, tmp_path / "r.gpkg"), Pointwise(), spec(), NullProgress()
+    )
+    assert result["resampled"] and result["buildings"] == 1
+    geom = gpd.read_file(tmp_path / "r.gpkg").geometry.iloc[0]
+    (x0, y0), (x1, y1) = fine * (60, 120), fine * (160, 40)
+    assert shapely.symmetric_difference(geom, box(x0, y0, x1, y1)).area < 0.05 * geom.area
+
+
+def test_cancel_leaves_nothing(tmp_path: Path) -> None:
+    raster = rect_raster(tmp_path)
+    keep = tmp_path / "p.tif"
+    with pytest.raises(CancelledError):
+        detect_with_model(
+            config(raster, tmp_path / "b.gpkg", keep=keep, batch_size=1),
+            Pointwise(),
+            spec(),
+            RecordingProgress(cancel_after=3),
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rects.tif"]
+
+
+def test_existing_output(tmp_path: Path) -> None:
+    raster = rect_raster(tmp_path)
+    (tmp_path / "b.gpkg").write_text("old")
+    with pytest.raises(OutputError, match="already exists"):
+        detect_with_model(config(raster, tmp_path / "b.gpkg"), Pointwise(), spec(), NullProgress())
+    assert (tmp_path / "b.gpkg").read_text() == "old"
+    result = detect_with_model(
+        config(raster, tmp_path / "b.gpkg", overwrite=True), Pointwise(), spec(), NullProgress()
+    )
+    assert result["buildings"] == len(RECTS)
+
+
+def test_detect_with_model_file(tmp_path: Path) -> None:
+    from engine.modelfile import save_model
+    from engine.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("compact", "none", 1, 1)
+    s = ModelSpec(
+        architecture="compact",
+        encoder="none",
+        in_channels=1,
+        classes=("building",),
+        bands=(1,),
+        mean=(0.5,),
+        std=(0.5,),
+        tile_size=32,
+        resolution_m=0.5,
+        threshold=0.5,
+    )
+    save_model(tmp_path / "m.pt", model, s)
+    raster = rect_raster(tmp_path)
+    cfg = config(raster, tmp_path / "b.gpkg", keep=tmp_path / "p.tif")
+    cfg = DetectConfig(
+        PredictConfig(str(raster), str(tmp_path / "m.pt"), ""), cfg.vectorize, cfg.keep_probability
+    )
+    result = detect(cfg, NullProgress())
+    assert Path(result["output"]).exists() and Path(result["probability"]).exists()
+    assert gpd.read_file(result["output"]).crs.to_epsg() == 32616

@@ -1,0 +1,120 @@
+"""Tests of the streaming pieces: block blending, reflect reads, the reader thread, devices."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+
+from engine.blend import BlockBlender
+from engine.device import resolve_device
+from engine.errors import ConfigError, RasterError
+from engine.events import NullProgress
+from engine.inference import TiledPredictor
+from engine.normalize import BandStats
+from engine.rasters import open_raster
+from engine.tilereader import BatchReader, read_reflected
+from tests.engine.predict_helpers import GRID, Pointwise, smooth
+
+
+def test_blend_weights_sum_to_one_over_a_plan() -> None:
+    """Blending windows that all predict 1 gives exactly 1 everywhere."""
+    tile, margin, width, height = 32, 8, 90, 70
+    from engine.windows import WindowPlan
+
+    plan = WindowPlan(width, height, tile, tile - 2 * margin, pad=margin)
+    blender = BlockBlender(width, height, tile, margin, 1, plan.rows, plan.columns, block=16)
+    out = np.zeros((height, width), np.float32)
+    ones, valid = np.ones((1, tile, tile), np.float32), np.ones((tile, tile), bool)
+    for row in plan.rows:
+        for col in plan.columns:
+            for block in blender.add(col, row, ones, valid):
+                w = block.window
+                out[w.row_off : w.row_off + w.height, w.col_off : w.col_off + w.width] = block.data[
+                    0
+                ]
+    assert blender.complete
+    np.testing.assert_allclose(out, 1.0, atol=1e-6)
+
+
+def test_read_reflected_mirrors_outside() -> None:
+    class Src:
+        width, height, nodata = 5, 4, None
+        arr = np.arange(20, dtype=np.float32).reshape(1, 4, 5)
+
+        def read(self, bands: list[int], window: Any, masked: bool) -> np.ndarray:
+            r, c = int(window.row_off), int(window.col_off)
+            return self.arr[:, r : r + int(window.height), c : c + int(window.width)].copy()
+
+        def read_masks(self, bands: list[int], window: Any) -> np.ndarray:
+            return np.full((1, int(window.height), int(window.width)), 255, np.uint8)
+
+    data, valid = read_reflected(Src(), -2, -1, 8, (1,))
+    expected = np.pad(Src.arr[0], ((1, 3), (2, 1)), mode="reflect")
+    np.testing.assert_array_equal(data[0], expected)
+    assert valid.all()
+
+
+def test_reader_errors_reach_the_caller() -> None:
+    def broken() -> Any:
+        raise RasterError("disk on fire")
+
+    reader = BatchReader(broken, [(0, 0)], [True], 8, (1,), BandStats((0.0,), (1.0,)), 1)
+    with pytest.raises(RasterError, match="disk on fire"), reader:
+        list(reader)
+
+
+def test_device_choice() -> None:
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu").type == "cpu"
+    with pytest.raises(ConfigError, match="Unknown device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            resolve_device("cuda")
+
+
+# ------------------------------------------------------------------ streaming
+
+
+def test_streaming_holds_one_row_of_windows(tmp_path: Path) -> None:
+    """Blocks are released as they finish: a tall raster never holds much more than the
+    blocks under one row of windows."""
+    width, height, tile, block = 600, 2600, 128, 256
+    path = tmp_path / "tall.tif"
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=1,
+        dtype="float32",
+        crs="EPSG:32616",
+        transform=GRID,
+    ) as dst:
+        dst.write(smooth(height, width)[None])
+    predictor = TiledPredictor(
+        Pointwise(),
+        torch.device("cpu"),
+        tile,
+        32,
+        1,
+        (1,),
+        BandStats((0.0,), (1.0,)),
+        batch_size=16,
+        block=block,
+    )
+    released = [
+        b.index
+        for b in predictor.run(lambda: open_raster(path), width, height, GRID, None, NullProgress())
+    ]
+    blocks_x = math.ceil(width / block)
+    assert released == list(range(blocks_x * math.ceil(height / block)))
+    assert predictor.peak_blocks <= blocks_x * (math.ceil(tile / block) + 2)
+    assert predictor.peak_blocks < predictor.total_blocks / 3
