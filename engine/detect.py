@@ -139,7 +139,7 @@ def _result(
             f"No pixel reached the threshold {threshold:g} (highest probability"
             f" {max(joiner.max_value, 0.0):.3f}); the layer is empty. Lower the threshold?"
         )
-    mpx = job.model_grid.width * job.model_grid.height / 1e6
+    mpx = job.grid.width * job.grid.height / 1e6  # raster pixels processed
     speed = mpx / seconds if seconds > 0 else 0.0
     progress.log(f"{len(frame)} buildings ({total:.1f} m²) written to {output} in {seconds:.1f} s.")
     progress.set_progress(100.0)

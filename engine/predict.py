@@ -329,7 +329,7 @@ def _log_start(job: PredictionJob, config: PredictConfig, progress: Progress) ->
 
 def _result(job: PredictionJob, output: str, seconds: float, progress: Progress) -> dict[str, Any]:
     p = job.predictor
-    mpx = job.model_grid.width * job.model_grid.height / 1e6
+    mpx = job.grid.width * job.grid.height / 1e6  # raster pixels processed
     speed = mpx / seconds if seconds > 0 else 0.0
     progress.log(
         f"Predicted {p.windows_predicted} of {p.windows_total} windows in {seconds:.1f} s"
@@ -356,8 +356,8 @@ def predict(config: PredictConfig, progress: Progress) -> dict[str, Any]:
 
     Returns:
         ``output``, ``width``, ``height``, ``windows`` (predicted), ``windows_total``,
-        ``device``, ``seconds``, ``megapixels_per_second``, ``resampled``, ``model_grid``,
-        ``classes``.
+        ``device``, ``seconds``, ``megapixels_per_second`` (raster pixels), ``resampled``,
+        ``model_grid`` (width, height where the model ran), ``classes``.
 
     Raises:
         ModelFileError, RasterError, ConfigError, OutputError, CancelledError (nothing is
