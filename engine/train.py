@@ -1,0 +1,377 @@
+"""Training: the loop from training windows to a model file and a report.
+
+:func:`train` builds the data (:mod:`engine.dataset`), trains with AdamW or SGD under a
+one-cycle, cosine or constant schedule (mixed precision on CUDA), validates each epoch,
+keeps the weights of the epoch with the best validation IoU, chooses the decision threshold
+that maximises IoU on that epoch's validation pixels, and writes the model file and the
+report. A checkpoint is saved in the report folder after every epoch; ``resume`` continues
+from it. On CPU a run is repeatable: everything random is seeded by ``config.seed``.
+
+It runs unchanged under ``torchrun``: with ``torch.distributed`` initialised the model is
+wrapped in DistributedDataParallel, each rank gets its share of windows, validation counts are
+summed over ranks, and only rank 0 logs and writes files.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Sized
+from pathlib import Path
+from typing import Any, cast
+
+import torch
+from torch import distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
+
+from engine import __version__
+from engine.config import TrainConfig
+from engine.dataset import TrainingData
+from engine.device import describe_device, resolve_device
+from engine.errors import ConfigError
+from engine.events import NullProgress, Progress, SubProgress, check_canceled
+from engine.losses import build_loss, targets_for
+from engine.modelfile import ModelSpec, save_model
+from engine.models import check_tile_size, create_model
+from engine.outputs import check_output
+from engine.report import write_report
+from engine.trainstate import (
+    ProbabilityHistogram,
+    TrainState,
+    load_checkpoint,
+    save_checkpoint,
+    seed_everything,
+)
+
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("onecycle", "cosine", "constant")
+
+
+def build_training_data(config: TrainConfig, progress: Progress) -> TrainingData:
+    """The training and validation windows (see :func:`engine.dataset.build_training_data`)."""
+    from engine.dataset import build_training_data as build
+
+    return build(config, progress)
+
+
+class _RankProgress(NullProgress):
+    """What ranks other than 0 report: nothing, but they see cancellation."""
+
+    def __init__(self, parent: Progress) -> None:
+        self._parent = parent
+
+    def is_canceled(self) -> bool:
+        """Ask the parent."""
+        return self._parent.is_canceled()
+
+
+def _rank() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def check_config(config: TrainConfig) -> None:
+    """Validate the parameters the loop uses, before any data is read.
+
+    Raises:
+        ConfigError: a value out of range or an unknown name.
+    """
+    if config.optimizer.lower() not in OPTIMIZERS:
+        raise ConfigError(f"Unknown optimizer {config.optimizer!r}; use {' or '.join(OPTIMIZERS)}.")
+    if config.schedule.lower() not in SCHEDULES:
+        raise ConfigError(f"Unknown schedule {config.schedule!r}; use {', '.join(SCHEDULES)}.")
+    for name in ("epochs", "batch_size"):
+        if getattr(config, name) < 1:
+            raise ConfigError(f"{name} must be >= 1, got {getattr(config, name)}.")
+    if not config.lr > 0 or config.weight_decay < 0 or config.patience < 0 or config.workers < 0:
+        raise ConfigError("lr must be > 0; weight_decay, patience and workers must be >= 0.")
+    build_loss(config.loss, config.pos_weight)
+    check_tile_size(config.architecture, config.encoder, config.tile_size)
+
+
+def report_dir_for(config: TrainConfig) -> Path:
+    """The report folder: ``config.report_dir`` or ``<output stem>_report`` beside the output."""
+    if config.report_dir:
+        return Path(config.report_dir).expanduser().absolute()
+    out = Path(config.output).expanduser().absolute()
+    return out.with_name(out.stem + "_report")
+
+
+def make_device(config: TrainConfig) -> torch.device:
+    """The device; under DDP on CUDA, the GPU of this process's LOCAL_RANK."""
+    device = resolve_device(config.device)
+    if device.type == "cuda" and _rank()[1] > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    return device
+
+
+def make_loader(
+    dataset: Dataset[Any], config: TrainConfig, shuffle: bool, device: torch.device
+) -> DataLoader[Any]:
+    """Batches of ``dataset``; shuffled by a seeded sampler (re-seeded each epoch)."""
+    _, world = _rank()
+    sampler: Any = None
+    if world > 1:
+        sampler = DistributedSampler(dataset, shuffle=shuffle, seed=config.seed)
+    elif shuffle:
+        sampler = RandomSampler(cast(Sized, dataset), generator=torch.Generator())
+    per_rank = math.ceil(len(cast(Sized, dataset)) / world)
+    return DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        sampler=sampler,
+        drop_last=shuffle and per_rank >= config.batch_size,
+        num_workers=config.workers,
+        persistent_workers=config.workers > 0,
+        pin_memory=device.type == "cuda",
+    )
+
+
+def _set_epoch(loader: DataLoader[Any], seed: int, epoch: int) -> None:
+    """Seed the sampler and the dataset's augmentation for ``epoch``."""
+    sampler = loader.sampler
+    if isinstance(sampler, DistributedSampler):
+        sampler.set_epoch(epoch)
+    elif isinstance(sampler, RandomSampler) and sampler.generator is not None:
+        sampler.generator.manual_seed(seed * 100_003 + epoch)
+    set_epoch = getattr(loader.dataset, "set_epoch", None)
+    if callable(set_epoch):
+        set_epoch(epoch)
+
+
+def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """AdamW or SGD with momentum 0.9."""
+    params = model.parameters()
+    if config.optimizer.lower() == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def make_scheduler(
+    config: TrainConfig, optimizer: torch.optim.Optimizer, steps: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """A per-batch schedule over ``steps`` batches in all."""
+    schedule = config.schedule.lower()
+    if schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=steps)
+    if schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+
+
+class Loop:
+    """One training run's model, optimiser and device; runs epochs."""
+
+    def __init__(self, config: TrainConfig, data: TrainingData, device: torch.device) -> None:
+        self.config = config
+        self.classes = tuple(data.classes)
+        self.device = device
+        model = create_model(
+            config.architecture,
+            config.encoder,
+            len(data.bands),
+            len(self.classes),
+            decoder_attention=config.decoder_attention,
+            encoder_weights=config.encoder_weights,
+        ).to(device)
+        self.bare = model
+        if _rank()[1] > 1:
+            if device.type == "cuda":
+                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+                self.bare = model
+            ids = [device.index] if device.type == "cuda" else None
+            model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        self.model = model
+        self.loss = build_loss(config.loss, config.pos_weight).to(device)
+        self.train_loader = make_loader(data.train, config, True, device)
+        self.val_loader = make_loader(data.val, config, False, device)
+        self.optimizer = make_optimizer(config, self.bare)
+        steps = config.epochs * max(len(self.train_loader), 1)
+        self.scheduler = make_scheduler(config, self.optimizer, steps)
+        self.amp = config.amp and device.type == "cuda"
+        bf16 = self.amp and torch.cuda.is_bf16_supported()
+        self.amp_dtype = torch.bfloat16 if bf16 else torch.float16
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp and not bf16)
+        self.batches_done = 0
+        self.batches_total = 1
+
+    def _forward(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        image = image.to(self.device, non_blocking=True)
+        target, valid = targets_for(self.classes, mask.to(self.device, non_blocking=True))
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
+            logits = self.model(image)
+        loss = self.loss(logits.float(), target, valid)
+        return loss, logits.float(), target, valid
+
+    def _tick(self, progress: Progress) -> None:
+        """Check for cancel before a batch; report the share of batches done."""
+        check_canceled(progress)
+        progress.set_progress(100.0 * self.batches_done / self.batches_total)
+        self.batches_done += 1
+
+    def train_epoch(self, progress: Progress) -> float:
+        """One pass over the training windows; the mean loss."""
+        self.model.train()
+        total = torch.zeros(2, dtype=torch.float64, device=self.device)
+        for image, mask in self.train_loader:
+            self._tick(progress)
+            loss, _, _, _ = self._forward(image, mask)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            total += torch.stack(
+                [loss.detach().double() * len(image), total.new_tensor(len(image))]
+            )
+        _all_reduce(total)
+        return float(total[0] / total[1].clamp(min=1))
+
+    @torch.no_grad()
+    def validate(self, progress: Progress) -> tuple[float, ProbabilityHistogram]:
+        """Mean validation loss and the histogram of building probabilities."""
+        self.model.eval()
+        hist = ProbabilityHistogram(self.device)
+        total = torch.zeros(2, dtype=torch.float64, device=self.device)
+        for image, mask in self.val_loader:
+            self._tick(progress)
+            loss, logits, target, valid = self._forward(image, mask)
+            hist.add(torch.sigmoid(logits[:, 0]), target[:, 0] > 0.5, valid[:, 0])
+            total += torch.stack([loss.double() * len(image), total.new_tensor(len(image))])
+        _all_reduce(total)
+        hist.all_reduce()
+        return float(total[0] / total[1].clamp(min=1)), hist
+
+
+def _all_reduce(tensor: torch.Tensor) -> None:
+    if _rank()[1] > 1:
+        dist.all_reduce(tensor)
+
+
+def run_epochs(loop: Loop, state: TrainState, progress: Progress, checkpoint: Path) -> None:
+    """Train from ``state.epoch`` to ``config.epochs`` (or an early stop); update ``state``."""
+    config, is_main = loop.config, _rank()[0] == 0
+    per_epoch = len(loop.train_loader) + len(loop.val_loader)
+    loop.batches_total = max(1, per_epoch * (config.epochs - state.epoch))
+    while state.epoch < config.epochs:
+        epoch = state.epoch + 1
+        _set_epoch(loop.train_loader, config.seed, epoch)
+        start = time.monotonic()
+        lr = loop.optimizer.param_groups[0]["lr"]
+        train_loss = loop.train_epoch(progress)
+        val_loss, hist = loop.validate(progress)
+        record = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            **{f"val_{k}": v for k, v in hist.counts(0.5).scores().items()},
+            "lr": lr,
+            "seconds": time.monotonic() - start,
+        }
+        state.add_epoch(record, loop.bare, hist)
+        for name, value in record.items():
+            if name != "epoch":
+                progress.metric(name, value, step=epoch)
+        progress.log(
+            f"Epoch {epoch}/{config.epochs}: train loss {train_loss:.4f}, val loss"
+            f" {val_loss:.4f}, val IoU {record['val_iou']:.4f} (best {state.best_iou:.4f} at"
+            f" epoch {state.best_epoch}), {record['seconds']:.1f} s"
+        )
+        if is_main:
+            save_checkpoint(checkpoint, state, loop)
+        if config.patience and epoch - state.best_epoch >= config.patience:
+            progress.log(f"Early stop: no better validation IoU for {config.patience} epochs.")
+            break
+
+
+def _spec(
+    config: TrainConfig, data: TrainingData, threshold: float, metrics: dict[str, float]
+) -> ModelSpec:
+    return ModelSpec(
+        architecture=config.architecture.lower(),
+        encoder=config.encoder,
+        in_channels=len(data.bands),
+        classes=tuple(data.classes),
+        bands=tuple(data.bands),
+        mean=tuple(data.stats.mean),
+        std=tuple(data.stats.std),
+        tile_size=config.tile_size,
+        resolution_m=float(data.resolution_m),
+        threshold=threshold,
+        decoder_attention=config.decoder_attention,
+        input_dtype=data.input_dtype,
+        metrics=metrics,
+        engine_version=__version__,
+    )
+
+
+def train(config: TrainConfig, progress: Progress) -> dict[str, Any]:
+    """Train a model on ``config``'s rasters and labels; write the model file and report.
+
+    Returns:
+        ``output`` (model file), ``report`` (folder), ``best_epoch``, ``threshold``,
+        ``metrics`` (validation scores at that threshold), ``epochs_run``, ``train_windows``,
+        ``val_windows``.
+
+    Raises:
+        ConfigError, RasterError, LabelsError, ModelFileError (bad checkpoint), OutputError,
+        CancelledError (the model file is not written; the last checkpoint stays).
+    """
+    rank, _ = _rank()
+    if rank != 0:
+        progress = _RankProgress(progress)
+    check_config(config)
+    if rank == 0:
+        check_output(config.output, config.overwrite)
+    seed_everything(config.seed)
+    device = make_device(config)
+    data = build_training_data(config, SubProgress(progress, 0, 10))
+    report = report_dir_for(config)
+    checkpoint = report / "checkpoint.pt"
+    loop = Loop(config, data, device)
+    n_params = sum(p.numel() for p in loop.bare.parameters())
+    progress.log(
+        f"Training {config.architecture}/{config.encoder} ({n_params:,} parameters) on"
+        f" {describe_device(device)}: {len(data.train)} training, {len(data.val)} validation"
+        f" windows of {config.tile_size} px, classes {', '.join(data.classes)}"
+    )
+    state = TrainState()
+    if config.resume:
+        state = load_checkpoint(config.resume, config, loop)
+        progress.log(f"Resuming after epoch {state.epoch} from {config.resume}.")
+    if rank == 0:
+        report.mkdir(parents=True, exist_ok=True)
+    run_epochs(loop, state, SubProgress(progress, 10, 98), checkpoint)
+    threshold, metrics = state.choose_threshold()
+    result = {
+        "output": str(Path(config.output).expanduser().absolute()),
+        "report": str(report),
+        "best_epoch": state.best_epoch,
+        "threshold": threshold,
+        "metrics": metrics,
+        "epochs_run": state.epoch,
+        "train_windows": len(data.train),
+        "val_windows": len(data.val),
+    }
+    if rank == 0:
+        loop.bare.load_state_dict(state.best_state)
+        save_model(
+            config.output,
+            loop.bare,
+            _spec(config, data, threshold, metrics),
+            overwrite=config.overwrite,
+        )
+        write_report(report, state.history, {**result, "data": data.summary})
+        checkpoint.unlink(missing_ok=True)
+    if _rank()[1] > 1:
+        dist.barrier()
+    progress.set_progress(100.0)
+    progress.log(
+        f"Best epoch {state.best_epoch}: IoU {metrics['iou']:.4f} at threshold {threshold:.2f};"
+        f" model written to {result['output']}"
+    )
+    return result

@@ -1,0 +1,317 @@
+"""Training loop on a tiny synthetic dataset: learning, repeatability, resume, early stop,
+cancel, report. The data comes from a fake ``build_training_data`` (bright squares on a dark,
+noisy background), except in the end-to-end test at the bottom."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from engine import __version__
+from engine import train as train_module
+from engine.config import TrainConfig
+from engine.dataset import TrainingData
+from engine.errors import CancelledError, ConfigError, ModelFileError, OutputError
+from engine.events import RecordingProgress
+from engine.losses import IGNORE, targets_for
+from engine.modelfile import load_model, read_spec
+from engine.models import create_model
+from engine.normalize import BandStats
+from engine.trainstate import ProbabilityHistogram
+
+TILE = 32
+
+
+class Squares(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """Bright squares (buildings) on a dark noisy background; a nodata strip in every 3rd item."""
+
+    def __init__(self, n: int, seed: int, channels: int = 2, contact: bool = False) -> None:
+        rng = np.random.default_rng(seed)
+        self.items = []
+        for i in range(n):
+            mask = np.zeros((TILE, TILE), np.uint8)
+            for _ in range(rng.integers(1, 3)):
+                s = int(rng.integers(6, 12))
+                r, c = rng.integers(0, TILE - s, 2)
+                mask[r : r + s, c : c + s] = 1
+                if contact:
+                    mask[r : r + s, c + s - 1] = 2
+            noise = rng.normal(0, 0.3, (channels, TILE, TILE))
+            image = ((mask > 0) * 1.5 - 0.5 + noise).astype(np.float32)
+            if i % 3 == 0:
+                mask[:, :4] = IGNORE
+                image[:, :, :4] = 0
+            self.items.append((torch.from_numpy(image), torch.from_numpy(mask)))
+        self.epochs: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.items[index]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epochs.append(epoch)
+
+
+def fake_data(contact: bool = False) -> TrainingData:
+    return TrainingData(
+        train=Squares(32, seed=1, contact=contact),  # type: ignore[arg-type]
+        val=Squares(12, seed=2, contact=contact),  # type: ignore[arg-type]
+        stats=BandStats((100.0, 90.0), (20.0, 25.0)),
+        bands=(3, 1),
+        resolution_m=0.5,
+        input_dtype="uint16",
+        classes=("building", "contact") if contact else ("building",),
+        summary={"fake": True},
+    )
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Any:
+    """Tiny models run as fast on one thread, and two threads crawl on a busy 2-core box."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> list[TrainConfig]:
+    """Replace the data builder with the fake; record the configs it was called with."""
+    seen: list[TrainConfig] = []
+
+    def build(config: TrainConfig, progress: Any) -> TrainingData:
+        seen.append(config)
+        return fake_data(config.boundary)
+
+    monkeypatch.setattr(train_module, "build_training_data", build)
+    return seen
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> Callable[..., TrainConfig]:
+    def make(name: str = "model.pt", **changes: Any) -> TrainConfig:
+        values: dict[str, Any] = dict(
+            rasters=("unused.tif",),
+            labels=("unused.gpkg",),
+            output=str(tmp_path / name),
+            architecture="compact",
+            encoder="none",
+            tile_size=TILE,
+            epochs=4,
+            batch_size=8,
+            lr=0.01,
+            device="cpu",
+            seed=3,
+        )
+        values.update(changes)
+        return TrainConfig(**values)
+
+    return make
+
+
+def history_losses(result: dict[str, Any]) -> list[tuple[float, ...]]:
+    history = json.loads((Path(result["report"]) / "history.json").read_text())
+    keys = ("epoch", "train_loss", "val_loss", "val_iou", "lr")
+    return [tuple(record[k] for k in keys) for record in history]
+
+
+def val_iou(model: torch.nn.Module, classes: tuple[str, ...]) -> float:
+    hist = ProbabilityHistogram()
+    model.eval()
+    with torch.no_grad():
+        for image, mask in DataLoader(fake_data().val, batch_size=6):  # type: ignore[arg-type]
+            target, valid = targets_for(classes, mask)
+            hist.add(torch.sigmoid(model(image)[:, 0]), target[:, 0] > 0.5, valid[:, 0])
+    return hist.counts(0.5).iou
+
+
+def test_training_learns_and_writes_model_and_report(
+    calls: list[TrainConfig], make_config: Callable[..., TrainConfig]
+) -> None:
+    progress = RecordingProgress()
+    config = make_config()
+    result = train_module.train(config, progress)
+    assert calls == [config]
+    assert result["output"] == config.output and result["epochs_run"] == 4
+    assert (result["train_windows"], result["val_windows"]) == (32, 12)
+    torch.manual_seed(0)
+    untrained = val_iou(create_model("compact", "none", 2, 1), ("building",))
+    model, spec = load_model(config.output)
+    trained = val_iou(model, ("building",))
+    assert untrained < 0.3 < 0.7 < trained
+    assert result["metrics"]["iou"] >= result["metrics"]["iou_at_0.5"] - 1e-9
+    assert trained == pytest.approx(result["metrics"]["iou_at_0.5"])  # best epoch's weights
+    assert spec.bands == (3, 1) and spec.mean == (100.0, 90.0) and spec.std == (20.0, 25.0)
+    assert (spec.tile_size, spec.resolution_m, spec.input_dtype) == (TILE, 0.5, "uint16")
+    assert spec.threshold == result["threshold"] and 0 < spec.threshold < 1
+    assert spec.metrics == result["metrics"] and spec.engine_version == __version__
+    report = Path(result["report"])
+    assert report == Path(config.output).with_name("model_report")
+    assert {p.name for p in report.iterdir()} == {
+        "history.json",
+        "summary.json",
+        "loss.png",
+        "metrics.png",
+    }  # the checkpoint is removed after a finished run
+    history = json.loads((report / "history.json").read_text())
+    assert [r["epoch"] for r in history] == [1, 2, 3, 4]
+    assert {
+        "train_loss",
+        "val_loss",
+        "val_precision",
+        "val_recall",
+        "val_f1",
+        "val_iou",
+        "val_accuracy",
+        "lr",
+        "seconds",
+    } <= set(history[0])
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    best = max(history, key=lambda r: r["val_iou"])
+    assert result["best_epoch"] == best["epoch"]
+    assert json.loads((report / "summary.json").read_text())["data"] == {"fake": True}
+    assert (report / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    assert ("val_iou", history[1]["val_iou"], 2) in progress.metrics
+    assert progress.percents[-1] == 100.0
+
+
+def test_cpu_runs_are_repeatable(
+    calls: list[TrainConfig], make_config: Callable[..., TrainConfig]
+) -> None:
+    first = train_module.train(make_config("a.pt", epochs=3), RecordingProgress())
+    second = train_module.train(make_config("b.pt", epochs=3), RecordingProgress())
+    assert history_losses(first) == history_losses(second)
+    third = train_module.train(make_config("c.pt", epochs=3, seed=4), RecordingProgress())
+    assert history_losses(third) != history_losses(first)
+
+
+def test_cancel_writes_no_model_and_resume_continues(
+    calls: list[TrainConfig], make_config: Callable[..., TrainConfig], tmp_path: Path
+) -> None:
+    whole = train_module.train(make_config("whole.pt"), RecordingProgress())
+    config = make_config("part.pt")
+    # 4 training + 2 validation batches per epoch: cancel during the 3rd epoch.
+    with pytest.raises(CancelledError):
+        train_module.train(config, RecordingProgress(cancel_after=14))
+    assert not Path(config.output).exists()
+    checkpoint = Path(config.output).with_name("part_report") / "checkpoint.pt"
+    assert checkpoint.is_file()
+    progress = RecordingProgress()
+    resumed = train_module.train(replace(config, resume=str(checkpoint)), progress)
+    assert any("Resuming after epoch 2" in m for m in progress.messages)
+    assert sum(m.startswith("Epoch ") for m in progress.messages) == 2  # epochs 3 and 4 only
+    assert history_losses(resumed) == history_losses(whole)
+    assert resumed["threshold"] == whole["threshold"] and resumed["epochs_run"] == 4
+    assert read_spec(config.output).metrics == read_spec(whole["output"]).metrics
+
+
+def test_resume_refuses_other_settings_and_bad_files(
+    calls: list[TrainConfig], make_config: Callable[..., TrainConfig], tmp_path: Path
+) -> None:
+    config = make_config()
+    with pytest.raises(CancelledError):
+        train_module.train(config, RecordingProgress(cancel_after=8))
+    checkpoint = str(Path(config.output).with_name("model_report") / "checkpoint.pt")
+    with pytest.raises(ConfigError, match="epochs: 4 there, 6 now"):
+        train_module.train(replace(config, resume=checkpoint, epochs=6), RecordingProgress())
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(2)}, other)
+    with pytest.raises(ModelFileError, match="not a Footprint training checkpoint"):
+        train_module.train(replace(config, resume=str(other)), RecordingProgress())
+
+
+def test_early_stopping(calls: list[TrainConfig], make_config: Callable[..., TrainConfig]) -> None:
+    result = train_module.train(make_config(epochs=20, patience=1), RecordingProgress())
+    history = json.loads((Path(result["report"]) / "history.json").read_text())
+    assert result["epochs_run"] == len(history) < 20
+    assert result["epochs_run"] == result["best_epoch"] + 1  # stopped after 1 epoch without gain
+    assert history[-1]["val_iou"] <= max(r["val_iou"] for r in history[:-1])
+
+
+def test_two_classes_sgd_cosine(
+    calls: list[TrainConfig], make_config: Callable[..., TrainConfig]
+) -> None:
+    config = make_config(
+        boundary=True,
+        optimizer="sgd",
+        schedule="cosine",
+        epochs=2,
+        loss="focal+dice",
+        pos_weight=2.0,
+    )
+    result = train_module.train(config, RecordingProgress())
+    model, spec = load_model(config.output)
+    assert spec.classes == ("building", "contact")
+    assert model(torch.zeros(1, 2, TILE, TILE)).shape == (1, 2, TILE, TILE)
+    assert result["epochs_run"] == 2
+
+
+def test_bad_settings_fail_before_reading_data(
+    calls: list[TrainConfig], make_config: Callable[..., TrainConfig]
+) -> None:
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"optimizer": "adam"}, "adamw or sgd"),
+        ({"schedule": "step"}, "onecycle"),
+        ({"loss": "hinge"}, "bce"),
+        ({"tile_size": 30}, "--tile-size 32"),
+        ({"architecture": "unet", "encoder": "resnet0"}, "resnet34"),
+        ({"epochs": 0}, "epochs"),
+    ]
+    for changes, match in cases:
+        with pytest.raises(ConfigError, match=match):
+            train_module.train(make_config(**changes), RecordingProgress())
+    existing = make_config()
+    Path(existing.output).write_text("keep me")
+    with pytest.raises(OutputError, match="overwrite"):
+        train_module.train(existing, RecordingProgress())
+    assert Path(existing.output).read_text() == "keep me"
+    assert calls == []
+
+
+# ------------------------------------------------------------------ with the real data builder
+
+
+def test_end_to_end_on_generated_raster(
+    raster_factory: Callable[..., Path], labels_factory: Callable[..., Path], tmp_path: Path
+) -> None:
+    from affine import Affine
+    from shapely.geometry import box
+
+    transform = Affine(0.5, 0, 500_000.0, 0, -0.5, 3_700_000.0)
+    rng = np.random.default_rng(0)
+    data = rng.integers(20, 60, (3, 128, 128)).astype(np.uint8)
+    geoms = []
+    for r in range(4, 128, 32):
+        for c in range(4, 128, 32):
+            data[:, r : r + 14, c : c + 18] = 200
+            x0, y0 = transform * (c, r)
+            geoms.append(box(x0, y0 - 14 * 0.5, x0 + 18 * 0.5, y0))
+    raster = raster_factory("scene.tif", data, transform=transform)
+    labels = labels_factory("buildings.gpkg", geoms)
+    config = TrainConfig(
+        rasters=(str(raster),),
+        labels=(str(labels),),
+        output=str(tmp_path / "m.pt"),
+        architecture="compact",
+        encoder="none",
+        tile_size=32,
+        epochs=2,
+        batch_size=8,
+        device="cpu",
+        val_fraction=0.25,
+    )
+    result = train_module.train(config, RecordingProgress())
+    spec = read_spec(result["output"])
+    assert spec.bands == (1, 2, 3) and spec.input_dtype == "uint8"
+    assert spec.resolution_m == pytest.approx(0.5)
+    assert result["train_windows"] > 0 and result["val_windows"] > 0
