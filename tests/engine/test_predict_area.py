@@ -110,12 +110,12 @@ def _compact(bands: int, resolution_m: float, **kw: Any) -> tuple[nn.Module, Mod
     return create_model("compact", "none", bands, 1), spec
 
 
-def test_real_jpeg_chips_folder_resampled(tmp_path: Path, shared_data: Path) -> None:
-    """Banepa test chips (JPEG + .aux.xml, EPSG:4326, 13 cm) as a folder: a VRT mosaic,
+def test_real_jpeg_chips_glob_resampled(tmp_path: Path, shared_data: Path) -> None:
+    """Banepa test chips (JPEG + .aux.xml, EPSG:4326, 13 cm) by a glob: a VRT mosaic,
     resampled to a 0.5 m model; the output lies on the mosaic's grid."""
     from engine.rasters import resolve_raster
 
-    folder = shared_data / "banepa" / "test" / "oam"
+    folder = shared_data / "banepa" / "test" / "oam" / "*-22024[12]-19.tif"  # 2x2 chips
     model, spec = _compact(3, 0.5)
     out = tmp_path / "p.tif"
     result = predict_with_model(
@@ -124,6 +124,7 @@ def test_real_jpeg_chips_folder_resampled(tmp_path: Path, shared_data: Path) -> 
     mosaic = resolve_raster(str(folder), workdir=str(tmp_path))
     with rasterio.open(mosaic) as src, rasterio.open(out) as dst:
         assert (dst.width, dst.height, dst.crs) == (src.width, src.height, src.crs)
+        assert (dst.width, dst.height) == (1024, 1024)
         assert dst.transform.almost_equals(src.transform)
         values = dst.read(1, window=((0, 256), (0, 256)))
     assert result["resampled"] and result["model_grid"][0] < result["width"] / 3
