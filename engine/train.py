@@ -90,6 +90,10 @@ def check_config(config: TrainConfig) -> None:
         raise ConfigError("lr must be > 0; weight_decay, patience and workers must be >= 0.")
     build_loss(config.loss, config.pos_weight)
     check_tile_size(config.architecture, config.encoder, config.tile_size)
+    if config.encoder_weights and not Path(config.encoder_weights).expanduser().is_file():
+        raise ConfigError(
+            f"Encoder weights {config.encoder_weights} do not exist; give a local .pt/.pth file."
+        )
 
 
 def report_dir_for(config: TrainConfig) -> Path:
@@ -325,13 +329,13 @@ def train(config: TrainConfig, progress: Progress) -> dict[str, Any]:
     if rank != 0:
         progress = _RankProgress(progress)
     check_config(config)
-    if rank == 0:
-        check_output(config.output, config.overwrite)
+    check_output(config.output, config.overwrite)
     seed_everything(config.seed)
     device = make_device(config)
     data = build_training_data(config, SubProgress(progress, 0, 10))
     report = report_dir_for(config)
     checkpoint = report / "checkpoint.pt"
+    seed_everything(config.seed)  # the same initial weights whatever the data builder drew
     loop = Loop(config, data, device)
     n_params = sum(p.numel() for p in loop.bare.parameters())
     progress.log(

@@ -60,7 +60,12 @@ class ProbabilityHistogram:
         )
 
     def best_threshold(self) -> float:
-        """The threshold in 0.01-0.99 with the highest IoU (ties: the one nearest 0.5)."""
+        """The threshold in 0.01-0.99 with the highest IoU (ties: the one nearest 0.5).
+
+        Without any building pixel every threshold scores alike; 0.5 is returned then.
+        """
+        if int(self.pos.sum()) == 0:
+            return 0.5
         candidates = [k / self.BINS for k in range(1, self.BINS)]
         return max(candidates, key=lambda t: (self.counts(t).iou, -abs(t - 0.5)))
 

@@ -22,6 +22,7 @@ from engine.dataset import TrainingData
 from engine.errors import CancelledError, ConfigError, ModelFileError, OutputError
 from engine.events import RecordingProgress
 from engine.losses import IGNORE, targets_for
+from engine.metrics import ConfusionCounts
 from engine.modelfile import load_model, read_spec
 from engine.models import create_model
 from engine.normalize import BandStats
@@ -276,6 +277,29 @@ def test_bad_settings_fail_before_reading_data(
         train_module.train(existing, RecordingProgress())
     assert Path(existing.output).read_text() == "keep me"
     assert calls == []
+
+
+def test_histogram_counts_and_threshold() -> None:
+    rng = np.random.default_rng(0)
+    prob = rng.random((3, 20, 20)).astype(np.float32)
+    truth = rng.random((3, 20, 20)) < prob**2  # higher probability, more often building
+    valid = rng.random((3, 20, 20)) > 0.2
+    hist = ProbabilityHistogram()
+    hist.add(torch.from_numpy(prob), torch.from_numpy(truth), torch.from_numpy(valid))
+    for threshold in (0.01, 0.3, 0.5, 0.77, 0.99):
+        direct = ConfusionCounts.from_arrays(prob >= threshold, truth, valid)
+        assert hist.counts(threshold) == direct
+    best = hist.best_threshold()
+    ious = {
+        k / 100: ConfusionCounts.from_arrays(prob >= k / 100, truth, valid).iou
+        for k in range(1, 100)
+    }
+    assert ious[best] == max(ious.values())
+    empty = ProbabilityHistogram()
+    empty.add(
+        torch.from_numpy(prob), torch.zeros(3, 20, 20, dtype=torch.bool), torch.from_numpy(valid)
+    )
+    assert empty.best_threshold() == 0.5
 
 
 # ------------------------------------------------------------------ with the real data builder
