@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -60,3 +62,37 @@ def test_error_exit_code_message_and_json_event(tmp_path: Path) -> None:
 def test_bad_arguments_exit_non_zero() -> None:
     result = run_cli("predict", "--raster", "x.tif")
     assert result.returncode == 2 and "required" in result.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_stops_within_two_seconds_and_leaves_nothing(tmp_path: Path, sig: int) -> None:
+    import numpy as np
+
+    from engine.modelfile import ModelSpec, save_model
+    from engine.models import create_model
+    from tests.engine.conftest import write_raster
+
+    raster = write_raster(tmp_path / "big.tif",
+                          np.random.default_rng(0).integers(0, 255, (3, 2048, 2048), np.uint8))
+    spec = ModelSpec("compact", "none", 3, ("building",), (1, 2, 3), (127.0,) * 3, (50.0,) * 3,
+                     64, 0.5)
+    model = save_model(tmp_path / "m.pt", create_model("compact", "none", 3, 1), spec)
+    out = tmp_path / "prob.tif"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine", "predict", "--events", "json", "--raster", str(raster),
+         "--model", str(model), "--output", str(out), "--margin", "8", "--batch-size", "2"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:  # wait until windows are being predicted
+        if json.loads(line)["event"] == "progress":
+            break
+    time.sleep(0.5)
+    proc.send_signal(sig)
+    start = time.monotonic()
+    code = proc.wait(timeout=10)
+    assert time.monotonic() - start < 2.0
+    assert code == 130
+    assert "Interrupted" in proc.stderr.read() if proc.stderr else False
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.tif", "m.pt"]
