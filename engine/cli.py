@@ -72,7 +72,9 @@ def _add_field(parser: argparse.ArgumentParser, f: dataclasses.Field[Any], dest:
     parser.add_argument(*flags, **kw)
 
 
-def _add_config(parser: argparse.ArgumentParser, cls: type, prefix: str, skip: Sequence[str] = ()) -> None:
+def _add_config(
+    parser: argparse.ArgumentParser, cls: type, prefix: str, skip: Sequence[str] = ()
+) -> None:
     for f in dataclasses.fields(cls):
         if f.name not in skip:
             _add_field(parser, f, prefix + f.name)
@@ -121,8 +123,15 @@ def _run_detect(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     from engine.detect import USE_MODEL_THRESHOLD, detect
 
     threshold = args.v_threshold if args.v_threshold is not None else USE_MODEL_THRESHOLD
-    vec = _build(VectorizeConfig, args, "v_", raster="", output=args.c_output,
-                 overwrite=args.c_overwrite, threshold=threshold)
+    vec = _build(
+        VectorizeConfig,
+        args,
+        "v_",
+        raster="",
+        output=args.c_output,
+        overwrite=args.c_overwrite,
+        threshold=threshold,
+    )
     pred = _build(PredictConfig, args, "c_", output=args.keep_probability or "")
     return detect(DetectConfig(pred, vec, args.keep_probability), progress)
 
@@ -135,20 +144,36 @@ def _run_evaluate(args: argparse.Namespace, progress: Progress) -> dict[str, Any
 
 def _add_detect_options(parser: argparse.ArgumentParser) -> None:
     _add_config(parser, PredictConfig, "c_", skip=("output",))
-    parser.add_argument("--output", dest="c_output", required=True, metavar="OUTPUT",
-                        help="Building polygon file to write (.gpkg, or any OGR format).")
+    parser.add_argument(
+        "--output",
+        dest="c_output",
+        required=True,
+        metavar="OUTPUT",
+        help="Building polygon file to write (.gpkg, or any OGR format).",
+    )
     vec = parser.add_argument_group("vectorize options")
     for f in dataclasses.fields(VectorizeConfig):
         if f.name not in ("raster", "output", "overwrite", "band", "threshold"):
             _add_field(vec, f, "v_" + f.name)  # type: ignore[arg-type]
-    vec.add_argument("--threshold", dest="v_threshold", type=float, default=None,
-                     help="Building probability threshold (default: the one chosen in training).")
-    parser.add_argument("--keep-probability", default=None,
-                        help="Also write the probability GeoTIFF to this path.")
+    vec.add_argument(
+        "--threshold",
+        dest="v_threshold",
+        type=float,
+        default=None,
+        help="Building probability threshold (default: the one chosen in training).",
+    )
+    parser.add_argument(
+        "--keep-probability", default=None, help="Also write the probability GeoTIFF to this path."
+    )
 
 
-COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None],
-                          Callable[[argparse.Namespace, Progress], dict[str, Any]]]] = {
+COMMANDS: dict[
+    str,
+    tuple[
+        Callable[[argparse.ArgumentParser], None],
+        Callable[[argparse.Namespace, Progress], dict[str, Any]],
+    ],
+] = {
     "rasterize-labels": (lambda p: _add_config(p, RasterizeConfig, "c_"), _run_rasterize),
     "train": (lambda p: _add_config(p, TrainConfig, "c_"), _run_train),
     "predict": (lambda p: _add_config(p, PredictConfig, "c_"), _run_predict),
@@ -171,25 +196,36 @@ class _ListModels(argparse.Action):
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one subcommand per engine command."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--events", choices=("terminal", "json", "quiet"), default="terminal",
-                        help="How to report progress: a bar on a terminal, JSON lines, or nothing.")
+    common.add_argument(
+        "--events",
+        choices=("terminal", "json", "quiet"),
+        default="terminal",
+        help="How to report progress: a bar on a terminal, JSON lines, or nothing.",
+    )
     parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"footprint-engine {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (add_options, _) in COMMANDS.items():
-        p = sub.add_parser(name, parents=[common], help=DESCRIPTIONS[name],
-                           description=DESCRIPTIONS[name])
+        p = sub.add_parser(
+            name, parents=[common], help=DESCRIPTIONS[name], description=DESCRIPTIONS[name]
+        )
         add_options(p)
         if name == "train":
-            p.add_argument("--list-models", nargs=0, action=_ListModels,
-                           help="List architectures and encoders, then exit.")
+            p.add_argument(
+                "--list-models",
+                nargs=0,
+                action=_ListModels,
+                help="List architectures and encoders, then exit.",
+            )
     return parser
 
 
 def _on_signal(signum: int, _frame: types.FrameType | None) -> None:
     """Stop at once: the exception unwinds through atomic outputs, which clean up."""
     CANCEL.set()
-    raise CancelledError(f"Interrupted by signal {signal.Signals(signum).name}; no output was written.")
+    raise CancelledError(
+        f"Interrupted by signal {signal.Signals(signum).name}; no output was written."
+    )
 
 
 def _progress_for(mode: str) -> Progress:

@@ -47,8 +47,12 @@ class TrainConfig:
     val_fraction: float = field(
         default=0.2, metadata=_h("Share of the area held out for validation, as blocks.")
     )
-    bands: tuple[int, ...] = field(default=(), metadata=_h("1-based bands to use (default: all but alpha)."))
-    architecture: str = field(default="unet", metadata=_h("Model architecture (see --list-models)."))
+    bands: tuple[int, ...] = field(
+        default=(), metadata=_h("1-based bands to use (default: all but alpha).")
+    )
+    architecture: str = field(
+        default="unet", metadata=_h("Model architecture (see --list-models).")
+    )
     encoder: str = field(default="resnet34", metadata=_h("Encoder name (any smp encoder)."))
     encoder_weights: str | None = field(
         default=None, metadata=_h("Local file with pretrained encoder weights (no downloads).")
@@ -63,15 +67,22 @@ class TrainConfig:
         default=0.3, metadata=_h("Share of windows without buildings to keep (0-1).")
     )
     augment: bool = field(default=True, metadata=_h("Random flips/rotations and colour jitter."))
-    loss: str = field(default="bce+dice", metadata=_h("Loss: bce, dice, jaccard, focal or sums like bce+dice."))
+    loss: str = field(
+        default="bce+dice", metadata=_h("Loss: bce, dice, jaccard, focal or sums like bce+dice.")
+    )
     pos_weight: float = field(default=1.0, metadata=_h("Weight of the building class in BCE."))
     optimizer: str = field(default="adamw", metadata=_h("adamw or sgd (with momentum 0.9)."))
     lr: float = field(default=1e-3, metadata=_h("Peak learning rate."))
     weight_decay: float = field(default=1e-4, metadata=_h("Weight decay."))
-    schedule: str = field(default="onecycle", metadata=_h("Learning-rate schedule: onecycle, cosine or constant."))
+    schedule: str = field(
+        default="onecycle", metadata=_h("Learning-rate schedule: onecycle, cosine or constant.")
+    )
     epochs: int = field(default=20, metadata=_h("Number of epochs."))
     batch_size: int = field(default=8, metadata=_h("Windows per batch."))
-    patience: int = field(default=0, metadata=_h("Stop after this many epochs without better validation IoU (0: never)."))
+    patience: int = field(
+        default=0,
+        metadata=_h("Stop after this many epochs without better validation IoU (0: never)."),
+    )
     seed: int = field(default=0, metadata=_h("Random seed (runs on CPU are repeatable)."))
     device: str = field(default="auto", metadata=_h("auto, cpu, cuda or cuda:N."))
     workers: int = field(default=0, metadata=_h("DataLoader worker processes."))
@@ -112,13 +123,17 @@ class VectorizeConfig:
     """Turn a probability or mask raster into building polygons."""
 
     raster: str = field(metadata=_h("Probability or mask raster."))
-    output: str = field(metadata=_h("Polygon file to write (.gpkg, or any OGR format by extension)."))
+    output: str = field(
+        metadata=_h("Polygon file to write (.gpkg, or any OGR format by extension).")
+    )
     overwrite: bool = field(default=False, metadata=_h("Replace the output if it exists."))
     threshold: float = field(default=0.5, metadata=_h("Pixels >= threshold are building."))
     band: int = field(default=1, metadata=_h("Band holding the probability."))
     min_area_m2: float = field(default=4.0, metadata=_h("Drop polygons smaller than this (m²)."))
     hole_area_m2: float = field(default=4.0, metadata=_h("Fill holes smaller than this (m²)."))
-    simplify: float = field(default=1.0, metadata=_h("Simplification tolerance in pixels (0: off)."))
+    simplify: float = field(
+        default=1.0, metadata=_h("Simplification tolerance in pixels (0: off).")
+    )
     regularize: bool = field(default=False, metadata=_h("Square off building outlines."))
     window_size: int = field(default=2048, metadata=_h("Pixels per processing window side."))
 
@@ -139,14 +154,17 @@ class EvaluateConfig:
     predicted: str = field(metadata=_h("Predicted building polygons."))
     reference: str = field(metadata=_h("Reference building polygons."))
     output: str | None = field(
-        default=None, metadata=_h("Polygon file of matched (TP), false (FP) and missed (FN) buildings.")
+        default=None,
+        metadata=_h("Polygon file of matched (TP), false (FP) and missed (FN) buildings."),
     )
     overwrite: bool = field(default=False, metadata=_h("Replace the output if it exists."))
     area: str | None = field(
-        default=None, metadata=_h("Raster or polygon layer whose extent/area limits the evaluation.")
+        default=None,
+        metadata=_h("Raster or polygon layer whose extent/area limits the evaluation."),
     )
     iou_threshold: float = field(default=0.5, metadata=_h("IoU for a one-to-one building match."))
     resolution: float | None = field(
-        default=None, metadata=_h("Pixel size for pixel scores (default: the area raster's, else 0.25 m).")
+        default=None,
+        metadata=_h("Pixel size for pixel scores (default: the area raster's, else 0.25 m)."),
     )
     report: str | None = field(default=None, metadata=_h("JSON file to write the scores to."))

@@ -113,9 +113,7 @@ def describe(src: DatasetReader) -> RasterInfo:
 
 def default_bands(src: DatasetReader) -> tuple[int, ...]:
     """All bands except alpha bands, 1-based, in order."""
-    bands = tuple(
-        i + 1 for i, ci in enumerate(src.colorinterp) if ci != ColorInterp.alpha
-    )
+    bands = tuple(i + 1 for i, ci in enumerate(src.colorinterp) if ci != ColorInterp.alpha)
     return bands or tuple(range(1, src.count + 1))
 
 
@@ -149,11 +147,19 @@ def read_window(
     # Boundless reads go through a temporary VRT (about 100x slower): only when needed.
     boundless = not _inside(window, src.width, src.height)
     data = src.read(
-        list(bands), window=window, out_shape=(len(bands), *shape), boundless=boundless,
-        fill_value=0, resampling=resampling, masked=False,
+        list(bands),
+        window=window,
+        out_shape=(len(bands), *shape),
+        boundless=boundless,
+        fill_value=0,
+        resampling=resampling,
+        masked=False,
     ).astype(np.float32, copy=False)
     masks = src.read_masks(
-        list(bands), window=window, out_shape=(len(bands), *shape), boundless=boundless,
+        list(bands),
+        window=window,
+        out_shape=(len(bands), *shape),
+        boundless=boundless,
         resampling=Resampling.nearest,
     )
     valid = np.all(masks > 0, axis=0)
@@ -165,8 +171,10 @@ def read_window(
 
 def _inside(window: Window, width: int, height: int) -> bool:
     return (
-        window.col_off >= 0 and window.row_off >= 0
-        and window.col_off + window.width <= width and window.row_off + window.height <= height
+        window.col_off >= 0
+        and window.row_off >= 0
+        and window.col_off + window.width <= width
+        and window.row_off + window.height <= height
     )
 
 
@@ -199,7 +207,8 @@ def list_rasters(path: str | os.PathLike[str]) -> list[str]:
         files = sorted(glob.glob(text, recursive=True))
     elif Path(text).is_dir():
         files = sorted(
-            str(p) for p in Path(text).rglob("*")
+            str(p)
+            for p in Path(text).rglob("*")
             if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES
         )
     else:
@@ -209,7 +218,9 @@ def list_rasters(path: str | os.PathLike[str]) -> list[str]:
     return files
 
 
-def resolve_raster(paths: str | os.PathLike[str] | Sequence[str], workdir: str | None = None) -> str:
+def resolve_raster(
+    paths: str | os.PathLike[str] | Sequence[str], workdir: str | None = None
+) -> str:
     """One raster path for ``paths``: the file itself, or a VRT mosaic of several files.
 
     A folder or glob, or a list of several files, becomes a VRT written in ``workdir`` (a
@@ -244,7 +255,8 @@ def build_vrt_xml(files: Sequence[str]) -> str:
                 f"Cannot mosaic {info.path} with {first.path}: different CRS; reproject first."
             )
         if not np.allclose(
-            [info.transform[0], info.transform[4]], [first.transform[0], first.transform[4]],
+            [info.transform[0], info.transform[4]],
+            [first.transform[0], first.transform[4]],
             rtol=1e-3,
         ):
             raise RasterError(
@@ -282,7 +294,9 @@ def build_vrt_xml(files: Sequence[str]) -> str:
             ]
             if first.nodata is not None:
                 lines.append(f"      <NODATA>{first.nodata!r}</NODATA>")
-            lines.append("    </ComplexSource>" if first.nodata is not None else "    </SimpleSource>")
+            lines.append(
+                "    </ComplexSource>" if first.nodata is not None else "    </SimpleSource>"
+            )
         lines.append("  </VRTRasterBand>")
     lines.append("</VRTDataset>")
     return "\n".join(lines) + "\n"
@@ -290,8 +304,14 @@ def build_vrt_xml(files: Sequence[str]) -> str:
 
 def _vrt_dtype(dtype: str) -> str:
     names = {
-        "uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16",
-        "uint32": "UInt32", "int32": "Int32", "float32": "Float32", "float64": "Float64",
+        "uint8": "Byte",
+        "int8": "Int8",
+        "uint16": "UInt16",
+        "int16": "Int16",
+        "uint32": "UInt32",
+        "int32": "Int32",
+        "float32": "Float32",
+        "float64": "Float64",
     }
     if dtype not in names:
         raise RasterError(f"Data type {dtype} is not supported; convert to uint8/16 or float32.")

@@ -81,13 +81,15 @@ def blend_weights(tile: int, margin: int, floor: float = 1e-3) -> np.ndarray:
     of every window covering a pixel makes the blend weights sum to one.
     """
     if margin < 0 or 2 * margin > tile:
-        raise ConfigError(f"Margin must be between 0 and half the tile ({tile // 2}), got {margin}.")
+        raise ConfigError(
+            f"Margin must be between 0 and half the tile ({tile // 2}), got {margin}."
+        )
     ramp = np.ones(tile, dtype=np.float64)
     if margin > 0:
         x = (np.arange(margin) + 0.5) / margin
         edge = np.sin(x * np.pi / 2) ** 2
         ramp[:margin] = edge
-        ramp[tile - margin:] = edge[::-1]
+        ramp[tile - margin :] = edge[::-1]
     ramp = np.maximum(ramp, floor)
     return np.outer(ramp, ramp).astype(np.float32)
 

@@ -14,7 +14,9 @@ from affine import Affine
 from shapely.geometry.base import BaseGeometry
 
 #: Real imagery for end-to-end tests: FOOTPRINT_DATA, else ../shared/data beside the project.
-DATA = Path(os.environ.get("FOOTPRINT_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
+DATA = Path(
+    os.environ.get("FOOTPRINT_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")
+)
 
 UTM = "EPSG:32616"
 WGS84 = "EPSG:4326"
@@ -42,8 +44,13 @@ def write_raster(
     if transform is None:
         transform = Affine(0.5, 0, 500_000.0, 0, -0.5, 3_700_000.0)
     profile = {
-        "driver": "GTiff", "width": width, "height": height, "count": count,
-        "dtype": str(data.dtype), "transform": transform, "nodata": nodata,
+        "driver": "GTiff",
+        "width": width,
+        "height": height,
+        "count": count,
+        "dtype": str(data.dtype),
+        "transform": transform,
+        "nodata": nodata,
     }
     if crs is not None:
         profile["crs"] = crs
@@ -60,7 +67,7 @@ def write_labels(path: Path, geoms: Sequence[BaseGeometry], crs: str | None = UT
 
 @pytest.fixture
 def raster_factory(tmp_path: Path) -> Callable[..., Path]:
-    """Make a GeoTIFF in tmp_path: ``raster_factory(name, data, crs=..., transform=..., nodata=...)``."""
+    """Make a GeoTIFF in tmp_path: ``raster_factory(name, data, crs=..., nodata=...)``."""
 
     def make(name: str, data: np.ndarray, **kwargs: object) -> Path:
         return write_raster(tmp_path / name, data, **kwargs)  # type: ignore[arg-type]

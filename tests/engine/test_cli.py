@@ -20,13 +20,24 @@ ROOT = Path(__file__).resolve().parents[2]
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run ``python -m engine`` in a subprocess from the project root."""
     return subprocess.run(
-        [sys.executable, "-m", "engine", *args], cwd=ROOT, capture_output=True, text=True,
-        timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        [sys.executable, "-m", "engine", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
 
 
 def test_every_command_has_help() -> None:
-    assert set(COMMANDS) == {"rasterize-labels", "train", "predict", "vectorize", "detect", "evaluate"}
+    assert set(COMMANDS) == {
+        "rasterize-labels",
+        "train",
+        "predict",
+        "vectorize",
+        "detect",
+        "evaluate",
+    }
     for name in COMMANDS:
         with pytest.raises(SystemExit) as exc:
             build_parser().parse_args([name, "--help"])
@@ -35,8 +46,23 @@ def test_every_command_has_help() -> None:
 
 def test_options_map_onto_configs() -> None:
     args = build_parser().parse_args(
-        ["train", "--raster", "a.tif", "--raster", "b.tif", "--labels", "l.gpkg", "--output", "m.pt",
-         "--bands", "1", "3", "--no-augment", "--epochs", "3"]
+        [
+            "train",
+            "--raster",
+            "a.tif",
+            "--raster",
+            "b.tif",
+            "--labels",
+            "l.gpkg",
+            "--output",
+            "m.pt",
+            "--bands",
+            "1",
+            "3",
+            "--no-augment",
+            "--epochs",
+            "3",
+        ]
     )
     from engine.cli import _build
     from engine.config import TrainConfig
@@ -49,8 +75,17 @@ def test_options_map_onto_configs() -> None:
 
 def test_error_exit_code_message_and_json_event(tmp_path: Path) -> None:
     missing = tmp_path / "missing.tif"
-    result = run_cli("rasterize-labels", "--events", "json", "--raster", str(missing),
-                     "--labels", str(tmp_path / "l.geojson"), "--output", str(tmp_path / "m.tif"))
+    result = run_cli(
+        "rasterize-labels",
+        "--events",
+        "json",
+        "--raster",
+        str(missing),
+        "--labels",
+        str(tmp_path / "l.geojson"),
+        "--output",
+        str(tmp_path / "m.tif"),
+    )
     assert result.returncode == 1
     assert "does not exist" in result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
@@ -72,16 +107,37 @@ def test_interrupt_stops_within_two_seconds_and_leaves_nothing(tmp_path: Path, s
     from engine.models import create_model
     from tests.engine.conftest import write_raster
 
-    raster = write_raster(tmp_path / "big.tif",
-                          np.random.default_rng(0).integers(0, 255, (3, 2048, 2048), np.uint8))
-    spec = ModelSpec("compact", "none", 3, ("building",), (1, 2, 3), (127.0,) * 3, (50.0,) * 3,
-                     64, 0.5)
+    raster = write_raster(
+        tmp_path / "big.tif", np.random.default_rng(0).integers(0, 255, (3, 2048, 2048), np.uint8)
+    )
+    spec = ModelSpec(
+        "compact", "none", 3, ("building",), (1, 2, 3), (127.0,) * 3, (50.0,) * 3, 64, 0.5
+    )
     model = save_model(tmp_path / "m.pt", create_model("compact", "none", 3, 1), spec)
     out = tmp_path / "prob.tif"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "engine", "predict", "--events", "json", "--raster", str(raster),
-         "--model", str(model), "--output", str(out), "--margin", "8", "--batch-size", "2"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "engine",
+            "predict",
+            "--events",
+            "json",
+            "--raster",
+            str(raster),
+            "--model",
+            str(model),
+            "--output",
+            str(out),
+            "--margin",
+            "8",
+            "--batch-size",
+            "2",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert proc.stdout is not None

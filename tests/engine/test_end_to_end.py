@@ -30,21 +30,55 @@ def _untrained_copy(model_path: Path, out: Path) -> Path:
 
 def _detect_and_evaluate(raster: str, model: Path, labels: str, out: Path, tag: str) -> dict:
     polygons = out / f"{tag}.gpkg"
-    result = run_cli("detect", "--events", "quiet", "--raster", raster, "--model", str(model),
-                     "--output", str(polygons), "--keep-probability", str(out / f"{tag}.tif"))
+    result = run_cli(
+        "detect",
+        "--events",
+        "quiet",
+        "--raster",
+        raster,
+        "--model",
+        str(model),
+        "--output",
+        str(polygons),
+        "--keep-probability",
+        str(out / f"{tag}.tif"),
+    )
     assert result.returncode == 0, result.stderr
     report = out / f"{tag}.json"
-    result = run_cli("evaluate", "--events", "quiet", "--predicted", str(polygons),
-                     "--reference", labels, "--area", str(out / f"{tag}.tif"),
-                     "--report", str(report))
+    result = run_cli(
+        "evaluate",
+        "--events",
+        "quiet",
+        "--predicted",
+        str(polygons),
+        "--reference",
+        labels,
+        "--area",
+        str(out / f"{tag}.tif"),
+        "--report",
+        str(report),
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(report.read_text())
 
 
 def _train(raster: str, labels: str, out: Path, *extra: str) -> Path:
     model = out / "model.pt"
-    result = run_cli("train", "--events", "json", "--raster", raster, "--labels", labels,
-                     "--output", str(model), "--architecture", "compact", *extra, timeout=400)
+    result = run_cli(
+        "train",
+        "--events",
+        "json",
+        "--raster",
+        raster,
+        "--labels",
+        labels,
+        "--output",
+        str(model),
+        "--architecture",
+        "compact",
+        *extra,
+        timeout=400,
+    )
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert events[-1]["event"] == "result"
@@ -56,16 +90,28 @@ def _train(raster: str, labels: str, out: Path, *extra: str) -> Path:
 def test_banepa_train_detect_evaluate(shared_data: Path, tmp_path: Path) -> None:
     small = shared_data / "banepa_2x2"
     labels = str(small / "banepa_2x2_buildings.geojson")
-    model = _train(str(small / "banepa_2x2_rgb_jpeg.tif"), labels, tmp_path,
-                   "--tile-size", "256", "--epochs", "20", "--batch-size", "8", "--lr", "0.01")
+    model = _train(
+        str(small / "banepa_2x2_rgb_jpeg.tif"),
+        labels,
+        tmp_path,
+        "--tile-size",
+        "256",
+        "--epochs",
+        "20",
+        "--batch-size",
+        "8",
+        "--lr",
+        "0.01",
+    )
     test_chips = shared_data / "banepa" / "test" / "oam"
     chips = sorted(test_chips.glob("OAM-386694-22024[12]-19.tif"))
     assert len(chips) == 2
     all_labels = str(shared_data / "banepa" / "labels" / "buildings_banepa_osm.geojson")
     glob = str(test_chips / "OAM-386694-22024[12]-19.tif")
     trained = _detect_and_evaluate(glob, model, all_labels, tmp_path, "trained")
-    untrained = _detect_and_evaluate(glob, _untrained_copy(model, tmp_path / "untrained.pt"),
-                                     all_labels, tmp_path, "untrained")
+    untrained = _detect_and_evaluate(
+        glob, _untrained_copy(model, tmp_path / "untrained.pt"), all_labels, tmp_path, "untrained"
+    )
     # Dense town (about half the test area is roof): an untrained model marks everything or
     # nothing, so IoU and accuracy, not F1, show what was learnt.
     assert trained["pixel_iou"] > 0.55, trained
@@ -76,14 +122,28 @@ def test_banepa_train_detect_evaluate(shared_data: Path, tmp_path: Path) -> None
 def test_atlanta_single_band_uint16_utm(shared_data: Path, tmp_path: Path) -> None:
     folder = shared_data / "atlanta_sn4"
     raster, labels = str(folder / "sample_geotiff.tif"), str(folder / "geotiff_labels.geojson")
-    model = _train(raster, labels, tmp_path, "--tile-size", "128", "--epochs", "30",
-                   "--batch-size", "8", "--lr", "0.01", "--val-fraction", "0.25")
+    model = _train(
+        raster,
+        labels,
+        tmp_path,
+        "--tile-size",
+        "128",
+        "--epochs",
+        "30",
+        "--batch-size",
+        "8",
+        "--lr",
+        "0.01",
+        "--val-fraction",
+        "0.25",
+    )
     spec = read_spec(model)
     assert spec.in_channels == 1 and spec.input_dtype == "uint16"
     assert spec.resolution_m == pytest.approx(0.5, rel=0.01)
     trained = _detect_and_evaluate(raster, model, labels, tmp_path, "trained")
-    untrained = _detect_and_evaluate(raster, _untrained_copy(model, tmp_path / "untrained.pt"),
-                                     labels, tmp_path, "untrained")
+    untrained = _detect_and_evaluate(
+        raster, _untrained_copy(model, tmp_path / "untrained.pt"), labels, tmp_path, "untrained"
+    )
     assert trained["pixel_f1"] > 0.4, trained
     assert trained["pixel_f1"] > untrained["pixel_f1"] + 0.3, (trained, untrained)
     assert trained["object_f1"] > untrained["object_f1"] + 0.1, (trained, untrained)

@@ -38,8 +38,9 @@ def test_raster_without_crs_is_refused(tmp_path: Path) -> None:
 
 
 def test_raster_without_georeference_is_refused(tmp_path: Path) -> None:
-    path = write_raster(tmp_path / "nogeo.tif", np.zeros((1, 8, 8), np.uint8),
-                        transform=Affine.identity())
+    path = write_raster(
+        tmp_path / "nogeo.tif", np.zeros((1, 8, 8), np.uint8), transform=Affine.identity()
+    )
     with pytest.raises(RasterError, match="no georeference"):
         open_raster(path)
 
@@ -68,8 +69,12 @@ def test_select_bands(tmp_path: Path) -> None:
 
 def test_ground_resolution_in_metres_for_geographic_crs(tmp_path: Path) -> None:
     deg = 1e-5
-    path = write_raster(tmp_path / "geo.tif", np.zeros((1, 4, 4), np.uint8), crs=WGS84,
-                        transform=Affine(deg, 0, 85.5, 0, -deg, 27.6))
+    path = write_raster(
+        tmp_path / "geo.tif",
+        np.zeros((1, 4, 4), np.uint8),
+        crs=WGS84,
+        transform=Affine(deg, 0, 85.5, 0, -deg, 27.6),
+    )
     with open_raster(path) as src:
         res = ground_resolution_m(src)
     # 1e-5 degree: ~0.99 m east-west at 27.6 N and ~1.1 m north-south
@@ -84,7 +89,9 @@ def test_vrt_mosaic_of_tiles_reads_like_the_original(tmp_path: Path) -> None:
     for r in range(2):
         for c in range(3):
             chip = data[:, r * 32 : (r + 1) * 32, c * 32 : (c + 1) * 32]
-            write_raster(folder / f"chip_{r}_{c}.tif", chip, transform=t * Affine.translation(c * 32, r * 32))
+            write_raster(
+                folder / f"chip_{r}_{c}.tif", chip, transform=t * Affine.translation(c * 32, r * 32)
+            )
     vrt = resolve_raster(str(folder), workdir=str(tmp_path))
     assert vrt.endswith(".vrt")
     with rasterio.open(vrt) as src:
@@ -112,9 +119,8 @@ def test_jpeg_chip_with_aux_xml_sidecar(shared_data: Path) -> None:
 def test_atomic_output_keeps_user_file_and_cleans_up(tmp_path: Path) -> None:
     out = tmp_path / "result.tif"
     out.write_text("precious")
-    with pytest.raises(OutputError, match="already exists"):
-        with atomic_output(out):
-            pass
+    with pytest.raises(OutputError, match="already exists"), atomic_output(out):
+        pass
     with pytest.raises(RuntimeError), atomic_output(out, overwrite=True) as tmp:
         tmp.write_text("half")
         raise RuntimeError("boom")
@@ -123,6 +129,5 @@ def test_atomic_output_keeps_user_file_and_cleans_up(tmp_path: Path) -> None:
     with atomic_output(out, overwrite=True) as tmp:
         tmp.write_text("new")
     assert out.read_text() == "new"
-    with pytest.raises(OutputError, match="does not exist"):
-        with atomic_output(tmp_path / "missing" / "x.tif"):
-            pass
+    with pytest.raises(OutputError, match="does not exist"), atomic_output(tmp_path / "x" / "y.tif"):
+        pass

@@ -11,10 +11,19 @@ from engine.windows import WindowPlan, blend_weights, clip_to_grid
 
 @pytest.mark.parametrize(
     ("width", "height", "tile", "stride", "pad"),
-    [(100, 70, 32, 32, 0), (100, 70, 32, 16, 0), (257, 129, 64, 40, 8), (20, 10, 32, 16, 0),
-     (20, 10, 32, 16, 4), (64, 64, 64, 64, 0), (65, 64, 64, 32, 16)],
+    [
+        (100, 70, 32, 32, 0),
+        (100, 70, 32, 16, 0),
+        (257, 129, 64, 40, 8),
+        (20, 10, 32, 16, 0),
+        (20, 10, 32, 16, 4),
+        (64, 64, 64, 64, 0),
+        (65, 64, 64, 32, 16),
+    ],
 )
-def test_plan_covers_grid_exactly(width: int, height: int, tile: int, stride: int, pad: int) -> None:
+def test_plan_covers_grid_exactly(
+    width: int, height: int, tile: int, stride: int, pad: int
+) -> None:
     plan = WindowPlan(width, height, tile, stride, pad)
     cover = np.zeros((height + 2 * pad, width + 2 * pad), dtype=int)
     for w in plan:
