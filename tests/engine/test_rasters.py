@@ -129,5 +129,5 @@ def test_atomic_output_keeps_user_file_and_cleans_up(tmp_path: Path) -> None:
     with atomic_output(out, overwrite=True) as tmp:
         tmp.write_text("new")
     assert out.read_text() == "new"
-    with pytest.raises(OutputError, match="does not exist"), atomic_output(tmp_path / "x" / "y.tif"):
+    with pytest.raises(OutputError, match="does not exist"), atomic_output(tmp_path / "x" / "y"):
         pass
