@@ -25,6 +25,7 @@ from rasterio import features, windows
 from rasterio.windows import Window
 from shapely.geometry.base import BaseGeometry
 
+from engine import labels
 from engine.config import EvaluateConfig
 from engine.errors import ConfigError, InputError, LabelsError, OutputError, RasterError
 from engine.events import NullProgress, Progress, SubProgress, check_canceled
@@ -169,17 +170,10 @@ def read_polygons(path: str | Path, role: str) -> gpd.GeoDataFrame:
 
 
 def polygonal(geoms: np.ndarray) -> np.ndarray:
-    """Valid polygonal versions of ``geoms``: repaired, non-polygonal parts dropped (empty)."""
-    geoms = np.where(shapely.is_missing(geoms), shapely.Polygon(), geoms)
-    bad = ~shapely.is_valid(geoms)
-    if bad.any():
-        geoms[bad] = shapely.make_valid(geoms[bad], method="structure", keep_collapsed=False)
-    types = shapely.get_type_id(geoms)
-    for i in np.flatnonzero(~np.isin(types, _POLYGONAL)):
-        parts = shapely.get_parts(geoms[i])
-        polys = parts[np.isin(shapely.get_type_id(parts), _POLYGONAL)]
-        geoms[i] = shapely.union_all(polys) if len(polys) else shapely.Polygon()
-    return geoms
+    """:func:`engine.labels.polygonal`, with empty polygons instead of None (keeps positions)."""
+    out = labels.polygonal(geoms)
+    out[~shapely.is_geometry(out)] = shapely.Polygon()
+    return out
 
 
 def read_area(path: str | Path) -> tuple[gpd.GeoSeries, float | None]:
