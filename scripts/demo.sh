@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 DATA=${1:-${FOOTPRINT_DATA:-../shared/data}/banepa}
 OUT=${2:-out/demo}
-EPOCHS=${FOOTPRINT_DEMO_EPOCHS:-25}
+EPOCHS=${FOOTPRINT_DEMO_EPOCHS:-15}
 PY=.venv/bin/python
 [ -d "$DATA/train" ] || { echo "Example data not found at $DATA: give its folder as first argument." >&2; exit 1; }
 mkdir -p "$OUT"
