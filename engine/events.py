@@ -154,9 +154,7 @@ class TerminalProgress(NullProgress):
         self._stream.flush()
 
     def metric(self, name: str, value: float, step: int | None = None) -> None:
-        """Print a metric as a log line."""
-        where = f" (epoch {step})" if step is not None else ""
-        self.log(f"{name}{where}: {value:.4f}")
+        """Ignore metrics: commands also log a readable summary of them."""
 
 
 class SubProgress:
