@@ -1,0 +1,303 @@
+"""Turn Processing parameters into plain file paths for the engine.
+
+The engine only takes paths. A layer that is a plain file the engine can read is passed as
+its path; anything else (memory, database and web layers, selections, filtered layers,
+layers inside multi-layer files) is first written to a temporary file in Processing's temp
+folder, keeping its CRS. Destination parameters become real file paths.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from qgis.core import (
+    QgsMapLayer,
+    QgsProcessing,
+    QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingLayerPostProcessorInterface,
+    QgsProcessingUtils,
+    QgsProviderRegistry,
+    QgsRasterDataProvider,
+    QgsRasterFileWriter,
+    QgsRasterLayer,
+    QgsRasterPipe,
+    QgsVectorLayer,
+)
+
+from .settings import resource_path
+
+#: Vector formats the engine reads directly (by file extension); others are converted.
+VECTOR_FORMATS = ["gpkg", "shp", "geojson", "json", "geojsonl", "fgb", "gml", "kml", "sqlite"]
+RASTER_OPTIONS = ["COMPRESS=DEFLATE", "TILED=YES", "BIGTIFF=IF_SAFER"]
+#: Output values that are not file paths: such outputs go to a temporary file.
+NON_FILE_PREFIXES = ("memory:", "ogr:", "postgres:", "postgis:", "spatialite:", "mssql:")
+
+
+def _text(value: Any) -> str:
+    """A decodeUri value as text (QGIS returns NULL for missing parts)."""
+    return value if isinstance(value, str) else ""
+
+
+def _label(alg: QgsProcessingAlgorithm, name: str) -> str:
+    definition = alg.parameterDefinition(name)
+    return definition.description() if definition is not None else name
+
+
+def plain_raster_path(layer: QgsRasterLayer) -> str:
+    """The layer's file path when it is one plain file GDAL reads as is, else ""."""
+    if layer.providerType() != "gdal":
+        return ""
+    source = layer.source()
+    parts = QgsProviderRegistry.instance().decodeUri("gdal", source)
+    path = _text(parts.get("path"))
+    if not path or path != source or _text(parts.get("layerName")):
+        return ""  # subdatasets, open options, /vsi... paths, connection strings
+    return path if os.path.isfile(path) else ""
+
+
+def export_raster(
+    layer: QgsRasterLayer, context: QgsProcessingContext, feedback: QgsProcessingFeedback | None
+) -> str:
+    """Write ``layer`` (its pixels, grid, CRS and nodata) to a temporary GeoTIFF; return it."""
+    provider = layer.dataProvider()
+    if provider is None or not provider.capabilities() & QgsRasterDataProvider.Size:
+        raise QgsProcessingException(
+            f"Raster layer '{layer.name()}' has no fixed pixel grid (a web map service?): save"
+            " it as a GeoTIFF first (right click > Export > Save As...) and use that file."
+        )
+    path = QgsProcessingUtils.generateTempFilename(f"{_safe(layer.name())}.tif")
+    if feedback is not None:
+        feedback.pushInfo(f"Writing raster layer '{layer.name()}' to {path}")
+    writer = QgsRasterFileWriter(path)
+    writer.setOutputFormat("GTiff")
+    writer.setCreateOptions(RASTER_OPTIONS)
+    pipe = QgsRasterPipe()
+    if not pipe.set(provider.clone()):
+        raise QgsProcessingException(f"Cannot read raster layer '{layer.name()}'.")
+    error = writer.writeRaster(
+        pipe,
+        provider.xSize(),
+        provider.ySize(),
+        provider.extent(),
+        provider.crs(),
+        context.transformContext(),
+    )
+    if error != QgsRasterFileWriter.NoError:
+        raise QgsProcessingException(
+            f"Cannot write raster layer '{layer.name()}' to {path} (error {int(error)});"
+            " check free disk space in the Processing temporary folder."
+        )
+    return path
+
+
+def raster_layer_path(
+    layer: QgsRasterLayer, context: QgsProcessingContext, feedback: QgsProcessingFeedback | None
+) -> str:
+    """A file path for a raster layer: its own file, or a temporary GeoTIFF copy."""
+    return plain_raster_path(layer) or export_raster(layer, context, feedback)
+
+
+def raster_source(
+    alg: QgsProcessingAlgorithm,
+    parameters: dict[str, Any],
+    name: str,
+    context: QgsProcessingContext,
+    feedback: QgsProcessingFeedback | None,
+) -> str:
+    """The raster parameter ``name`` as a file path the engine can read."""
+    layer = alg.parameterAsRasterLayer(parameters, name, context)
+    if layer is None or not layer.isValid():
+        raise QgsProcessingException(
+            f"{_label(alg, name)}: no readable raster layer was given; choose a raster layer"
+            " or a GeoTIFF file."
+        )
+    return raster_layer_path(layer, context, feedback)
+
+
+def _multi_layer_file(layer: QgsVectorLayer) -> bool:
+    """True when ``layer`` is one layer of a file that holds several (a GeoPackage, ...)."""
+    parts = QgsProviderRegistry.instance().decodeUri("ogr", layer.source())
+    path = _text(parts.get("path"))
+    if not path or not (_text(parts.get("layerName")) or parts.get("layerId") is not None):
+        return False
+    return len(QgsProviderRegistry.instance().querySublayers(path)) > 1
+
+
+def vector_layer_path(
+    layer: QgsVectorLayer, context: QgsProcessingContext, feedback: QgsProcessingFeedback | None
+) -> str:
+    """A file path for a vector layer: its own file, or a temporary GeoPackage copy."""
+    formats = [] if _multi_layer_file(layer) else VECTOR_FORMATS
+    path = QgsProcessingUtils.convertToCompatibleFormat(
+        layer, False, _safe(layer.name()), formats, "gpkg", context, feedback
+    )
+    if not path:
+        raise QgsProcessingException(f"Cannot write vector layer '{layer.name()}' to a file.")
+    return path
+
+
+def vector_source(
+    alg: QgsProcessingAlgorithm,
+    parameters: dict[str, Any],
+    name: str,
+    context: QgsProcessingContext,
+    feedback: QgsProcessingFeedback | None,
+) -> str:
+    """The vector (layer or feature source) parameter ``name`` as a readable file path.
+
+    Selections ("selected features only"), feature limits, filters, non-file and multi-layer
+    sources are written to a temporary GeoPackage first.
+    """
+    layer = alg.parameterAsVectorLayer(parameters, name, context)
+    if layer is None or not layer.isValid():
+        raise QgsProcessingException(
+            f"{_label(alg, name)}: no readable vector layer was given; choose a polygon layer"
+            " or a GeoPackage/GeoJSON/Shapefile file."
+        )
+    formats = [] if _multi_layer_file(layer) else VECTOR_FORMATS
+    path = alg.parameterAsCompatibleSourceLayerPath(
+        parameters, name, context, formats, "gpkg", feedback
+    )
+    if not path:
+        raise QgsProcessingException(f"{_label(alg, name)}: cannot write the layer to a file.")
+    return path
+
+
+def layer_sources(
+    alg: QgsProcessingAlgorithm,
+    parameters: dict[str, Any],
+    name: str,
+    context: QgsProcessingContext,
+    feedback: QgsProcessingFeedback | None,
+    kind: QgsMapLayer.LayerType | None = None,
+) -> list[str]:
+    """File paths of every layer of a multiple-layer parameter (rasters and/or vectors).
+
+    ``kind`` (``QgsMapLayer.RasterLayer`` or ``VectorLayer``) rejects layers of the other kind.
+    """
+    layers = alg.parameterAsLayerList(parameters, name, context)
+    paths = []
+    for layer in layers:
+        if kind is not None and layer.type() != kind:
+            raise QgsProcessingException(
+                f"{_label(alg, name)}: '{layer.name()}' is not a {_kind_name(kind)} layer."
+            )
+        if isinstance(layer, QgsRasterLayer):
+            paths.append(raster_layer_path(layer, context, feedback))
+        elif isinstance(layer, QgsVectorLayer):
+            paths.append(vector_layer_path(layer, context, feedback))
+        else:
+            raise QgsProcessingException(f"{_label(alg, name)}: unsupported layer {layer.name()}.")
+    return paths
+
+
+def vector_sources(
+    alg: QgsProcessingAlgorithm,
+    parameters: dict[str, Any],
+    name: str,
+    context: QgsProcessingContext,
+    feedback: QgsProcessingFeedback | None,
+) -> list[str]:
+    """File paths of the vector layers of a multiple-layer parameter."""
+    return layer_sources(alg, parameters, name, context, feedback, QgsMapLayer.VectorLayer)
+
+
+def raster_sources(
+    alg: QgsProcessingAlgorithm,
+    parameters: dict[str, Any],
+    name: str,
+    context: QgsProcessingContext,
+    feedback: QgsProcessingFeedback | None,
+) -> list[str]:
+    """File paths of the raster layers of a multiple-layer parameter."""
+    return layer_sources(alg, parameters, name, context, feedback, QgsMapLayer.RasterLayer)
+
+
+def output_path(
+    alg: QgsProcessingAlgorithm,
+    parameters: dict[str, Any],
+    name: str,
+    context: QgsProcessingContext,
+    default_ext: str,
+) -> str:
+    """A real file path for the destination parameter ``name``.
+
+    Temporary and non-file outputs (``TEMPORARY_OUTPUT``, ``memory:``, database URIs) become
+    a temporary file with ``default_ext`` (e.g. ``"gpkg"``, ``"tif"``, ``"pt"``); a path
+    without an extension gets it; the parent folder is created.
+    """
+    ext = default_ext.lstrip(".")
+    definition = alg.parameterDefinition(name)
+    if definition is not None and definition.type() in ("file", "fileDestination", "folder"):
+        path = alg.parameterAsFileOutput(parameters, name, context)
+    else:
+        path = alg.parameterAsOutputLayer(parameters, name, context)
+    if not path or path == QgsProcessing.TEMPORARY_OUTPUT or path.startswith(NON_FILE_PREFIXES):
+        temporary = QgsProcessingUtils.generateTempFilename(f"{name}.{ext}")
+        _move_load_on_completion(context, path, temporary)
+        path = temporary
+    elif ext and not Path(path).suffix:
+        _move_load_on_completion(context, path, f"{path}.{ext}")
+        path = f"{path}.{ext}"
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _move_load_on_completion(context: QgsProcessingContext, old: str, new: str) -> None:
+    """Load ``new`` on completion in place of ``old`` (a memory: or extension-less output)."""
+    layers = context.layersToLoadOnCompletion()
+    if old in layers:
+        layers[new] = layers.pop(old)
+        context.setLayersToLoadOnCompletion(layers)
+
+
+class _StylePostProcessor(QgsProcessingLayerPostProcessorInterface):
+    """Applies a QML style from ``resources/`` to an output layer when it is loaded."""
+
+    _alive: list[_StylePostProcessor] = []  # Processing does not own post-processors
+
+    def __init__(self, qml: str) -> None:
+        super().__init__()
+        self.qml = qml
+
+    def postProcessLayer(
+        self, layer: QgsMapLayer, context: QgsProcessingContext, feedback: QgsProcessingFeedback
+    ) -> None:
+        """Load the style onto the freshly loaded layer."""
+        if layer is not None and layer.isValid():
+            layer.loadNamedStyle(self.qml)
+            layer.triggerRepaint()
+
+    @classmethod
+    def create(cls, qml: str) -> _StylePostProcessor:
+        """A post-processor kept alive for the session."""
+        processor = cls(qml)
+        cls._alive.append(processor)
+        return processor
+
+
+def style_output(context: QgsProcessingContext, path: str, style: str) -> bool:
+    """Style the output ``path`` with ``resources/<style>`` when Processing loads it.
+
+    Returns True when the output will be loaded (and so styled).
+    """
+    if not context.willLoadLayerOnCompletion(path):
+        return False
+    details = context.layerToLoadOnCompletionDetails(path)
+    details.setPostProcessor(_StylePostProcessor.create(resource_path(style)))
+    return True
+
+
+def _safe(name: str) -> str:
+    """A file-name-safe version of a layer name."""
+    cleaned = "".join(c if c.isalnum() or c in "-_" else "_" for c in name).strip("_")
+    return cleaned[:60] or "layer"
+
+
+def _kind_name(kind: QgsMapLayer.LayerType) -> str:
+    return "raster" if kind == QgsMapLayer.RasterLayer else "vector"

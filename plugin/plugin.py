@@ -1,0 +1,68 @@
+"""The QGIS plugin object: registers the Processing provider and adds menu entries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qgis.core import QgsApplication
+from qgis.PyQt.QtWidgets import QAction
+
+from .provider import FootprintProvider
+from .settings import SettingsDialog, plugin_icon
+
+MENU = "&Footprint"
+DETECT_ID = "footprint:detect"
+
+
+class FootprintPlugin:
+    """Loaded by QGIS through ``classFactory``; ``iface`` is None under qgis_process."""
+
+    def __init__(self, iface: Any) -> None:
+        self.iface = iface
+        self.provider: FootprintProvider | None = None
+        self.actions: list[QAction] = []
+
+    def initProcessing(self) -> None:
+        """Register the Processing provider (also without a GUI)."""
+        if self.provider is None:
+            self.provider = FootprintProvider()
+            QgsApplication.processingRegistry().addProvider(self.provider)
+
+    def initGui(self) -> None:
+        """Register the provider; add a toolbar button and the Plugins > Footprint menu."""
+        self.initProcessing()
+        if self.iface is None:
+            return
+        window = self.iface.mainWindow()
+        detect = QAction(plugin_icon(), "Detect buildings…", window)
+        detect.setToolTip("Detect building footprints in a raster with a trained model")
+        detect.triggered.connect(self.open_detect)
+        settings = QAction("Settings…", window)
+        settings.triggered.connect(self.open_settings)
+        for action in (detect, settings):
+            self.iface.addPluginToMenu(MENU, action)
+        self.iface.addToolBarIcon(detect)
+        self.actions = [detect, settings]
+
+    def unload(self) -> None:
+        """Remove the menu entries, the toolbar button and the provider."""
+        for action in self.actions:
+            if self.iface is not None:
+                self.iface.removePluginMenu(MENU, action)
+                self.iface.removeToolBarIcon(action)
+            action.deleteLater()
+        self.actions = []
+        if self.provider is not None:
+            QgsApplication.processingRegistry().removeProvider(self.provider)
+            self.provider = None
+
+    def open_detect(self) -> None:
+        """Open the Detect algorithm's dialog."""
+        import processing
+
+        processing.execAlgorithmDialog(DETECT_ID)
+
+    def open_settings(self) -> None:
+        """Open the settings dialog."""
+        parent = self.iface.mainWindow() if self.iface is not None else None
+        SettingsDialog(parent).exec_()
