@@ -101,7 +101,9 @@ def provider(qgis_app: QgsApplication) -> Any:
 def engine_python() -> str:
     """The engine interpreter (torch, rasterio, ...); skips when there is none."""
     if not ENGINE_PYTHON or not os.path.isfile(ENGINE_PYTHON):
-        pytest.skip("engine environment not found: run `bash scripts/setup.sh` (or set FOOTPRINT_PYTHON)")
+        pytest.skip(
+            "engine environment not found: run `bash scripts/setup.sh` (or set FOOTPRINT_PYTHON)"
+        )
     from footprint.plugin.runner import EngineCheckError, check_engine
 
     try:
