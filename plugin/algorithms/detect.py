@@ -1,0 +1,150 @@
+"""Detect buildings: predict and vectorize in one pass, raster + model to polygons."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingContext,
+    QgsProcessingFeedback,
+    QgsProcessingOutputLayerDefinition,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterVectorDestination,
+)
+
+from ..layers import output_path, raster_source
+from .base import FootprintAlgorithm
+from .predict import add_inference_parameters, extent_args, inference_args, model_parameter
+from .vectorize import BUILDINGS_STYLE, StyledOutputs, add_polygon_parameters, polygon_args
+
+
+def destination_given(value: Any) -> bool:
+    """True when an optional destination parameter was given a value (not skipped)."""
+    if isinstance(value, QgsProcessingOutputLayerDefinition):
+        value = value.sink.staticValue()
+    return value is not None and str(value).strip() != ""
+
+
+class Detect(StyledOutputs, FootprintAlgorithm):
+    """``footprint:detect``: engine ``detect``."""
+
+    NAME = "detect"
+    DISPLAY_NAME = "Detect buildings"
+    HELP = (
+        "Finds buildings in a raster with a trained model and writes them as polygons: "
+        "Predict and Vectorize in one pass, window by window, for rasters of any size.\n\n"
+        "<b>Raster</b>: the image (same bands as the model was trained on).\n"
+        "<b>Model file</b>: a .pt written by Train.\n"
+        "<b>Threshold</b> (optional): building probability threshold; leave it empty to use "
+        "the threshold chosen on validation when the model was trained.\n"
+        "<b>Minimum building area</b> (m²), <b>Simplify tolerance</b> (pixels, 0: off), "
+        "<b>Square off outlines</b> (regularize to right angles).\n"
+        "<b>Extent</b> (optional): limit the work to this rectangle (any CRS).\n"
+        "Advanced: <b>Test-time augmentation</b> (8 flips/rotations, 8x slower), <b>Batch "
+        "size</b>, <b>Overlap margin</b>, <b>Predict at the raster's resolution</b> (instead "
+        "of resampling to the model's), <b>Fill holes smaller than</b> (m²).\n"
+        "<b>Buildings</b>: the polygon layer to write (GeoPackage by default), with area_m2 "
+        "and score (mean probability) per building. <b>Probability</b> (optional, skipped by "
+        "default): also keep the probability GeoTIFF. Existing files are replaced "
+        "(Processing asks first). Outputs also the number of buildings and the threshold "
+        "used. Uses the device of Plugins > Footprint > Settings."
+    )
+
+    INPUT = "INPUT"
+    MODEL = "MODEL"
+    THRESHOLD = "THRESHOLD"
+    MIN_AREA = "MIN_AREA"
+    HOLE_AREA = "HOLE_AREA"
+    SIMPLIFY = "SIMPLIFY"
+    REGULARIZE = "REGULARIZE"
+    EXTENT = "EXTENT"
+    TTA = "TTA"
+    BATCH_SIZE = "BATCH_SIZE"
+    MARGIN = "MARGIN"
+    NATIVE_RESOLUTION = "NATIVE_RESOLUTION"
+    OUTPUT = "OUTPUT"
+    PROBABILITY = "PROBABILITY"
+    BUILDINGS = "BUILDINGS"
+    TOTAL_AREA = "TOTAL_AREA"
+    USED_THRESHOLD = "USED_THRESHOLD"
+    POLYGONS = {
+        "min_area": MIN_AREA,
+        "hole_area": HOLE_AREA,
+        "simplify": SIMPLIFY,
+        "regularize": REGULARIZE,
+    }
+    INFERENCE = {"batch": BATCH_SIZE, "tta": TTA, "native": NATIVE_RESOLUTION, "margin": MARGIN}
+
+    def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
+        """Declare parameters and outputs."""
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Raster")))
+        self.addParameter(model_parameter(self.MODEL, self.tr("Model file")))
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.THRESHOLD,
+                self.tr("Threshold (empty: the model's)"),
+                QgsProcessingParameterNumber.Double,
+                None,
+                True,
+                0.0,
+                1.0,
+            )
+        )
+        add_polygon_parameters(self, self.POLYGONS)
+        self.addParameter(
+            QgsProcessingParameterExtent(self.EXTENT, self.tr("Extent"), optional=True)
+        )
+        add_inference_parameters(self, self.INFERENCE)
+        self.addParameter(
+            QgsProcessingParameterVectorDestination(
+                self.OUTPUT, self.tr("Buildings"), QgsProcessing.TypeVectorPolygon
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterRasterDestination(
+                self.PROBABILITY, self.tr("Probability"), optional=True, createByDefault=False
+            )
+        )
+        self.addOutput(QgsProcessingOutputNumber(self.BUILDINGS, self.tr("Number of buildings")))
+        self.addOutput(QgsProcessingOutputNumber(self.TOTAL_AREA, self.tr("Total area (m²)")))
+        self.addOutput(QgsProcessingOutputNumber(self.USED_THRESHOLD, self.tr("Threshold used")))
+
+    def processAlgorithm(
+        self,
+        parameters: dict[str, Any],
+        context: QgsProcessingContext,
+        feedback: QgsProcessingFeedback,
+    ) -> dict[str, Any]:
+        """Run ``detect``; return the polygons (and probability raster) and the count."""
+        output = output_path(self, parameters, self.OUTPUT, context, "gpkg")
+        args = [
+            "--raster",
+            raster_source(self, parameters, self.INPUT, context, feedback),
+            "--model",
+            self.parameterAsFile(parameters, self.MODEL, context),
+            "--output",
+            self.remember_style(output, BUILDINGS_STYLE),
+            "--overwrite",
+        ]
+        if parameters.get(self.THRESHOLD) not in (None, ""):
+            threshold = self.parameterAsDouble(parameters, self.THRESHOLD, context)
+            args += ["--threshold", repr(threshold)]
+        if destination_given(parameters.get(self.PROBABILITY)):
+            probability = output_path(self, parameters, self.PROBABILITY, context, "tif")
+            args += ["--keep-probability", probability]
+        args += polygon_args(self, parameters, context, self.POLYGONS)
+        args += extent_args(self, parameters, self.EXTENT, self.INPUT, context)
+        args += inference_args(self, parameters, context, self.INFERENCE)
+        result = self.engine("detect", args + self.device_args(), feedback)
+        return {
+            self.OUTPUT: result["output"],
+            self.PROBABILITY: result.get("probability"),
+            self.BUILDINGS: result["buildings"],
+            self.TOTAL_AREA: result.get("total_area_m2"),
+            self.USED_THRESHOLD: result.get("threshold"),
+        }

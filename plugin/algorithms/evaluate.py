@@ -1,0 +1,145 @@
+"""Evaluate predicted building polygons against reference polygons."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingContext,
+    QgsProcessingFeedback,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterMapLayer,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterVectorDestination,
+    QgsProcessingParameterVectorLayer,
+    QgsRasterLayer,
+)
+
+from ..layers import output_path, raster_layer_path, vector_layer_path, vector_source
+from .base import FootprintAlgorithm
+from .detect import destination_given
+from .vectorize import StyledOutputs
+
+DOUBLE = QgsProcessingParameterNumber.Double
+EVALUATION_STYLE = "evaluation.qml"
+
+
+class Evaluate(StyledOutputs, FootprintAlgorithm):
+    """``footprint:evaluate``: engine ``evaluate``."""
+
+    NAME = "evaluate"
+    DISPLAY_NAME = "Evaluate buildings"
+    HELP = (
+        "Scores predicted building polygons against reference polygons, per pixel and per "
+        "building.\n\n"
+        "<b>Predicted buildings</b>: e.g. the output of Detect. <b>Reference buildings</b>: "
+        "known buildings (any CRS).\n"
+        "<b>Area</b> (optional): a raster (its extent, e.g. the probability raster of Detect) "
+        "or a polygon layer limiting the evaluation; without it, the extent of both layers.\n"
+        "Advanced: <b>IoU for a building match</b> (a predicted and a reference building are "
+        "matched one to one when their intersection over union reaches it; 0.5 by default), "
+        "<b>Pixel size</b> for the pixel scores (empty: the area raster's, else 0.25 m).\n"
+        "<b>Evaluation layer</b> (optional): every building marked TP (matched), FP (false) or "
+        "FN (missed). <b>Report</b> (optional): the scores as JSON. Existing files are "
+        "replaced (Processing asks first).\n"
+        "Outputs pixel precision, recall, F1, IoU and accuracy, and building precision, "
+        "recall and F1, for use in models."
+    )
+
+    PREDICTED = "PREDICTED"
+    REFERENCE = "REFERENCE"
+    AREA = "AREA"
+    IOU_THRESHOLD = "IOU_THRESHOLD"
+    RESOLUTION = "RESOLUTION"
+    OUTPUT = "OUTPUT"
+    REPORT = "REPORT"
+    #: Numeric outputs: output name -> (result key, label).
+    SCORES = {
+        "PIXEL_PRECISION": ("pixel_precision", "Pixel precision"),
+        "PIXEL_RECALL": ("pixel_recall", "Pixel recall"),
+        "PIXEL_F1": ("pixel_f1", "Pixel F1"),
+        "PIXEL_IOU": ("pixel_iou", "Pixel IoU"),
+        "PIXEL_ACCURACY": ("pixel_accuracy", "Pixel accuracy"),
+        "OBJECT_PRECISION": ("object_precision", "Building precision"),
+        "OBJECT_RECALL": ("object_recall", "Building recall"),
+        "OBJECT_F1": ("object_f1", "Building F1"),
+    }
+
+    def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
+        """Declare parameters and outputs."""
+        polygon = [QgsProcessing.TypeVectorPolygon]
+        for name, label in ((self.PREDICTED, "Predicted buildings"), (self.REFERENCE, "Reference buildings")):
+            self.addParameter(QgsProcessingParameterVectorLayer(name, self.tr(label), polygon))
+        self.addParameter(
+            QgsProcessingParameterMapLayer(
+                self.AREA,
+                self.tr("Area (raster or polygon layer)"),
+                optional=True,
+                types=[QgsProcessing.TypeRaster, QgsProcessing.TypeVectorPolygon],
+            )
+        )
+        self.add_advanced(
+            QgsProcessingParameterNumber(
+                self.IOU_THRESHOLD, self.tr("IoU for a building match"), DOUBLE, 0.5, False, 0.01, 1
+            )
+        )
+        self.add_advanced(
+            QgsProcessingParameterNumber(
+                self.RESOLUTION, self.tr("Pixel size for pixel scores"), DOUBLE, None, True, 0.0
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterVectorDestination(
+                self.OUTPUT,
+                self.tr("Evaluation layer (TP/FP/FN)"),
+                QgsProcessing.TypeVectorPolygon,
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFileDestination(
+                self.REPORT, self.tr("Report"), "JSON (*.json)", optional=True, createByDefault=False
+            )
+        )
+        for name, (_, label) in self.SCORES.items():
+            self.addOutput(QgsProcessingOutputNumber(name, self.tr(label)))
+
+    def processAlgorithm(
+        self,
+        parameters: dict[str, Any],
+        context: QgsProcessingContext,
+        feedback: QgsProcessingFeedback,
+    ) -> dict[str, Any]:
+        """Run ``evaluate``; return the scores (and the evaluation layer and report)."""
+        args = ["--predicted", vector_source(self, parameters, self.PREDICTED, context, feedback)]
+        args += ["--reference", vector_source(self, parameters, self.REFERENCE, context, feedback)]
+        args += self._area_args(parameters, context, feedback)
+        iou = self.parameterAsDouble(parameters, self.IOU_THRESHOLD, context)
+        args += ["--iou-threshold", repr(iou), "--overwrite"]
+        if parameters.get(self.RESOLUTION) not in (None, ""):
+            resolution = self.parameterAsDouble(parameters, self.RESOLUTION, context)
+            args += ["--resolution", repr(resolution)]
+        if destination_given(parameters.get(self.OUTPUT)):
+            output = output_path(self, parameters, self.OUTPUT, context, "gpkg")
+            args += ["--output", self.remember_style(output, EVALUATION_STYLE)]
+        if destination_given(parameters.get(self.REPORT)):
+            args += ["--report", output_path(self, parameters, self.REPORT, context, "json")]
+        result = self.engine("evaluate", args, feedback)
+        outputs = {name: result.get(key) for name, (key, _) in self.SCORES.items()}
+        return {**outputs, self.OUTPUT: result.get("output"), self.REPORT: result.get("report")}
+
+    def _area_args(
+        self,
+        parameters: dict[str, Any],
+        context: QgsProcessingContext,
+        feedback: QgsProcessingFeedback,
+    ) -> list[str]:
+        """``--area <file>`` for the optional area layer (raster or polygons), else []."""
+        layer = self.parameterAsLayer(parameters, self.AREA, context)
+        if layer is None:
+            return []
+        if isinstance(layer, QgsRasterLayer):
+            return ["--area", raster_layer_path(layer, context, feedback)]
+        return ["--area", vector_layer_path(layer, context, feedback)]

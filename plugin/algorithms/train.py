@@ -1,0 +1,251 @@
+"""Train a building segmentation model on rasters and building polygons."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingContext,
+    QgsProcessingFeedback,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
+    QgsProcessingParameterVectorLayer,
+)
+
+from ..layers import output_path, raster_sources, vector_source, vector_sources
+from .base import FootprintAlgorithm
+
+#: The engine's architectures (``python -m engine train --list-models``); stored by name.
+ARCHITECTURES = (
+    "unet",
+    "unetplusplus",
+    "manet",
+    "linknet",
+    "fpn",
+    "pspnet",
+    "deeplabv3",
+    "deeplabv3plus",
+    "pan",
+    "upernet",
+    "segformer",
+    "dpt",
+    "compact",
+)
+INT, DOUBLE = QgsProcessingParameterNumber.Integer, QgsProcessingParameterNumber.Double
+
+
+class Train(FootprintAlgorithm):
+    """``footprint:train``: engine ``train``."""
+
+    NAME = "train"
+    DISPLAY_NAME = "Train building model"
+    HELP = (
+        "Trains a U-Net (or another segmentation model) to find buildings, on one or more "
+        "rasters and layers of known buildings, and writes one model file that Detect and "
+        "Predict use.\n\n"
+        "<b>Training rasters</b>: images (any CRS, band count and size; all with the same "
+        "bands). <b>Building polygons</b>: known buildings (any CRS); areas of the rasters "
+        "without polygons are taught as background, so label every building in them.\n"
+        "<b>Validation areas</b> (optional): polygons marking the area held out to choose the "
+        "best epoch and the decision threshold; else <b>Validation fraction</b> of the area "
+        "is held out as blocks.\n"
+        "<b>Architecture</b>: unet (default), unetplusplus, fpn, deeplabv3plus, ... or "
+        "compact (a 30k-parameter U-Net, fast on a CPU). <b>Encoder</b>: the backbone, e.g. "
+        "resnet34, resnet18, efficientnet-b0 (ignored by compact).\n"
+        "<b>Epochs</b>, <b>Tile size</b> (pixels per training window), <b>Batch size</b>, "
+        "<b>Learning rate</b> (peak of the schedule).\n"
+        "Advanced: <b>Loss</b> (bce, dice, jaccard, focal or sums like bce+dice), "
+        "<b>Building weight</b> in BCE, <b>Augment</b> (flips, rotations, colour jitter), "
+        "<b>Share of empty windows kept</b>, <b>Contact class</b> (learn the strip between "
+        "touching buildings to keep them apart), <b>Decoder attention</b> (scSE), "
+        "<b>Encoder weights</b> (a local file of pretrained weights; nothing is downloaded), "
+        "<b>Random seed</b>, <b>Patience</b> (stop after so many epochs without a better "
+        "validation IoU; 0 never).\n\n"
+        "<b>Model file</b>: the .pt to write (replaced if it exists: Processing asks first). "
+        "<b>Report folder</b> (optional): loss and metric plots and history; by default "
+        "beside the model file.\n"
+        "Outputs the validation IoU, F1, precision and recall at the chosen threshold, and "
+        "the threshold, for use in models. Uses the device of Plugins > Footprint > Settings."
+    )
+
+    RASTERS = "RASTERS"
+    LABELS = "LABELS"
+    VALIDATION = "VALIDATION"
+    VAL_FRACTION = "VAL_FRACTION"
+    ARCHITECTURE = "ARCHITECTURE"
+    ENCODER = "ENCODER"
+    EPOCHS = "EPOCHS"
+    TILE_SIZE = "TILE_SIZE"
+    BATCH_SIZE = "BATCH_SIZE"
+    LR = "LR"
+    LOSS = "LOSS"
+    POS_WEIGHT = "POS_WEIGHT"
+    AUGMENT = "AUGMENT"
+    EMPTY_KEEP_FRACTION = "EMPTY_KEEP_FRACTION"
+    BOUNDARY = "BOUNDARY"
+    DECODER_ATTENTION = "DECODER_ATTENTION"
+    ENCODER_WEIGHTS = "ENCODER_WEIGHTS"
+    SEED = "SEED"
+    PATIENCE = "PATIENCE"
+    OUTPUT = "OUTPUT"
+    REPORT_DIR = "REPORT_DIR"
+    VAL_IOU = "VAL_IOU"
+    VAL_F1 = "VAL_F1"
+    VAL_PRECISION = "VAL_PRECISION"
+    VAL_RECALL = "VAL_RECALL"
+    THRESHOLD = "THRESHOLD"
+    BEST_EPOCH = "BEST_EPOCH"
+
+    #: Numeric parameters: name -> (engine option, label, kind, default, minimum, maximum).
+    NUMBERS = {
+        VAL_FRACTION: ("--val-fraction", "Validation fraction", DOUBLE, 0.2, 0.0, 0.9),
+        EPOCHS: ("--epochs", "Epochs", INT, 20, 1, 10000),
+        TILE_SIZE: ("--tile-size", "Tile size (pixels)", INT, 256, 32, 4096),
+        BATCH_SIZE: ("--batch-size", "Batch size", INT, 8, 1, 1024),
+        LR: ("--lr", "Learning rate", DOUBLE, 0.001, 0.0, 10.0),
+    }
+    ADVANCED_NUMBERS = {
+        POS_WEIGHT: ("--pos-weight", "Building weight (BCE)", DOUBLE, 1.0, 0.0, 1000.0),
+        EMPTY_KEEP_FRACTION: (
+            "--empty-keep-fraction",
+            "Share of windows without buildings kept",
+            DOUBLE,
+            0.3,
+            0.0,
+            1.0,
+        ),
+        SEED: ("--seed", "Random seed", INT, 0, 0, 2**31 - 1),
+        PATIENCE: ("--patience", "Patience (epochs, 0: never stop early)", INT, 0, 0, 10000),
+    }
+    #: Boolean parameters: name -> (engine option, label, default).
+    FLAGS = {
+        AUGMENT: ("augment", "Augment (flips, rotations, colour jitter)", True),
+        BOUNDARY: ("boundary", "Contact class between touching buildings", False),
+        DECODER_ATTENTION: ("decoder-attention", "Decoder attention (scSE)", False),
+    }
+
+    def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
+        """Declare parameters and outputs."""
+        self._add_inputs()
+        self._add_numbers(self.NUMBERS, advanced=False)
+        self.add_advanced(QgsProcessingParameterString(self.LOSS, self.tr("Loss"), "bce+dice"))
+        self._add_numbers(self.ADVANCED_NUMBERS, advanced=True)
+        for name, (_, label, default) in self.FLAGS.items():
+            self.add_advanced(QgsProcessingParameterBoolean(name, self.tr(label), default))
+        self.add_advanced(
+            QgsProcessingParameterFile(
+                self.ENCODER_WEIGHTS,
+                self.tr("Encoder weights (local file)"),
+                optional=True,
+                fileFilter="Weights (*.pt *.pth *.safetensors *.bin);;All files (*.*)",
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFileDestination(
+                self.OUTPUT, self.tr("Model file"), self.tr("Model file (*.pt)")
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFolderDestination(
+                self.REPORT_DIR, self.tr("Report folder"), optional=True, createByDefault=False
+            )
+        )
+        for name, label in (
+            (self.VAL_IOU, "Validation IoU"),
+            (self.VAL_F1, "Validation F1"),
+            (self.VAL_PRECISION, "Validation precision"),
+            (self.VAL_RECALL, "Validation recall"),
+            (self.THRESHOLD, "Decision threshold"),
+            (self.BEST_EPOCH, "Best epoch"),
+        ):
+            self.addOutput(QgsProcessingOutputNumber(name, self.tr(label)))
+
+    def _add_inputs(self) -> None:
+        polygon = QgsProcessing.TypeVectorPolygon
+        self.addParameter(
+            QgsProcessingParameterMultipleLayers(
+                self.RASTERS, self.tr("Training rasters"), QgsProcessing.TypeRaster
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterMultipleLayers(
+                self.LABELS, self.tr("Building polygons"), polygon
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterVectorLayer(
+                self.VALIDATION, self.tr("Validation areas"), [polygon], optional=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                self.ARCHITECTURE,
+                self.tr("Architecture"),
+                list(ARCHITECTURES),
+                defaultValue="unet",
+                usesStaticStrings=True,
+            )
+        )
+        self.addParameter(QgsProcessingParameterString(self.ENCODER, self.tr("Encoder"), "resnet34"))
+
+    def _add_numbers(self, table: dict[str, tuple[Any, ...]], advanced: bool) -> None:
+        for name, (_, label, kind, default, low, high) in table.items():
+            param = QgsProcessingParameterNumber(
+                name, self.tr(label), kind, default, minValue=low, maxValue=high
+            )
+            self.add_advanced(param) if advanced else self.addParameter(param)
+
+    def processAlgorithm(
+        self,
+        parameters: dict[str, Any],
+        context: QgsProcessingContext,
+        feedback: QgsProcessingFeedback,
+    ) -> dict[str, Any]:
+        """Run ``train``; return the model file, report folder and validation scores."""
+        args = ["--rasters", *raster_sources(self, parameters, self.RASTERS, context, feedback)]
+        args += ["--labels", *vector_sources(self, parameters, self.LABELS, context, feedback)]
+        if parameters.get(self.VALIDATION):
+            validation = vector_source(self, parameters, self.VALIDATION, context, feedback)
+            args += ["--validation", validation]
+        args += ["--output", output_path(self, parameters, self.OUTPUT, context, "pt")]
+        args += self._model_args(parameters, context)
+        report = self.parameterAsFileOutput(parameters, self.REPORT_DIR, context)
+        if report:
+            args += ["--report-dir", report]
+        result = self.engine("train", [*args, "--overwrite", *self.device_args()], feedback)
+        metrics = result.get("metrics") or {}
+        return {
+            self.OUTPUT: result["output"],
+            self.REPORT_DIR: result["report"],
+            self.VAL_IOU: metrics.get("iou"),
+            self.VAL_F1: metrics.get("f1"),
+            self.VAL_PRECISION: metrics.get("precision"),
+            self.VAL_RECALL: metrics.get("recall"),
+            self.THRESHOLD: result.get("threshold"),
+            self.BEST_EPOCH: result.get("best_epoch"),
+        }
+
+    def _model_args(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str]:
+        """Engine options for the architecture, numbers, flags, loss and encoder weights."""
+        arch = self.parameterAsEnumString(parameters, self.ARCHITECTURE, context)
+        args = ["--architecture", arch or "unet"]
+        args += ["--encoder", self.parameterAsString(parameters, self.ENCODER, context)]
+        args += ["--loss", self.parameterAsString(parameters, self.LOSS, context)]
+        for name, (option, _, kind, *_) in {**self.NUMBERS, **self.ADVANCED_NUMBERS}.items():
+            value = self.parameterAsDouble(parameters, name, context)
+            args += [option, str(int(value) if kind == INT else value)]
+        for name, (option, _, _) in self.FLAGS.items():
+            on = self.parameterAsBool(parameters, name, context)
+            args.append(f"--{option}" if on else f"--no-{option}")
+        weights = self.parameterAsFile(parameters, self.ENCODER_WEIGHTS, context)
+        if weights:
+            args += ["--encoder-weights", weights]
+        return args
