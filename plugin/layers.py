@@ -18,8 +18,10 @@ from qgis.core import (
     QgsProcessingAlgorithm,
     QgsProcessingContext,
     QgsProcessingException,
+    QgsProcessingFeatureSourceDefinition,
     QgsProcessingFeedback,
     QgsProcessingLayerPostProcessorInterface,
+    QgsProcessingOutputLayerDefinition,
     QgsProcessingUtils,
     QgsProviderRegistry,
     QgsRasterDataProvider,
@@ -119,22 +121,35 @@ def raster_source(
     return raster_layer_path(layer, context, feedback)
 
 
-def _multi_layer_file(layer: QgsVectorLayer) -> bool:
-    """True when ``layer`` is one layer of a file that holds several (a GeoPackage, ...)."""
-    parts = QgsProviderRegistry.instance().decodeUri("ogr", layer.source())
+def _single_layer_file(path: str) -> bool:
+    """True when the file at ``path`` holds one layer (so the path alone names it)."""
+    return len(QgsProviderRegistry.instance().querySublayers(path)) == 1
+
+
+def plain_vector_path(layer: QgsVectorLayer) -> str:
+    """The layer's file path when the engine reads the same features from it, else ""."""
+    source = layer.source()
+    if layer.providerType() != "ogr" or layer.subsetString() or source.startswith("/vsi"):
+        return ""
+    parts = QgsProviderRegistry.instance().decodeUri("ogr", source)
     path = _text(parts.get("path"))
-    if not path or not (_text(parts.get("layerName")) or parts.get("layerId") is not None):
-        return False
-    return len(QgsProviderRegistry.instance().querySublayers(path)) > 1
+    if not os.path.isfile(path) or Path(path).suffix.lstrip(".").lower() not in VECTOR_FORMATS:
+        return ""
+    if path == source or _single_layer_file(path):
+        return path
+    return ""  # one layer of a GeoPackage (or another multi-layer file) holding several
 
 
 def vector_layer_path(
     layer: QgsVectorLayer, context: QgsProcessingContext, feedback: QgsProcessingFeedback | None
 ) -> str:
     """A file path for a vector layer: its own file, or a temporary GeoPackage copy."""
-    formats = [] if _multi_layer_file(layer) else VECTOR_FORMATS
+    path = plain_vector_path(layer)
+    if path:
+        return path
+    # QGIS 3.22 crashes converting without a feedback; [] as formats forces the conversion.
     path = QgsProcessingUtils.convertToCompatibleFormat(
-        layer, False, _safe(layer.name()), formats, "gpkg", context, feedback
+        layer, False, _safe(layer.name()), [], "gpkg", context, feedback or QgsProcessingFeedback()
     )
     if not path:
         raise QgsProcessingException(f"Cannot write vector layer '{layer.name()}' to a file.")
@@ -153,19 +168,23 @@ def vector_source(
     Selections ("selected features only"), feature limits, filters, non-file and multi-layer
     sources are written to a temporary GeoPackage first.
     """
+    value = parameters.get(name)
+    if isinstance(value, QgsProcessingFeatureSourceDefinition):
+        if value.selectedFeaturesOnly or value.featureLimit != -1:
+            path = alg.parameterAsCompatibleSourceLayerPath(
+                parameters, name, context, [], "gpkg", feedback or QgsProcessingFeedback()
+            )
+            if not path:
+                raise QgsProcessingException(f"{_label(alg, name)}: cannot write the selection.")
+            return path
+        parameters = {**parameters, name: value.source}
     layer = alg.parameterAsVectorLayer(parameters, name, context)
     if layer is None or not layer.isValid():
         raise QgsProcessingException(
             f"{_label(alg, name)}: no readable vector layer was given; choose a polygon layer"
             " or a GeoPackage/GeoJSON/Shapefile file."
         )
-    formats = [] if _multi_layer_file(layer) else VECTOR_FORMATS
-    path = alg.parameterAsCompatibleSourceLayerPath(
-        parameters, name, context, formats, "gpkg", feedback
-    )
-    if not path:
-        raise QgsProcessingException(f"{_label(alg, name)}: cannot write the layer to a file.")
-    return path
+    return vector_layer_path(layer, context, feedback)
 
 
 def layer_sources(
@@ -237,13 +256,19 @@ def output_path(
         path = alg.parameterAsFileOutput(parameters, name, context)
     else:
         path = alg.parameterAsOutputLayer(parameters, name, context)
-    if not path or path == QgsProcessing.TEMPORARY_OUTPUT or path.startswith(NON_FILE_PREFIXES):
-        temporary = QgsProcessingUtils.generateTempFilename(f"{name}.{ext}")
-        _move_load_on_completion(context, path, temporary)
-        path = temporary
-    elif ext and not Path(path).suffix:
-        _move_load_on_completion(context, path, f"{path}.{ext}")
-        path = f"{path}.{ext}"
+    value = parameters.get(name)
+    if isinstance(value, QgsProcessingOutputLayerDefinition):
+        value = value.sink.staticValue()
+    temporary = value in (None, "", QgsProcessing.TEMPORARY_OUTPUT)
+    if not path or path.startswith(NON_FILE_PREFIXES) or path == QgsProcessing.TEMPORARY_OUTPUT:
+        new = QgsProcessingUtils.generateTempFilename(f"{name}.{ext}")
+    elif ext and (not Path(path).suffix or (temporary and Path(path).suffix != f".{ext}")):
+        new = str(Path(path).with_suffix(f".{ext}"))
+    else:
+        new = path
+    if new != path:
+        _move_load_on_completion(context, path, new)
+        path = new
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     return path
 

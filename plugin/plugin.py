@@ -21,6 +21,7 @@ class FootprintPlugin:
         self.iface = iface
         self.provider: FootprintProvider | None = None
         self.actions: list[QAction] = []
+        self.toolbar_actions: list[QAction] = []
 
     def initProcessing(self) -> None:
         """Register the Processing provider (also without a GUI)."""
@@ -43,15 +44,17 @@ class FootprintPlugin:
             self.iface.addPluginToMenu(MENU, action)
         self.iface.addToolBarIcon(detect)
         self.actions = [detect, settings]
+        self.toolbar_actions = [detect]
 
     def unload(self) -> None:
         """Remove the menu entries, the toolbar button and the provider."""
         for action in self.actions:
             if self.iface is not None:
                 self.iface.removePluginMenu(MENU, action)
-                self.iface.removeToolBarIcon(action)
+                if action in self.toolbar_actions:
+                    self.iface.removeToolBarIcon(action)
             action.deleteLater()
-        self.actions = []
+        self.actions, self.toolbar_actions = [], []
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None

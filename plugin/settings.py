@@ -45,9 +45,9 @@ def plugin_icon() -> QIcon:
     return QIcon(resource_path("icon.svg"))
 
 
-def venv_python(folder: Path = PLUGIN_DIR) -> str:
-    """The interpreter of ``<folder>/.venv`` when it exists (POSIX or Windows layout), else ""."""
-    venv = folder / ".venv"
+def venv_python(folder: Path | None = None) -> str:
+    """The interpreter of ``<folder>/.venv`` (default: the plugin folder) if it exists, else ""."""
+    venv = (folder or PLUGIN_DIR) / ".venv"
     for candidate in (venv / "bin" / "python", venv / "Scripts" / "python.exe"):
         if candidate.is_file():
             return str(candidate)

@@ -61,6 +61,7 @@ if ENGINE_PYTHON:
     os.environ["FOOTPRINT_PYTHON"] = ENGINE_PYTHON
 
 _APP: QgsApplication | None = None
+_KEEP: list[Any] = []  # Python objects handed to QGIS must stay referenced
 
 
 def _start_qgis() -> QgsApplication:
@@ -87,7 +88,8 @@ def qgis_app() -> QgsApplication:
 
     registry = QgsApplication.processingRegistry()
     if registry.providerById("footprint") is None:
-        registry.addProvider(FootprintProvider())
+        _KEEP.append(FootprintProvider())
+        registry.addProvider(_KEEP[-1])
     return app
 
 
