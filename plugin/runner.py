@@ -13,6 +13,7 @@ import json
 import os
 import queue
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -93,6 +94,14 @@ def _how_to() -> str:
     return HOW_TO.format(folder=PLUGIN_DIR)
 
 
+def resolve_interpreter(python: str) -> str:
+    """``python`` with ``~`` expanded; a bare command name (``python3``) looked up on PATH."""
+    python = os.path.expanduser(python.strip())
+    if python and os.sep not in python and not os.path.isfile(python):
+        return shutil.which(python) or python
+    return python
+
+
 def _check_executable(python: str) -> None:
     if not python:
         raise EngineCheckError("No engine interpreter was found. " + _how_to())
@@ -141,6 +150,7 @@ def check_engine(python: str, use_cache: bool = True) -> str:
         EngineCheckError: the interpreter is missing, not executable, or lacks a package
             (named in the message), with how to set up the engine environment.
     """
+    python = resolve_interpreter(python)
     if use_cache and python in _checked:
         return _checked[python]
     _check_executable(python)
@@ -182,7 +192,7 @@ def run_engine(
         EngineCancelledError: ``feedback`` was cancelled; the engine was stopped.
         EngineError: the engine failed; the message is the engine's.
     """
-    interpreter = python if python is not None else engine_python()
+    interpreter = resolve_interpreter(python if python is not None else engine_python())
     check_engine(interpreter)
     argv = [interpreter, "-m", "engine", command, "--events", "json", *map(str, args)]
     return follow_process(argv, str(PLUGIN_DIR), feedback)
@@ -220,10 +230,7 @@ def follow_process(
     finally:
         if proc.poll() is None:  # an exception in the loop: never leave the engine running
             stop_process(proc)
-        if events.finished:
-            for stream in (proc.stdout, proc.stderr):
-                if stream is not None:
-                    stream.close()
+        events.close(proc)
     if cancelled:
         raise EngineCancelledError("Cancelled: the engine was stopped and wrote no output.")
     return events.outcome(proc.returncode)
@@ -270,13 +277,15 @@ class _EventFollower:
         self.error: tuple[str, str] | None = None
         self.metrics: list[dict[str, Any]] = []
         self.stderr: deque[str] = deque(maxlen=40)
-        self.finished = False  # both streams read to their end
+        self.readers: list[threading.Thread] = []
 
     def follow(self, proc: subprocess.Popen[str]) -> bool:
         """Read until both streams end; return True when cancelled (the process is stopped)."""
         lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
         for tag, stream in (("out", proc.stdout), ("err", proc.stderr)):
-            threading.Thread(target=_pump, args=(stream, tag, lines), daemon=True).start()
+            reader = threading.Thread(target=_pump, args=(stream, tag, lines), daemon=True)
+            reader.start()
+            self.readers.append(reader)
         open_streams = 2
         while open_streams:
             if self.feedback.isCanceled():
@@ -292,7 +301,6 @@ class _EventFollower:
                 self.handle(line)
             elif line.strip():
                 self.stderr.append(line)
-        self.finished = True
         deadline = time.monotonic() + TERMINATE_GRACE_SECONDS
         while proc.poll() is None:  # streams closed: the process is exiting
             if self.feedback.isCanceled() or time.monotonic() > deadline:
@@ -300,6 +308,15 @@ class _EventFollower:
                 return self.feedback.isCanceled()
             time.sleep(0.02)
         return False
+
+    def close(self, proc: subprocess.Popen[str]) -> None:
+        """Close the pipes once the readers are done (a stray grandchild may hold them open)."""
+        for reader in self.readers:
+            reader.join(timeout=0.5)
+        if not any(reader.is_alive() for reader in self.readers):
+            for stream in (proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
 
     def handle(self, line: str) -> None:
         """Map one stdout line; lines that are not events go to the debug log."""

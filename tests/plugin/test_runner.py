@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -23,7 +24,7 @@ from footprint.plugin.runner import (
 )
 from qgis.core import QgsProcessingException
 
-from .conftest import REPO, RecordingFeedback, make_compact_model, write_boxes, write_geotiff
+from .conftest import REPO, RecordingFeedback, write_boxes, write_geotiff
 
 
 def fake_engine(tmp_path: Path, body: str) -> list[str]:
@@ -186,6 +187,15 @@ def test_interpreter_without_torch_names_the_missing_package() -> None:
     assert "bash scripts/setup.sh" in message and "Settings" in message
 
 
+def test_bare_command_names_are_looked_up_on_path(monkeypatch, tmp_path: Path) -> None:
+    (tmp_path / "enginepython").write_text("#!/bin/sh\n")
+    (tmp_path / "enginepython").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    assert runner.resolve_interpreter(" enginepython ") == str(tmp_path / "enginepython")
+    assert runner.resolve_interpreter("~/py") == str(Path.home() / "py")
+    assert runner.resolve_interpreter("no-such-python-here") == "no-such-python-here"
+
+
 def test_check_engine_summarises_and_caches(engine_python: str) -> None:
     summary = check_engine(engine_python, use_cache=False)
     assert "torch" in summary and "segmentation-models-pytorch" in summary
@@ -230,11 +240,11 @@ def test_real_engine_error_carries_the_engine_message(engine_python: str, tmp_pa
 
 
 def test_cancel_stops_the_engine_quickly_and_leaves_nothing(
-    engine_python: str, tmp_path: Path
+    compact_model: Path, tmp_path: Path
 ) -> None:
     data = np.random.default_rng(0).integers(0, 255, (3, 2048, 2048), dtype=np.uint8)
     raster = write_geotiff(tmp_path / "big.tif", data)
-    model = make_compact_model(engine_python, tmp_path / "m.pt")
+    model = compact_model
     out = tmp_path / "prob.tif"
     args = ["--raster", str(raster), "--model", str(model), "--output", str(out)]
     args += ["--margin", "8", "--batch-size", "2", "--device", "cpu"]
@@ -253,4 +263,4 @@ def test_cancel_stops_the_engine_quickly_and_leaves_nothing(
     print(f"engine stopped {stopped:.2f} s after cancel")
     assert stopped < 2.5, f"engine took {stopped:.2f} s to stop"
     assert max(feedback.progress) < 100.0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.tif", "m.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.tif"]
