@@ -25,14 +25,15 @@ EXPECTED_IDS = [
 ]
 
 
-def run_qgis_script(script: str, timeout: float = 120) -> dict:
-    """Run ``script`` in a fresh system Python with QGIS (GUI enabled, offscreen); its JSON."""
+def run_qgis_script(script: str, profile: Path, timeout: float = 120) -> dict:
+    """Run ``script`` in a fresh system Python with QGIS (GUI, offscreen, profile in
+    ``profile``); return the JSON it prints last."""
     prelude = f"""
 import json, sys
 sys.path.insert(0, {str(PACKAGE_PARENT)!r})
 sys.path.append("/usr/share/qgis/python/plugins")
 from qgis.core import QgsApplication
-app = QgsApplication([], True)
+app = QgsApplication([], True, {str(profile)!r})
 app.initQgis()
 """
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
@@ -80,7 +81,7 @@ def test_add_advanced_marks_the_parameter_advanced() -> None:
     assert alg.name() == "probe" and alg.shortHelpString() == "Help text."
 
 
-def test_class_factory_init_gui_and_unload() -> None:
+def test_class_factory_init_gui_and_unload(tmp_path: Path) -> None:
     result = run_qgis_script(
         """
 import footprint, processing
@@ -121,7 +122,8 @@ headless.unload()
 gone = registry.providerById("footprint") is None
 print(json.dumps({"init": after_init, "opened": opened, "menu_after": iface.menu,
                   "toolbar_after": iface.toolbar, "gone": gone, "headless": headless_ok}))
-"""
+""",
+        tmp_path,
     )
     init = result["init"]
     assert init["provider"] and init["providers"] == 1
@@ -147,7 +149,8 @@ dialog.device.setCurrentText("cpu")
 dialog.accept()
 print(json.dumps({{"checked": checked, "shown": dialog.result.text(),
                   "python": settings.engine_python(), "device": settings.engine_device()}}))
-"""
+""",
+        tmp_path / "profile",
     )
     assert "does not exist" in result["checked"] and "bash scripts/setup.sh" in result["checked"]
     assert result["shown"] == result["checked"]
@@ -182,13 +185,13 @@ def test_device_setting(clean_settings) -> None:
         settings.set_engine_device("tpu")
 
 
-def test_importing_the_plugin_does_not_import_the_engine_stack() -> None:
+def test_importing_the_plugin_does_not_import_the_engine_stack(tmp_path: Path) -> None:
     script = f"""
 import sys
 sys.path.insert(0, {str(PACKAGE_PARENT)!r})
 sys.path.append("/usr/share/qgis/python/plugins")
 from qgis.core import QgsApplication
-app = QgsApplication([], False)
+app = QgsApplication([], False, {str(tmp_path)!r})
 app.initQgis()
 import footprint
 from footprint.plugin import plugin, provider, runner, layers, settings
