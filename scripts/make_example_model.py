@@ -77,9 +77,9 @@ def _child(
     for name, values in sources.items():
         child.addParameterSources(name, values)
     for param in child.algorithm().parameterDefinitions():  # the defaults, as the modeler does
-        if param.name() not in sources and not param.isDestination():
-            if param.defaultValue() is not None:
-                child.addParameterSources(param.name(), [Source.fromStaticValue(param.defaultValue())])
+        default = param.defaultValue()
+        if param.name() not in sources and not param.isDestination() and default is not None:
+            child.addParameterSources(param.name(), [Source.fromStaticValue(default)])
     model_outputs = {}
     for child_output, label in outputs.items():
         output = QgsProcessingModelOutput(label, label)

@@ -8,7 +8,6 @@ from qgis.core import (
     QgsProcessing,
     QgsProcessingContext,
     QgsProcessingFeedback,
-    QgsProcessingOutputLayerDefinition,
     QgsProcessingOutputNumber,
     QgsProcessingParameterExtent,
     QgsProcessingParameterNumber,
@@ -18,19 +17,23 @@ from qgis.core import (
 )
 
 from ..layers import output_path, raster_source
-from .base import FootprintAlgorithm
-from .predict import add_inference_parameters, extent_args, inference_args, model_parameter
-from .vectorize import BUILDINGS_STYLE, StyledOutputs, add_polygon_parameters, polygon_args
+from .common import (
+    BUILDINGS_STYLE,
+    DOUBLE,
+    EngineAlgorithm,
+    add_inference_parameters,
+    add_polygon_parameters,
+    destination_given,
+    extent_args,
+    file_path,
+    inference_args,
+    model_parameter,
+    polygon_args,
+    value_given,
+)
 
 
-def destination_given(value: Any) -> bool:
-    """True when an optional destination parameter was given a value (not skipped)."""
-    if isinstance(value, QgsProcessingOutputLayerDefinition):
-        value = value.sink.staticValue()
-    return value is not None and str(value).strip() != ""
-
-
-class Detect(StyledOutputs, FootprintAlgorithm):
+class Detect(EngineAlgorithm):
     """``footprint:detect``: engine ``detect``."""
 
     NAME = "detect"
@@ -88,7 +91,7 @@ class Detect(StyledOutputs, FootprintAlgorithm):
             QgsProcessingParameterNumber(
                 self.THRESHOLD,
                 self.tr("Threshold (empty: the model's)"),
-                QgsProcessingParameterNumber.Double,
+                DOUBLE,
                 None,
                 True,
                 0.0,
@@ -126,12 +129,12 @@ class Detect(StyledOutputs, FootprintAlgorithm):
             "--raster",
             raster_source(self, parameters, self.INPUT, context, feedback),
             "--model",
-            self.parameterAsFile(parameters, self.MODEL, context),
+            file_path(self, parameters, self.MODEL, context),
             "--output",
             self.remember_style(output, BUILDINGS_STYLE),
             "--overwrite",
         ]
-        if parameters.get(self.THRESHOLD) not in (None, ""):
+        if value_given(parameters, self.THRESHOLD):
             threshold = self.parameterAsDouble(parameters, self.THRESHOLD, context)
             args += ["--threshold", repr(threshold)]
         if destination_given(parameters.get(self.PROBABILITY)):

@@ -18,15 +18,10 @@ from qgis.core import (
 )
 
 from ..layers import output_path, raster_layer_path, vector_layer_path, vector_source
-from .base import FootprintAlgorithm
-from .detect import destination_given
-from .vectorize import StyledOutputs
-
-DOUBLE = QgsProcessingParameterNumber.Double
-EVALUATION_STYLE = "evaluation.qml"
+from .common import DOUBLE, EVALUATION_STYLE, EngineAlgorithm, destination_given, value_given
 
 
-class Evaluate(StyledOutputs, FootprintAlgorithm):
+class Evaluate(EngineAlgorithm):
     """``footprint:evaluate``: engine ``evaluate``."""
 
     NAME = "evaluate"
@@ -70,7 +65,10 @@ class Evaluate(StyledOutputs, FootprintAlgorithm):
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
         """Declare parameters and outputs."""
         polygon = [QgsProcessing.TypeVectorPolygon]
-        for name, label in ((self.PREDICTED, "Predicted buildings"), (self.REFERENCE, "Reference buildings")):
+        for name, label in (
+            (self.PREDICTED, "Predicted buildings"),
+            (self.REFERENCE, "Reference buildings"),
+        ):
             self.addParameter(QgsProcessingParameterVectorLayer(name, self.tr(label), polygon))
         self.addParameter(
             QgsProcessingParameterMapLayer(
@@ -100,7 +98,11 @@ class Evaluate(StyledOutputs, FootprintAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterFileDestination(
-                self.REPORT, self.tr("Report"), "JSON (*.json)", optional=True, createByDefault=False
+                self.REPORT,
+                self.tr("Report"),
+                "JSON (*.json)",
+                optional=True,
+                createByDefault=False,
             )
         )
         for name, (_, label) in self.SCORES.items():
@@ -118,7 +120,7 @@ class Evaluate(StyledOutputs, FootprintAlgorithm):
         args += self._area_args(parameters, context, feedback)
         iou = self.parameterAsDouble(parameters, self.IOU_THRESHOLD, context)
         args += ["--iou-threshold", repr(iou), "--overwrite"]
-        if parameters.get(self.RESOLUTION) not in (None, ""):
+        if value_given(parameters, self.RESOLUTION):
             resolution = self.parameterAsDouble(parameters, self.RESOLUTION, context)
             args += ["--resolution", repr(resolution)]
         if destination_given(parameters.get(self.OUTPUT)):

@@ -5,69 +5,26 @@ from __future__ import annotations
 from typing import Any
 
 from qgis.core import (
-    QgsProcessingAlgorithm,
     QgsProcessingContext,
     QgsProcessingFeedback,
     QgsProcessingOutputNumber,
-    QgsProcessingParameterBoolean,
     QgsProcessingParameterExtent,
-    QgsProcessingParameterFile,
-    QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
 )
 
 from ..layers import output_path, raster_source
-from .base import FootprintAlgorithm
-
-INT = QgsProcessingParameterNumber.Integer
-
-
-def model_parameter(name: str, label: str) -> QgsProcessingParameterFile:
-    """A model file (.pt) input."""
-    return QgsProcessingParameterFile(
-        name, label, extension="pt", fileFilter="Footprint model (*.pt);;All files (*.*)"
-    )
+from .common import (
+    EngineAlgorithm,
+    add_inference_parameters,
+    extent_args,
+    file_path,
+    inference_args,
+    model_parameter,
+)
 
 
-def extent_args(
-    alg: QgsProcessingAlgorithm,
-    parameters: dict[str, Any],
-    extent: str,
-    raster: str,
-    context: QgsProcessingContext,
-) -> list[str]:
-    """``--extent xmin ymin xmax ymax`` in the raster's CRS, or [] when no extent is given."""
-    if not parameters.get(extent):
-        return []
-    layer = alg.parameterAsRasterLayer(parameters, raster, context)
-    crs = layer.crs() if layer is not None else None
-    rect = alg.parameterAsExtent(parameters, extent, context, crs)
-    if rect.isNull() or rect.isEmpty():
-        return []
-    values = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
-    return ["--extent", *(repr(float(v)) for v in values)]
-
-
-def inference_args(
-    alg: QgsProcessingAlgorithm,
-    parameters: dict[str, Any],
-    context: QgsProcessingContext,
-    names: dict[str, str],
-) -> list[str]:
-    """Options shared by predict and detect: TTA, batch size, margin, native resolution."""
-    args = ["--batch-size", str(alg.parameterAsInt(parameters, names["batch"], context))]
-    if alg.parameterAsBool(parameters, names["tta"], context):
-        args.append("--tta")
-    if alg.parameterAsBool(parameters, names["native"], context):
-        args.append("--native-resolution")
-    margin = parameters.get(names["margin"])
-    if margin is not None and str(margin).strip() != "":
-        args += ["--margin", str(alg.parameterAsInt(parameters, names["margin"], context))]
-    return args
-
-
-class Predict(FootprintAlgorithm):
+class Predict(EngineAlgorithm):
     """``footprint:predict``: engine ``predict``."""
 
     NAME = "predict"
@@ -124,7 +81,7 @@ class Predict(FootprintAlgorithm):
             "--raster",
             raster_source(self, parameters, self.INPUT, context, feedback),
             "--model",
-            self.parameterAsFile(parameters, self.MODEL, context),
+            file_path(self, parameters, self.MODEL, context),
             "--output",
             output_path(self, parameters, self.OUTPUT, context, "tif"),
             "--overwrite",
@@ -133,26 +90,3 @@ class Predict(FootprintAlgorithm):
         args += inference_args(self, parameters, context, self.INFERENCE)
         result = self.engine("predict", args + self.device_args(), feedback)
         return {self.OUTPUT: result["output"], self.SECONDS: result.get("seconds")}
-
-
-def add_inference_parameters(alg: FootprintAlgorithm, names: dict[str, str]) -> None:
-    """The advanced inference parameters shared by predict and detect."""
-    tr = alg.tr
-    alg.add_advanced(
-        QgsProcessingParameterBoolean(names["tta"], tr("Test-time augmentation (8x slower)"), False)
-    )
-    alg.add_advanced(
-        QgsProcessingParameterNumber(
-            names["batch"], tr("Batch size (windows)"), INT, 4, minValue=1, maxValue=1024
-        )
-    )
-    alg.add_advanced(
-        QgsProcessingParameterNumber(
-            names["margin"], tr("Overlap margin (pixels)"), INT, None, True, 0, 100000
-        )
-    )
-    alg.add_advanced(
-        QgsProcessingParameterBoolean(
-            names["native"], tr("Predict at the raster's resolution"), False
-        )
-    )

@@ -16,10 +16,10 @@ from qgis.core import (
 )
 
 from ..layers import output_path, raster_source, vector_source
-from .base import FootprintAlgorithm
+from .common import EngineAlgorithm
 
 
-class RasterizeLabels(FootprintAlgorithm):
+class RasterizeLabels(EngineAlgorithm):
     """``footprint:rasterizelabels``: engine ``rasterize-labels``."""
 
     NAME = "rasterizelabels"

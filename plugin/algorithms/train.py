@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from qgis.core import (
@@ -21,7 +22,7 @@ from qgis.core import (
 )
 
 from ..layers import output_path, raster_sources, vector_source, vector_sources
-from .base import FootprintAlgorithm
+from .common import DOUBLE, INT, EngineAlgorithm, file_path
 
 #: The engine's architectures (``python -m engine train --list-models``); stored by name.
 ARCHITECTURES = (
@@ -39,10 +40,9 @@ ARCHITECTURES = (
     "dpt",
     "compact",
 )
-INT, DOUBLE = QgsProcessingParameterNumber.Integer, QgsProcessingParameterNumber.Double
 
 
-class Train(FootprintAlgorithm):
+class Train(EngineAlgorithm):
     """``footprint:train``: engine ``train``."""
 
     NAME = "train"
@@ -176,9 +176,7 @@ class Train(FootprintAlgorithm):
             )
         )
         self.addParameter(
-            QgsProcessingParameterMultipleLayers(
-                self.LABELS, self.tr("Building polygons"), polygon
-            )
+            QgsProcessingParameterMultipleLayers(self.LABELS, self.tr("Building polygons"), polygon)
         )
         self.addParameter(
             QgsProcessingParameterVectorLayer(
@@ -194,14 +192,19 @@ class Train(FootprintAlgorithm):
                 usesStaticStrings=True,
             )
         )
-        self.addParameter(QgsProcessingParameterString(self.ENCODER, self.tr("Encoder"), "resnet34"))
+        self.addParameter(
+            QgsProcessingParameterString(self.ENCODER, self.tr("Encoder"), "resnet34")
+        )
 
     def _add_numbers(self, table: dict[str, tuple[Any, ...]], advanced: bool) -> None:
         for name, (_, label, kind, default, low, high) in table.items():
             param = QgsProcessingParameterNumber(
                 name, self.tr(label), kind, default, minValue=low, maxValue=high
             )
-            self.add_advanced(param) if advanced else self.addParameter(param)
+            if advanced:
+                self.add_advanced(param)
+            else:
+                self.addParameter(param)
 
     def processAlgorithm(
         self,
@@ -219,7 +222,7 @@ class Train(FootprintAlgorithm):
         args += self._model_args(parameters, context)
         report = self.parameterAsFileOutput(parameters, self.REPORT_DIR, context)
         if report:
-            args += ["--report-dir", report]
+            args += ["--report-dir", os.path.abspath(report)]
         result = self.engine("train", [*args, "--overwrite", *self.device_args()], feedback)
         metrics = result.get("metrics") or {}
         return {
@@ -245,7 +248,7 @@ class Train(FootprintAlgorithm):
         for name, (option, _, _) in self.FLAGS.items():
             on = self.parameterAsBool(parameters, name, context)
             args.append(f"--{option}" if on else f"--no-{option}")
-        weights = self.parameterAsFile(parameters, self.ENCODER_WEIGHTS, context)
+        weights = file_path(self, parameters, self.ENCODER_WEIGHTS, context)
         if weights:
             args += ["--encoder-weights", weights]
         return args

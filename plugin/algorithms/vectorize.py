@@ -6,82 +6,26 @@ from typing import Any
 
 from qgis.core import (
     QgsProcessing,
-    QgsProcessingAlgorithm,
     QgsProcessingContext,
     QgsProcessingFeedback,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBand,
-    QgsProcessingParameterBoolean,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterVectorDestination,
 )
 
-from ..layers import output_path, raster_source, style_output
-from .base import FootprintAlgorithm
-
-DOUBLE = QgsProcessingParameterNumber.Double
-BUILDINGS_STYLE = "buildings.qml"
-
-
-def add_polygon_parameters(alg: FootprintAlgorithm, names: dict[str, str]) -> None:
-    """Minimum area, simplify, regularize (main) and hole area (advanced)."""
-    tr = alg.tr
-    alg.addParameter(
-        QgsProcessingParameterNumber(
-            names["min_area"], tr("Minimum building area (m²)"), DOUBLE, 4.0, minValue=0.0
-        )
-    )
-    alg.addParameter(
-        QgsProcessingParameterNumber(
-            names["simplify"], tr("Simplify tolerance (pixels, 0: off)"), DOUBLE, 1.0, minValue=0
-        )
-    )
-    alg.addParameter(
-        QgsProcessingParameterBoolean(names["regularize"], tr("Square off outlines"), False)
-    )
-    alg.add_advanced(
-        QgsProcessingParameterNumber(
-            names["hole_area"], tr("Fill holes smaller than (m²)"), DOUBLE, 4.0, minValue=0.0
-        )
-    )
+from ..layers import output_path, raster_source
+from .common import (
+    BUILDINGS_STYLE,
+    DOUBLE,
+    EngineAlgorithm,
+    add_polygon_parameters,
+    polygon_args,
+)
 
 
-def polygon_args(
-    alg: QgsProcessingAlgorithm,
-    parameters: dict[str, Any],
-    context: QgsProcessingContext,
-    names: dict[str, str],
-) -> list[str]:
-    """Engine options for minimum area, hole area, simplify and regularize."""
-    args = ["--min-area-m2", repr(alg.parameterAsDouble(parameters, names["min_area"], context))]
-    args += ["--hole-area-m2", repr(alg.parameterAsDouble(parameters, names["hole_area"], context))]
-    args += ["--simplify", repr(alg.parameterAsDouble(parameters, names["simplify"], context))]
-    regularize = alg.parameterAsBool(parameters, names["regularize"], context)
-    return [*args, "--regularize" if regularize else "--no-regularize"]
-
-
-class StyledOutputs:
-    """Mixin: remember polygon outputs and style them in ``postProcessAlgorithm``."""
-
-    def remember_style(self, path: str, style: str) -> str:
-        """Style ``path`` with ``resources/<style>`` when Processing loads it; return path."""
-        if not hasattr(self, "_styles"):
-            self._styles: list[tuple[str, str]] = []
-        self._styles.append((path, style))
-        return path
-
-    def postProcessAlgorithm(
-        self, context: QgsProcessingContext, feedback: QgsProcessingFeedback
-    ) -> dict[str, Any]:
-        """Attach the style post-processors (runs in the main thread, after the run)."""
-        for path, style in getattr(self, "_styles", []):
-            style_output(context, path, style)
-        self._styles = []
-        return {}
-
-
-class Vectorize(StyledOutputs, FootprintAlgorithm):
+class Vectorize(EngineAlgorithm):
     """``footprint:vectorize``: engine ``vectorize``."""
 
     NAME = "vectorize"

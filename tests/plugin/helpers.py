@@ -188,9 +188,7 @@ def qgis_process(plugin_home: Path, *args: str, timeout: float = 300) -> Any:
         check=True,
     ).stdout.strip()
     env = {**os.environ, "QGIS_PLUGINPATH": str(plugin_home), "QT_QPA_PLATFORM": "offscreen"}
-    done = subprocess.run(
-        [binary, *args], capture_output=True, text=True, env=env, timeout=timeout
-    )
+    done = subprocess.run([binary, *args], capture_output=True, text=True, env=env, timeout=timeout)
     return done, _json_tail(done.stdout)
 
 

@@ -1,0 +1,155 @@
+"""Bad inputs: each gives a QgsProcessingException carrying the engine's message (no
+traceback), writes nothing, and QGIS keeps running; labels in another CRS just work."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from qgis.core import QgsProcessingException
+
+from .helpers import (
+    WGS84,
+    make_scene,
+    raster_info,
+    run,
+    scene_array,
+    synthetic_model,
+    write_boxes,
+    write_raster,
+)
+
+pytestmark = pytest.mark.usefixtures("engine_python")
+
+
+def engine_error(alg_id: str, parameters: dict[str, Any]) -> str:
+    """Run ``alg_id``; it must fail with a plain QgsProcessingException: its message."""
+    with pytest.raises(QgsProcessingException) as caught:
+        run(alg_id, parameters)
+    assert type(caught.value) is QgsProcessingException
+    message = str(caught.value)
+    assert "Traceback" not in message, message
+    return message
+
+
+def still_running(tmp_path: Path) -> None:
+    """QGIS and the provider still work after the failure."""
+    scene = make_scene(tmp_path, "after")
+    result = run(
+        "footprint:rasterizelabels",
+        {
+            "INPUT": str(scene.raster),
+            "LABELS": str(scene.labels),
+            "OUTPUT": str(tmp_path / "ok.tif"),
+        },
+    )
+    assert result["BUILDINGS"] == 16
+
+
+def test_raster_without_crs(tmp_path: Path) -> None:
+    data, _ = scene_array(64, seed=2)
+    raster = write_raster(tmp_path / "no_crs.tif", data, epsg=None)
+    labels = write_boxes(tmp_path / "labels.gpkg", [(500_000, 3_699_980, 500_010, 3_699_990)])
+    out = tmp_path / "mask.tif"
+    message = engine_error(
+        "footprint:rasterizelabels",
+        {"INPUT": str(raster), "LABELS": str(labels), "OUTPUT": str(out)},
+    )
+    assert "has no coordinate reference system" in message and "Assign Projection" in message
+    assert str(raster) in message and not out.exists()
+    still_running(tmp_path)
+
+
+def test_labels_in_another_crs_just_work(tmp_path: Path) -> None:
+    utm = make_scene(tmp_path, "utm")
+    lonlat = make_scene(tmp_path, "lonlat", labels_epsg=WGS84)  # the same roofs, in EPSG:4326
+    result = run(
+        "footprint:evaluate",
+        {"PREDICTED": str(utm.labels), "REFERENCE": str(lonlat.labels), "AREA": str(utm.raster)},
+    )
+    assert result["OBJECT_F1"] == 1.0 and result["PIXEL_F1"] > 0.97, result
+
+
+def test_file_that_is_not_a_model(tmp_path: Path) -> None:
+    scene = make_scene(tmp_path, "scene")
+    fake = tmp_path / "weights.pt"
+    fake.write_bytes(b"PK\x03\x04 not a model at all")
+    out = tmp_path / "buildings.gpkg"
+    message = engine_error(
+        "footprint:detect", {"INPUT": str(scene.raster), "MODEL": str(fake), "OUTPUT": str(out)}
+    )
+    assert message.startswith("ModelFileError: ") and str(fake) in message, message
+    assert not out.exists()
+    still_running(tmp_path)
+
+
+def test_band_count_mismatch(tmp_path: Path) -> None:
+    data, _ = scene_array(64, seed=4)
+    single = write_raster(tmp_path / "one_band.tif", data[:1])
+    out = tmp_path / "p.tif"
+    message = engine_error(
+        "footprint:predict",
+        {"INPUT": str(single), "MODEL": synthetic_model()["OUTPUT"], "OUTPUT": str(out)},
+    )
+    assert "trained on 3 bands" in message and "has 1" in message, message
+    assert not out.exists()
+    still_running(tmp_path)
+
+
+@pytest.fixture
+def unwritable_folder(tmp_path: Path) -> Callable[[], Path]:
+    """A folder where files cannot be created (root ignores permissions: use /sys then)."""
+
+    def make() -> Path:
+        if os.geteuid() == 0:
+            if not Path("/sys/kernel").is_dir():
+                pytest.skip("running as root without /sys: no folder is unwritable")
+            return Path("/sys")  # sysfs refuses new files, even to root
+        folder = tmp_path / "read_only"
+        folder.mkdir()
+        folder.chmod(0o555)
+        return folder
+
+    yield make
+    if (tmp_path / "read_only").exists():
+        (tmp_path / "read_only").chmod(0o755)
+
+
+def test_unwritable_output(tmp_path: Path, unwritable_folder: Callable[[], Path]) -> None:
+    scene = make_scene(tmp_path, "scene")
+    folder = unwritable_folder()
+    message = engine_error(
+        "footprint:rasterizelabels",
+        {
+            "INPUT": str(scene.raster),
+            "LABELS": str(scene.labels),
+            "OUTPUT": str(folder / "mask.tif"),
+        },
+    )
+    assert str(folder) in message, message
+    assert any(text in message for text in ("not writable", "Permission denied")), message
+    assert not list(folder.glob("*mask*"))
+    still_running(tmp_path)
+
+
+def test_missing_engine_interpreter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_settings: None
+) -> None:
+    monkeypatch.setenv("FOOTPRINT_PYTHON", "/nonexistent/python")
+    scene = make_scene(tmp_path, "scene")
+    message = engine_error(
+        "footprint:rasterizelabels",
+        {
+            "INPUT": str(scene.raster),
+            "LABELS": str(scene.labels),
+            "OUTPUT": str(tmp_path / "m.tif"),
+        },
+    )
+    assert "/nonexistent/python does not exist" in message, message
+    assert "bash scripts/setup.sh" in message and "FOOTPRINT_PYTHON" in message
+    monkeypatch.undo()
+    still_running(tmp_path)
+    assert raster_info(tmp_path / "ok.tif")["size"] == (128, 128)

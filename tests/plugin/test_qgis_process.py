@@ -1,0 +1,106 @@
+"""Headless use: the plugin's algorithms through the ``qgis_process`` command line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .helpers import REPO, UTM, feature_count, layer_epsg, synthetic_model, synthetic_scenes
+
+pytestmark = pytest.mark.usefixtures("engine_python")
+
+
+@pytest.fixture(scope="module")
+def qgis_process(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Any]:
+    """Run ``qgis_process <args>`` with the plugin enabled; returns (process, JSON or None)."""
+    from .helpers import _json_tail
+
+    found = subprocess.run(
+        ["bash", str(REPO / "scripts" / "qgis_process_path.sh")], capture_output=True, text=True
+    )
+    binary = found.stdout.strip()
+    if found.returncode != 0 or not binary:
+        pytest.skip("qgis_process not found (bash scripts/setup.sh installs QGIS)")
+    home = tmp_path_factory.mktemp("qgis_process")
+    (home / "plugins").mkdir()
+    (home / "plugins" / "footprint").symlink_to(REPO, target_is_directory=True)
+    env = {
+        **os.environ,
+        "HOME": str(home / "home"),  # a fresh QGIS profile, not the user's
+        "QGIS_PLUGINPATH": str(home / "plugins"),
+        "QT_QPA_PLATFORM": "offscreen",
+        "FOOTPRINT_PYTHON": os.environ["FOOTPRINT_PYTHON"],
+    }
+
+    def run(*args: str) -> tuple[subprocess.CompletedProcess[str], Any]:
+        done = subprocess.run(
+            [binary, *args], capture_output=True, text=True, env=env, timeout=300, cwd=home
+        )
+        return done, _json_tail(done.stdout)
+
+    enabled, _ = run("plugins", "enable", "footprint")
+    assert enabled.returncode == 0, enabled.stdout + enabled.stderr
+    return run
+
+
+def test_detect_then_evaluate_with_qgis_process(
+    qgis_process: Callable[..., Any], tmp_path: Path
+) -> None:
+    _, test = synthetic_scenes()
+    trained = synthetic_model()
+    buildings = tmp_path / "buildings.gpkg"
+    done, detected = qgis_process(
+        "--json",
+        "run",
+        "footprint:detect",
+        "--",
+        f"INPUT={test.raster}",
+        f"MODEL={trained['OUTPUT']}",
+        "MIN_AREA=10",
+        f"OUTPUT={buildings}",
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = detected["results"]
+    assert results["OUTPUT"] == str(buildings)
+    assert 14 <= results["BUILDINGS"] == feature_count(buildings) <= 18
+    assert layer_epsg(buildings) == UTM
+    assert results["USED_THRESHOLD"] == pytest.approx(trained["THRESHOLD"])
+    assert any("--min-area-m2 10.0" in line for line in detected["log"]["info"])
+    done, evaluated = qgis_process(
+        "--json",
+        "run",
+        "footprint:evaluate",
+        "--",
+        f"PREDICTED={buildings}",
+        f"REFERENCE={test.labels}",
+        f"AREA={test.raster}",
+        f"REPORT={tmp_path / 'scores.json'}",
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    scores = evaluated["results"]
+    assert scores["OBJECT_F1"] > 0.8 and scores["PIXEL_IOU"] > 0.6, scores
+    assert (tmp_path / "scores.json").is_file() and scores["OUTPUT"] is None
+
+
+def test_qgis_process_reports_the_engine_error(
+    qgis_process: Callable[..., Any], tmp_path: Path
+) -> None:
+    _, test = synthetic_scenes()
+    fake = tmp_path / "not_a_model.pt"
+    fake.write_text("this is not a model")
+    done, _ = qgis_process(
+        "run",
+        "footprint:detect",
+        "--",
+        f"INPUT={test.raster}",
+        f"MODEL={fake}",
+        f"OUTPUT={tmp_path / 'b.gpkg'}",
+    )
+    assert done.returncode != 0
+    assert "ModelFileError" in done.stdout + done.stderr
+    assert not (tmp_path / "b.gpkg").exists()
