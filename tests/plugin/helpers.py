@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import atexit
 import json
-import os
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,20 +177,7 @@ def raster_info(path: str | Path) -> dict[str, Any]:
     }
 
 
-def qgis_process(plugin_home: Path, *args: str, timeout: float = 300) -> Any:
-    """Run qgis_process (the working binary) with our plugin; parse its JSON output."""
-    binary = subprocess.run(
-        ["bash", str(REPO / "scripts" / "qgis_process_path.sh")],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    env = {**os.environ, "QGIS_PLUGINPATH": str(plugin_home), "QT_QPA_PLATFORM": "offscreen"}
-    done = subprocess.run([binary, *args], capture_output=True, text=True, env=env, timeout=timeout)
-    return done, _json_tail(done.stdout)
-
-
-def _json_tail(text: str) -> Any:
+def json_tail(text: str) -> Any:
     """The JSON document qgis_process printed (it may print warnings before it)."""
     start = text.find("{")
     if start < 0:

@@ -35,6 +35,7 @@ from .helpers import (
     synthetic_model,
     synthetic_scenes,
     vector_extent,
+    write_boxes,
 )
 
 pytestmark = pytest.mark.usefixtures("engine_python")
@@ -116,9 +117,7 @@ def test_train_outputs_model_report_and_scores() -> None:
 
 def test_train_report_folder_and_validation_layer(tmp_path: Path, feedback: Any) -> None:
     train, _ = synthetic_scenes()
-    (x0, y0, x1, y1) = train.extent
-    from .helpers import write_boxes
-
+    x0, y0, _, _ = train.extent
     validation = write_boxes(tmp_path / "val.gpkg", [(x0, y0, x0 + 32, y0 + 32)])
     result = run(
         "footprint:train",

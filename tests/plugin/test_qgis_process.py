@@ -10,7 +10,15 @@ from typing import Any
 
 import pytest
 
-from .helpers import REPO, UTM, feature_count, layer_epsg, synthetic_model, synthetic_scenes
+from .helpers import (
+    REPO,
+    UTM,
+    feature_count,
+    json_tail,
+    layer_epsg,
+    synthetic_model,
+    synthetic_scenes,
+)
 
 pytestmark = pytest.mark.usefixtures("engine_python")
 
@@ -18,8 +26,6 @@ pytestmark = pytest.mark.usefixtures("engine_python")
 @pytest.fixture(scope="module")
 def qgis_process(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Any]:
     """Run ``qgis_process <args>`` with the plugin enabled; returns (process, JSON or None)."""
-    from .helpers import _json_tail
-
     found = subprocess.run(
         ["bash", str(REPO / "scripts" / "qgis_process_path.sh")], capture_output=True, text=True
     )
@@ -41,7 +47,7 @@ def qgis_process(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Any]
         done = subprocess.run(
             [binary, *args], capture_output=True, text=True, env=env, timeout=300, cwd=home
         )
-        return done, _json_tail(done.stdout)
+        return done, json_tail(done.stdout)
 
     enabled, _ = run("plugins", "enable", "footprint")
     assert enabled.returncode == 0, enabled.stdout + enabled.stderr
