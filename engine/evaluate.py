@@ -32,13 +32,13 @@ from engine.events import NullProgress, Progress, SubProgress, check_canceled
 from engine.metrics import ConfusionCounts, Matching, match_objects, object_scores
 from engine.outputs import atomic_output, check_output
 from engine.rasters import RASTER_SUFFIXES, ground_resolution_m, open_raster
+from engine.vectors import write_vector
 
 #: Pixels per side of one rasterising window.
 WINDOW = 2048
 #: Pixel size in metres when neither the config nor an area raster gives one.
 DEFAULT_RESOLUTION_M = 0.25
 _POLYGONAL = (3, 6)  # shapely type ids of Polygon and MultiPolygon
-_MULTI_LAYER = {".gpkg", ".sqlite"}
 
 
 @dataclass(frozen=True)
@@ -404,6 +404,4 @@ def _status_frame(
 
 def write_layer(frame: gpd.GeoDataFrame, path: Path, overwrite: bool) -> None:
     """Write ``frame`` atomically; the format follows the extension."""
-    layer = {"layer": path.stem} if path.suffix.lower() in _MULTI_LAYER else {}
-    with atomic_output(path, overwrite) as tmp:
-        frame.to_file(tmp, engine="pyogrio", **layer)
+    write_vector(frame, path, overwrite)

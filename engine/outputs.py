@@ -31,9 +31,23 @@ def check_output(path: str | os.PathLike[str], overwrite: bool) -> Path:
     folder = out.parent
     if not folder.is_dir():
         raise OutputError(f"Cannot write {out}: folder {folder} does not exist; create it first.")
-    if not os.access(folder, os.W_OK):
+    if not _can_create_in(folder):
         raise OutputError(f"Cannot write {out}: folder {folder} is not writable; choose another.")
     return out
+
+
+def _can_create_in(folder: Path) -> bool:
+    """True when a file can really be created in ``folder`` (os.access is always True for root,
+    and says nothing about read-only mounts)."""
+    if not os.access(folder, os.W_OK):
+        return False
+    probe = folder / f".footprint-probe-{uuid.uuid4().hex[:8]}"
+    try:
+        probe.touch(exist_ok=False)
+    except OSError:
+        return False
+    probe.unlink(missing_ok=True)
+    return True
 
 
 def temporary_sibling(out: Path) -> Path:

@@ -44,9 +44,10 @@ from shapely.geometry import Polygon, shape
 from engine.config import VectorizeConfig
 from engine.errors import ConfigError
 from engine.events import Progress, check_canceled
-from engine.outputs import atomic_output, check_output
+from engine.outputs import check_output
 from engine.polygons import canonical_polygon, finalize_polygons
 from engine.rasters import open_raster, read_window, select_bands
+from engine.vectors import write_vector
 
 __all__ = [
     "Building",
@@ -59,13 +60,6 @@ __all__ = [
 ]
 
 #: OGR drivers by output extension; other extensions are left to pyogrio to infer.
-DRIVERS = {
-    ".gpkg": "GPKG",
-    ".geojson": "GeoJSON",
-    ".json": "GeoJSON",
-    ".shp": "ESRI Shapefile",
-    ".fgb": "FlatGeobuf",
-}
 MIN_WINDOW = 64
 
 
@@ -298,18 +292,8 @@ def polygonize_windows(
 
 
 def write_polygons(gdf: gpd.GeoDataFrame, output: str | Path, overwrite: bool = False) -> Path:
-    """Write ``gdf`` atomically; the OGR driver follows the extension (GeoPackage by default).
-
-    The layer is named after the file stem. An empty frame still gets its schema and CRS.
-    """
-    out = Path(output)
-    driver = DRIVERS.get(out.suffix.lower(), "GPKG" if not out.suffix else None)
-    kwargs: dict[str, Any] = {"geometry_type": "Polygon"}
-    if driver in (None, "GPKG"):
-        kwargs["layer"] = out.stem
-    with atomic_output(out, overwrite) as tmp:
-        gdf.to_file(tmp, driver=driver, engine="pyogrio", **kwargs)
-    return out.expanduser().absolute()
+    """Write building polygons atomically (see :func:`engine.vectors.write_vector`)."""
+    return write_vector(gdf, output, overwrite, geometry_type="Polygon")
 
 
 def check_vectorize_config(config: VectorizeConfig) -> None:
