@@ -11,7 +11,7 @@ from affine import Affine
 from rasterio.windows import Window
 
 from engine.errors import OutputError, RasterError
-from engine.outputs import atomic_output
+from engine.outputs import atomic_output, check_output
 from engine.rasters import (
     ground_resolution_m,
     open_raster,
@@ -131,3 +131,9 @@ def test_atomic_output_keeps_user_file_and_cleans_up(tmp_path: Path) -> None:
     assert out.read_text() == "new"
     with pytest.raises(OutputError, match="does not exist"), atomic_output(tmp_path / "x" / "y"):
         pass
+
+
+def test_unwritable_folder_is_refused_before_any_work() -> None:
+    # /proc refuses new files for every user, root included (os.access alone says yes to root)
+    with pytest.raises(OutputError, match="not writable"):
+        check_output("/proc/footprint-test.tif", overwrite=False)
