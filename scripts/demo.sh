@@ -1,32 +1,54 @@
 #!/usr/bin/env bash
-# The main job, end to end: set up, train a small model on the example's training chips,
-# detect buildings on its test chips, evaluate against the reference footprints, and print
-# the scores and where the results are.
+# The main job, end to end through QGIS Processing (qgis_process): set up, train a small model
+# on the example's training chips, detect buildings on its test chips, evaluate against the
+# reference footprints, draw a PNG preview, and print the scores and where everything is.
 #   bash scripts/demo.sh [DATA_FOLDER] [OUT_FOLDER]
 # DATA_FOLDER holds train/oam/*.tif, test/oam/*.tif and labels/*.geojson (default:
-# ../shared/data/banepa, or $FOOTPRINT_DATA/banepa).
+# ../shared/data/banepa, or $FOOTPRINT_DATA/banepa). FOOTPRINT_DEMO_EPOCHS sets the epochs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 DATA=${1:-${FOOTPRINT_DATA:-../shared/data}/banepa}
 OUT=${2:-out/demo}
 EPOCHS=${FOOTPRINT_DEMO_EPOCHS:-15}
-PY=.venv/bin/python
 [ -d "$DATA/train" ] || { echo "Example data not found at $DATA: give its folder as first argument." >&2; exit 1; }
 mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
 LABELS=$(ls "$DATA"/labels/*.geojson | head -n1)
+QP="bash scripts/qgis_process.sh --json run"
+results() { /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps(d["results"]))'; }
 
-echo; echo "==> Training a compact U-Net on $DATA/train ($EPOCHS epochs, CPU is fine)"
-$PY -m engine train --raster "$DATA/train/oam" --labels "$LABELS" --output "$OUT/model.pt" \
-    --architecture compact --tile-size 256 --epochs "$EPOCHS" --batch-size 8 --lr 0.01 \
-    --overwrite
-echo; echo "==> Detecting buildings on $DATA/test"
-$PY -m engine detect --raster "$DATA/test/oam" --model "$OUT/model.pt" \
-    --output "$OUT/buildings.gpkg" --keep-probability "$OUT/probability.tif" --overwrite
-echo; echo "==> Evaluating against $LABELS on the test chips' extent"
-$PY -m engine evaluate --predicted "$OUT/buildings.gpkg" --reference "$LABELS" \
-    --area "$OUT/probability.tif" --output "$OUT/evaluation.gpkg" --report "$OUT/scores.json" --overwrite
-echo; echo "==> Results"
+echo; echo "==> Mosaicking the chips into virtual rasters (gdalbuildvrt)"
+gdalbuildvrt -q -overwrite "$OUT/train.vrt" "$DATA"/train/oam/*.tif
+gdalbuildvrt -q -overwrite "$OUT/test.vrt" "$DATA"/test/oam/*.tif
+
+echo; echo "==> footprint:train: compact U-Net, $EPOCHS epochs on $DATA/train (CPU is fine)"
+$QP footprint:train -- RASTERS="$OUT/train.vrt" LABELS="$LABELS" ARCHITECTURE=compact \
+    TILE_SIZE=256 EPOCHS="$EPOCHS" BATCH_SIZE=8 LR=0.01 OUTPUT="$OUT/model.pt" | results
+
+echo; echo "==> footprint:detect on $DATA/test"
+$QP footprint:detect -- INPUT="$OUT/test.vrt" MODEL="$OUT/model.pt" \
+    OUTPUT="$OUT/buildings.gpkg" PROBABILITY="$OUT/probability.tif" | results
+
+echo; echo "==> footprint:evaluate against $LABELS on the test chips' extent"
+$QP footprint:evaluate -- PREDICTED="$OUT/buildings.gpkg" REFERENCE="$LABELS" \
+    AREA="$OUT/test.vrt" OUTPUT="$OUT/evaluation.gpkg" REPORT="$OUT/scores.json" > "$OUT/evaluate.json"
+
+.venv/bin/python -m engine.preview --raster "$OUT/test.vrt" --predicted "$OUT/buildings.gpkg" \
+    --reference "$LABELS" --output "$OUT/preview.png" --max-side 1600 --overwrite > /dev/null
+
+echo; echo "==> Scores on the test area"
+/usr/bin/python3 - "$OUT/evaluate.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))["results"]
+print(f"  pixels:    precision {r['PIXEL_PRECISION']:.3f}  recall {r['PIXEL_RECALL']:.3f}"
+      f"  F1 {r['PIXEL_F1']:.3f}  IoU {r['PIXEL_IOU']:.3f}  accuracy {r['PIXEL_ACCURACY']:.3f}")
+print(f"  buildings: precision {r['OBJECT_PRECISION']:.3f}  recall {r['OBJECT_RECALL']:.3f}"
+      f"  F1 {r['OBJECT_F1']:.3f}  (one-to-one at IoU >= 0.5)")
+PY
+echo
 echo "  buildings:  $OUT/buildings.gpkg"
 echo "  evaluation: $OUT/evaluation.gpkg (TP/FP/FN per building)"
 echo "  scores:     $OUT/scores.json"
+echo "  preview:    $OUT/preview.png (orange: detected, cyan: reference)"
+echo "  model:      $OUT/model.pt (report: $OUT/model_report/)"
