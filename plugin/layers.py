@@ -3,7 +3,9 @@
 The engine only takes paths. A layer that is a plain file the engine can read is passed as
 its path; anything else (memory, database and web layers, selections, filtered layers,
 layers inside multi-layer files) is first written to a temporary file in Processing's temp
-folder, keeping its CRS. Destination parameters become real file paths.
+folder, keeping its CRS. Destination parameters become real file paths. Every path handed
+out is absolute (relative ones are resolved against QGIS's working folder), because the
+engine runs in the plugin folder.
 """
 
 from __future__ import annotations
@@ -45,6 +47,11 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
+def absolute(path: str) -> str:
+    """``path`` made absolute against QGIS's working folder ("" stays "")."""
+    return os.path.abspath(path) if path else ""
+
+
 def _label(alg: QgsProcessingAlgorithm, name: str) -> str:
     definition = alg.parameterDefinition(name)
     return definition.description() if definition is not None else name
@@ -59,7 +66,7 @@ def plain_raster_path(layer: QgsRasterLayer) -> str:
     path = _text(parts.get("path"))
     if not path or path != source or _text(parts.get("layerName")):
         return ""  # subdatasets, open options, /vsi... paths, connection strings
-    return path if os.path.isfile(path) else ""
+    return absolute(path) if os.path.isfile(path) else ""
 
 
 def export_raster(
@@ -94,7 +101,7 @@ def export_raster(
             f"Cannot write raster layer '{layer.name()}' to {path} (error {int(error)});"
             " check free disk space in the Processing temporary folder."
         )
-    return path
+    return absolute(path)
 
 
 def raster_layer_path(
@@ -136,7 +143,7 @@ def plain_vector_path(layer: QgsVectorLayer) -> str:
     if not os.path.isfile(path) or Path(path).suffix.lstrip(".").lower() not in VECTOR_FORMATS:
         return ""
     if path == source or _single_layer_file(path):
-        return path
+        return absolute(path)
     return ""  # one layer of a GeoPackage (or another multi-layer file) holding several
 
 
@@ -153,7 +160,7 @@ def vector_layer_path(
     )
     if not path:
         raise QgsProcessingException(f"Cannot write vector layer '{layer.name()}' to a file.")
-    return path
+    return absolute(path)
 
 
 def vector_source(
@@ -176,7 +183,7 @@ def vector_source(
             )
             if not path:
                 raise QgsProcessingException(f"{_label(alg, name)}: cannot write the selection.")
-            return path
+            return absolute(path)
         parameters = {**parameters, name: value.source}
     layer = alg.parameterAsVectorLayer(parameters, name, context)
     if layer is None or not layer.isValid():
@@ -248,7 +255,8 @@ def output_path(
 
     Temporary and non-file outputs (``TEMPORARY_OUTPUT``, ``memory:``, database URIs) become
     a temporary file with ``default_ext`` (e.g. ``"gpkg"``, ``"tif"``, ``"pt"``); a path
-    without an extension gets it; the parent folder is created.
+    without an extension gets it; a relative path is made absolute; the parent folder is
+    created.
     """
     ext = default_ext.lstrip(".")
     definition = alg.parameterDefinition(name)
@@ -266,11 +274,29 @@ def output_path(
         new = str(Path(path).with_suffix(f".{ext}"))
     else:
         new = path
+    new = absolute(new)
     if new != path:
         _move_load_on_completion(context, path, new)
         path = new
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    _make_parent(path, _label(alg, name))
     return path
+
+
+def _make_parent(path: str, label: str) -> None:
+    """Create the folder of the output ``path``; a QgsProcessingException says why it cannot."""
+    parent = Path(path).parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        blocker = next((p for p in (parent, *parent.parents) if p.is_file()), None)
+        if blocker is not None:
+            why = "it is a file" if blocker == parent else f"{blocker} is a file"
+        else:
+            why = err.strerror or str(err)
+        raise QgsProcessingException(
+            f"{label}: cannot create the folder {parent} ({why}); choose an output path in a"
+            " folder you can write to."
+        ) from None
 
 
 def _move_load_on_completion(context: QgsProcessingContext, old: str, new: str) -> None:

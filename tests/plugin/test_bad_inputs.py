@@ -153,3 +153,15 @@ def test_missing_engine_interpreter(
     monkeypatch.undo()
     still_running(tmp_path)
     assert raster_info(tmp_path / "ok.tif")["size"] == (128, 128)
+
+
+def test_output_under_a_file(tmp_path: Path) -> None:
+    scene = make_scene(tmp_path, "scene")
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file, not a folder")
+    message = engine_error(
+        "footprint:rasterizelabels",
+        {"INPUT": str(scene.raster), "LABELS": str(scene.labels), "OUTPUT": f"{blocker}/m.tif"},
+    )
+    assert f"cannot create the folder {blocker}" in message and "is a file" in message
+    still_running(tmp_path)

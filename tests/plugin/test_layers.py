@@ -209,3 +209,38 @@ def test_style_output_styles_the_loaded_layer(alg, context, tmp_path) -> None:
     renderer = layer.renderer()
     assert renderer.type() == "categorizedSymbol" and renderer.classAttribute() == "status"
     assert [c.value() for c in renderer.categories()] == ["TP", "FP", "FN"]
+
+
+def test_relative_paths_become_absolute(alg, context, tmp_path, make_raster, monkeypatch) -> None:
+    """The engine runs in the plugin folder: paths relative to QGIS's folder are resolved."""
+    raster = make_raster("rel.tif")
+    gpkg = write_boxes(tmp_path / "rel.gpkg", BOXES)
+    monkeypatch.chdir(tmp_path)
+    assert layers.plain_raster_path(QgsRasterLayer("rel.tif", "rel")) == str(raster)
+    assert layers.plain_vector_path(QgsVectorLayer("rel.gpkg", "rel", "ogr")) == str(gpkg)
+    assert layers.raster_source(alg, {"RASTER": "rel.tif"}, "RASTER", context, None) == str(raster)
+    assert layers.vector_source(alg, {"VECTOR": "rel.gpkg"}, "VECTOR", context, None) == str(gpkg)
+    both = layers.layer_sources(alg, {"LAYERS": ["rel.tif", "rel.gpkg"]}, "LAYERS", context, None)
+    assert both == [str(raster), str(gpkg)]
+    out = layers.output_path(alg, {"OUT_VECTOR": "out/b.gpkg"}, "OUT_VECTOR", context, "gpkg")
+    assert out == str(tmp_path / "out" / "b.gpkg") and (tmp_path / "out").is_dir()
+    out = layers.output_path(alg, {"OUT_RASTER": "p"}, "OUT_RASTER", context, "tif")
+    assert out == str(tmp_path / "p.tif")
+    out = layers.output_path(alg, {"OUT_FILE": "m.pt"}, "OUT_FILE", context, "pt")
+    assert out == str(tmp_path / "m.pt")
+    loaded = QgsProcessingOutputLayerDefinition("loaded.gpkg", QgsProject.instance())
+    out = layers.output_path(alg, {"OUT_VECTOR": loaded}, "OUT_VECTOR", context, "gpkg")
+    assert out == str(tmp_path / "loaded.gpkg") and context.willLoadLayerOnCompletion(out)
+
+
+def test_output_folder_that_cannot_be_made_is_a_processing_error(alg, context, tmp_path) -> None:
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where a folder should be")
+    with pytest.raises(QgsProcessingException) as caught:
+        layers.output_path(
+            alg, {"OUT_VECTOR": str(blocker / "b.gpkg")}, "OUT_VECTOR", context, "gpkg"
+        )
+    assert type(caught.value) is QgsProcessingException
+    message = str(caught.value)
+    assert message.startswith("Polygons: cannot create the folder") and str(blocker) in message
+    assert "choose" in message and blocker.is_file()

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from .helpers import (
@@ -16,8 +17,11 @@ from .helpers import (
     feature_count,
     json_tail,
     layer_epsg,
+    make_scene,
+    scene_array,
     synthetic_model,
     synthetic_scenes,
+    write_raster,
 )
 
 pytestmark = pytest.mark.usefixtures("engine_python")
@@ -43,9 +47,9 @@ def qgis_process(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Any]
         "FOOTPRINT_PYTHON": os.environ["FOOTPRINT_PYTHON"],
     }
 
-    def run(*args: str) -> tuple[subprocess.CompletedProcess[str], Any]:
+    def run(*args: str, cwd: Path = home) -> tuple[subprocess.CompletedProcess[str], Any]:
         done = subprocess.run(
-            [binary, *args], capture_output=True, text=True, env=env, timeout=300, cwd=home
+            [binary, *args], capture_output=True, text=True, env=env, timeout=300, cwd=cwd
         )
         return done, json_tail(done.stdout)
 
@@ -110,3 +114,44 @@ def test_qgis_process_reports_the_engine_error(
     assert done.returncode != 0
     assert "ModelFileError" in done.stdout + done.stderr
     assert not (tmp_path / "b.gpkg").exists()
+
+
+def test_relative_paths_are_read_from_the_working_folder(
+    qgis_process: Callable[..., Any], tmp_path: Path
+) -> None:
+    """``INPUT=in/mask.tif`` means the file in qgis_process's folder, not the engine's."""
+    work = tmp_path / "work"
+    (work / "in").mkdir(parents=True)
+    scene = make_scene(work / "in", "scene", seed=0)
+    _, roofs = scene_array(128, seed=0)
+    mask = np.zeros((1, 128, 128), dtype=np.float32)
+    for r0, c0, h, w in roofs:
+        mask[0, r0 : r0 + h, c0 : c0 + w] = 1.0
+    write_raster(work / "in" / "mask.tif", mask)
+    done, vectorized = qgis_process(
+        "--json",
+        "run",
+        "footprint:vectorize",
+        "--",
+        "INPUT=in/mask.tif",
+        "SIMPLIFY=0",
+        "OUTPUT=out/buildings.gpkg",
+        cwd=work,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    buildings = work / "out" / "buildings.gpkg"
+    assert vectorized["results"]["OUTPUT"] == str(buildings)
+    assert feature_count(buildings) == vectorized["results"]["BUILDINGS"] == len(scene.boxes)
+    done, evaluated = qgis_process(
+        "--json",
+        "run",
+        "footprint:evaluate",
+        "--",
+        "PREDICTED=out/buildings.gpkg",
+        "REFERENCE=in/scene.gpkg",
+        "AREA=in/scene.tif",
+        "REPORT=scores.json",
+        cwd=work,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert evaluated["results"]["OBJECT_F1"] == 1.0 and (work / "scores.json").is_file()
