@@ -14,6 +14,9 @@ ln -sfn "$ROOT" "$PLUGINS/footprint"
 export QGIS_PLUGINPATH="$PLUGINS${QGIS_PLUGINPATH:+:$QGIS_PLUGINPATH}"
 export QT_QPA_PLATFORM=${QT_QPA_PLATFORM:-offscreen}
 export FOOTPRINT_PYTHON=${FOOTPRINT_PYTHON:-$ROOT/.venv/bin/python}
-"$BIN" plugins enable footprint >/dev/null 2>&1 || {
-  echo "qgis_process could not enable the Footprint plugin from $PLUGINS/footprint" >&2; exit 1; }
-exec "$BIN" "$@" 2> >(grep -v "XDG_RUNTIME_DIR" >&2)
+if ! enabled=$("$BIN" plugins enable footprint 2>&1) && ! grep -q "already enabled" <<<"$enabled"; then
+  echo "$enabled" >&2
+  echo "qgis_process could not enable the Footprint plugin from $PLUGINS/footprint" >&2
+  exit 1
+fi
+exec "$BIN" "$@" 2> >(grep -v "XDG_RUNTIME_DIR\|setapi() is deprecated" >&2)
