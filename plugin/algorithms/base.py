@@ -1,4 +1,10 @@
-"""Base class of the Footprint algorithms: group, icon, help, and running the engine."""
+"""Base class of the Footprint algorithms: group, icon, help, running the engine, styles.
+
+QGIS 3.22 shows the message of a plain ``QgsProcessingException`` as is, but a traceback for
+any subclass (such as the runner's ``EngineError``), so :meth:`FootprintAlgorithm.engine`
+re-raises engine errors as plain ones: the user reads the engine's message. Polygon outputs
+get their QML style from ``resources/`` when Processing loads them.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +12,15 @@ from typing import Any
 
 from qgis.core import (
     QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingException,
     QgsProcessingFeedback,
     QgsProcessingParameterDefinition,
 )
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
+from ..layers import style_output
 from ..runner import run_engine
 from ..settings import engine_device, plugin_icon
 
@@ -24,6 +33,10 @@ class FootprintAlgorithm(QgsProcessingAlgorithm):
     HELP = ""
     GROUP = "Building detection"
     GROUP_ID = "buildings"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._styles: list[tuple[str, str]] = []
 
     def tr(self, text: str) -> str:
         """Translate ``text`` in the plugin's context."""
@@ -69,5 +82,28 @@ class FootprintAlgorithm(QgsProcessingAlgorithm):
     def engine(
         self, command: str, args: list[str], feedback: QgsProcessingFeedback | None
     ) -> dict[str, Any]:
-        """Run an engine command (see :func:`plugin.runner.run_engine`); return its result."""
-        return run_engine(command, args, feedback)
+        """Run an engine command (see :func:`plugin.runner.run_engine`); return its result.
+
+        Raises:
+            QgsProcessingException: a plain one carrying the engine's message.
+        """
+        try:
+            return run_engine(command, args, feedback)
+        except QgsProcessingException as err:
+            if type(err) is QgsProcessingException:
+                raise
+            raise QgsProcessingException(str(err)) from None
+
+    def remember_style(self, path: str, style: str) -> str:
+        """Style ``path`` with ``resources/<style>`` when Processing loads it; return path."""
+        self._styles.append((path, style))
+        return path
+
+    def postProcessAlgorithm(
+        self, context: QgsProcessingContext, feedback: QgsProcessingFeedback
+    ) -> dict[str, Any]:
+        """Attach the style post-processors (main thread, after the run)."""
+        for path, style in self._styles:
+            style_output(context, path, style)
+        self._styles = []
+        return {}

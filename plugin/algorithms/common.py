@@ -1,64 +1,25 @@
-"""What the six algorithms share: clean engine errors, styled outputs, shared parameters.
-
-``EngineAlgorithm`` is the base of every algorithm module here. QGIS 3.22 shows the message
-of a plain ``QgsProcessingException`` as is, but a traceback for any subclass (such as the
-runner's ``EngineError``), so engine errors are re-raised as plain ones: the user reads the
-engine's message. Polygon outputs get their QML style when Processing loads them.
-"""
+"""Parameter helpers the algorithms share: file paths, optional values, the inference and
+polygon options of predict, vectorize and detect, and the output style names."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from qgis.core import (
     QgsProcessingAlgorithm,
     QgsProcessingContext,
-    QgsProcessingException,
-    QgsProcessingFeedback,
     QgsProcessingOutputLayerDefinition,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
 )
 
-from ..layers import style_output
+from ..layers import absolute
 from .base import FootprintAlgorithm
 
 INT, DOUBLE = QgsProcessingParameterNumber.Integer, QgsProcessingParameterNumber.Double
 BUILDINGS_STYLE = "buildings.qml"
 EVALUATION_STYLE = "evaluation.qml"
-
-
-class EngineAlgorithm(FootprintAlgorithm):
-    """A Footprint algorithm with plain engine errors and styled polygon outputs."""
-
-    def engine(
-        self, command: str, args: list[str], feedback: QgsProcessingFeedback | None
-    ) -> dict[str, Any]:
-        """Run an engine command; errors become a plain QgsProcessingException (its message)."""
-        try:
-            return super().engine(command, args, feedback)
-        except QgsProcessingException as err:
-            if type(err) is QgsProcessingException:
-                raise
-            raise QgsProcessingException(str(err)) from None
-
-    def remember_style(self, path: str, style: str) -> str:
-        """Style ``path`` with ``resources/<style>`` when Processing loads it; return path."""
-        if not hasattr(self, "_styles"):
-            self._styles: list[tuple[str, str]] = []
-        self._styles.append((path, style))
-        return path
-
-    def postProcessAlgorithm(
-        self, context: QgsProcessingContext, feedback: QgsProcessingFeedback
-    ) -> dict[str, Any]:
-        """Attach the style post-processors (main thread, after the run)."""
-        for path, style in getattr(self, "_styles", []):
-            style_output(context, path, style)
-        self._styles = []
-        return {}
 
 
 def file_path(
@@ -68,8 +29,7 @@ def file_path(
     context: QgsProcessingContext,
 ) -> str:
     """A file parameter as an absolute path ("" when empty): the engine runs in another folder."""
-    path = alg.parameterAsFile(parameters, name, context)
-    return os.path.abspath(path) if path else ""
+    return absolute(alg.parameterAsFile(parameters, name, context))
 
 
 def destination_given(value: Any) -> bool:

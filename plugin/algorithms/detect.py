@@ -17,10 +17,10 @@ from qgis.core import (
 )
 
 from ..layers import output_path, raster_source
+from .base import FootprintAlgorithm
 from .common import (
     BUILDINGS_STYLE,
     DOUBLE,
-    EngineAlgorithm,
     add_inference_parameters,
     add_polygon_parameters,
     destination_given,
@@ -33,7 +33,7 @@ from .common import (
 )
 
 
-class Detect(EngineAlgorithm):
+class Detect(FootprintAlgorithm):
     """``footprint:detect``: engine ``detect``."""
 
     NAME = "detect"

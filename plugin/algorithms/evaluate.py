@@ -18,10 +18,11 @@ from qgis.core import (
 )
 
 from ..layers import output_path, raster_layer_path, vector_layer_path, vector_source
-from .common import DOUBLE, EVALUATION_STYLE, EngineAlgorithm, destination_given, value_given
+from .base import FootprintAlgorithm
+from .common import DOUBLE, EVALUATION_STYLE, destination_given, value_given
 
 
-class Evaluate(EngineAlgorithm):
+class Evaluate(FootprintAlgorithm):
     """``footprint:evaluate``: engine ``evaluate``."""
 
     NAME = "evaluate"

@@ -14,8 +14,8 @@ from qgis.core import (
 )
 
 from ..layers import output_path, raster_source
+from .base import FootprintAlgorithm
 from .common import (
-    EngineAlgorithm,
     add_inference_parameters,
     extent_args,
     file_path,
@@ -24,7 +24,7 @@ from .common import (
 )
 
 
-class Predict(EngineAlgorithm):
+class Predict(FootprintAlgorithm):
     """``footprint:predict``: engine ``predict``."""
 
     NAME = "predict"

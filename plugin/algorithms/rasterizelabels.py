@@ -16,10 +16,10 @@ from qgis.core import (
 )
 
 from ..layers import output_path, raster_source, vector_source
-from .common import EngineAlgorithm
+from .base import FootprintAlgorithm
 
 
-class RasterizeLabels(EngineAlgorithm):
+class RasterizeLabels(FootprintAlgorithm):
     """``footprint:rasterizelabels``: engine ``rasterize-labels``."""
 
     NAME = "rasterizelabels"

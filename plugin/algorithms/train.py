@@ -22,7 +22,8 @@ from qgis.core import (
 )
 
 from ..layers import output_path, raster_sources, vector_source, vector_sources
-from .common import DOUBLE, INT, EngineAlgorithm, file_path
+from .base import FootprintAlgorithm
+from .common import DOUBLE, INT, file_path
 
 #: The engine's architectures (``python -m engine train --list-models``); stored by name.
 ARCHITECTURES = (
@@ -42,7 +43,7 @@ ARCHITECTURES = (
 )
 
 
-class Train(EngineAlgorithm):
+class Train(FootprintAlgorithm):
     """``footprint:train``: engine ``train``."""
 
     NAME = "train"

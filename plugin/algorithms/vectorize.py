@@ -16,16 +16,16 @@ from qgis.core import (
 )
 
 from ..layers import output_path, raster_source
+from .base import FootprintAlgorithm
 from .common import (
     BUILDINGS_STYLE,
     DOUBLE,
-    EngineAlgorithm,
     add_polygon_parameters,
     polygon_args,
 )
 
 
-class Vectorize(EngineAlgorithm):
+class Vectorize(FootprintAlgorithm):
     """``footprint:vectorize``: engine ``vectorize``."""
 
     NAME = "vectorize"

@@ -65,6 +65,24 @@ def test_algorithms_share_the_base(provider) -> None:
         assert alg.displayName() and alg.shortHelpString(), alg.id()
 
 
+def test_one_base_gives_plain_engine_errors(
+    provider, monkeypatch: pytest.MonkeyPatch, clean_settings: None
+) -> None:
+    """Every algorithm derives from FootprintAlgorithm directly; its ``engine`` raises a plain
+    QgsProcessingException (QGIS 3.22 shows a traceback for subclasses) with the message."""
+    from footprint.plugin.algorithms import common
+    from qgis.core import QgsProcessingException
+
+    assert {type(alg).__bases__ for alg in provider.algorithms()} == {(FootprintAlgorithm,)}
+    assert not hasattr(common, "EngineAlgorithm")
+    monkeypatch.setenv("FOOTPRINT_PYTHON", "/nonexistent/python")
+    for alg in (FootprintAlgorithm(), provider.algorithm("vectorize").create()):
+        with pytest.raises(QgsProcessingException) as caught:
+            alg.engine("vectorize", ["--help"], None)
+        assert type(caught.value) is QgsProcessingException
+        assert "/nonexistent/python does not exist" in str(caught.value)
+
+
 def test_add_advanced_marks_the_parameter_advanced() -> None:
     from qgis.core import QgsProcessingParameterNumber
 
