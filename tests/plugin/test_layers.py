@@ -211,8 +211,12 @@ def test_style_output_styles_the_loaded_layer(alg, context, tmp_path) -> None:
     assert [c.value() for c in renderer.categories()] == ["TP", "FP", "FN"]
 
 
-def test_relative_paths_become_absolute(alg, context, tmp_path, make_raster, monkeypatch) -> None:
-    """The engine runs in the plugin folder: paths relative to QGIS's folder are resolved."""
+def test_relative_paths_become_absolute(monkeypatch, alg, context, tmp_path, make_raster) -> None:
+    """The engine runs in the plugin folder: paths relative to QGIS's folder are resolved.
+
+    ``monkeypatch`` comes first so that the folder is restored after ``context`` (and the
+    layers it opened from relative paths) is gone: GDAL writes no .aux.xml elsewhere.
+    """
     raster = make_raster("rel.tif")
     gpkg = write_boxes(tmp_path / "rel.gpkg", BOXES)
     monkeypatch.chdir(tmp_path)
