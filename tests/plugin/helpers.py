@@ -41,8 +41,6 @@ QUICK_TRAINING = {
     "SEED": 0,
 }
 _CACHE: dict[str, Any] = {}
-#: The example model (resources/models/footprint_example.model3) as the provider offers it.
-EXAMPLE_MODEL_ID = "footprint:Footprint example: train, detect and evaluate"
 
 Box = tuple[float, float, float, float]  # xmin, ymin, xmax, ymax in map units
 

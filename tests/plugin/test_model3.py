@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from qgis.core import QgsApplication, QgsProcessingModelAlgorithm
+from qgis.core import QgsProcessingModelAlgorithm
 
 from .helpers import (
-    EXAMPLE_MODEL_ID,
     REPO,
     UTM,
     feature_count,
@@ -53,16 +52,6 @@ def test_model_loads_and_chains_train_detect_evaluate(provider: Any) -> None:
     assert inputs["epochs"].defaultValue() <= 10  # quick by default
 
 
-def test_provider_offers_the_example_model(provider: Any) -> None:
-    """In the toolbox under Footprint > Footprint examples, its steps found in the registry."""
-    offered = provider.algorithm(EXAMPLE_MODEL_ID.split(":", 1)[1])
-    assert isinstance(offered, QgsProcessingModelAlgorithm) and offered.id() == EXAMPLE_MODEL_ID
-    assert offered.group() == "Footprint examples"
-    assert offered.validate() == (True, [])  # the registered one, not only its copies
-    created = QgsApplication.processingRegistry().createAlgorithmById(EXAMPLE_MODEL_ID)
-    assert created.canExecute()[0] and created.toVariant() == load_model().toVariant()
-
-
 def test_script_regenerates_the_same_model(tmp_path: Path) -> None:
     out = tmp_path / "again.model3"
     done = subprocess.run(
@@ -80,8 +69,9 @@ def test_model_runs_end_to_end(tmp_path: Path) -> None:
     train = make_scene(tmp_path, "train", seed=0)
     test = make_scene(tmp_path, "test", seed=1, origin=(500_100.0, 3_700_000.0))
     buildings = write_boxes(tmp_path / "all.gpkg", train.boxes + test.boxes)
+    model = load_model()
     result = run(
-        EXAMPLE_MODEL_ID,
+        model,
         {
             "raster": str(train.raster),
             "buildings": str(buildings),

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from .conftest import REPO
-from .helpers import EXAMPLE_MODEL_ID
 
 REQUIRED_METADATA = {
     "name": "Footprint",
@@ -127,6 +126,7 @@ def test_installed_zip_loads_in_qgis_process(built_zip: Path, tmp_path: Path) ->
     )
     provider = json.loads(listed.stdout[listed.stdout.find("{") :])["providers"]["footprint"]
     assert provider["name"] == "Footprint" and provider["is_active"]
-    names = ("detect", "evaluate", "predict", "rasterizelabels", "train", "vectorize")
-    expected = [f"footprint:{name}" for name in names] + [EXAMPLE_MODEL_ID]  # models/ shipped
-    assert sorted(provider["algorithms"]) == sorted(expected)
+    assert sorted(provider["algorithms"]) == [
+        f"footprint:{name}"
+        for name in ("detect", "evaluate", "predict", "rasterizelabels", "train", "vectorize")
+    ]

@@ -14,7 +14,6 @@ from footprint.plugin.algorithms.base import FootprintAlgorithm
 from qgis.core import QgsProcessingParameterDefinition, QgsSettings
 
 from .conftest import PACKAGE_PARENT
-from .helpers import EXAMPLE_MODEL_ID
 
 EXPECTED_IDS = [
     "footprint:detect",
@@ -49,21 +48,15 @@ app.initQgis()
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def footprint_algorithms(provider) -> list[FootprintAlgorithm]:
-    """The provider's algorithms without the example model."""
-    return [alg for alg in provider.algorithms() if alg.id() != EXAMPLE_MODEL_ID]
-
-
-def test_provider_has_the_six_algorithms_and_the_example_model(provider) -> None:
+def test_provider_has_exactly_the_six_algorithms(provider) -> None:
     assert provider.id() == "footprint" and provider.name() == "Footprint"
     assert not provider.icon().isNull()
-    ids = sorted(alg.id() for alg in provider.algorithms())
-    assert ids == sorted([*EXPECTED_IDS, EXAMPLE_MODEL_ID])
+    assert sorted(alg.id() for alg in provider.algorithms()) == EXPECTED_IDS
     assert len(algorithm_classes()) == len(ALGORITHM_MODULES) == 6
 
 
 def test_algorithms_share_the_base(provider) -> None:
-    for alg in footprint_algorithms(provider):
+    for alg in provider.algorithms():
         assert isinstance(alg, FootprintAlgorithm), alg.id()
         assert alg.groupId() == "buildings" and alg.group() == "Building detection"
         assert not alg.icon().isNull()
@@ -80,8 +73,7 @@ def test_one_base_gives_plain_engine_errors(
     from footprint.plugin.algorithms import common
     from qgis.core import QgsProcessingException
 
-    bases = {type(alg).__bases__ for alg in footprint_algorithms(provider)}
-    assert bases == {(FootprintAlgorithm,)}
+    assert {type(alg).__bases__ for alg in provider.algorithms()} == {(FootprintAlgorithm,)}
     assert not hasattr(common, "EngineAlgorithm")
     monkeypatch.setenv("FOOTPRINT_PYTHON", "/nonexistent/python")
     for alg in (FootprintAlgorithm(), provider.algorithm("vectorize").create()):
