@@ -4,15 +4,24 @@
 # reference footprints, draw a PNG preview, and print the scores and where everything is.
 #   bash scripts/demo.sh [DATA_FOLDER] [OUT_FOLDER]
 # DATA_FOLDER holds train/oam/*.tif, test/oam/*.tif and labels/*.geojson (default:
-# ../shared/data/banepa, or $FOOTPRINT_DATA/banepa). FOOTPRINT_DEMO_EPOCHS sets the epochs.
+# ../shared/data/banepa, or $FOOTPRINT_DATA/banepa; where that is absent, a small synthetic
+# example scene is generated into OUT_FOLDER/example). FOOTPRINT_DEMO_EPOCHS sets the epochs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-DATA=${1:-${FOOTPRINT_DATA:-../shared/data}/banepa}
+DATA=${1:-}
 OUT=${2:-out/demo}
 EPOCHS=${FOOTPRINT_DEMO_EPOCHS:-15}
-[ -d "$DATA/train" ] || { echo "Example data not found at $DATA: give its folder as first argument." >&2; exit 1; }
 mkdir -p "$OUT"
+if [ -z "$DATA" ]; then
+  DATA=${FOOTPRINT_DATA:-../shared/data}/banepa
+  if [ ! -d "$DATA/train" ]; then
+    echo; echo "==> $DATA not found: generating a small synthetic example scene in $OUT/example"
+    .venv/bin/python -m engine.example "$OUT/example" > /dev/null
+    DATA=$OUT/example
+  fi
+fi
+[ -d "$DATA/train" ] || { echo "Example data not found at $DATA: give its folder as first argument." >&2; exit 1; }
 OUT=$(cd "$OUT" && pwd)
 LABELS=$(ls "$DATA"/labels/*.geojson | head -n1)
 QP="bash scripts/qgis_process.sh --json run"
