@@ -11,6 +11,7 @@ engine runs in the plugin folder.
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -222,26 +223,10 @@ def layer_sources(
     return paths
 
 
-def vector_sources(
-    alg: QgsProcessingAlgorithm,
-    parameters: dict[str, Any],
-    name: str,
-    context: QgsProcessingContext,
-    feedback: QgsProcessingFeedback | None,
-) -> list[str]:
-    """File paths of the vector layers of a multiple-layer parameter."""
-    return layer_sources(alg, parameters, name, context, feedback, QgsMapLayer.VectorLayer)
-
-
-def raster_sources(
-    alg: QgsProcessingAlgorithm,
-    parameters: dict[str, Any],
-    name: str,
-    context: QgsProcessingContext,
-    feedback: QgsProcessingFeedback | None,
-) -> list[str]:
-    """File paths of the raster layers of a multiple-layer parameter."""
-    return layer_sources(alg, parameters, name, context, feedback, QgsMapLayer.RasterLayer)
+#: File paths of the vector layers of a multiple-layer parameter (:func:`layer_sources`).
+vector_sources = partial(layer_sources, kind=QgsMapLayer.VectorLayer)
+#: File paths of the raster layers of a multiple-layer parameter (:func:`layer_sources`).
+raster_sources = partial(layer_sources, kind=QgsMapLayer.RasterLayer)
 
 
 def output_path(

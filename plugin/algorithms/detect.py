@@ -16,20 +16,14 @@ from qgis.core import (
     QgsProcessingParameterVectorDestination,
 )
 
-from ..layers import output_path, raster_source
 from .base import FootprintAlgorithm
 from .common import (
     BUILDINGS_STYLE,
     DOUBLE,
+    Inputs,
     add_inference_parameters,
     add_polygon_parameters,
-    destination_given,
-    extent_args,
-    file_path,
-    inference_args,
     model_parameter,
-    polygon_args,
-    value_given,
 )
 
 
@@ -124,25 +118,15 @@ class Detect(FootprintAlgorithm):
         feedback: QgsProcessingFeedback,
     ) -> dict[str, Any]:
         """Run ``detect``; return the polygons (and probability raster) and the count."""
-        output = output_path(self, parameters, self.OUTPUT, context, "gpkg")
-        args = [
-            "--raster",
-            raster_source(self, parameters, self.INPUT, context, feedback),
-            "--model",
-            file_path(self, parameters, self.MODEL, context),
-            "--output",
-            self.remember_style(output, BUILDINGS_STYLE),
-            "--overwrite",
-        ]
-        if value_given(parameters, self.THRESHOLD):
-            threshold = self.parameterAsDouble(parameters, self.THRESHOLD, context)
-            args += ["--threshold", repr(threshold)]
-        if destination_given(parameters.get(self.PROBABILITY)):
-            probability = output_path(self, parameters, self.PROBABILITY, context, "tif")
-            args += ["--keep-probability", probability]
-        args += polygon_args(self, parameters, context, self.POLYGONS)
-        args += extent_args(self, parameters, self.EXTENT, self.INPUT, context)
-        args += inference_args(self, parameters, context, self.INFERENCE)
+        inputs = Inputs(self, parameters, context, feedback)
+        output = inputs.output(self.OUTPUT, "gpkg", BUILDINGS_STYLE)
+        args = ["--raster", inputs.raster(self.INPUT), "--model", inputs.file(self.MODEL)]
+        args += ["--output", output, "--overwrite"]
+        args += inputs.number_option("--threshold", self.THRESHOLD)
+        args += inputs.output_option("--keep-probability", self.PROBABILITY, "tif")
+        args += inputs.polygons(self.POLYGONS)
+        args += inputs.extent(self.EXTENT, self.INPUT)
+        args += inputs.inference(self.INFERENCE)
         result = self.engine("detect", args + self.device_args(), feedback)
         return {
             self.OUTPUT: result["output"],

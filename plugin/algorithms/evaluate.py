@@ -17,9 +17,9 @@ from qgis.core import (
     QgsRasterLayer,
 )
 
-from ..layers import output_path, raster_layer_path, vector_layer_path, vector_source
+from ..layers import raster_layer_path, vector_layer_path
 from .base import FootprintAlgorithm
-from .common import DOUBLE, EVALUATION_STYLE, destination_given, value_given
+from .common import DOUBLE, EVALUATION_STYLE, Inputs
 
 
 class Evaluate(FootprintAlgorithm):
@@ -116,33 +116,23 @@ class Evaluate(FootprintAlgorithm):
         feedback: QgsProcessingFeedback,
     ) -> dict[str, Any]:
         """Run ``evaluate``; return the scores (and the evaluation layer and report)."""
-        args = ["--predicted", vector_source(self, parameters, self.PREDICTED, context, feedback)]
-        args += ["--reference", vector_source(self, parameters, self.REFERENCE, context, feedback)]
-        args += self._area_args(parameters, context, feedback)
-        iou = self.parameterAsDouble(parameters, self.IOU_THRESHOLD, context)
-        args += ["--iou-threshold", repr(iou), "--overwrite"]
-        if value_given(parameters, self.RESOLUTION):
-            resolution = self.parameterAsDouble(parameters, self.RESOLUTION, context)
-            args += ["--resolution", repr(resolution)]
-        if destination_given(parameters.get(self.OUTPUT)):
-            output = output_path(self, parameters, self.OUTPUT, context, "gpkg")
-            args += ["--output", self.remember_style(output, EVALUATION_STYLE)]
-        if destination_given(parameters.get(self.REPORT)):
-            args += ["--report", output_path(self, parameters, self.REPORT, context, "json")]
+        inputs = Inputs(self, parameters, context, feedback)
+        args = ["--predicted", inputs.vector(self.PREDICTED)]
+        args += ["--reference", inputs.vector(self.REFERENCE)]
+        args += self._area_args(inputs)
+        args += ["--iou-threshold", inputs.double(self.IOU_THRESHOLD), "--overwrite"]
+        args += inputs.number_option("--resolution", self.RESOLUTION)
+        args += inputs.output_option("--output", self.OUTPUT, "gpkg", EVALUATION_STYLE)
+        args += inputs.output_option("--report", self.REPORT, "json")
         result = self.engine("evaluate", args, feedback)
         outputs = {name: result.get(key) for name, (key, _) in self.SCORES.items()}
         return {**outputs, self.OUTPUT: result.get("output"), self.REPORT: result.get("report")}
 
-    def _area_args(
-        self,
-        parameters: dict[str, Any],
-        context: QgsProcessingContext,
-        feedback: QgsProcessingFeedback,
-    ) -> list[str]:
+    def _area_args(self, inputs: Inputs) -> list[str]:
         """``--area <file>`` for the optional area layer (raster or polygons), else []."""
-        layer = self.parameterAsLayer(parameters, self.AREA, context)
+        layer = self.parameterAsLayer(inputs.parameters, self.AREA, inputs.context)
         if layer is None:
             return []
         if isinstance(layer, QgsRasterLayer):
-            return ["--area", raster_layer_path(layer, context, feedback)]
-        return ["--area", vector_layer_path(layer, context, feedback)]
+            return ["--area", raster_layer_path(layer, inputs.context, inputs.feedback)]
+        return ["--area", vector_layer_path(layer, inputs.context, inputs.feedback)]

@@ -13,15 +13,8 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from ..layers import output_path, raster_source
 from .base import FootprintAlgorithm
-from .common import (
-    add_inference_parameters,
-    extent_args,
-    file_path,
-    inference_args,
-    model_parameter,
-)
+from .common import Inputs, add_inference_parameters, model_parameter
 
 
 class Predict(FootprintAlgorithm):
@@ -77,16 +70,10 @@ class Predict(FootprintAlgorithm):
         feedback: QgsProcessingFeedback,
     ) -> dict[str, Any]:
         """Run ``predict``; return the probability raster."""
-        args = [
-            "--raster",
-            raster_source(self, parameters, self.INPUT, context, feedback),
-            "--model",
-            file_path(self, parameters, self.MODEL, context),
-            "--output",
-            output_path(self, parameters, self.OUTPUT, context, "tif"),
-            "--overwrite",
-        ]
-        args += extent_args(self, parameters, self.EXTENT, self.INPUT, context)
-        args += inference_args(self, parameters, context, self.INFERENCE)
+        inputs = Inputs(self, parameters, context, feedback)
+        args = ["--raster", inputs.raster(self.INPUT), "--model", inputs.file(self.MODEL)]
+        args += ["--output", inputs.output(self.OUTPUT, "tif"), "--overwrite"]
+        args += inputs.extent(self.EXTENT, self.INPUT)
+        args += inputs.inference(self.INFERENCE)
         result = self.engine("predict", args + self.device_args(), feedback)
         return {self.OUTPUT: result["output"], self.SECONDS: result.get("seconds")}

@@ -15,8 +15,8 @@ from qgis.core import (
     QgsProcessingParameterVectorLayer,
 )
 
-from ..layers import output_path, raster_source, vector_source
 from .base import FootprintAlgorithm
+from .common import Inputs
 
 
 class RasterizeLabels(FootprintAlgorithm):
@@ -75,15 +75,9 @@ class RasterizeLabels(FootprintAlgorithm):
         feedback: QgsProcessingFeedback,
     ) -> dict[str, Any]:
         """Run ``rasterize-labels``; return the mask path and counts."""
-        args = [
-            "--raster",
-            raster_source(self, parameters, self.INPUT, context, feedback),
-            "--labels",
-            vector_source(self, parameters, self.LABELS, context, feedback),
-            "--output",
-            output_path(self, parameters, self.OUTPUT, context, "tif"),
-            "--overwrite",
-        ]
+        inputs = Inputs(self, parameters, context, feedback)
+        args = ["--raster", inputs.raster(self.INPUT), "--labels", inputs.vector(self.LABELS)]
+        args += ["--output", inputs.output(self.OUTPUT, "tif"), "--overwrite"]
         if self.parameterAsBool(parameters, self.ALL_TOUCHED, context):
             args.append("--all-touched")
         if self.parameterAsBool(parameters, self.BOUNDARY, context):

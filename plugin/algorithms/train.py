@@ -21,9 +21,8 @@ from qgis.core import (
     QgsProcessingParameterVectorLayer,
 )
 
-from ..layers import output_path, raster_sources, vector_source, vector_sources
 from .base import FootprintAlgorithm
-from .common import DOUBLE, INT, file_path
+from .common import DOUBLE, INT, Inputs
 
 #: The engine's architectures (``python -m engine train --list-models``); stored by name.
 ARCHITECTURES = (
@@ -214,13 +213,13 @@ class Train(FootprintAlgorithm):
         feedback: QgsProcessingFeedback,
     ) -> dict[str, Any]:
         """Run ``train``; return the model file, report folder and validation scores."""
-        args = ["--rasters", *raster_sources(self, parameters, self.RASTERS, context, feedback)]
-        args += ["--labels", *vector_sources(self, parameters, self.LABELS, context, feedback)]
+        inputs = Inputs(self, parameters, context, feedback)
+        args = ["--rasters", *inputs.rasters(self.RASTERS)]
+        args += ["--labels", *inputs.vectors(self.LABELS)]
         if parameters.get(self.VALIDATION):
-            validation = vector_source(self, parameters, self.VALIDATION, context, feedback)
-            args += ["--validation", validation]
-        args += ["--output", output_path(self, parameters, self.OUTPUT, context, "pt")]
-        args += self._model_args(parameters, context)
+            args += ["--validation", inputs.vector(self.VALIDATION)]
+        args += ["--output", inputs.output(self.OUTPUT, "pt")]
+        args += self._model_args(inputs)
         report = self.parameterAsFileOutput(parameters, self.REPORT_DIR, context)
         if report:
             args += ["--report-dir", os.path.abspath(report)]
@@ -237,8 +236,9 @@ class Train(FootprintAlgorithm):
             self.BEST_EPOCH: result.get("best_epoch"),
         }
 
-    def _model_args(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str]:
+    def _model_args(self, inputs: Inputs) -> list[str]:
         """Engine options for the architecture, numbers, flags, loss and encoder weights."""
+        parameters, context = inputs.parameters, inputs.context
         arch = self.parameterAsEnumString(parameters, self.ARCHITECTURE, context)
         args = ["--architecture", arch or "unet"]
         args += ["--encoder", self.parameterAsString(parameters, self.ENCODER, context)]
@@ -249,7 +249,7 @@ class Train(FootprintAlgorithm):
         for name, (option, _, _) in self.FLAGS.items():
             on = self.parameterAsBool(parameters, name, context)
             args.append(f"--{option}" if on else f"--no-{option}")
-        weights = file_path(self, parameters, self.ENCODER_WEIGHTS, context)
+        weights = inputs.file(self.ENCODER_WEIGHTS)
         if weights:
             args += ["--encoder-weights", weights]
         return args

@@ -15,14 +15,8 @@ from qgis.core import (
     QgsProcessingParameterVectorDestination,
 )
 
-from ..layers import output_path, raster_source
 from .base import FootprintAlgorithm
-from .common import (
-    BUILDINGS_STYLE,
-    DOUBLE,
-    add_polygon_parameters,
-    polygon_args,
-)
+from .common import BUILDINGS_STYLE, DOUBLE, Inputs, add_polygon_parameters
 
 
 class Vectorize(FootprintAlgorithm):
@@ -92,19 +86,12 @@ class Vectorize(FootprintAlgorithm):
         feedback: QgsProcessingFeedback,
     ) -> dict[str, Any]:
         """Run ``vectorize``; return the polygon layer and the number of buildings."""
-        output = output_path(self, parameters, self.OUTPUT, context, "gpkg")
-        args = [
-            "--raster",
-            raster_source(self, parameters, self.INPUT, context, feedback),
-            "--output",
-            self.remember_style(output, BUILDINGS_STYLE),
-            "--overwrite",
-            "--threshold",
-            repr(self.parameterAsDouble(parameters, self.THRESHOLD, context)),
-            "--band",
-            str(self.parameterAsInt(parameters, self.BAND, context) or 1),
-        ]
-        args += polygon_args(self, parameters, context, self.POLYGONS)
+        inputs = Inputs(self, parameters, context, feedback)
+        output = inputs.output(self.OUTPUT, "gpkg", BUILDINGS_STYLE)
+        args = ["--raster", inputs.raster(self.INPUT), "--output", output, "--overwrite"]
+        args += ["--threshold", inputs.double(self.THRESHOLD)]
+        args += ["--band", str(self.parameterAsInt(parameters, self.BAND, context) or 1)]
+        args += inputs.polygons(self.POLYGONS)
         result = self.engine("vectorize", args, feedback)
         return {
             self.OUTPUT: result["output"],

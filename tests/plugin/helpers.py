@@ -55,6 +55,15 @@ class Scene:
     extent: Box
     epsg: int
 
+    def mask_parameters(self, output: Path | str, **extra: Any) -> dict[str, Any]:
+        """Parameters of ``footprint:rasterizelabels`` burning these labels into ``output``."""
+        return {
+            "INPUT": str(self.raster),
+            "LABELS": str(self.labels),
+            **extra,
+            "OUTPUT": str(output),
+        }
+
 
 def _srs(epsg: int) -> osr.SpatialReference:
     srs = osr.SpatialReference()

@@ -74,11 +74,7 @@ def test_rasterizelabels_burns_labels_from_another_crs(tmp_path: Path) -> None:
     assert layer_epsg(scene.labels) == WGS84
     result = run(
         "footprint:rasterizelabels",
-        {
-            "INPUT": str(scene.raster),
-            "LABELS": str(scene.labels),
-            "OUTPUT": str(tmp_path / "m.tif"),
-        },
+        scene.mask_parameters(tmp_path / "m.tif"),
     )
     mask = raster_info(result["OUTPUT"])
     assert mask["size"] == (128, 128) and layer_epsg(result["OUTPUT"]) == UTM
@@ -94,12 +90,7 @@ def test_rasterizelabels_contact_class_and_overwrite(tmp_path: Path) -> None:
     out.write_text("an older file Processing asked to replace")
     run(
         "footprint:rasterizelabels",
-        {
-            "INPUT": str(scene.raster),
-            "LABELS": str(scene.labels),
-            "BOUNDARY": True,
-            "OUTPUT": str(out),
-        },
+        scene.mask_parameters(out, BOUNDARY=True),
     )
     assert raster_info(out)["size"] == (128, 128)  # replaced (--overwrite)
 
@@ -174,11 +165,7 @@ def test_vectorize_mask_gives_one_polygon_per_building(tmp_path: Path) -> None:
     scene = make_scene(tmp_path, "scene")
     mask = run(
         "footprint:rasterizelabels",
-        {
-            "INPUT": str(scene.raster),
-            "LABELS": str(scene.labels),
-            "OUTPUT": str(tmp_path / "m.tif"),
-        },
+        scene.mask_parameters(tmp_path / "m.tif"),
     )["OUTPUT"]
     result = run(
         "footprint:vectorize",

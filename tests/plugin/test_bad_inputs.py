@@ -40,11 +40,7 @@ def still_running(tmp_path: Path) -> None:
     scene = make_scene(tmp_path, "after")
     result = run(
         "footprint:rasterizelabels",
-        {
-            "INPUT": str(scene.raster),
-            "LABELS": str(scene.labels),
-            "OUTPUT": str(tmp_path / "ok.tif"),
-        },
+        scene.mask_parameters(tmp_path / "ok.tif"),
     )
     assert result["BUILDINGS"] == 16
 
@@ -123,11 +119,7 @@ def test_unwritable_output(tmp_path: Path, unwritable_folder: Callable[[], Path]
     folder = unwritable_folder()
     message = engine_error(
         "footprint:rasterizelabels",
-        {
-            "INPUT": str(scene.raster),
-            "LABELS": str(scene.labels),
-            "OUTPUT": str(folder / "mask.tif"),
-        },
+        scene.mask_parameters(folder / "mask.tif"),
     )
     assert str(folder) in message, message
     assert any(text in message for text in ("not writable", "Permission denied")), message
@@ -142,11 +134,7 @@ def test_missing_engine_interpreter(
     scene = make_scene(tmp_path, "scene")
     message = engine_error(
         "footprint:rasterizelabels",
-        {
-            "INPUT": str(scene.raster),
-            "LABELS": str(scene.labels),
-            "OUTPUT": str(tmp_path / "m.tif"),
-        },
+        scene.mask_parameters(tmp_path / "m.tif"),
     )
     assert "/nonexistent/python does not exist" in message, message
     assert "bash scripts/setup.sh" in message and "FOOTPRINT_PYTHON" in message
@@ -161,7 +149,7 @@ def test_output_under_a_file(tmp_path: Path) -> None:
     blocker.write_text("a file, not a folder")
     message = engine_error(
         "footprint:rasterizelabels",
-        {"INPUT": str(scene.raster), "LABELS": str(scene.labels), "OUTPUT": f"{blocker}/m.tif"},
+        scene.mask_parameters(f"{blocker}/m.tif"),
     )
     assert f"cannot create the folder {blocker}" in message and "is a file" in message
     still_running(tmp_path)
