@@ -1,6 +1,7 @@
 """Accuracy benchmark on the Banepa data: train, detect on the test chips, evaluate there.
 
     .venv/bin/python bench/accuracy.py [--recipe cpu|gpu] [--set key=value ...] [--tag NAME]
+        [--model FILE | --keep-model FILE] [--predict key=value ...] [--vectorize key=value ...]
 
 Trains on the 32 train chips (one VRT mosaic), detects on the 16 test chips (another mosaic),
 evaluates against the OSM labels on the test chips' extent only, and prints and appends to
@@ -8,7 +9,12 @@ docs/BENCHMARKS.md: pixel precision/recall/F1/IoU/accuracy, per-building precisi
 IoU >= 0.5, training and inference time, hardware, the exact command and the model settings.
 A PNG of test chips with predicted (orange) and reference (cyan) outlines goes to
 docs/images/accuracy_<tag>.jpg. ``--set`` overrides any TrainConfig field (e.g. ``--set
-pos_weight=6 --set loss=jaccard+bce``), which is how the techniques are measured one by one.
+pos_weight=6 --set loss=jaccard+bce``), which is how the techniques are measured one by one;
+``--predict``/``--vectorize`` override PredictConfig/VectorizeConfig fields (e.g. ``--predict
+margin=0`` for non-overlapping tiles, ``--vectorize threshold=0.5``), and ``--model`` reuses a
+model kept with ``--keep-model`` instead of training, so prediction-side techniques are measured
+on the very same weights. Each run also writes its record as JSON to
+docs/benchmarks/accuracy/<tag>.json, from which ``bench/table.py`` builds the techniques table.
 Fails loudly when the data is missing.
 """
 
@@ -20,6 +26,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -72,20 +79,28 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 
 def _value(text: str) -> Any:
-    """Parse a --set value: JSON when it parses (numbers, true/false), else a string."""
+    """Parse a --set value: JSON when it parses (numbers, true/false, lists), else a string."""
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError:
         return text
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _overrides(kind: type, items: list[str]) -> dict[str, Any]:
+    """``key=value`` items as a dict of ``kind``'s fields; unknown keys stop the run."""
+    names = {f.name for f in dataclasses.fields(kind)}
+    settings = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if key not in names:
+            raise SystemExit(f"{key}: not a {kind.__name__} field ({', '.join(sorted(names))})")
+        settings[key] = _value(value)
+    return settings
 
 
 def _config(recipe: str, overrides: list[str], workdir: Path) -> TrainConfig:
-    settings = dict(RECIPES[recipe])
-    for item in overrides:
-        key, _, value = item.partition("=")
-        if key not in {f.name for f in dataclasses.fields(TrainConfig)}:
-            raise SystemExit(f"--set {key}: not a TrainConfig field")
-        settings[key] = _value(value)
+    settings = {**RECIPES[recipe], **_overrides(TrainConfig, overrides)}
     train_vrt = resolve_raster(str(DATA / "train" / "oam"), workdir=str(workdir / "train"))
     return TrainConfig(
         rasters=(train_vrt,), labels=(str(_labels()),), output=str(workdir / "model.pt"), **settings
@@ -102,42 +117,82 @@ def _hardware() -> str:
     return f"{os.cpu_count()} CPU cores ({cpu}), {gpu}, torch {torch.__version__}"
 
 
-def run(recipe: str, overrides: list[str], tag: str) -> dict[str, Any]:
-    """Train, detect and evaluate once; return the record."""
+def _train(recipe: str, overrides: list[str], work: Path, progress: Any) -> dict[str, Any]:
+    """Train once; the record's training part."""
+    config = _config(recipe, overrides, work)
+    start = time.monotonic()
+    trained = train(config, progress)
+    return {
+        "model": config.output,
+        "recipe": recipe,
+        "settings": {
+            f.name: getattr(config, f.name)
+            for f in dataclasses.fields(TrainConfig)
+            if f.name not in ("rasters", "labels", "output", "report_dir")
+        },
+        "trained": trained,
+        "train_s": time.monotonic() - start,
+    }
+
+
+def _reuse(model: Path) -> dict[str, Any]:
+    """The training part of the record kept beside ``model`` by ``--keep-model``."""
+    sidecar = model.with_suffix(".json")
+    if not model.is_file() or not sidecar.is_file():
+        raise SystemExit(f"{model} (and {sidecar.name} beside it) not found: use --keep-model")
+    part = json.loads(sidecar.read_text(encoding="utf-8"))
+    return {**part, "model": str(model)}
+
+
+def _keep(part: dict[str, Any], model: Path) -> None:
+    model.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(part["model"], model)
+    fields = {k: v for k, v in part.items() if k != "model"}
+    model.with_suffix(".json").write_text(json.dumps(fields, default=str), encoding="utf-8")
+
+
+def run(
+    recipe: str,
+    overrides: list[str],
+    tag: str,
+    model: Path | None = None,
+    keep_model: Path | None = None,
+    predict_overrides: list[str] | None = None,
+    vectorize_overrides: list[str] | None = None,
+) -> dict[str, Any]:
+    """Train (or reuse ``model``), detect and evaluate once; return the record."""
     if not (DATA / "train" / "oam").is_dir() or not (DATA / "test" / "oam").is_dir():
         raise SystemExit(f"Banepa data not found at {DATA}: set FOOTPRINT_DATA")
     progress = TerminalProgress()
+    predict_settings = _overrides(PredictConfig, predict_overrides or [])
+    vectorize_settings = {
+        "threshold": USE_MODEL_THRESHOLD,
+        **_overrides(VectorizeConfig, vectorize_overrides or []),
+    }
     with tempfile.TemporaryDirectory(prefix="footprint-bench-") as tmp:
         work = Path(tmp)
         (work / "train").mkdir()
         (work / "test").mkdir()
-        config = _config(recipe, overrides, work)
-        start = time.monotonic()
-        trained = train(config, progress)
-        train_s = time.monotonic() - start
+        part = _reuse(model) if model else _train(recipe, overrides, work, progress)
+        if keep_model:
+            _keep(part, keep_model)
         test_vrt = resolve_raster(str(DATA / "test" / "oam"), workdir=str(work / "test"))
         prob = work / "probability.tif"
-        predict = PredictConfig(test_vrt, config.output, str(prob))
-        vec = VectorizeConfig("", str(work / "buildings.gpkg"), threshold=USE_MODEL_THRESHOLD)
+        predict = PredictConfig(test_vrt, part["model"], str(prob), **predict_settings)
+        vec = VectorizeConfig("", str(work / "buildings.gpkg"), **vectorize_settings)
         start = time.monotonic()
         detected = detect(DetectConfig(predict, vec, str(prob)), progress)
         detect_s = time.monotonic() - start
         scores = evaluate(EvaluateConfig(vec.output, str(_labels()), area=str(prob)), progress)
         picture = ROOT / "docs" / "images" / f"accuracy_{tag}.jpg"
         _picture(test_vrt, vec.output, picture)
-    settings = {
-        f.name: getattr(config, f.name)
-        for f in dataclasses.fields(TrainConfig)
-        if f.name not in ("rasters", "labels", "output", "report_dir")
-    }
     return {
+        **{k: v for k, v in part.items() if k != "model"},
         "tag": tag,
-        "recipe": recipe,
-        "settings": settings,
-        "trained": trained,
+        "predict": predict_settings,
+        "vectorize": vectorize_settings,
         "detected": detected,
         "scores": scores,
-        "train_s": train_s,
         "detect_s": detect_s,
         "hardware": _hardware(),
         "picture": str(picture.relative_to(ROOT)),
@@ -167,6 +222,8 @@ def record(result: dict[str, Any]) -> str:
         f"- command: `{result['command']}`",
         f"- hardware: {result['hardware']}",
         f"- settings: `{json.dumps(result['settings'], default=str)}`",
+        f"- prediction: `{json.dumps(result['predict'])}`, vectorizing:"
+        f" `{json.dumps(result['vectorize'])}` (threshold -1: the model's)",
         f"- training {result['train_s']:.0f} s ({result['trained']['epochs_run']} epochs, best"
         f" {result['trained']['best_epoch']}, threshold {result['trained']['threshold']:.2f});"
         f" detection on the 16 test chips {result['detect_s']:.1f} s",
@@ -207,14 +264,33 @@ def main() -> int:
         metavar="KEY=VALUE",
         help="Override a TrainConfig field.",
     )
+    parser.add_argument("--predict", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--vectorize", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--model", type=Path, help="Reuse a model kept with --keep-model.")
+    parser.add_argument("--keep-model", type=Path, help="Keep the trained model here.")
     parser.add_argument("--tag", default=None, help="Name of this run (default: the recipe).")
     args = parser.parse_args()
+    if args.model and args.overrides:
+        parser.error("--set changes training; it cannot go with --model")
     tag = args.tag or args.recipe
-    result = run(args.recipe, args.overrides, tag)
+    result = run(
+        args.recipe,
+        args.overrides,
+        tag,
+        args.model,
+        args.keep_model,
+        args.predict,
+        args.vectorize,
+    )
     text = record(result)
     print(text)
     with open(ROOT / "docs" / "BENCHMARKS.md", "a", encoding="utf-8") as out:
         out.write("\n" + text)
+    records = ROOT / "docs" / "benchmarks" / "accuracy"
+    records.mkdir(parents=True, exist_ok=True)
+    (records / f"{tag}.json").write_text(
+        json.dumps(result, indent=1, default=str) + "\n", encoding="utf-8"
+    )
     return 0
 
 
