@@ -12,8 +12,9 @@ value or NaN means "use the threshold stored in the model file" (chosen on valid
 training).
 
 Contact class: with a model that also predicts the contact strip between touching buildings,
-a pixel is building where building probability >= threshold AND contact probability < 0.5,
-which splits buildings that share a wall.
+a pixel is building where building probability >= threshold AND contact probability < the
+model's contact threshold (chosen on validation when training; 0.5 for older models), which
+splits buildings that share a wall.
 """
 
 from __future__ import annotations
@@ -39,12 +40,10 @@ from engine.polygons import finalize_polygons
 from engine.predict import PredictionJob, open_probability, prepare_job, probability_blocks
 from engine.vectorize import Building, SeamJoiner, check_vectorize_config, write_polygons
 
-__all__ = ["CONTACT_THRESHOLD", "USE_MODEL_THRESHOLD", "detect", "detect_with_model"]
+__all__ = ["USE_MODEL_THRESHOLD", "detect", "detect_with_model"]
 
 #: Threshold value meaning "use the model file's threshold" (any negative value or NaN does).
 USE_MODEL_THRESHOLD = -1.0
-#: Contact probability from which a pixel separates buildings (models with a contact class).
-CONTACT_THRESHOLD = 0.5
 
 
 def resolve_threshold(value: float | None, spec: ModelSpec) -> float:
@@ -57,6 +56,7 @@ def resolve_threshold(value: float | None, spec: ModelSpec) -> float:
 def _polygonize(
     job: PredictionJob,
     threshold: float,
+    contact_threshold: float,
     dst: DatasetWriter | None,
     progress: Progress,
     workdir: str,
@@ -71,7 +71,7 @@ def _polygonize(
             dst.write(block.data, window=block.window)
         valid = block.valid
         if contact is not None:
-            valid = valid & (block.data[contact] < CONTACT_THRESHOLD)
+            valid = valid & (block.data[contact] < contact_threshold)
         buildings += joiner.add(block.window, block.data[building], valid)
     buildings += joiner.finish()
     return buildings, joiner
@@ -100,7 +100,11 @@ def detect_with_model(
         progress.log(
             f"Detecting buildings on {job.grid.width}x{job.grid.height} px on {job.device},"
             f" threshold {vec.threshold:g} ({source})"
-            + (", contact class splits touching buildings." if "contact" in job.classes else ".")
+            + (
+                f", contact probability >= {spec.contact_threshold:g} splits touching buildings."
+                if "contact" in job.classes
+                else "."
+            )
         )
         with ExitStack() as stack:
             dst = None
@@ -108,7 +112,12 @@ def detect_with_model(
                 tmp = stack.enter_context(atomic_output(keep, overwrite_keep))
                 dst = stack.enter_context(open_probability(tmp, job))
             buildings, joiner = _polygonize(
-                job, vec.threshold, dst, SubProgress(progress, 0, 90), workdir
+                job,
+                vec.threshold,
+                spec.contact_threshold,
+                dst,
+                SubProgress(progress, 0, 90),
+                workdir,
             )
             frame = finalize_polygons(
                 [b.geometry for b in buildings],

@@ -42,6 +42,7 @@ class ModelSpec:
     tile_size: int
     resolution_m: float  # ground size of a pixel side the model was trained at
     threshold: float = 0.5  # decision threshold on building probability chosen on validation
+    contact_threshold: float = 0.5  # contact probability that splits buildings (validation)
     decoder_attention: bool = False
     input_dtype: str = "uint8"
     metrics: dict[str, float] = field(default_factory=dict)

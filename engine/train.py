@@ -236,19 +236,28 @@ class Loop:
         return float(total[0] / total[1].clamp(min=1))
 
     @torch.no_grad()
-    def validate(self, progress: Progress) -> tuple[float, ProbabilityHistogram]:
-        """Mean validation loss and the histogram of building probabilities."""
+    def validate(
+        self, progress: Progress
+    ) -> tuple[float, ProbabilityHistogram, ProbabilityHistogram | None]:
+        """Mean validation loss and the histograms of building and (when learnt) contact
+        probabilities."""
         self.model.eval()
         hist = ProbabilityHistogram(self.device)
+        contact = ProbabilityHistogram(self.device) if "contact" in self.classes else None
         total = torch.zeros(2, dtype=torch.float64, device=self.device)
         for image, mask in self.val_loader:
             self._tick(progress)
             loss, logits, target, valid = self._forward(image, mask)
             hist.add(torch.sigmoid(logits[:, 0]), target[:, 0] > 0.5, valid[:, 0])
+            if contact is not None:
+                c = self.classes.index("contact")
+                contact.add(torch.sigmoid(logits[:, c]), target[:, c] > 0.5, valid[:, 0])
             total += torch.stack([loss.double() * len(image), total.new_tensor(len(image))])
         _all_reduce(total)
         hist.all_reduce()
-        return float(total[0] / total[1].clamp(min=1)), hist
+        if contact is not None:
+            contact.all_reduce()
+        return float(total[0] / total[1].clamp(min=1)), hist, contact
 
 
 def _all_reduce(tensor: torch.Tensor) -> None:
@@ -267,7 +276,7 @@ def run_epochs(loop: Loop, state: TrainState, progress: Progress, checkpoint: Pa
         start = time.monotonic()
         lr = loop.optimizer.param_groups[0]["lr"]
         train_loss = loop.train_epoch(progress)
-        val_loss, hist = loop.validate(progress)
+        val_loss, hist, contact = loop.validate(progress)
         record = {
             "epoch": epoch,
             "train_loss": train_loss,
@@ -276,7 +285,7 @@ def run_epochs(loop: Loop, state: TrainState, progress: Progress, checkpoint: Pa
             "lr": lr,
             "seconds": time.monotonic() - start,
         }
-        state.add_epoch(record, loop.bare, hist)
+        state.add_epoch(record, loop.bare, hist, contact)
         for name, value in record.items():
             if name != "epoch":
                 progress.metric(name, value, step=epoch)
@@ -293,7 +302,11 @@ def run_epochs(loop: Loop, state: TrainState, progress: Progress, checkpoint: Pa
 
 
 def _spec(
-    config: TrainConfig, data: TrainingData, threshold: float, metrics: dict[str, float]
+    config: TrainConfig,
+    data: TrainingData,
+    threshold: float,
+    metrics: dict[str, float],
+    contact_threshold: float,
 ) -> ModelSpec:
     return ModelSpec(
         architecture=config.architecture.lower(),
@@ -306,6 +319,7 @@ def _spec(
         tile_size=config.tile_size,
         resolution_m=float(data.resolution_m),
         threshold=threshold,
+        contact_threshold=contact_threshold,
         decoder_attention=config.decoder_attention,
         input_dtype=data.input_dtype,
         metrics=metrics,
@@ -351,11 +365,13 @@ def train(config: TrainConfig, progress: Progress) -> dict[str, Any]:
         report.mkdir(parents=True, exist_ok=True)
     run_epochs(loop, state, SubProgress(progress, 10, 98), checkpoint)
     threshold, metrics = state.choose_threshold()
+    contact_threshold = state.contact_threshold()
     result = {
         "output": str(Path(config.output).expanduser().absolute()),
         "report": str(report),
         "best_epoch": state.best_epoch,
         "threshold": threshold,
+        "contact_threshold": contact_threshold,
         "metrics": metrics,
         "epochs_run": state.epoch,
         "train_windows": len(data.train),
@@ -366,7 +382,7 @@ def train(config: TrainConfig, progress: Progress) -> dict[str, Any]:
         save_model(
             config.output,
             loop.bare,
-            _spec(config, data, threshold, metrics),
+            _spec(config, data, threshold, metrics, contact_threshold),
             overwrite=config.overwrite,
         )
         write_report(report, state.history, {**result, "data": data.summary})

@@ -91,17 +91,26 @@ class TrainState:
         self.best_iou = -1.0
         self.best_state: dict[str, torch.Tensor] = {}
         self.best_hist: ProbabilityHistogram | None = None
+        self.best_contact: ProbabilityHistogram | None = None
 
     def add_epoch(
-        self, record: dict[str, float], model: torch.nn.Module, hist: ProbabilityHistogram
+        self,
+        record: dict[str, float],
+        model: torch.nn.Module,
+        hist: ProbabilityHistogram,
+        contact: ProbabilityHistogram | None = None,
     ) -> None:
-        """Record an epoch; keep its weights when its validation IoU is the best so far."""
+        """Record an epoch; keep its weights (and histograms: building, contact when learnt)
+        when its validation IoU is the best so far."""
         self.epoch = int(record["epoch"])
         self.history.append(record)
         if record["val_iou"] > self.best_iou:
             self.best_epoch, self.best_iou = self.epoch, float(record["val_iou"])
             self.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             self.best_hist = ProbabilityHistogram.from_state(hist.state())
+            self.best_contact = (
+                ProbabilityHistogram.from_state(contact.state()) if contact is not None else None
+            )
 
     def choose_threshold(self) -> tuple[float, dict[str, float]]:
         """The IoU-maximising threshold of the best epoch and the scores there."""
@@ -116,6 +125,12 @@ class TrainState:
                 metrics[key] = float(record[key])
         return threshold, metrics
 
+    def contact_threshold(self) -> float:
+        """The contact probability that best marks the contact strip on validation (highest
+        IoU of the contact class at the best epoch; contact pixels are rare, so this is usually
+        well below 0.5); 0.5 without a contact class."""
+        return self.best_contact.best_threshold() if self.best_contact is not None else 0.5
+
     def state(self) -> dict[str, Any]:
         """Everything but the live training objects, for a checkpoint."""
         return {
@@ -125,6 +140,7 @@ class TrainState:
             "best_iou": self.best_iou,
             "best_state": self.best_state,
             "best_hist": self.best_hist.state() if self.best_hist else None,
+            "best_contact": self.best_contact.state() if self.best_contact else None,
         }
 
     @classmethod
@@ -136,6 +152,8 @@ class TrainState:
         state.best_state = dict(raw["best_state"])
         if raw["best_hist"] is not None:
             state.best_hist = ProbabilityHistogram.from_state(raw["best_hist"])
+        if raw.get("best_contact") is not None:
+            state.best_contact = ProbabilityHistogram.from_state(raw["best_contact"])
         return state
 
 

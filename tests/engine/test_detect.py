@@ -36,7 +36,9 @@ class WithContact(nn.Module):
         return torch.cat([10.0 * (x[:, :1] - 0.5), 10.0 * (x[:, 1:2] - 0.5)], dim=1)
 
 
-def spec(classes: tuple[str, ...] = ("building",), threshold: float = 0.5) -> ModelSpec:
+def spec(
+    classes: tuple[str, ...] = ("building",), threshold: float = 0.5, contact: float = 0.5
+) -> ModelSpec:
     n = 2 if "contact" in classes else 1
     return ModelSpec(
         architecture="test",
@@ -49,6 +51,7 @@ def spec(classes: tuple[str, ...] = ("building",), threshold: float = 0.5) -> Mo
         tile_size=64,
         resolution_m=0.5,
         threshold=threshold,
+        contact_threshold=contact,
     )
 
 
@@ -178,6 +181,24 @@ def test_contact_class_splits_touching_buildings(tmp_path: Path) -> None:
         config(single, tmp_path / "m.gpkg"), Pointwise(), spec(), NullProgress()
     )
     assert merged["buildings"] == 1
+
+
+def test_contact_threshold_comes_from_the_model(tmp_path: Path) -> None:
+    data = np.zeros((2, 120, 200), np.float32)
+    data[0, 20:60, 20:100] = 1.0  # two buildings sharing a wall at column 60
+    data[1, 20:60, 59:61] = 0.4  # a faint contact strip: probability ~0.27
+    raster = write(tmp_path / "faint.tif", data)
+    classes = ("building", "contact")
+    default = detect_with_model(
+        config(raster, tmp_path / "a.gpkg"), WithContact(), spec(classes), NullProgress()
+    )
+    low = detect_with_model(
+        config(raster, tmp_path / "b.gpkg"),
+        WithContact(),
+        spec(classes, contact=0.2),
+        NullProgress(),
+    )
+    assert (default["buildings"], low["buildings"]) == (1, 2)
 
 
 def test_threshold_defaults_to_the_models(tmp_path: Path) -> None:

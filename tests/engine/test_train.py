@@ -26,7 +26,7 @@ from engine.metrics import ConfusionCounts
 from engine.modelfile import load_model, read_spec
 from engine.models import create_model
 from engine.normalize import BandStats
-from engine.trainstate import ProbabilityHistogram
+from engine.trainstate import ProbabilityHistogram, TrainState
 
 TILE = 32
 
@@ -255,6 +255,26 @@ def test_two_classes_sgd_cosine(
     assert spec.classes == ("building", "contact")
     assert model(torch.zeros(1, 2, TILE, TILE)).shape == (1, 2, TILE, TILE)
     assert result["epochs_run"] == 2
+    assert 0.0 < spec.contact_threshold < 1.0
+    assert spec.contact_threshold == result["contact_threshold"]
+
+
+def test_contact_threshold_from_validation_and_checkpoint() -> None:
+    state = TrainState()
+    building, contact = ProbabilityHistogram(), ProbabilityHistogram()
+    prob = (torch.arange(100) + 0.5) / 100  # one pixel in the middle of each bin
+    truth = prob >= 0.5
+    building.add(prob, truth, torch.ones(100, dtype=torch.bool))
+    # contact pixels are predicted at 0.2-0.3: only a low threshold finds them
+    contact.add(prob, (prob >= 0.2) & (prob < 0.3), torch.ones(100, dtype=torch.bool))
+    assert state.contact_threshold() == 0.5  # nothing learnt yet
+    model = torch.nn.Linear(1, 1)
+    state.add_epoch({"epoch": 1, "val_iou": 0.9}, model, building, contact)
+    assert state.contact_threshold() == 0.2
+    again = TrainState.from_state(state.state())
+    assert again.contact_threshold() == 0.2
+    state.add_epoch({"epoch": 2, "val_iou": 0.95}, model, building)  # a one-class epoch
+    assert state.contact_threshold() == 0.5
 
 
 def test_bad_settings_fail_before_reading_data(
