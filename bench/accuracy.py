@@ -1,6 +1,7 @@
 """Accuracy benchmark on the Banepa data: train, detect on the test chips, evaluate there.
 
-    .venv/bin/python bench/accuracy.py [--recipe cpu|gpu] [--set key=value ...] [--tag NAME]
+    .venv/bin/python bench/accuracy.py [--data banepa|atlanta] [--recipe cpu|gpu|fit]
+        [--set key=value ...] [--tag NAME]
         [--model FILE | --keep-model FILE] [--predict key=value ...] [--vectorize key=value ...]
 
 Trains on the 32 train chips (one VRT mosaic), detects on the 16 test chips (another mosaic),
@@ -15,7 +16,8 @@ margin=0`` for non-overlapping tiles, ``--vectorize threshold=0.5``), and ``--mo
 model kept with ``--keep-model`` instead of training, so prediction-side techniques are measured
 on the very same weights. Each run also writes its record as JSON to
 docs/benchmarks/accuracy/<tag>.json, from which ``bench/table.py`` builds the techniques table.
-Fails loudly when the data is missing.
+``--data atlanta --recipe fit`` is the single-image fit: train on the Atlanta SpaceNet 4 sample
+and detect on the same image. Fails loudly when the data is missing.
 """
 
 from __future__ import annotations
@@ -52,7 +54,37 @@ from engine.preview import render_preview  # noqa: E402
 from engine.rasters import resolve_raster  # noqa: E402
 from engine.train import train  # noqa: E402
 
-DATA = Path(os.environ.get("FOOTPRINT_DATA", ROOT.parent / "shared" / "data")) / "banepa"
+DATA = Path(os.environ.get("FOOTPRINT_DATA", ROOT.parent / "shared" / "data"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """Where a benchmark trains, detects and evaluates (paths under DATA)."""
+
+    train: str  # raster file or folder of chips
+    test: str
+    labels: str  # glob
+    picture: str  # raster(s) shown with outlines (glob)
+    description: str
+
+
+DATASETS = {
+    "banepa": Dataset(
+        "banepa/train/oam",
+        "banepa/test/oam",
+        "banepa/labels/*.geojson",
+        "banepa/test/oam/OAM-38669[45]-22024[34]-19.tif",
+        "Banepa: train on the 32 train chips, detect on the 16 test chips",
+    ),
+    # the single-image fit: train on the image, predict the same image
+    "atlanta": Dataset(
+        "atlanta_sn4/sample_geotiff.tif",
+        "atlanta_sn4/sample_geotiff.tif",
+        "atlanta_sn4/geotiff_labels.geojson",
+        "atlanta_sn4/sample_geotiff.tif",
+        "Atlanta SpaceNet 4 sample: single-image fit (train and detect on the same image)",
+    ),
+}
 
 RECIPES: dict[str, dict[str, Any]] = {
     # fits in 20 minutes on 2 CPU cores
@@ -63,6 +95,18 @@ RECIPES: dict[str, dict[str, Any]] = {
         "epochs": 15,
         "batch_size": 8,
         "lr": 0.01,
+    },
+    # the single-image fit (Atlanta): a real encoder, small windows, every window kept
+    "fit": {
+        "architecture": "unet",
+        "encoder": "resnet18",
+        "tile_size": 128,
+        "stride": 32,
+        "val_fraction": 0.1,
+        "empty_keep_fraction": 1.0,
+        "epochs": 30,
+        "batch_size": 8,
+        "lr": 0.001,
     },
     # the H200 machine: a real encoder, longer
     "gpu": {
@@ -99,16 +143,22 @@ def _overrides(kind: type, items: list[str]) -> dict[str, Any]:
     return settings
 
 
-def _config(recipe: str, overrides: list[str], workdir: Path) -> TrainConfig:
+def _config(data: Dataset, recipe: str, overrides: list[str], workdir: Path) -> TrainConfig:
     settings = {**RECIPES[recipe], **_overrides(TrainConfig, overrides)}
-    train_vrt = resolve_raster(str(DATA / "train" / "oam"), workdir=str(workdir / "train"))
+    train_vrt = resolve_raster(str(DATA / data.train), workdir=str(workdir / "train"))
     return TrainConfig(
-        rasters=(train_vrt,), labels=(str(_labels()),), output=str(workdir / "model.pt"), **settings
+        rasters=(train_vrt,),
+        labels=(str(_labels(data)),),
+        output=str(workdir / "model.pt"),
+        **settings,
     )
 
 
-def _labels() -> Path:
-    return next((DATA / "labels").glob("*.geojson"))
+def _labels(data: Dataset) -> Path:
+    found = sorted(DATA.glob(data.labels))
+    if not found:
+        raise SystemExit(f"No labels {DATA / data.labels}: set FOOTPRINT_DATA")
+    return found[0]
 
 
 def _hardware() -> str:
@@ -117,9 +167,11 @@ def _hardware() -> str:
     return f"{os.cpu_count()} CPU cores ({cpu}), {gpu}, torch {torch.__version__}"
 
 
-def _train(recipe: str, overrides: list[str], work: Path, progress: Any) -> dict[str, Any]:
+def _train(
+    data: Dataset, recipe: str, overrides: list[str], work: Path, progress: Any
+) -> dict[str, Any]:
     """Train once; the record's training part."""
-    config = _config(recipe, overrides, work)
+    config = _config(data, recipe, overrides, work)
     start = time.monotonic()
     trained = train(config, progress)
     return {
@@ -152,6 +204,7 @@ def _keep(part: dict[str, Any], model: Path) -> None:
 
 
 def run(
+    data: Dataset,
     recipe: str,
     overrides: list[str],
     tag: str,
@@ -161,8 +214,9 @@ def run(
     vectorize_overrides: list[str] | None = None,
 ) -> dict[str, Any]:
     """Train (or reuse ``model``), detect and evaluate once; return the record."""
-    if not (DATA / "train" / "oam").is_dir() or not (DATA / "test" / "oam").is_dir():
-        raise SystemExit(f"Banepa data not found at {DATA}: set FOOTPRINT_DATA")
+    for path in (DATA / data.train, DATA / data.test):
+        if not path.exists():
+            raise SystemExit(f"Benchmark data not found: {path}; set FOOTPRINT_DATA")
     progress = TerminalProgress()
     predict_settings = _overrides(PredictConfig, predict_overrides or [])
     vectorize_settings = {
@@ -173,22 +227,24 @@ def run(
         work = Path(tmp)
         (work / "train").mkdir()
         (work / "test").mkdir()
-        part = _reuse(model) if model else _train(recipe, overrides, work, progress)
+        part = _reuse(model) if model else _train(data, recipe, overrides, work, progress)
         if keep_model:
             _keep(part, keep_model)
-        test_vrt = resolve_raster(str(DATA / "test" / "oam"), workdir=str(work / "test"))
+        test_vrt = resolve_raster(str(DATA / data.test), workdir=str(work / "test"))
         prob = work / "probability.tif"
         predict = PredictConfig(test_vrt, part["model"], str(prob), **predict_settings)
         vec = VectorizeConfig("", str(work / "buildings.gpkg"), **vectorize_settings)
         start = time.monotonic()
         detected = detect(DetectConfig(predict, vec, str(prob)), progress)
         detect_s = time.monotonic() - start
-        scores = evaluate(EvaluateConfig(vec.output, str(_labels()), area=str(prob)), progress)
+        labels = str(_labels(data))
+        scores = evaluate(EvaluateConfig(vec.output, labels, area=str(prob)), progress)
         picture = ROOT / "docs" / "images" / f"accuracy_{tag}.jpg"
-        _picture(test_vrt, vec.output, picture)
+        _picture(str(DATA / data.picture), labels, vec.output, picture)
     return {
         **{k: v for k, v in part.items() if k != "model"},
         "tag": tag,
+        "dataset": data.description,
         "predict": predict_settings,
         "vectorize": vectorize_settings,
         "detected": detected,
@@ -200,15 +256,12 @@ def run(
     }
 
 
-def _picture(test_vrt: str, polygons: str, out: Path) -> None:
-    """Four test chips with outlines, as a JPEG."""
+def _picture(chips: str, labels: str, polygons: str, out: Path) -> None:
+    """Test chips with predicted and reference outlines, as a JPEG."""
     from PIL import Image
 
     png = out.with_suffix(".png")
-    chips = str(DATA / "test" / "oam" / "OAM-38669[45]-22024[34]-19.tif")
-    render_preview(
-        chips, polygons, str(png), reference=str(_labels()), max_side=800, overwrite=True
-    )
+    render_preview(chips, polygons, str(png), reference=labels, max_side=800, overwrite=True)
     Image.open(png).convert("RGB").save(out, quality=82)
     png.unlink()
 
@@ -219,6 +272,7 @@ def record(result: dict[str, Any]) -> str:
     lines = [
         f"### accuracy: {result['tag']} ({time.strftime('%Y-%m-%d')})",
         "",
+        f"- data: {result['dataset']}",
         f"- command: `{result['command']}`",
         f"- hardware: {result['hardware']}",
         f"- settings: `{json.dumps(result['settings'], default=str)}`",
@@ -226,7 +280,7 @@ def record(result: dict[str, Any]) -> str:
         f" `{json.dumps(result['vectorize'])}` (threshold -1: the model's)",
         f"- training {result['train_s']:.0f} s ({result['trained']['epochs_run']} epochs, best"
         f" {result['trained']['best_epoch']}, threshold {result['trained']['threshold']:.2f});"
-        f" detection on the 16 test chips {result['detect_s']:.1f} s",
+        f" detection {result['detect_s']:.1f} s",
         "",
         "| pixel P | pixel R | pixel F1 | pixel IoU | pixel acc | bldg P | bldg R | bldg F1 |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -255,6 +309,7 @@ def record(result: dict[str, Any]) -> str:
 def main() -> int:
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", choices=sorted(DATASETS), default="banepa")
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="cpu")
     parser.add_argument(
         "--set",
@@ -274,6 +329,7 @@ def main() -> int:
         parser.error("--set changes training; it cannot go with --model")
     tag = args.tag or args.recipe
     result = run(
+        DATASETS[args.data],
         args.recipe,
         args.overrides,
         tag,
