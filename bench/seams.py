@@ -1,0 +1,123 @@
+"""Seams: overlapping windows with blended weights vs non-overlapping tiles, in numbers and a
+picture.
+
+    .venv/bin/python bench/seams.py MODEL [--tag NAME]
+
+Predicts the Banepa test mosaic twice with the same model: with the default margin (windows
+overlap by a quarter tile on each side and are blended with weights that fall off towards
+their edges) and with margin 0 (tiles side by side). The *seam step* is the mean absolute
+change of probability between neighbouring pixels across the tile seams (every ``tile``
+pixels, where margin-0 tiles meet) divided by the same change everywhere else: 1 means the
+seams cannot be told apart from the rest of the map. Writes docs/images/seams_<tag>.png
+(probability crops: blended left, tiles right, seams at the dotted ticks) and appends the
+figures to docs/BENCHMARKS.md. MODEL is a model file, e.g. one kept by ``bench/accuracy.py
+--keep-model``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.accuracy import DATA, DATASETS, _hardware  # noqa: E402
+from engine.config import PredictConfig  # noqa: E402
+from engine.events import NullProgress  # noqa: E402
+from engine.modelfile import read_spec  # noqa: E402
+from engine.predict import predict  # noqa: E402
+from engine.rasters import resolve_raster  # noqa: E402
+
+
+def seam_step(prob: np.ndarray, tile: int) -> float:
+    """Mean |change| between neighbours across seams every ``tile`` px / elsewhere (rows and
+    columns together)."""
+    seams, rest = [], []
+    for axis in (0, 1):
+        step = np.abs(np.diff(prob, axis=axis))  # step[i] is between pixel i and i + 1
+        at = np.zeros(step.shape[axis], bool)
+        at[tile - 1 :: tile] = True
+        seams.append(np.compress(at, step, axis=axis).ravel())
+        rest.append(np.compress(~at, step, axis=axis).ravel())
+    return float(np.concatenate(seams).mean() / np.concatenate(rest).mean())
+
+
+def _crop(prob: np.ndarray, tile: int, side: int = 384) -> np.ndarray:
+    """A ``side``-px crop centred on a crossing of tile seams."""
+    y = min(tile, prob.shape[0] - side // 2)
+    x = min(tile, prob.shape[1] - side // 2)
+    return prob[max(0, y - side // 2) : y + side // 2, max(0, x - side // 2) : x + side // 2]
+
+
+def picture(blended: np.ndarray, tiled: np.ndarray, tile: int, out: Path) -> None:
+    """Two probability crops side by side, seams marked with ticks on the frame."""
+    from PIL import Image, ImageDraw
+
+    a, b = _crop(blended, tile), _crop(tiled, tile)
+    gap = 8
+    canvas = np.full((a.shape[0] + 24, a.shape[1] * 2 + gap), 255, np.uint8)
+    canvas[24:, : a.shape[1]] = (a * 255).astype(np.uint8)
+    canvas[24:, a.shape[1] + gap :] = (b * 255).astype(np.uint8)
+    image = Image.fromarray(canvas).convert("RGB")
+    draw = ImageDraw.Draw(image)
+    draw.text((4, 6), "overlapping windows, blended", fill=(0, 0, 0))
+    draw.text((a.shape[1] + gap + 4, 6), "tiles side by side (margin 0)", fill=(0, 0, 0))
+    image.save(out)
+
+
+def main() -> int:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("model", type=Path)
+    parser.add_argument("--tag", default="cpu")
+    args = parser.parse_args()
+    data = DATASETS["banepa"]
+    if not (DATA / data.test).is_dir():
+        raise SystemExit(f"Banepa data not found at {DATA / data.test}: set FOOTPRINT_DATA")
+    tile = read_spec(args.model).tile_size
+    probs, seconds = {}, {}
+    with tempfile.TemporaryDirectory(prefix="footprint-seams-") as tmp:
+        test = resolve_raster(str(DATA / data.test), workdir=tmp)
+        for name, margin in (("blended", None), ("tiles", 0)):
+            out = Path(tmp) / f"{name}.tif"
+            start = time.monotonic()
+            predict(PredictConfig(test, str(args.model), str(out), margin=margin), NullProgress())
+            seconds[name] = time.monotonic() - start
+            with rasterio.open(out) as src:
+                probs[name] = src.read(1)
+    steps = {name: seam_step(p, tile) for name, p in probs.items()}
+    image = ROOT / "docs" / "images" / f"seams_{args.tag}.png"
+    picture(probs["blended"], probs["tiles"], tile, image)
+    text = "\n".join(
+        [
+            f"### seams: {args.tag} ({time.strftime('%Y-%m-%d')})",
+            "",
+            f"- command: `python bench/seams.py {' '.join(sys.argv[1:])}`",
+            f"- hardware: {_hardware()}",
+            f"- model: {args.model.name}, {tile}-px windows; Banepa test mosaic",
+            "",
+            "| prediction | seam step (1 = invisible) | time |",
+            "| --- | --- | --- |",
+            f"| overlapping windows, blended (margin {tile // 4}) | {steps['blended']:.2f} |"
+            f" {seconds['blended']:.1f} s |",
+            f"| tiles side by side (margin 0) | {steps['tiles']:.2f} | {seconds['tiles']:.1f} s |",
+            "",
+            f"![seams]({image.relative_to(ROOT / 'docs')})",
+            "",
+        ]
+    )
+    print(text)
+    with open(ROOT / "docs" / "BENCHMARKS.md", "a", encoding="utf-8") as out:
+        out.write("\n" + text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

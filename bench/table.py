@@ -1,0 +1,98 @@
+"""The techniques table: each technique measured against the same baseline, from the JSON
+records that ``bench/accuracy.py`` wrote to docs/benchmarks/accuracy/.
+
+    .venv/bin/python bench/table.py
+
+Rewrites the part of docs/BENCHMARKS.md between the ``techniques`` markers. Every figure
+comes from a record; a row whose record is missing says so instead of showing a number.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RECORDS = ROOT / "docs" / "benchmarks" / "accuracy"
+DOC = ROOT / "docs" / "BENCHMARKS.md"
+START, END = "<!-- techniques:start -->", "<!-- techniques:end -->"
+
+#: (technique, variant, record tag); the first row is the baseline every other row changes.
+ROWS: list[tuple[str, str, str]] = [
+    (
+        "baseline",
+        "CPU recipe: compact U-Net, BCE+Dice, 30% empty windows kept, augmentation,"
+        " 256-px windows at half-window stride, blended prediction, threshold from validation",
+        "t-base",
+    ),
+    ("class weighting", "building class weighted 1:6 in BCE (`pos_weight=6`)", "t-posw6"),
+    ("loss", "Jaccard+BCE", "t-jaccard"),
+    ("loss", "focal", "t-focal"),
+    ("empty windows", "all kept (`empty_keep_fraction=1`)", "t-empty-all"),
+    ("augmentation", "none (`augment=false`)", "t-noaug"),
+    ("prediction", "non-overlapping tiles (`margin=0`)", "t-tiles"),
+    ("threshold", "fixed 0.5 instead of the validation choice", "t-thr05"),
+    ("model", "U-Net resnet18 (lr 1e-3)", "t-r18"),
+    ("model", "U-Net resnet18 + scSE decoder attention (lr 1e-3)", "t-r18-scse"),
+    ("model", "U-Net resnet34 (lr 1e-3)", "t-r34"),
+    ("windows", "128 px", "t-tile128"),
+    ("windows", "512 px", "t-tile512"),
+    ("stride", "none (windows side by side, `stride=256`)", "t-stride-none"),
+    ("touching buildings", "contact class, polygons split along it", "t-contact"),
+    ("touching buildings", "U-Net resnet18 with the contact class (lr 1e-3)", "t-r18-contact"),
+]
+
+COLUMNS = ("pixel_iou", "pixel_f1", "object_precision", "object_recall", "object_f1")
+
+
+def _load(tag: str) -> dict[str, Any] | None:
+    path = RECORDS / f"{tag}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def table() -> str:
+    """The markdown table (with its markers)."""
+    base = _load(ROWS[0][2])
+    lines = [
+        START,
+        "| technique | variant | pixel IoU | pixel F1 | bldg P | bldg R | bldg F1 |"
+        " Δ pixel IoU | Δ bldg F1 | training |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for technique, variant, tag in ROWS:
+        rec = _load(tag)
+        if rec is None:
+            lines.append(f"| {technique} | {variant} | not measured (`{tag}`) |" + " |" * 7)
+            continue
+        s = rec["scores"]
+        cells = [f"{s[k]:.3f}" for k in COLUMNS]
+        if base is None or tag == ROWS[0][2]:
+            deltas = ["", ""]
+        else:
+            b = base["scores"]
+            deltas = [
+                f"{s['pixel_iou'] - b['pixel_iou']:+.3f}",
+                f"{s['object_f1'] - b['object_f1']:+.3f}",
+            ]
+        train = f"{rec['train_s']:.0f} s"
+        lines.append(" | ".join([f"| {technique}", variant, *cells, *deltas, train]) + " |")
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def main() -> int:
+    """Rewrite the techniques table in docs/BENCHMARKS.md."""
+    text = DOC.read_text(encoding="utf-8")
+    if START not in text or END not in text:
+        raise SystemExit(f"{DOC} has no {START} ... {END} markers")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    DOC.write_text(head + table() + tail, encoding="utf-8")
+    print(table())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
