@@ -1,0 +1,433 @@
+"""Scale and speed benchmark: detect on rasters of growing size, against the model's bare speed
+and against a naive whole-raster pipeline, in one run.
+
+    .venv/bin/python bench/scale.py [--model FILE] [--sizes 4096 8192 16384] [--naive-up-to N]
+        [--batch-size 4] [--tag NAME]
+
+For each size it writes a GeoTIFF of that many pixels a side (the Banepa test mosaic repeated:
+real roofs, so the vectorizer has real work) and runs, each in its own process so that peak
+resident memory (``ru_maxrss`` of that process) is the process's own:
+
+- ``detect`` (``python -m engine detect``): wall time, raster pixels per second, peak memory;
+- the *naive* pipeline (:func:`naive_detect`: read the whole raster, predict non-overlapping
+  tiles into a full-size array, polygonise the whole mask) up to ``--naive-up-to`` pixels;
+- the model's *bare* forward throughput on tensors already in memory (same tile, batch and
+  device), from which the time the model alone needs for detect's windows follows; the ratio
+  bare / end-to-end says how much of the pipeline hides behind the model.
+
+Without ``--model`` it trains the CPU recipe's compact U-Net for 2 epochs on the Banepa train
+chips (the weights only shape how many polygons there are). Figures are appended to
+docs/BENCHMARKS.md with the hardware and command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.accuracy import DATA, DATASETS, RECIPES, _hardware  # noqa: E402
+
+PYTHON = sys.executable
+
+
+def make_raster(path: Path, side: int, source: str) -> None:
+    """A ``side`` x ``side`` tiled GeoTIFF of ``source`` repeated, written strip by strip."""
+    with rasterio.open(source) as src:
+        image = src.read(list(range(1, min(src.count, 3) + 1)))
+        profile = {
+            "driver": "GTiff",
+            "width": side,
+            "height": side,
+            "count": image.shape[0],
+            "dtype": image.dtype,
+            "crs": src.crs,
+            "transform": src.transform,
+            "tiled": True,
+            "blockxsize": 512,
+            "blockysize": 512,
+        }
+    h, w = image.shape[1:]
+    reps = -(-side // w)
+    with rasterio.open(path, "w", **profile) as dst:
+        for row in range(0, side, h):
+            strip = np.tile(image, (1, 1, reps))[:, : min(h, side - row), :side]
+            dst.write(strip, window=Window(0, row, side, strip.shape[1]))
+
+
+def _hwm_kib(pid: int) -> int:
+    """The process's peak resident memory so far (``VmHWM``, KiB; 0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _run(args: list[str]) -> dict[str, Any]:
+    """Run a command in its own process: wall time, that process's peak resident memory (MiB)
+    and the ``result`` of its last JSON line.
+
+    Peak memory is ``VmHWM`` polled every 20 ms (it only grows, and is the new program's own:
+    ``ru_maxrss`` would include this parent's memory at fork)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        start = time.monotonic()
+        proc = subprocess.Popen(args, stdout=out, stderr=err, text=True)
+        peak = 0
+        while proc.poll() is None:
+            peak = max(peak, _hwm_kib(proc.pid))
+            time.sleep(0.02)
+        wall = time.monotonic() - start
+        out.seek(0)
+        err.seek(0)
+        lines, error = out.read().splitlines(), err.read()
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(args)} failed ({proc.returncode}):\n{error[-3000:]}")
+    result: dict[str, Any] = {}
+    for line in reversed(lines):
+        if line.startswith("{"):
+            event = json.loads(line)
+            result = event.get("result", event)
+            break
+    return {"wall_s": wall, "peak_mib": peak / 1024, "result": result}
+
+
+def naive_detect(raster: str, model_file: str, output: str) -> dict[str, Any]:
+    """The naive way: whole raster in memory, non-overlapping tiles into a full-size
+    probability array, the whole mask polygonised at once."""
+    import geopandas as gpd
+    import torch
+    from rasterio import features
+    from shapely.geometry import shape
+
+    from engine.modelfile import load_model
+    from engine.normalize import normalize
+    from engine.tta import predict_probabilities
+
+    start = time.monotonic()
+    model, spec = load_model(model_file, device="cpu")
+    with rasterio.open(raster) as src:
+        image = src.read(list(spec.bands))
+        transform, crs = src.transform, src.crs
+    _, h, w = image.shape
+    tile = spec.tile_size
+    prob = np.zeros((h, w), np.float32)
+    batch: list[tuple[int, int, np.ndarray]] = []
+
+    def flush() -> None:
+        probs = predict_probabilities(model, np.stack([b[2] for b in batch]), torch.device("cpu"))
+        for (row, col, _), p in zip(batch, probs, strict=True):
+            rh, cw = min(tile, h - row), min(tile, w - col)
+            prob[row : row + rh, col : col + cw] = p[0, :rh, :cw]
+        batch.clear()
+
+    for row in range(0, h, tile):
+        for col in range(0, w, tile):
+            window = np.zeros((image.shape[0], tile, tile), image.dtype)
+            part = image[:, row : row + tile, col : col + tile]
+            window[:, : part.shape[1], : part.shape[2]] = part
+            valid = np.ones((tile, tile), bool)
+            batch.append((row, col, normalize(window, valid, _stats(spec))))
+            if len(batch) == 4:
+                flush()
+    if batch:
+        flush()
+    mask = (prob >= spec.threshold).astype(np.uint8)
+    shapes = features.shapes(mask, mask=mask.astype(bool), transform=transform)
+    frame = gpd.GeoDataFrame(geometry=[shape(g) for g, _ in shapes], crs=crs)
+    frame.to_file(output, driver="GPKG")
+    return {"buildings": len(frame), "seconds": time.monotonic() - start}
+
+
+def _stats(spec: Any) -> Any:
+    from engine.normalize import BandStats
+
+    return BandStats(tuple(spec.mean), tuple(spec.std))
+
+
+def bare_throughput(model_file: str, batch_size: int, seconds: float = 20.0) -> dict[str, Any]:
+    """Windows per second of the model alone on random tensors already in memory."""
+    import torch
+
+    from engine.modelfile import load_model
+    from engine.tta import predict_probabilities
+
+    model, spec = load_model(model_file, device="cpu")
+    x = np.random.default_rng(0).standard_normal(
+        (batch_size, spec.in_channels, spec.tile_size, spec.tile_size), dtype=np.float32
+    )
+    predict_probabilities(model, x, torch.device("cpu"))  # warm-up
+    done, start = 0, time.monotonic()
+    while time.monotonic() - start < seconds:
+        predict_probabilities(model, x, torch.device("cpu"))
+        done += batch_size
+    return {"windows_per_s": done / (time.monotonic() - start), "tile": spec.tile_size}
+
+
+def make_mask(path: Path, side: int, spacing: int = 24) -> int:
+    """A ``side`` x ``side`` uint8 mask of rectangular buildings every ``spacing`` px (some
+    pairs touching, some L-shaped), written strip by strip; returns how many there are."""
+    rng = np.random.default_rng(0)
+    profile = {
+        "driver": "GTiff",
+        "width": side,
+        "height": side,
+        "count": 1,
+        "dtype": "uint8",
+        "crs": "EPSG:32645",
+        "transform": rasterio.transform.from_origin(330_000, 3_060_000, 0.5, 0.5),
+        "tiled": True,
+        "blockxsize": 512,
+        "blockysize": 512,
+        "compress": "deflate",
+    }
+    count = 0
+    with rasterio.open(path, "w", **profile) as dst:
+        for row in range(0, side, spacing * 16):
+            strip = np.zeros((min(spacing * 16, side - row), side), np.uint8)
+            for y in range(2, strip.shape[0] - spacing + 2, spacing):
+                for x in range(2, side - spacing + 2, spacing):
+                    hh, ww = rng.integers(6, spacing - 3, size=2)
+                    strip[y : y + hh, x : x + ww] = 1
+                    if rng.random() < 0.3:  # an L-shape
+                        strip[y : y + hh // 2, x + ww // 2 : x + ww] = 0
+                    count += 1
+            dst.write(strip, 1, window=Window(0, row, side, strip.shape[0]))
+    return count
+
+
+def vectorize_speed(side: int, work: Path) -> dict[str, Any]:
+    """Polygons per second: engine vectorize vs gdal_polygonize on the same mask."""
+    mask = work / "mask.tif"
+    made = make_mask(mask, side)
+    ours = _run(
+        [PYTHON, "-m", "engine", "vectorize", "--raster", str(mask), "--output",
+         str(work / "ours.gpkg"), "--threshold", "0.5", "--simplify", "0", "--min-area-m2", "0",
+         "--hole-area-m2", "0", "--events", "json"]
+    )  # fmt: skip
+    gdal = _run(
+        ["gdal_polygonize.py", "-q", str(mask), "-mask", str(mask), "-f", "GPKG",
+         str(work / "gdal.gpkg")]
+    )  # fmt: skip
+    import pyogrio
+
+    n_gdal = pyogrio.read_info(str(work / "gdal.gpkg"))["features"]
+    n_ours = int(ours["result"]["buildings"])
+    mask.unlink()
+    return {
+        "side": side,
+        "made": made,
+        "ours": {**ours, "polygons": n_ours, "per_s": n_ours / ours["wall_s"]},
+        "gdal": {**gdal, "polygons": n_gdal, "per_s": n_gdal / gdal["wall_s"]},
+    }
+
+
+def training_speed(batches: int = 24) -> dict[str, Any]:
+    """Samples per second of the training loop vs the bare model's forward + backward + step on
+    random tensors of the same shape (the CPU recipe on the Banepa train chips)."""
+    import torch
+
+    from engine.config import TrainConfig
+    from engine.dataset import build_training_data
+    from engine.events import NullProgress
+    from engine.rasters import resolve_raster
+    from engine.train import Loop
+
+    data = DATASETS["banepa"]
+    with tempfile.TemporaryDirectory(prefix="footprint-scale-") as tmp:
+        vrt = resolve_raster(str(DATA / data.train), workdir=tmp)
+        labels = sorted(DATA.glob(data.labels))[0]
+        config = TrainConfig(
+            rasters=(vrt,), labels=(str(labels),), output=f"{tmp}/m.pt", **RECIPES["cpu"]
+        )
+        built = build_training_data(config, NullProgress())
+        loop = Loop(config, built, torch.device("cpu"))
+        samples, start = 0, time.monotonic()
+        loop.model.train()
+        for n, (image, mask) in enumerate(loop.train_loader):
+            if n == batches:
+                break
+            loss, _, _, _ = loop._forward(image, mask)
+            loop.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            loop.optimizer.step()
+            samples += len(image)
+        loop_rate = samples / (time.monotonic() - start)
+        x = torch.randn(config.batch_size, len(built.bands), config.tile_size, config.tile_size)
+        y = (torch.rand(config.batch_size, 1, config.tile_size, config.tile_size) > 0.5).float()
+        valid = torch.ones_like(y, dtype=torch.bool)
+        samples, start = 0, time.monotonic()
+        for _ in range(batches):
+            loss = loop.loss(loop.model(x), y, valid)
+            loop.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            loop.optimizer.step()
+            samples += len(x)
+        bare_rate = samples / (time.monotonic() - start)
+    return {"loop": loop_rate, "bare": bare_rate, "batch": config.batch_size}
+
+
+def quick_model(path: Path) -> None:
+    """The CPU recipe's compact U-Net, 2 epochs on the Banepa train chips."""
+    from engine.config import TrainConfig
+    from engine.events import NullProgress
+    from engine.rasters import resolve_raster
+    from engine.train import train
+
+    data = DATASETS["banepa"]
+    with tempfile.TemporaryDirectory(prefix="footprint-scale-") as tmp:
+        vrt = resolve_raster(str(DATA / data.train), workdir=tmp)
+        labels = sorted(DATA.glob(data.labels))[0]
+        settings = {**RECIPES["cpu"], "epochs": 2}
+        train(TrainConfig((vrt,), (str(labels),), str(path), **settings), NullProgress())
+
+
+def sweep(model: Path, sizes: list[int], naive_up_to: int, batch: int, work: Path) -> list[dict]:
+    """detect (and the naive pipeline) on each size; rasters are deleted after use."""
+    source = resolve_test_mosaic(work)
+    rows = []
+    for side in sizes:
+        raster = work / f"scene_{side}.tif"
+        make_raster(raster, side, source)
+        row: dict[str, Any] = {"side": side}
+        row["detect"] = _run(
+            [PYTHON, "-m", "engine", "detect", "--raster", str(raster), "--model", str(model),
+             "--output", str(work / f"d_{side}.gpkg"), "--batch-size", str(batch),
+             "--events", "json"]
+        )  # fmt: skip
+        if side <= naive_up_to:
+            row["naive"] = _run(
+                [PYTHON, str(Path(__file__)), "--naive", str(raster), str(model),
+                 str(work / f"n_{side}.gpkg")]
+            )  # fmt: skip
+        raster.unlink()
+        rows.append(row)
+        print(json.dumps(row, default=str), flush=True)
+    return rows
+
+
+def resolve_test_mosaic(work: Path) -> str:
+    """The Banepa test chips as one GeoTIFF (the scene's texture)."""
+    from engine.rasters import resolve_raster
+
+    data = DATASETS["banepa"]
+    if not (DATA / data.test).is_dir():
+        raise SystemExit(f"Banepa data not found at {DATA / data.test}: set FOOTPRINT_DATA")
+    vrt = resolve_raster(str(DATA / data.test), workdir=str(work))
+    out = work / "texture.tif"
+    with rasterio.open(vrt) as src:
+        profile = {**src.profile, "driver": "GTiff", "count": 3}
+        profile.pop("blockxsize", None), profile.pop("blockysize", None)
+        with rasterio.open(out, "w", **profile) as dst:
+            dst.write(src.read([1, 2, 3]))
+    return str(out)
+
+
+def record(rows: list[dict], bare: dict, vec: dict, training: dict, args: Any) -> str:
+    """Markdown for docs/BENCHMARKS.md."""
+    lines = [
+        f"### scale: {args.tag} ({time.strftime('%Y-%m-%d')})",
+        "",
+        f"- command: `python bench/scale.py {' '.join(sys.argv[1:])}`",
+        f"- hardware: {_hardware()}",
+        f"- model: {args.model_name}, batch {args.batch_size}; bare model"
+        f" {bare['windows_per_s']:.2f} windows/s of {bare['tile']} px on tensors in memory",
+        "",
+        "| side (px) | detect wall | Mpx/s | peak RSS | model-only time | ratio model/detect"
+        " | naive wall | naive peak RSS | naive/detect time | naive/detect memory |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        d = row["detect"]
+        r = d["result"]
+        model_s = r["windows"] / bare["windows_per_s"]
+        cells = [
+            f"{row['side']}",
+            f"{d['wall_s']:.1f} s",
+            f"{row['side'] ** 2 / d['wall_s'] / 1e6:.3f}",
+            f"{d['peak_mib']:.0f} MiB",
+            f"{model_s:.1f} s",
+            f"{model_s / r['seconds']:.2f}",
+        ]
+        n = row.get("naive")
+        if n:
+            cells += [
+                f"{n['wall_s']:.1f} s",
+                f"{n['peak_mib']:.0f} MiB",
+                f"{n['wall_s'] / d['wall_s']:.2f}",
+                f"{n['peak_mib'] / d['peak_mib']:.2f}",
+            ]
+        else:
+            cells += ["not run"] * 4
+        lines.append("| " + " | ".join(cells) + " |")
+    big = [r["detect"]["peak_mib"] for r in rows]
+    if len(big) >= 2:
+        lines += ["", f"Peak memory, largest vs second-largest size: {big[-1] / big[-2]:.3f}x."]
+    o, g = vec["ours"], vec["gdal"]
+    lines += [
+        "",
+        f"Vectorizing a {vec['side']} x {vec['side']} mask with {vec['made']} buildings:"
+        f" engine `vectorize` {o['polygons']} polygons in {o['wall_s']:.1f} s"
+        f" ({o['per_s']:.0f}/s, peak {o['peak_mib']:.0f} MiB); `gdal_polygonize.py`"
+        f" {g['polygons']} polygons in {g['wall_s']:.1f} s ({g['per_s']:.0f}/s, peak"
+        f" {g['peak_mib']:.0f} MiB); ratio engine/GDAL {o['per_s'] / g['per_s']:.2f}.",
+        "",
+        f"Training (CPU recipe, batch {training['batch']}): loop {training['loop']:.2f}"
+        f" samples/s vs bare forward+backward+step {training['bare']:.2f} samples/s"
+        f" (ratio {training['loop'] / training['bare']:.2f}).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    """Command line entry point."""
+    if sys.argv[1:2] == ["--naive"]:
+        print(json.dumps(naive_detect(*sys.argv[2:5])))
+        return 0
+    if sys.argv[1:2] == ["--bare"]:
+        print(json.dumps(bare_throughput(sys.argv[2], int(sys.argv[3]))))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[4096, 8192, 16384])
+    parser.add_argument("--naive-up-to", type=int, default=16384)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--vector-side", type=int, default=8192)
+    parser.add_argument("--tag", default="cpu")
+    args = parser.parse_args()
+    (ROOT / "out").mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="footprint-scale-", dir=ROOT / "out") as tmp:
+        work = Path(tmp)
+        model = args.model or work / "quick.pt"
+        if not args.model:
+            quick_model(model)
+        args.model_name = "compact U-Net, 2 epochs (quick)" if not args.model else model.name
+        bare = _run([PYTHON, str(Path(__file__)), "--bare", str(model), str(args.batch_size)])
+        rows = sweep(model, sorted(args.sizes), args.naive_up_to, args.batch_size, work)
+        vec = vectorize_speed(args.vector_side, work)
+        training = training_speed()
+    text = record(rows, bare["result"], vec, training, args)
+    print(text)
+    with open(ROOT / "docs" / "BENCHMARKS.md", "a", encoding="utf-8") as out:
+        out.write("\n" + text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
