@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -21,8 +22,16 @@ from qgis.core import (
     QgsProcessingParameterVectorLayer,
 )
 
+from ...engine.config import TrainConfig  # plain dataclasses: no torch, no GDAL
 from .base import FootprintAlgorithm
 from .common import DOUBLE, INT, Inputs
+
+
+def default(name: str) -> Any:
+    """The engine's default for a training option: one place decides it."""
+    field = next(f for f in dataclasses.fields(TrainConfig) if f.name == name)
+    return field.default
+
 
 #: The engine's architectures (``python -m engine train --list-models``); stored by name.
 ARCHITECTURES = (
@@ -106,19 +115,33 @@ class Train(FootprintAlgorithm):
 
     #: Numeric parameters: name -> (engine option, label, kind, default, minimum, maximum).
     NUMBERS = {
-        VAL_FRACTION: ("--val-fraction", "Validation fraction", DOUBLE, 0.2, 0.0, 0.9),
-        EPOCHS: ("--epochs", "Epochs", INT, 20, 1, 10000),
-        TILE_SIZE: ("--tile-size", "Tile size (pixels)", INT, 256, 32, 4096),
-        BATCH_SIZE: ("--batch-size", "Batch size", INT, 8, 1, 1024),
-        LR: ("--lr", "Learning rate", DOUBLE, 0.001, 0.0, 10.0),
+        VAL_FRACTION: (
+            "--val-fraction",
+            "Validation fraction",
+            DOUBLE,
+            default("val_fraction"),
+            0.0,
+            0.9,
+        ),
+        EPOCHS: ("--epochs", "Epochs", INT, default("epochs"), 1, 10000),
+        TILE_SIZE: ("--tile-size", "Tile size (pixels)", INT, default("tile_size"), 32, 4096),
+        BATCH_SIZE: ("--batch-size", "Batch size", INT, default("batch_size"), 1, 1024),
+        LR: ("--lr", "Learning rate", DOUBLE, default("lr"), 0.0, 10.0),
     }
     ADVANCED_NUMBERS = {
-        POS_WEIGHT: ("--pos-weight", "Building weight (BCE)", DOUBLE, 1.0, 0.0, 1000.0),
+        POS_WEIGHT: (
+            "--pos-weight",
+            "Building weight (BCE)",
+            DOUBLE,
+            default("pos_weight"),
+            0.0,
+            1000.0,
+        ),
         EMPTY_KEEP_FRACTION: (
             "--empty-keep-fraction",
             "Share of windows without buildings kept",
             DOUBLE,
-            0.3,
+            default("empty_keep_fraction"),
             0.0,
             1.0,
         ),
@@ -127,19 +150,23 @@ class Train(FootprintAlgorithm):
     }
     #: Boolean parameters: name -> (engine option, label, default).
     FLAGS = {
-        AUGMENT: ("augment", "Augment (flips, rotations, colour jitter)", True),
-        BOUNDARY: ("boundary", "Contact class between touching buildings", False),
-        DECODER_ATTENTION: ("decoder-attention", "Decoder attention (scSE)", False),
+        AUGMENT: ("augment", "Augment (flips, rotations, colour jitter)", default("augment")),
+        BOUNDARY: ("boundary", "Contact class between touching buildings", default("boundary")),
+        DECODER_ATTENTION: (
+            "decoder-attention",
+            "Decoder attention (scSE)",
+            default("decoder_attention"),
+        ),
     }
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
         """Declare parameters and outputs."""
         self._add_inputs()
         self._add_numbers(self.NUMBERS, advanced=False)
-        self.add_advanced(QgsProcessingParameterString(self.LOSS, self.tr("Loss"), "bce+dice"))
+        self.add_advanced(QgsProcessingParameterString(self.LOSS, self.tr("Loss"), default("loss")))
         self._add_numbers(self.ADVANCED_NUMBERS, advanced=True)
-        for name, (_, label, default) in self.FLAGS.items():
-            self.add_advanced(QgsProcessingParameterBoolean(name, self.tr(label), default))
+        for name, (_, label, value) in self.FLAGS.items():
+            self.add_advanced(QgsProcessingParameterBoolean(name, self.tr(label), value))
         self.add_advanced(
             QgsProcessingParameterFile(
                 self.ENCODER_WEIGHTS,
@@ -188,12 +215,12 @@ class Train(FootprintAlgorithm):
                 self.ARCHITECTURE,
                 self.tr("Architecture"),
                 list(ARCHITECTURES),
-                defaultValue="unet",
+                defaultValue=default("architecture"),
                 usesStaticStrings=True,
             )
         )
         self.addParameter(
-            QgsProcessingParameterString(self.ENCODER, self.tr("Encoder"), "resnet34")
+            QgsProcessingParameterString(self.ENCODER, self.tr("Encoder"), default("encoder"))
         )
 
     def _add_numbers(self, table: dict[str, tuple[Any, ...]], advanced: bool) -> None:

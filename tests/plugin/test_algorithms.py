@@ -6,6 +6,7 @@ model learns them in a few epochs, so scores are checked against firm bounds.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,28 @@ def test_every_parameter_runs_with_its_default(provider: Any) -> None:
     train = provider.algorithm("train")
     assert train.parameterDefinition("ARCHITECTURE").options() == list(ARCHITECTURES)
     assert {"unet", "unetplusplus", "fpn", "deeplabv3plus", "compact"} <= set(ARCHITECTURES)
+
+
+def test_train_defaults_are_the_engines(provider: Any) -> None:
+    """The dialog offers the engine's training defaults (one place decides them)."""
+    from footprint.engine.config import TrainConfig
+
+    engine = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    train = provider.algorithm("train")
+    pairs = {
+        "EPOCHS": "epochs",
+        "TILE_SIZE": "tile_size",
+        "BATCH_SIZE": "batch_size",
+        "LR": "lr",
+        "ARCHITECTURE": "architecture",
+        "ENCODER": "encoder",
+        "LOSS": "loss",
+        "BOUNDARY": "boundary",
+        "AUGMENT": "augment",
+        "EMPTY_KEEP_FRACTION": "empty_keep_fraction",
+    }
+    for param, field in pairs.items():
+        assert train.parameterDefinition(param).defaultValue() == engine[field], param
 
 
 def test_rasterizelabels_burns_labels_from_another_crs(tmp_path: Path) -> None:
