@@ -104,7 +104,7 @@ class PredictConfig:
     overwrite: bool = field(default=False, metadata=_h("Replace the output if it exists."))
     batch_size: int = field(default=4, metadata=_h("Windows per batch."))
     margin: int | None = field(
-        default=None, metadata=_h("Overlap margin in pixels (default: a quarter of the tile).")
+        default=None, metadata=_h("Overlap margin in pixels (default: an eighth of the tile).")
     )
     tta: bool = field(default=False, metadata=_h("8-way flip/rotation test-time augmentation."))
     device: str = field(default="auto", metadata=_h("auto, cpu, cuda or cuda:N."))

@@ -46,7 +46,7 @@ from engine.config import PredictConfig
 from engine.device import describe_device, resolve_device
 from engine.errors import RasterError
 from engine.events import Progress, SubProgress, check_canceled
-from engine.inference import TiledPredictor, check_tiling
+from engine.inference import TiledPredictor, check_tiling, default_margin
 from engine.modelfile import ModelSpec, check_bands, load_model
 from engine.normalize import BandStats
 from engine.outputs import atomic_output, check_output
@@ -143,7 +143,7 @@ def prepare_job(
         ConfigError: bad tiling, batch size, extent or AOI.
     """
     tile = int(spec.tile_size)
-    margin = tile // 4 if config.margin is None else int(config.margin)
+    margin = default_margin(tile) if config.margin is None else int(config.margin)
     check_tiling(tile, margin, config.batch_size)
     raster = resolve_raster(config.raster, workdir=workdir)
     with open_raster(raster) as src:

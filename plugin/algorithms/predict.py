@@ -32,7 +32,7 @@ class Predict(FootprintAlgorithm):
         "to the raster's).\n"
         "Advanced: <b>Test-time augmentation</b> (average of 8 flips/rotations: better, 8x "
         "slower), <b>Batch size</b> (windows per batch; lower it when memory runs short), "
-        "<b>Overlap margin</b> (pixels; default a quarter of the model's tile), <b>Predict at "
+        "<b>Overlap margin</b> (pixels; default an eighth of the model's tile), <b>Predict at "
         "the raster's resolution</b> (by default imagery is resampled to the ground "
         "resolution the model was trained at).\n"
         "<b>Probability</b>: the GeoTIFF to write (replaced if it exists: Processing asks "
