@@ -27,7 +27,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from rasterio.io import DatasetWriter
 
@@ -36,9 +35,9 @@ from engine.device import resolve_device
 from engine.events import Progress, SubProgress, check_canceled
 from engine.modelfile import ModelSpec, load_model
 from engine.outputs import atomic_output, check_output
-from engine.polygons import finalize_polygons
 from engine.predict import PredictionJob, open_probability, prepare_job, probability_blocks
-from engine.vectorize import Building, SeamJoiner, check_vectorize_config, write_polygons
+from engine.vectorize import PolygonStream, SeamJoiner, check_vectorize_config
+from engine.vectors import VectorWriter
 
 __all__ = ["USE_MODEL_THRESHOLD", "detect", "detect_with_model"]
 
@@ -58,23 +57,24 @@ def _polygonize(
     threshold: float,
     contact_threshold: float,
     dst: DatasetWriter | None,
+    stream: PolygonStream,
     progress: Progress,
     workdir: str,
-) -> tuple[list[Building], SeamJoiner]:
-    """Buildings from the job's probability blocks (also written to ``dst`` when given)."""
+) -> SeamJoiner:
+    """Buildings from the job's probability blocks into ``stream`` (blocks also written to
+    ``dst`` when given)."""
     joiner = SeamJoiner(job.grid.width, job.grid.height, threshold)
     contact = job.classes.index("contact") if "contact" in job.classes else None
     building = job.classes.index("building") if "building" in job.classes else 0
-    buildings: list[Building] = []
     for block in probability_blocks(job, progress, workdir):
         if dst is not None:
             dst.write(block.data, window=block.window)
         valid = block.valid
         if contact is not None:
             valid = valid & (block.data[contact] < contact_threshold)
-        buildings += joiner.add(block.window, block.data[building], valid)
-    buildings += joiner.finish()
-    return buildings, joiner
+        stream.add(joiner.add(block.window, block.data[building], valid))
+    stream.add(joiner.finish())
+    return joiner
 
 
 def detect_with_model(
@@ -111,30 +111,26 @@ def detect_with_model(
             if keep:
                 tmp = stack.enter_context(atomic_output(keep, overwrite_keep))
                 dst = stack.enter_context(open_probability(tmp, job))
-            buildings, joiner = _polygonize(
+            writer = stack.enter_context(VectorWriter(out, vec.overwrite, "Polygon"))
+            stream = PolygonStream(writer, job.crs, vec, job.grid.transform)
+            joiner = _polygonize(
                 job,
                 vec.threshold,
                 spec.contact_threshold,
                 dst,
-                SubProgress(progress, 0, 90),
+                stream,
+                SubProgress(progress, 0, 95),
                 workdir,
             )
-            frame = finalize_polygons(
-                [b.geometry for b in buildings],
-                [b.score for b in buildings],
-                job.crs,
-                vec,
-                job.grid.transform,
-            )
             check_canceled(progress)
-            written = write_polygons(frame, out, vec.overwrite)
+            stream.close()
     seconds = time.monotonic() - start
-    return _result(job, frame, written, keep, vec.threshold, seconds, joiner, progress)
+    return _result(job, stream, writer.path, keep, vec.threshold, seconds, joiner, progress)
 
 
 def _result(
     job: PredictionJob,
-    frame: Any,
+    stream: PolygonStream,
     output: Path,
     keep: str | None,
     threshold: float,
@@ -142,7 +138,7 @@ def _result(
     joiner: SeamJoiner,
     progress: Progress,
 ) -> dict[str, Any]:
-    total = float(frame["area_m2"].sum()) if len(frame) else 0.0
+    total = stream.total_area_m2
     if joiner.max_value < threshold:
         progress.log(
             f"No pixel reached the threshold {threshold:g} (highest probability"
@@ -150,11 +146,13 @@ def _result(
         )
     mpx = job.grid.width * job.grid.height / 1e6  # raster pixels processed
     speed = mpx / seconds if seconds > 0 else 0.0
-    progress.log(f"{len(frame)} buildings ({total:.1f} m²) written to {output} in {seconds:.1f} s.")
+    progress.log(
+        f"{stream.buildings} buildings ({total:.1f} m²) written to {output} in {seconds:.1f} s."
+    )
     progress.set_progress(100.0)
     return {
         "output": str(output),
-        "buildings": int(len(frame)),
+        "buildings": stream.buildings,
         "total_area_m2": total,
         "probability": str(Path(keep).expanduser().absolute()) if keep else None,
         "threshold": threshold,
@@ -165,7 +163,7 @@ def _result(
         "seconds": round(seconds, 3),
         "megapixels_per_second": round(speed, 4),
         "resampled": job.resampled,
-        "score_mean": float(np.mean(frame["score"])) if len(frame) else None,
+        "score_mean": stream.score_mean,
     }
 
 

@@ -150,6 +150,7 @@ def finalize_polygons(
     crs: Any,
     config: VectorizeConfig,
     transform: Affine,
+    first_id: int = 1,
 ) -> gpd.GeoDataFrame:
     """Clean pixel-coordinate building polygons into the output layer.
 
@@ -160,10 +161,11 @@ def finalize_polygons(
         crs: the raster's CRS (rasterio or pyproj CRS, WKT, "EPSG:..." ...).
         config: hole_area_m2, simplify (pixels), regularize and min_area_m2 are used.
         transform: the raster's geotransform (pixel -> CRS).
+        first_id: the ``id`` of the first polygon (for a layer written in batches).
 
     Returns:
-        A GeoDataFrame with ``id`` (1..n, in reading order), ``area_m2``, ``score`` and Polygon
-        geometries in ``crs``; polygons smaller than ``min_area_m2`` are dropped.
+        A GeoDataFrame with ``id`` (from first_id, in reading order), ``area_m2``, ``score``
+        and Polygon geometries in ``crs``; polygons smaller than ``min_area_m2`` are dropped.
     """
     pcrs = CRS.from_user_input(crs)
     cleaned = np.array(
@@ -180,7 +182,7 @@ def finalize_polygons(
     world, areas, score_arr = world[keep], areas[keep], score_arr[keep]
     frame = pd.DataFrame(
         {
-            "id": np.arange(1, len(world) + 1, dtype=np.int64),
+            "id": np.arange(first_id, first_id + len(world), dtype=np.int64),
             "area_m2": areas.astype(np.float64),
             "score": score_arr.astype(np.float64),
         }

@@ -8,13 +8,12 @@ polygons still open along the seams, never on the raster size.
 API for reuse (``detect`` feeds probabilities as prediction finishes them)::
 
     joiner = SeamJoiner(width, height, threshold)
-    buildings = []
-    for window, probability, valid in pieces:   # row-major, regular grid (see below)
-        buildings += joiner.add(window, probability, valid)
-    buildings += joiner.finish()                # nothing left when the grid was complete
-    gdf = finalize_polygons([b.geometry for b in buildings], [b.score for b in buildings],
-                            crs, config, transform)
-    write_polygons(gdf, output, overwrite)
+    with VectorWriter(output, overwrite, "Polygon") as writer:
+        stream = PolygonStream(writer, crs, config, transform)
+        for window, probability, valid in pieces:   # row-major, regular grid (see below)
+            stream.add(joiner.add(window, probability, valid))
+        stream.add(joiner.finish())                 # nothing left when the grid was complete
+        stream.close()                              # cleaned and written in batches
 
 - ``pieces`` are ``(rasterio Window, float array (h, w), bool valid array (h, w))`` on a
   regular grid of windows of one size (:func:`seam_windows`; the last row and column may be
@@ -30,10 +29,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import geopandas as gpd
 import numpy as np
 import shapely
 from affine import Affine
@@ -47,16 +44,16 @@ from engine.events import Progress, check_canceled
 from engine.outputs import check_output
 from engine.polygons import canonical_polygon, finalize_polygons
 from engine.rasters import open_raster, read_window, select_bands
-from engine.vectors import write_vector
+from engine.vectors import VectorWriter
 
 __all__ = [
     "Building",
+    "PolygonStream",
     "SeamJoiner",
     "finalize_polygons",
     "polygonize_windows",
     "seam_windows",
     "vectorize",
-    "write_polygons",
 ]
 
 #: OGR drivers by output extension; other extensions are left to pyogrio to infer.
@@ -291,9 +288,55 @@ def polygonize_windows(
     yield from joiner.finish()
 
 
-def write_polygons(gdf: gpd.GeoDataFrame, output: str | Path, overwrite: bool = False) -> Path:
-    """Write building polygons atomically (see :func:`engine.vectors.write_vector`)."""
-    return write_vector(gdf, output, overwrite, geometry_type="Polygon")
+class PolygonStream:
+    """Cleans buildings (:func:`finalize_polygons`) and writes them batch by batch as they are
+    finished, so memory holds one batch, never the whole layer; ids run on across batches
+    (reading order within a batch). Counts what it wrote.
+    """
+
+    BATCH = 4096
+
+    def __init__(
+        self, writer: VectorWriter, crs: Any, config: VectorizeConfig, transform: Affine
+    ) -> None:
+        self.writer, self.crs, self.config, self.transform = writer, crs, config, transform
+        self.pending: list[Building] = []
+        self.buildings = 0  # written
+        self.dropped = 0  # under min_area_m2
+        self.total_area_m2 = 0.0
+        self.score_sum = 0.0
+
+    def add(self, buildings: list[Building]) -> None:
+        """Queue finished buildings; write a batch when enough are queued."""
+        self.pending += buildings
+        if len(self.pending) >= self.BATCH:
+            self._flush()
+
+    def close(self) -> None:
+        """Write what is left (an empty layer when nothing was found)."""
+        if self.pending or not self.writer.features and not self.buildings:
+            self._flush()
+
+    @property
+    def score_mean(self) -> float | None:
+        """Mean score of the written buildings (None without any)."""
+        return self.score_sum / self.buildings if self.buildings else None
+
+    def _flush(self) -> None:
+        batch, self.pending = self.pending, []
+        frame = finalize_polygons(
+            [b.geometry for b in batch],
+            [b.score for b in batch],
+            self.crs,
+            self.config,
+            self.transform,
+            first_id=self.buildings + 1,
+        )
+        self.writer.write(frame)
+        self.buildings += len(frame)
+        self.dropped += len(batch) - len(frame)
+        self.total_area_m2 += float(frame["area_m2"].sum())
+        self.score_sum += float(frame["score"].sum())
 
 
 def check_vectorize_config(config: VectorizeConfig) -> None:
@@ -322,18 +365,22 @@ def vectorize(config: VectorizeConfig, progress: Progress) -> dict[str, Any]:
     """
     check_vectorize_config(config)
     check_output(config.output, config.overwrite)
-    with open_raster(config.raster) as src:
+    with (
+        open_raster(config.raster) as src,
+        VectorWriter(config.output, config.overwrite, "Polygon") as writer,
+    ):
         band = select_bands(src, [config.band])[0]
         joiner = SeamJoiner(src.width, src.height, config.threshold)
+        stream = PolygonStream(writer, src.crs, config, src.transform)
         windows = list(seam_windows(src.width, src.height, config.window_size))
-        buildings: list[Building] = []
         for i, window in enumerate(windows, start=1):
             check_canceled(progress)
             data, valid = read_window(src, window, [band])
-            buildings += joiner.add(window, data[0], valid)
+            stream.add(joiner.add(window, data[0], valid))
             progress.set_progress(90.0 * i / len(windows))
-        buildings += joiner.finish()
-        crs, transform = src.crs, src.transform
+        stream.add(joiner.finish())
+        check_canceled(progress)
+        stream.close()
     if joiner.max_value < config.threshold:
         seen = (
             "no valid pixel"
@@ -341,18 +388,13 @@ def vectorize(config: VectorizeConfig, progress: Progress) -> dict[str, Any]:
             else (f"the band's largest value is {joiner.max_value:g}")
         )
         progress.log(
-            f"No pixel reaches the threshold {config.threshold:g} ({seen}); writing an empty"
-            " layer. Lower the threshold or check the band."
+            f"No pixel reaches the threshold {config.threshold:g} ({seen}); the layer is"
+            " empty. Lower the threshold or check the band."
         )
-    gdf = finalize_polygons(
-        [b.geometry for b in buildings], [b.score for b in buildings], crs, config, transform
-    )
-    check_canceled(progress)
-    out = write_polygons(gdf, config.output, config.overwrite)
-    total = float(gdf["area_m2"].sum())
+    total = stream.total_area_m2
     progress.log(
-        f"{len(gdf)} buildings ({len(buildings) - len(gdf)} under {config.min_area_m2:g} m²"
-        f" dropped), {total:.1f} m² in all, written to {out}."
+        f"{stream.buildings} buildings ({stream.dropped} under {config.min_area_m2:g} m²"
+        f" dropped), {total:.1f} m² in all, written to {writer.path}."
     )
     progress.set_progress(100.0)
-    return {"output": str(out), "buildings": len(gdf), "total_area_m2": total}
+    return {"output": str(writer.path), "buildings": stream.buildings, "total_area_m2": total}

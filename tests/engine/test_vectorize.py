@@ -22,7 +22,13 @@ from engine.config import VectorizeConfig
 from engine.errors import CancelledError, ConfigError, OutputError
 from engine.events import NullProgress, RecordingProgress
 from engine.polygons import canonical_polygon, regularize_polygon
-from engine.vectorize import SeamJoiner, polygonize_windows, seam_windows, vectorize
+from engine.vectorize import (
+    PolygonStream,
+    SeamJoiner,
+    polygonize_windows,
+    seam_windows,
+    vectorize,
+)
 
 from .conftest import UTM, WGS84
 
@@ -452,3 +458,46 @@ def test_real_labels_windowed_equals_whole(shared_data: Path, tmp_path: Path) ->
     assert all(a.equals_exact(b, 0.0) for a, b in zip(small.geometry, whole.geometry, strict=True))
     assert small["area_m2"].sum() == pytest.approx(mask.sum() * 0.25, rel=1e-9)
     assert small["area_m2"].sum() == pytest.approx(labels.area.sum(), rel=0.05)
+
+
+# ------------------------------------------------------------------ writing in batches
+
+
+def _grid_of_squares(n: int = 12) -> np.ndarray:
+    """n x n separate 4x4 squares, 8 pixels apart."""
+    mask = np.zeros((n * 8, n * 8), np.uint8)
+    for r in range(n):
+        for c in range(n):
+            mask[r * 8 + 2 : r * 8 + 6, c * 8 + 2 : c * 8 + 6] = 1
+    return mask
+
+
+@pytest.mark.parametrize("suffix", [".gpkg", ".geojson"])
+def test_layer_written_in_batches_equals_one_batch(
+    raster_factory: Callable[..., Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    suffix: str,
+) -> None:
+    raster = raster_factory("grid.tif", _grid_of_squares())
+    one = _run(raster, tmp_path / f"one{suffix}")[1]
+    monkeypatch.setattr(PolygonStream, "BATCH", 10)  # 144 squares: 15 batches
+    result, many = _run(raster, tmp_path / f"many{suffix}")
+    assert result["buildings"] == len(many) == len(one) == 144
+    assert sorted(many["id"]) == list(range(1, 145))
+    assert result["total_area_m2"] == pytest.approx(144 * 16 * PX_AREA)
+    assert shapely.equals(
+        shapely.union_all(many.geometry.values), shapely.union_all(one.geometry.values)
+    )
+
+
+def test_cancel_between_batches_leaves_no_file(
+    raster_factory: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raster = raster_factory("grid.tif", _grid_of_squares())
+    monkeypatch.setattr(PolygonStream, "BATCH", 10)
+    out = tmp_path / "out.gpkg"
+    progress = RecordingProgress(cancel_after=3)
+    with pytest.raises(CancelledError):
+        vectorize(_config(raster, out, window_size=64), progress)
+    assert list(tmp_path.glob("out*")) == []
