@@ -61,6 +61,7 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         stats: BandStats,
         boundary: bool = False,
         augment: bool = False,
+        boundary_width: float = 1.0,
         seed: int = 0,
         cache: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
     ) -> None:
@@ -70,6 +71,7 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         self.tile = tile
         self.stats = stats
         self.boundary = boundary
+        self.boundary_width = boundary_width
         self.augment = augment
         self.seed = seed
         self.cache = cache
@@ -123,6 +125,7 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             self.tile,
             self._index(ref.raster),
             self.boundary,
+            self.boundary_width,
         )
 
     def _handle(self, raster: int) -> DatasetReader:
@@ -211,8 +214,18 @@ def build_training_data(
         augment=config.augment,
         seed=config.seed,
         cache=scan.train_cache,
+        boundary_width=config.boundary_width,
     )
-    val = WindowDataset(sources, scan.val, labels, tile, scan.stats, boundary, cache=scan.val_cache)
+    val = WindowDataset(
+        sources,
+        scan.val,
+        labels,
+        tile,
+        scan.stats,
+        boundary,
+        cache=scan.val_cache,
+        boundary_width=config.boundary_width,
+    )
     _log_summary(progress, summary)
     return TrainingData(
         train=train,

@@ -182,12 +182,18 @@ def read_item(
     tile: int,
     index: LabelIndex,
     boundary: bool,
+    boundary_width: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Read one window's data (float32, C,T,T) and burn its mask (uint8, T,T; 255 nodata)."""
+    """Read one window's data (float32, C,T,T) and burn its mask (uint8, T,T; 255 nodata);
+    with ``boundary`` the contact strip (``boundary_width`` pixels each side of a shared wall)
+    is 2."""
     window = ref.window(tile)
     data, valid = rasters.read_window(src, window, source.bands)
     affine = window_transform(window, src.transform)
-    mask = np.array(index.mask(affine, (tile, tile), boundary=boundary), dtype=np.uint8)
+    mask = np.array(
+        index.mask(affine, (tile, tile), boundary=boundary, boundary_width=boundary_width),
+        dtype=np.uint8,
+    )
     mask[~valid] = IGNORE
     return data, mask
 
@@ -268,7 +274,13 @@ class _Scanner:
             self.progress.set_progress(100.0 * self.done / self.total)
             src, source = self.handles[ref.raster], self.sources[ref.raster]
             data, mask = read_item(
-                src, source, ref, cfg.tile_size, self.indexes[ref.raster], cfg.boundary
+                src,
+                source,
+                ref,
+                cfg.tile_size,
+                self.indexes[ref.raster],
+                cfg.boundary,
+                cfg.boundary_width,
             )
             counts = np.bincount(mask.ravel(), minlength=256)
             verdict = self._verdict(counts, None if keep_draw is None else keep_draw[i])

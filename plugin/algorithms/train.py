@@ -74,7 +74,8 @@ class Train(FootprintAlgorithm):
         "Advanced: <b>Loss</b> (bce, dice, jaccard, focal or sums like bce+dice), "
         "<b>Building weight</b> in BCE, <b>Augment</b> (flips, rotations, colour jitter), "
         "<b>Share of empty windows kept</b>, <b>Contact class</b> (learn the strip between "
-        "touching buildings to keep them apart), <b>Decoder attention</b> (scSE), "
+        "touching buildings to keep them apart) and its <b>width</b>, "
+        "<b>Decoder attention</b> (scSE), "
         "<b>Encoder weights</b> (a local file of pretrained weights; nothing is downloaded), "
         "<b>Random seed</b>, <b>Patience</b> (stop after so many epochs without a better "
         "validation IoU; 0 never).\n\n"
@@ -100,6 +101,7 @@ class Train(FootprintAlgorithm):
     AUGMENT = "AUGMENT"
     EMPTY_KEEP_FRACTION = "EMPTY_KEEP_FRACTION"
     BOUNDARY = "BOUNDARY"
+    BOUNDARY_WIDTH = "BOUNDARY_WIDTH"
     DECODER_ATTENTION = "DECODER_ATTENTION"
     ENCODER_WEIGHTS = "ENCODER_WEIGHTS"
     SEED = "SEED"
@@ -144,6 +146,14 @@ class Train(FootprintAlgorithm):
             default("empty_keep_fraction"),
             0.0,
             1.0,
+        ),
+        BOUNDARY_WIDTH: (
+            "--boundary-width",
+            "Contact strip width (pixels each side of a shared wall)",
+            DOUBLE,
+            default("boundary_width"),
+            0.1,
+            16.0,
         ),
         SEED: ("--seed", "Random seed", INT, 0, 0, 2**31 - 1),
         PATIENCE: ("--patience", "Patience (epochs, 0: never stop early)", INT, 0, 0, 10000),

@@ -294,6 +294,11 @@ def test_boundary_adds_contact_class(
     masks = [np.asarray(td.train[i][1]) for i in range(len(td.train))]
     assert any((m == 2).any() for m in masks)
     assert td.summary["train"]["contact_share"] > 0
+    wide = build(config([raster], labels, tile_size=64, boundary=True, boundary_width=3.0))
+    share = td.summary["train"]["contact_share"]
+    assert wide.summary["train"]["contact_share"] == pytest.approx(3 * share, rel=0.25)
+    wide_masks = [np.asarray(wide.train[i][1]) for i in range(len(wide.train))]
+    assert sum((m == 2).sum() for m in wide_masks) > 2 * sum((m == 2).sum() for m in masks)
 
 
 def test_augmented_items_keep_image_and_mask_aligned_across_epochs(
