@@ -58,7 +58,7 @@ def _crop(prob: np.ndarray, tile: int, side: int = 384) -> np.ndarray:
 
 def picture(blended: np.ndarray, tiled: np.ndarray, tile: int, out: Path) -> None:
     """Two probability crops side by side, seams marked with ticks on the frame."""
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw, ImageFont
 
     a, b = _crop(blended, tile), _crop(tiled, tile)
     gap = 8
@@ -67,8 +67,9 @@ def picture(blended: np.ndarray, tiled: np.ndarray, tile: int, out: Path) -> Non
     canvas[24:, a.shape[1] + gap :] = (b * 255).astype(np.uint8)
     image = Image.fromarray(canvas).convert("RGB")
     draw = ImageDraw.Draw(image)
-    draw.text((4, 6), "overlapping windows, blended", fill=(0, 0, 0))
-    draw.text((a.shape[1] + gap + 4, 6), "tiles side by side (margin 0)", fill=(0, 0, 0))
+    font = ImageFont.load_default(size=14)
+    draw.text((4, 4), "overlapping windows, blended", fill=(0, 0, 0), font=font)
+    draw.text((a.shape[1] + gap + 4, 4), "tiles side by side (margin 0)", fill=(0, 0, 0), font=font)
     image.save(out)
 
 

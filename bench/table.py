@@ -23,8 +23,9 @@ START, END = "<!-- techniques:start -->", "<!-- techniques:end -->"
 ROWS: list[tuple[str, str, str]] = [
     (
         "baseline",
-        "CPU recipe: compact U-Net, BCE+Dice, 30% empty windows kept, augmentation,"
-        " 256-px windows at half-window stride, blended prediction, threshold from validation",
+        "CPU recipe: compact U-Net, BCE+Dice, 30% of empty windows kept, augmentation,"
+        " 256-px windows at half-window stride, blended prediction (margin 64), threshold"
+        " from validation",
         "t-base",
     ),
     ("class weighting", "building class weighted 1:6 in BCE (`pos_weight=6`)", "t-posw6"),
@@ -32,16 +33,22 @@ ROWS: list[tuple[str, str, str]] = [
     ("loss", "focal", "t-focal"),
     ("empty windows", "all kept (`empty_keep_fraction=1`)", "t-empty-all"),
     ("augmentation", "none (`augment=false`)", "t-noaug"),
-    ("prediction", "non-overlapping tiles (`margin=0`)", "t-tiles"),
-    ("threshold", "fixed 0.5 instead of the validation choice", "t-thr05"),
+    ("prediction", "tiles side by side (`margin=0`)", "t-tiles"),
+    ("prediction", "blended, margin 32 (an eighth of the tile)", "t-margin32"),
+    ("threshold", "fixed 0.5 instead of the validation choice (0.36)", "t-thr05"),
     ("model", "U-Net resnet18 (lr 1e-3)", "t-r18"),
     ("model", "U-Net resnet18 + scSE decoder attention (lr 1e-3)", "t-r18-scse"),
     ("model", "U-Net resnet34 (lr 1e-3)", "t-r34"),
     ("windows", "128 px", "t-tile128"),
     ("windows", "512 px", "t-tile512"),
     ("stride", "none (windows side by side, `stride=256`)", "t-stride-none"),
-    ("touching buildings", "contact class, polygons split along it", "t-contact"),
-    ("touching buildings", "U-Net resnet18 with the contact class (lr 1e-3)", "t-r18-contact"),
+    ("touching buildings", "contact class, 1 px each side of a wall, split along it", "t-contact"),
+    ("touching buildings", "contact class, 3 px each side (`boundary_width=3`)", "t-contact-w3"),
+    (
+        "touching buildings",
+        "U-Net resnet18 (lr 1e-3) with the 3-px contact class",
+        "t-r18-contact",
+    ),
 ]
 
 COLUMNS = ("pixel_iou", "pixel_f1", "object_precision", "object_recall", "object_f1")
