@@ -306,6 +306,13 @@ def record(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def append_record(text: str) -> None:
+    """Print a markdown record and append it to docs/BENCHMARKS.md."""
+    print(text)
+    with open(ROOT / "docs" / "BENCHMARKS.md", "a", encoding="utf-8") as out:
+        out.write("\n" + text)
+
+
 def main() -> int:
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -338,10 +345,7 @@ def main() -> int:
         args.predict,
         args.vectorize,
     )
-    text = record(result)
-    print(text)
-    with open(ROOT / "docs" / "BENCHMARKS.md", "a", encoding="utf-8") as out:
-        out.write("\n" + text)
+    append_record(record(result))
     records = ROOT / "docs" / "benchmarks" / "accuracy"
     records.mkdir(parents=True, exist_ok=True)
     (records / f"{tag}.json").write_text(

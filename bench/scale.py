@@ -38,7 +38,7 @@ from rasterio.windows import Window
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.accuracy import DATA, DATASETS, RECIPES, _hardware  # noqa: E402
+from bench.accuracy import DATA, DATASETS, RECIPES, _hardware, append_record  # noqa: E402
 
 PYTHON = sys.executable
 
@@ -423,9 +423,7 @@ def main() -> int:
         vec = vectorize_speed(args.vector_side, work)
         training = training_speed()
     text = record(rows, bare["result"], vec, training, args)
-    print(text)
-    with open(ROOT / "docs" / "BENCHMARKS.md", "a", encoding="utf-8") as out:
-        out.write("\n" + text)
+    append_record(text)
     return 0
 
 

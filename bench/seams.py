@@ -28,7 +28,7 @@ import rasterio
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.accuracy import DATA, DATASETS, _hardware  # noqa: E402
+from bench.accuracy import DATA, DATASETS, _hardware, append_record  # noqa: E402
 from engine.config import PredictConfig  # noqa: E402
 from engine.events import NullProgress  # noqa: E402
 from engine.modelfile import read_spec  # noqa: E402
@@ -117,9 +117,7 @@ def main() -> int:
             "",
         ]
     )
-    print(text)
-    with open(ROOT / "docs" / "BENCHMARKS.md", "a", encoding="utf-8") as out:
-        out.write("\n" + text)
+    append_record(text)
     return 0
 
 
