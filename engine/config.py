@@ -45,7 +45,11 @@ class TrainConfig:
         default=None, metadata=_h("Polygons marking validation areas (else a fraction is used).")
     )
     val_fraction: float = field(
-        default=0.2, metadata=_h("Share of the area held out for validation, as blocks.")
+        default=0.2,
+        metadata=_h(
+            "Share of the area held out for validation, as blocks (0: none; the training"
+            " windows then choose the best epoch and threshold)."
+        ),
     )
     bands: tuple[int, ...] = field(
         default=(), metadata=_h("1-based bands to use (default: all but alpha).")

@@ -33,6 +33,7 @@ from engine.sampling import (
     Source,
     WindowRef,
     block_cells,
+    cell_shape,
     polygon_cells,
     read_item,
     scan_windows,
@@ -201,7 +202,14 @@ def build_training_data(
         "val": scan.val_counts,
         "cached": scan.train_cache is not None and scan.val_cache is not None,
     }
-    _check_splits(scan.train, scan.val, summary)
+    fit = fits_training_area(config)
+    if fit:
+        summary["val"] = scan.train_counts
+        progress.log(
+            "val_fraction 0: nothing is held out; the best epoch and the threshold are chosen"
+            " on the training windows (a fit to this imagery, not a measure on unseen areas)."
+        )
+    _check_splits(scan.train, scan.train if fit else scan.val, summary)
     assert scan.stats is not None  # a training window was kept
     boundary = config.boundary
     train = WindowDataset(
@@ -218,12 +226,12 @@ def build_training_data(
     )
     val = WindowDataset(
         sources,
-        scan.val,
+        scan.train if fit else scan.val,
         labels,
         tile,
         scan.stats,
         boundary,
-        cache=scan.val_cache,
+        cache=scan.train_cache if fit else scan.val_cache,
         boundary_width=config.boundary_width,
     )
     _log_summary(progress, summary)
@@ -272,11 +280,17 @@ def _check_config(config: TrainConfig) -> None:
         value = getattr(config, name)
         if not 0.0 <= value <= 1.0:
             raise ConfigError(f"{name} must be between 0 and 1, got {value}.")
-    if config.validation is None and not 0.0 < config.val_fraction < 1.0:
+    if config.validation is None and not 0.0 <= config.val_fraction < 1.0:
         raise ConfigError(
-            f"val_fraction must be between 0 and 1 (exclusive), got {config.val_fraction};"
+            f"val_fraction must be from 0 to 1 (exclusive), got {config.val_fraction};"
             " or give validation polygons."
         )
+
+
+def fits_training_area(config: TrainConfig) -> bool:
+    """True when nothing is held out (``val_fraction`` 0, no validation polygons): the best
+    epoch and threshold are then chosen on the training windows themselves."""
+    return config.validation is None and config.val_fraction == 0.0
 
 
 def open_sources(config: TrainConfig) -> list[Source]:
@@ -321,6 +335,9 @@ def split_cells(
 ) -> tuple[list[np.ndarray], dict[str, Any]]:
     """Validation cells of each raster, from validation polygons or seeded blocks."""
     tile = config.tile_size
+    if fits_training_area(config):
+        cells = [np.zeros(cell_shape(s.width, s.height, tile), dtype=bool) for s in sources]
+        return cells, {"split": "none (val_fraction 0): validation on the training windows"}
     if config.validation is None:
         cells, side = block_cells(
             [(s.width, s.height) for s in sources], tile, config.val_fraction, config.seed

@@ -404,7 +404,19 @@ def test_empty_split_names_the_fix(
     with pytest.raises(ConfigError, match="No training window"):
         build(config([rgb], rgb_labels, validation=str(everywhere)))
     with pytest.raises(ConfigError, match="val_fraction"):
-        build(config([rgb], rgb_labels, val_fraction=0.0))
+        build(config([rgb], rgb_labels, val_fraction=1.0))
+
+
+def test_val_fraction_zero_validates_on_the_training_windows(rgb: Path, rgb_labels: Path) -> None:
+    progress = RecordingProgress()
+    cfg = config([rgb], rgb_labels, tile_size=32, stride=16, val_fraction=0.0)
+    td = build_training_data(cfg, progress)
+    assert td.val.windows == td.train.windows and len(td.train) > 0
+    assert not td.val.augment and td.train.augment
+    assert td.summary["val"]["kept"] == td.summary["train"]["kept"] == len(td.train)
+    assert any("val_fraction 0" in m for m in progress.messages)
+    held_out = build(config([rgb], rgb_labels, tile_size=32, stride=16, val_fraction=0.2))
+    assert len(td.train) > len(held_out.train)
 
 
 def test_scan_checks_cancel(rgb: Path, rgb_labels: Path) -> None:
