@@ -94,9 +94,12 @@ class TrainConfig:
     boundary: bool = field(
         default=False, metadata=_h("Learn a contact class between touching buildings.")
     )
-    boundary_width: float = field(
-        default=1.0,
-        metadata=_h("Contact strip width on each side of a shared wall, in pixels."),
+    boundary_width_m: float = field(
+        default=0.4,
+        metadata=_h(
+            "Contact strip width on each side of a shared wall, in metres on the ground"
+            " (at least one pixel)."
+        ),
     )
     resume: str | None = field(default=None, metadata=_h("Checkpoint to resume from."))
     overwrite: bool = field(default=False, metadata=_h("Replace the output if it exists."))

@@ -62,7 +62,7 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         stats: BandStats,
         boundary: bool = False,
         augment: bool = False,
-        boundary_width: float = 1.0,
+        boundary_width_m: float = 0.4,
         seed: int = 0,
         cache: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
     ) -> None:
@@ -72,7 +72,7 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         self.tile = tile
         self.stats = stats
         self.boundary = boundary
-        self.boundary_width = boundary_width
+        self.boundary_width_m = boundary_width_m
         self.augment = augment
         self.seed = seed
         self.cache = cache
@@ -126,7 +126,7 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             self.tile,
             self._index(ref.raster),
             self.boundary,
-            self.boundary_width,
+            self.boundary_width_m,
         )
 
     def _handle(self, raster: int) -> DatasetReader:
@@ -222,7 +222,7 @@ def build_training_data(
         augment=config.augment,
         seed=config.seed,
         cache=scan.train_cache,
-        boundary_width=config.boundary_width,
+        boundary_width_m=config.boundary_width_m,
     )
     val = WindowDataset(
         sources,
@@ -232,7 +232,7 @@ def build_training_data(
         scan.stats,
         boundary,
         cache=scan.train_cache if fit else scan.val_cache,
-        boundary_width=config.boundary_width,
+        boundary_width_m=config.boundary_width_m,
     )
     _log_summary(progress, summary)
     return TrainingData(

@@ -175,6 +175,11 @@ class Source:
     resolution_m: float
 
 
+def contact_width_px(width_m: float, resolution_m: float) -> float:
+    """Half-width of the contact strip in pixels: ``width_m`` on the ground, at least 1 px."""
+    return max(1.0, width_m / resolution_m) if resolution_m > 0 else 1.0
+
+
 def read_item(
     src: DatasetReader,
     source: Source,
@@ -182,16 +187,21 @@ def read_item(
     tile: int,
     index: LabelIndex,
     boundary: bool,
-    boundary_width: float = 1.0,
+    boundary_width_m: float = 0.4,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read one window's data (float32, C,T,T) and burn its mask (uint8, T,T; 255 nodata);
-    with ``boundary`` the contact strip (``boundary_width`` pixels each side of a shared wall)
-    is 2."""
+    with ``boundary`` the contact strip (``boundary_width_m`` metres each side of a shared
+    wall, at least one pixel) is 2."""
     window = ref.window(tile)
     data, valid = rasters.read_window(src, window, source.bands)
     affine = window_transform(window, src.transform)
     mask = np.array(
-        index.mask(affine, (tile, tile), boundary=boundary, boundary_width=boundary_width),
+        index.mask(
+            affine,
+            (tile, tile),
+            boundary=boundary,
+            boundary_width=contact_width_px(boundary_width_m, source.resolution_m),
+        ),
         dtype=np.uint8,
     )
     mask[~valid] = IGNORE
@@ -280,7 +290,7 @@ class _Scanner:
                 cfg.tile_size,
                 self.indexes[ref.raster],
                 cfg.boundary,
-                cfg.boundary_width,
+                cfg.boundary_width_m,
             )
             counts = np.bincount(mask.ravel(), minlength=256)
             verdict = self._verdict(counts, None if keep_draw is None else keep_draw[i])

@@ -88,10 +88,10 @@ def check_config(config: TrainConfig) -> None:
             raise ConfigError(f"{name} must be >= 1, got {getattr(config, name)}.")
     if not config.lr > 0 or config.weight_decay < 0 or config.patience < 0 or config.workers < 0:
         raise ConfigError("lr must be > 0; weight_decay, patience and workers must be >= 0.")
-    if not 0 < config.boundary_width <= 16:
+    if not 0 < config.boundary_width_m <= 5:
         raise ConfigError(
-            f"boundary_width must be above 0 and at most 16 pixels, got {config.boundary_width};"
-            " about half a metre on the ground works (e.g. 2 at 0.25 m per pixel)."
+            f"boundary_width_m must be above 0 and at most 5 metres, got"
+            f" {config.boundary_width_m}; 0.3-0.5 m suits most imagery."
         )
     build_loss(config.loss, config.pos_weight)
     check_tile_size(config.architecture, config.encoder, config.tile_size)

@@ -294,7 +294,7 @@ def test_boundary_adds_contact_class(
     masks = [np.asarray(td.train[i][1]) for i in range(len(td.train))]
     assert any((m == 2).any() for m in masks)
     assert td.summary["train"]["contact_share"] > 0
-    wide = build(config([raster], labels, tile_size=64, boundary=True, boundary_width=3.0))
+    wide = build(config([raster], labels, tile_size=64, boundary=True, boundary_width_m=1.5))
     share = td.summary["train"]["contact_share"]
     assert wide.summary["train"]["contact_share"] == pytest.approx(3 * share, rel=0.25)
     wide_masks = [np.asarray(wide.train[i][1]) for i in range(len(wide.train))]

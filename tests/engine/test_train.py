@@ -287,7 +287,7 @@ def test_bad_settings_fail_before_reading_data(
         ({"tile_size": 30}, "--tile-size 32"),
         ({"architecture": "unet", "encoder": "resnet0"}, "resnet34"),
         ({"epochs": 0}, "epochs"),
-        ({"boundary_width": 0.0}, "boundary_width"),
+        ({"boundary_width_m": 0.0}, "boundary_width_m"),
     ]
     for changes, match in cases:
         with pytest.raises(ConfigError, match=match):

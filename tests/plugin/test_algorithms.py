@@ -87,7 +87,7 @@ def test_train_defaults_are_the_engines(provider: Any) -> None:
         "BOUNDARY": "boundary",
         "AUGMENT": "augment",
         "EMPTY_KEEP_FRACTION": "empty_keep_fraction",
-        "BOUNDARY_WIDTH": "boundary_width",
+        "BOUNDARY_WIDTH": "boundary_width_m",
     }
     for param, field in pairs.items():
         assert train.parameterDefinition(param).defaultValue() == engine[field], param
