@@ -48,6 +48,7 @@ from engine.errors import RasterError
 from engine.events import Progress, SubProgress, check_canceled
 from engine.inference import TiledPredictor, check_tiling, default_margin
 from engine.modelfile import ModelSpec, check_bands, load_model
+from engine.models import output_stride
 from engine.normalize import BandStats
 from engine.outputs import atomic_output, check_output
 from engine.rasters import ground_resolution_m, open_raster, resolve_raster
@@ -143,7 +144,8 @@ def prepare_job(
         ConfigError: bad tiling, batch size, extent or AOI.
     """
     tile = int(spec.tile_size)
-    margin = default_margin(tile) if config.margin is None else int(config.margin)
+    align = output_stride(model)
+    margin = default_margin(tile, align) if config.margin is None else int(config.margin)
     check_tiling(tile, margin, config.batch_size)
     raster = resolve_raster(config.raster, workdir=workdir)
     with open_raster(raster) as src:

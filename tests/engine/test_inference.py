@@ -15,7 +15,7 @@ from engine.blend import BlockBlender
 from engine.device import resolve_device
 from engine.errors import ConfigError, RasterError
 from engine.events import NullProgress
-from engine.inference import TiledPredictor
+from engine.inference import TiledPredictor, check_tiling
 from engine.normalize import BandStats
 from engine.rasters import open_raster
 from engine.tilereader import BatchReader, read_reflected
@@ -118,3 +118,22 @@ def test_streaming_holds_one_row_of_windows(tmp_path: Path) -> None:
     assert released == list(range(blocks_x * math.ceil(height / block)))
     assert predictor.peak_blocks <= blocks_x * (math.ceil(tile / block) + 2)
     assert predictor.peak_blocks < predictor.total_blocks / 3
+
+
+@pytest.mark.parametrize(
+    ("tile", "align", "margin"),
+    [(256, 32, 32), (512, 32, 64), (128, 32, 32), (64, 32, 8), (256, 4, 32), (100, 1, 12)],
+)
+def test_default_margin_keeps_windows_on_the_models_stride(
+    tile: int, align: int, margin: int
+) -> None:
+    from engine.inference import default_margin
+    from engine.windows import WindowPlan
+
+    got = default_margin(tile, align)
+    assert got == margin
+    check_tiling(tile, got)
+    if got % align == 0:  # windows start on the stride's grid (but the last, flush with the
+        plan = WindowPlan(1000, 700, tile, tile - 2 * got, pad=got)  # edge), like training's
+        assert all(c % align == 0 for c in plan.columns[:-1])
+        assert all(r % align == 0 for r in plan.rows[:-1])
