@@ -187,6 +187,9 @@ class Loop:
             decoder_attention=config.decoder_attention,
             encoder_weights=config.encoder_weights,
         ).to(device)
+        self.channels_last = device.type == "cuda"  # the fast layout for convolutions on GPUs
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
         self.bare = model
         if _rank()[1] > 1:
             if device.type == "cuda":
@@ -210,6 +213,8 @@ class Loop:
 
     def _forward(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
         image = image.to(self.device, non_blocking=True)
+        if self.channels_last:
+            image = image.contiguous(memory_format=torch.channels_last)
         target, valid = targets_for(self.classes, mask.to(self.device, non_blocking=True))
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
             logits = self.model(image)
