@@ -24,7 +24,7 @@ from qgis.core import (
 
 from ...engine.config import TrainConfig  # plain dataclasses: no torch, no GDAL
 from .base import FootprintAlgorithm
-from .common import DOUBLE, INT, Inputs
+from .common import DOUBLE, INT, Inputs, value_given
 
 
 def default(name: str) -> Any:
@@ -159,6 +159,9 @@ class Train(FootprintAlgorithm):
         SEED: ("--seed", "Random seed", INT, 0, 0, 2**31 - 1),
         PATIENCE: ("--patience", "Patience (epochs, 0: never stop early)", INT, 0, 0, 10000),
     }
+    #: Parameters added after 0.1.0: optional, so Processing models saved before still run
+    #: (the engine's default applies when a model has no value for them).
+    LATER = {BOUNDARY_WIDTH}
     #: Boolean parameters: name -> (engine option, label, default).
     FLAGS = {
         AUGMENT: ("augment", "Augment (flips, rotations, colour jitter)", default("augment")),
@@ -237,7 +240,13 @@ class Train(FootprintAlgorithm):
     def _add_numbers(self, table: dict[str, tuple[Any, ...]], advanced: bool) -> None:
         for name, (_, label, kind, default, low, high) in table.items():
             param = QgsProcessingParameterNumber(
-                name, self.tr(label), kind, default, minValue=low, maxValue=high
+                name,
+                self.tr(label),
+                kind,
+                default,
+                optional=name in self.LATER,
+                minValue=low,
+                maxValue=high,
             )
             if advanced:
                 self.add_advanced(param)
@@ -282,6 +291,8 @@ class Train(FootprintAlgorithm):
         args += ["--encoder", self.parameterAsString(parameters, self.ENCODER, context)]
         args += ["--loss", self.parameterAsString(parameters, self.LOSS, context)]
         for name, (option, _, kind, *_) in {**self.NUMBERS, **self.ADVANCED_NUMBERS}.items():
+            if name in self.LATER and not value_given(parameters, name):
+                continue
             value = self.parameterAsDouble(parameters, name, context)
             args += [option, str(int(value) if kind == INT else value)]
         for name, (option, _, _) in self.FLAGS.items():

@@ -93,3 +93,20 @@ def test_model_runs_end_to_end(tmp_path: Path) -> None:
     scores = result["CHILD_RESULTS"]["evaluate"]
     assert scores["OBJECT_F1"] > 0.8 and scores["PIXEL_IOU"] > 0.6, scores
     assert result["CHILD_RESULTS"]["rasterize"]["BUILDINGS"] == 16  # buildings on that raster
+
+
+def test_models_saved_before_new_train_parameters_still_validate(
+    provider: Any, tmp_path: Path
+) -> None:
+    """A Processing model saved by 0.1.0 has no value for parameters added since (e.g. the
+    contact strip width): it must still validate and run with the engine's default."""
+    text = MODEL.read_text(encoding="utf-8")
+    start = text.index('<Option type="List" name="BOUNDARY_WIDTH">')
+    end = text.index("</Option>\n        </Option>\n", start) + len(
+        "</Option>\n        </Option>\n"
+    )
+    old = tmp_path / "old.model3"
+    old.write_text(text[:start] + text[end:], encoding="utf-8")
+    model = load_model(old)
+    assert "BOUNDARY_WIDTH" not in model.childAlgorithm("train").parameterSources()
+    assert model.validate()[0], model.validate()[1]
