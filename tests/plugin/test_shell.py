@@ -216,9 +216,11 @@ from footprint.plugin import plugin, provider, runner, layers, settings
 from footprint.plugin.algorithms import algorithm_classes
 classes = algorithm_classes()
 provider.FootprintProvider().loadAlgorithms()
-heavy = [m for m in ("torch", "rasterio", "geopandas", "engine", "footprint.engine")
-         if m in sys.modules]
+heavy = [m for m in ("torch", "rasterio", "geopandas", "engine") if m in sys.modules]
+# the engine's plain-dataclass configs give the dialogs their defaults; nothing else of it
+engine = [m for m in sys.modules if m.startswith("footprint.engine")]
 assert not heavy, heavy
+assert sorted(engine) == ["footprint.engine", "footprint.engine.config"], engine
 print(len(classes))
 """
     done = subprocess.run(
