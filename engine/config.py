@@ -57,7 +57,7 @@ class TrainConfig:
     architecture: str = field(
         default="unet", metadata=_h("Model architecture (see --list-models).")
     )
-    encoder: str = field(default="resnet34", metadata=_h("Encoder name (any smp encoder)."))
+    encoder: str = field(default="resnet18", metadata=_h("Encoder name (any smp encoder)."))
     encoder_weights: str | None = field(
         default=None, metadata=_h("Local file with pretrained encoder weights (no downloads).")
     )
@@ -81,7 +81,7 @@ class TrainConfig:
     schedule: str = field(
         default="onecycle", metadata=_h("Learning-rate schedule: onecycle, cosine or constant.")
     )
-    epochs: int = field(default=20, metadata=_h("Number of epochs."))
+    epochs: int = field(default=15, metadata=_h("Number of epochs."))
     batch_size: int = field(default=8, metadata=_h("Windows per batch."))
     patience: int = field(
         default=0,
@@ -92,7 +92,8 @@ class TrainConfig:
     workers: int = field(default=0, metadata=_h("DataLoader worker processes."))
     amp: bool = field(default=True, metadata=_h("Mixed precision on CUDA."))
     boundary: bool = field(
-        default=False, metadata=_h("Learn a contact class between touching buildings.")
+        default=True,
+        metadata=_h("Learn a contact class between touching buildings and split along it."),
     )
     boundary_width_m: float = field(
         default=0.4,

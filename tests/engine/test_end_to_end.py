@@ -136,6 +136,7 @@ def test_atlanta_single_band_uint16_utm(shared_data: Path, tmp_path: Path) -> No
         "0.01",
         "--val-fraction",
         "0.25",
+        "--no-boundary",  # the one-class path (Banepa above trains with the default contact)
     )
     spec = read_spec(model)
     assert spec.in_channels == 1 and spec.input_dtype == "uint16"

@@ -113,6 +113,7 @@ def make_config(tmp_path: Path) -> Callable[..., TrainConfig]:
             lr=0.01,
             device="cpu",
             seed=3,
+            boundary=False,  # one class unless a test asks for the contact class
         )
         values.update(changes)
         return TrainConfig(**values)
