@@ -51,6 +51,22 @@ ROWS: list[tuple[str, str, str]] = [
     ),
 ]
 
+#: The single-image fit on the Atlanta sample (train and detect on the same image).
+FIT_ROWS: list[tuple[str, str]] = [
+    ("10% held out, augmentation, 40 epochs; prediction margin 16", "atlanta-fit"),
+    ("10% held out, no augmentation, 120 epochs; margin 16", "atlanta-fit-120"),
+    (
+        "nothing held out (`val_fraction=0`), no augmentation, 60 epochs; margin 16",
+        "atlanta-fit-all",
+    ),
+    (
+        "the same weights, margin 32 (on the model's stride grid: today's default)",
+        "atlanta-fit-all-m32",
+    ),
+    ("the same weights, margin 0 (windows exactly on the training grid)", "atlanta-fit-all-m0"),
+]
+FIT_START, FIT_END = "<!-- fit:start -->", "<!-- fit:end -->"
+
 COLUMNS = ("pixel_iou", "pixel_f1", "object_precision", "object_recall", "object_f1")
 
 
@@ -91,15 +107,42 @@ def table() -> str:
     return "\n".join(lines)
 
 
+def fit_table() -> str:
+    """The single-image fit table (with its markers)."""
+    lines = [
+        FIT_START,
+        "| run | pixel P | pixel R | pixel F1 | pixel acc | bldg P | bldg R | bldg F1 |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    keys = ("pixel_precision", "pixel_recall", "pixel_f1", "pixel_accuracy")
+    keys += ("object_precision", "object_recall", "object_f1")
+    for variant, tag in FIT_ROWS:
+        rec = _load(tag)
+        if rec is None:
+            lines.append(f"| {variant} | not measured (`{tag}`) |" + " |" * 6)
+            continue
+        cells = [f"{rec['scores'][k]:.3f}" for k in keys]
+        lines.append(" | ".join([f"| {variant}", *cells]) + " |")
+    lines.append(FIT_END)
+    return "\n".join(lines)
+
+
+def _replace(text: str, start: str, end: str, block: str) -> str:
+    if start not in text or end not in text:
+        raise SystemExit(f"{DOC} has no {start} ... {end} markers")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return head + block + tail
+
+
 def main() -> int:
-    """Rewrite the techniques table in docs/BENCHMARKS.md."""
+    """Rewrite the techniques and single-image fit tables in docs/BENCHMARKS.md."""
     text = DOC.read_text(encoding="utf-8")
-    if START not in text or END not in text:
-        raise SystemExit(f"{DOC} has no {START} ... {END} markers")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    DOC.write_text(head + table() + tail, encoding="utf-8")
+    text = _replace(text, START, END, table())
+    text = _replace(text, FIT_START, FIT_END, fit_table())
+    DOC.write_text(text, encoding="utf-8")
     print(table())
+    print(fit_table())
     return 0
 
 
