@@ -77,7 +77,7 @@ def _train(raster: str, labels: str, out: Path, *extra: str) -> Path:
         "--architecture",
         "compact",
         *extra,
-        timeout=400,
+        timeout=900,  # generous: CI machines may be shared
     )
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
