@@ -3,7 +3,11 @@
 import os
 import sys
 
-from engine.cli import EXIT_INTERRUPTED, main
+# Every window is read about once, so GDAL's block cache (5% of the machine's memory by
+# default) only grows with the raster: cap it before GDAL starts (a user's setting wins).
+os.environ.setdefault("GDAL_CACHEMAX", "256")
+
+from engine.cli import EXIT_INTERRUPTED, main  # noqa: E402
 
 if __name__ == "__main__":
     code = main()
