@@ -269,8 +269,10 @@ def training_speed(batches: int = 24) -> dict[str, Any]:
             samples += len(image)
         loop_rate = samples / (time.monotonic() - start)
         x = torch.randn(config.batch_size, len(built.bands), config.tile_size, config.tile_size)
-        y = (torch.rand(config.batch_size, 1, config.tile_size, config.tile_size) > 0.5).float()
-        valid = torch.ones_like(y, dtype=torch.bool)
+        classes = len(built.classes)
+        shape = (config.batch_size, classes, config.tile_size, config.tile_size)
+        y = (torch.rand(*shape) > 0.5).float()
+        valid = torch.ones_like(y[:, :1], dtype=torch.bool)
         samples, start = 0, time.monotonic()
         for _ in range(batches):
             loss = loop.loss(loop.model(x), y, valid)
