@@ -128,6 +128,7 @@ def naive_detect(raster: str, model_file: str, output: str) -> dict[str, Any]:
     tile = spec.tile_size
     prob = np.zeros((h, w), np.float32)
     batch: list[tuple[int, int, np.ndarray]] = []
+    stats = _stats(spec)
 
     def flush() -> None:
         probs = predict_probabilities(model, np.stack([b[2] for b in batch]), torch.device("cpu"))
@@ -142,7 +143,7 @@ def naive_detect(raster: str, model_file: str, output: str) -> dict[str, Any]:
             part = image[:, row : row + tile, col : col + tile]
             window[:, : part.shape[1], : part.shape[2]] = part
             valid = np.ones((tile, tile), bool)
-            batch.append((row, col, normalize(window, valid, _stats(spec))))
+            batch.append((row, col, normalize(window, valid, stats)))
             if len(batch) == 4:
                 flush()
     if batch:

@@ -254,13 +254,13 @@ class Loop:
         self.model.eval()
         hist = ProbabilityHistogram(self.device)
         contact = ProbabilityHistogram(self.device) if "contact" in self.classes else None
+        c = self.classes.index("contact") if contact is not None else 0
         total = torch.zeros(2, dtype=torch.float64, device=self.device)
         for image, mask in self.val_loader:
             self._tick(progress)
             loss, logits, target, valid = self._forward(image, mask)
             hist.add(torch.sigmoid(logits[:, 0]), target[:, 0] > 0.5, valid[:, 0])
             if contact is not None:
-                c = self.classes.index("contact")
                 contact.add(torch.sigmoid(logits[:, c]), target[:, c] > 0.5, valid[:, 0])
             total += torch.stack([loss.double() * len(image), total.new_tensor(len(image))])
         _all_reduce(total)

@@ -301,6 +301,7 @@ class PolygonStream:
     ) -> None:
         self.writer, self.crs, self.config, self.transform = writer, crs, config, transform
         self.pending: list[Building] = []
+        self.flushed = False  # a batch (maybe empty) has gone to the writer
         self.buildings = 0  # written
         self.dropped = 0  # under min_area_m2
         self.total_area_m2 = 0.0
@@ -314,7 +315,7 @@ class PolygonStream:
 
     def close(self) -> None:
         """Write what is left (an empty layer when nothing was found)."""
-        if self.pending or not self.writer.features and not self.buildings:
+        if self.pending or not self.flushed:
             self._flush()
 
     @property
@@ -333,6 +334,7 @@ class PolygonStream:
             first_id=self.buildings + 1,
         )
         self.writer.write(frame)
+        self.flushed = True
         self.buildings += len(frame)
         self.dropped += len(batch) - len(frame)
         self.total_area_m2 += float(frame["area_m2"].sum())
