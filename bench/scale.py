@@ -15,8 +15,9 @@ resident memory (``ru_maxrss`` of that process) is the process's own:
   device), from which the time the model alone needs for detect's windows follows; the ratio
   bare / end-to-end says how much of the pipeline hides behind the model.
 
-Without ``--model`` it trains the CPU recipe's compact U-Net for 2 epochs on the Banepa train
-chips (the weights only shape how many polygons there are). Figures are appended to
+Without ``--model`` it trains ``train``'s default model (U-Net resnet18 with the contact
+class) for 1 epoch on the Banepa train chips (the weights only shape how many polygons there
+are; the network and batch are the defaults). Figures are appended to
 docs/BENCHMARKS.md with the hardware and command.
 """
 
@@ -38,7 +39,7 @@ from rasterio.windows import Window
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.accuracy import DATA, DATASETS, RECIPES, _hardware, append_record  # noqa: E402
+from bench.accuracy import DATA, DATASETS, _hardware, append_record  # noqa: E402
 
 PYTHON = sys.executable
 
@@ -240,7 +241,7 @@ def vectorize_speed(side: int, work: Path) -> dict[str, Any]:
 
 def training_speed(batches: int = 24) -> dict[str, Any]:
     """Samples per second of the training loop vs the bare model's forward + backward + step on
-    random tensors of the same shape (the CPU recipe on the Banepa train chips)."""
+    random tensors of the same shape (``train``'s defaults on the Banepa train chips)."""
     import torch
 
     from engine.config import TrainConfig
@@ -253,9 +254,7 @@ def training_speed(batches: int = 24) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="footprint-scale-") as tmp:
         vrt = resolve_raster(str(DATA / data.train), workdir=tmp)
         labels = sorted(DATA.glob(data.labels))[0]
-        config = TrainConfig(
-            rasters=(vrt,), labels=(str(labels),), output=f"{tmp}/m.pt", **RECIPES["cpu"]
-        )
+        config = TrainConfig(rasters=(vrt,), labels=(str(labels),), output=f"{tmp}/m.pt")
         built = build_training_data(config, NullProgress())
         loop = Loop(config, built, torch.device("cpu"))
         samples, start = 0, time.monotonic()
@@ -286,7 +285,8 @@ def training_speed(batches: int = 24) -> dict[str, Any]:
 
 
 def quick_model(path: Path) -> None:
-    """The CPU recipe's compact U-Net, 2 epochs on the Banepa train chips."""
+    """``train``'s default model (U-Net resnet18 + contact class), 1 epoch on the Banepa train
+    chips: the default network and batch, in a few minutes."""
     from engine.config import TrainConfig
     from engine.events import NullProgress
     from engine.rasters import resolve_raster
@@ -296,8 +296,7 @@ def quick_model(path: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="footprint-scale-") as tmp:
         vrt = resolve_raster(str(DATA / data.train), workdir=tmp)
         labels = sorted(DATA.glob(data.labels))[0]
-        settings = {**RECIPES["cpu"], "epochs": 2}
-        train(TrainConfig((vrt,), (str(labels),), str(path), **settings), NullProgress())
+        train(TrainConfig((vrt,), (str(labels),), str(path), epochs=1), NullProgress())
 
 
 def sweep(model: Path, sizes: list[int], naive_up_to: int, batch: int, work: Path) -> list[dict]:
@@ -420,7 +419,8 @@ def main() -> int:
         model = args.model or work / "quick.pt"
         if not args.model:
             quick_model(model)
-        args.model_name = "compact U-Net, 2 epochs (quick)" if not args.model else model.name
+        default = "train's default (U-Net resnet18 + contact), 1 epoch"
+        args.model_name = default if not args.model else model.name
         bare = _run([PYTHON, str(Path(__file__)), "--bare", str(model), str(args.batch_size)])
         rows = sweep(model, sorted(args.sizes), args.naive_up_to, args.batch_size, work)
         vec = vectorize_speed(args.vector_side, work)

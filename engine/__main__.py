@@ -3,9 +3,12 @@
 import os
 import sys
 
-# Every window is read about once, so GDAL's block cache (5% of the machine's memory by
-# default) only grows with the raster: cap it before GDAL starts (a user's setting wins).
-os.environ.setdefault("GDAL_CACHEMAX", "256")
+# Windows are read row by row, each source block a few times in a row, so GDAL's block cache
+# (5% of the machine's memory by default) mostly fills with blocks never read again and grows
+# with the raster: cap it before GDAL starts (a user's setting wins). 64 MB holds a row of
+# 512-px blocks of a 16k-wide RGB raster; reading is ~50x faster than the model either way
+# (docs/BENCHMARKS.md).
+os.environ.setdefault("GDAL_CACHEMAX", "64")
 
 from engine.cli import EXIT_INTERRUPTED, main  # noqa: E402
 

@@ -41,6 +41,7 @@ from shapely.geometry import Polygon, shape
 from engine.config import VectorizeConfig
 from engine.errors import ConfigError
 from engine.events import Progress, check_canceled
+from engine.heap import release_free_memory
 from engine.outputs import check_output
 from engine.polygons import canonical_polygon, finalize_polygons
 from engine.rasters import open_raster, read_window, select_bands
@@ -94,7 +95,9 @@ class SeamJoiner:
 
     Pieces sharing a seam segment of positive length belong to one polygon; pieces meeting
     only at a corner stay apart (4-connectivity). A polygon is emitted once every window it
-    can reach has been added.
+    can reach has been added. At the start of each row of windows it hands the heap pages
+    freed by the previous row back to the OS (:mod:`engine.heap`), so resident memory follows
+    what is held (one row of open pieces), not the raster's area.
     """
 
     def __init__(self, width: int, height: int, threshold: float) -> None:
@@ -119,6 +122,8 @@ class SeamJoiner:
         h, w = int(window.height), int(window.width)
         if probability.shape != (h, w) or valid.shape != (h, w):
             raise ValueError(f"Arrays {probability.shape} do not match window {w}x{h}.")
+        if col == 0 and row > 0:
+            release_free_memory()
         building = valid & (probability >= self.threshold)
         seen = valid & ~np.isnan(probability)
         self.max_value = max(
