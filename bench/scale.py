@@ -307,6 +307,8 @@ def sweep(model: Path, sizes: list[int], naive_up_to: int, batch: int, work: Pat
         raster = work / f"scene_{side}.tif"
         make_raster(raster, side, source)
         row: dict[str, Any] = {"side": side}
+        # the bare model just before detect: on a shared machine speed drifts during a sweep
+        row["bare"] = _run([PYTHON, str(Path(__file__)), "--bare", str(model), str(batch)])
         row["detect"] = _run(
             [PYTHON, "-m", "engine", "detect", "--raster", str(raster), "--model", str(model),
              "--output", str(work / f"d_{side}.gpkg"), "--batch-size", str(batch),
@@ -340,29 +342,33 @@ def resolve_test_mosaic(work: Path) -> str:
     return str(out)
 
 
-def record(rows: list[dict], bare: dict, vec: dict, training: dict, args: Any) -> str:
+def record(rows: list[dict], vec: dict, training: dict, args: Any) -> str:
     """Markdown for docs/BENCHMARKS.md."""
     lines = [
         f"### scale: {args.tag} ({time.strftime('%Y-%m-%d')})",
         "",
         f"- command: `python bench/scale.py {' '.join(sys.argv[1:])}`",
         f"- hardware: {_hardware()}",
-        f"- model: {args.model_name}, batch {args.batch_size}; bare model"
-        f" {bare['windows_per_s']:.2f} windows/s of {bare['tile']} px on tensors in memory",
+        f"- model: {args.model_name}, batch {args.batch_size}; the bare model's speed (windows"
+        f" of {rows[0]['bare']['result']['tile']} px on tensors in memory) measured for 20 s"
+        " just before each detect run",
         "",
-        "| side (px) | detect wall | Mpx/s | peak RSS | model-only time | ratio model/detect"
+        "| side (px) | detect wall | Mpx/s | peak RSS | bare model windows/s | model-only time"
+        " | ratio model/detect"
         " | naive wall | naive peak RSS | naive/detect time | naive/detect memory |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
         d = row["detect"]
         r = d["result"]
-        model_s = r["windows"] / bare["windows_per_s"]
+        bare = row["bare"]["result"]["windows_per_s"]
+        model_s = r["windows"] / bare
         cells = [
             f"{row['side']}",
             f"{d['wall_s']:.1f} s",
             f"{row['side'] ** 2 / d['wall_s'] / 1e6:.3f}",
             f"{d['peak_mib']:.0f} MiB",
+            f"{bare:.2f}",
             f"{model_s:.1f} s",
             f"{model_s / r['seconds']:.2f}",
         ]
@@ -389,7 +395,7 @@ def record(rows: list[dict], bare: dict, vec: dict, training: dict, args: Any) -
         f" {g['polygons']} polygons in {g['wall_s']:.1f} s ({g['per_s']:.0f}/s, peak"
         f" {g['peak_mib']:.0f} MiB); ratio engine/GDAL {o['per_s'] / g['per_s']:.2f}.",
         "",
-        f"Training (CPU recipe, batch {training['batch']}): loop {training['loop']:.2f}"
+        f"Training (`train`'s defaults, batch {training['batch']}): loop {training['loop']:.2f}"
         f" samples/s vs bare forward+backward+step {training['bare']:.2f} samples/s"
         f" (ratio {training['loop'] / training['bare']:.2f}).",
         "",
@@ -421,11 +427,10 @@ def main() -> int:
             quick_model(model)
         default = "train's default (U-Net resnet18 + contact), 1 epoch"
         args.model_name = default if not args.model else model.name
-        bare = _run([PYTHON, str(Path(__file__)), "--bare", str(model), str(args.batch_size)])
         rows = sweep(model, sorted(args.sizes), args.naive_up_to, args.batch_size, work)
         vec = vectorize_speed(args.vector_side, work)
         training = training_speed()
-    text = record(rows, bare["result"], vec, training, args)
+    text = record(rows, vec, training, args)
     append_record(text)
     return 0
 
