@@ -128,11 +128,14 @@ class BlockBlender:
 
     def add(
         self, col: int, row: int, probs: np.ndarray | None, valid: np.ndarray | None
-    ) -> list[Block]:
+    ) -> Iterator[Block]:
         """Add the window at (``col``, ``row``); return the blocks this finished, in order.
 
         ``probs`` (C, tile, tile) and ``valid`` (tile, tile) may be None for a window that was
-        not predicted (all nodata, or outside the work area): it still counts as done.
+        not predicted (all nodata, or outside the work area): it still counts as done. The
+        window is added at once; the finished blocks are made one at a time as the returned
+        iterator is read (a whole row of them would otherwise exist at once), so read it
+        before the next ``add``.
         """
         c0, r0 = max(col, 0), max(row, 0)
         c1, r1 = min(col + self.tile, self.width), min(row + self.tile, self.height)
@@ -170,23 +173,24 @@ class BlockBlender:
         acc.weights[out] += weights
         acc.valid[out] |= valid[src]
 
-    def _release(self) -> list[Block]:
-        done: list[Block] = []
+    def _release(self) -> Iterator[Block]:
         while self._next < self.total_blocks and (
             self._seen[self._next] >= self._expected[self._next]
         ):
-            done.append(self._finish(self._next))
             self._next += 1
-        return done
+            yield self._finish(self._next - 1)
 
     def _finish(self, index: int) -> Block:
         window = self.block_window(index)
-        shape = (self.channels, int(window.height), int(window.width))
-        data = np.full(shape, NODATA, dtype=np.float32)
         acc = self._open.pop(index, None)
         if acc is None:
-            return Block(index, window, data, np.zeros(shape[1:], dtype=bool))
+            shape = (self.channels, int(window.height), int(window.width))
+            return Block(
+                index, window, np.full(shape, NODATA, np.float32), np.zeros(shape[1:], bool)
+            )
         ok = acc.valid & (acc.weights > 0)
-        np.divide(acc.sums, acc.weights, out=data, where=ok[None])
+        data = acc.sums  # finished in place: no second array per block
+        np.divide(data, acc.weights, out=data, where=ok[None])
         np.clip(data, 0.0, 1.0, out=data, where=ok[None])
+        data[:, ~ok] = NODATA
         return Block(index, window, data, ok)

@@ -137,3 +137,23 @@ def test_default_margin_keeps_windows_on_the_models_stride(
         plan = WindowPlan(1000, 700, tile, tile - 2 * got, pad=got)  # edge), like training's
         assert all(c % align == 0 for c in plan.columns[:-1])
         assert all(r % align == 0 for r in plan.rows[:-1])
+
+
+def test_finished_blocks_are_made_one_at_a_time() -> None:
+    """A window that finishes a whole row of blocks hands them out one by one, each made as it
+    is read, so a row of finished blocks never exists at once."""
+    from engine.windows import WindowPlan
+
+    tile, width, height = 32, 96, 32
+    plan = WindowPlan(width, height, tile, tile, pad=0)  # one row of three windows
+    blender = BlockBlender(width, height, tile, 0, 1, plan.rows, plan.columns, block=16)
+    ones, valid = np.ones((1, tile, tile), np.float32), np.ones((tile, tile), bool)
+    for col in plan.columns[:-1]:
+        # the window's top blocks go at once; its bottom ones wait for the top row to end
+        assert len(list(blender.add(col, 0, ones, valid))) == 2
+    held = []
+    for block in blender.add(plan.columns[-1], 0, ones, valid):
+        held.append(blender.open_blocks)
+        assert block.data.shape == (1, 16, 16) and (block.data == 1).all()
+    assert held == list(range(7, -1, -1))  # 8 blocks, each released as it was read
+    assert blender.complete
