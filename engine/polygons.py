@@ -42,17 +42,22 @@ def _ring_corners(coords: np.ndarray) -> np.ndarray:
     return np.vstack([pts, pts[:1]])
 
 
-def canonical_polygon(geom: BaseGeometry) -> Polygon:
-    """``geom`` with only its corner vertices, normalized (same shape -> same coordinates).
+def canonical_polygons(geoms: Sequence[BaseGeometry] | np.ndarray) -> np.ndarray:
+    """Polygons with only their corner vertices, normalized (same shape -> same coordinates).
 
     Pixel outlines traced in one piece or joined from pieces across window seams differ only
-    in collinear vertices and ring start; this removes both differences.
+    in collinear vertices and ring start; this removes both differences (GEOS, vectorized: a
+    simplification with tolerance 0 drops exactly the collinear vertices, ring starts
+    included). A multi-part geometry becomes its largest polygon.
     """
-    if not isinstance(geom, Polygon):
-        geom = _largest_polygon(geom)
-    shell = _ring_corners(np.asarray(geom.exterior.coords))
-    holes = [_ring_corners(np.asarray(r.coords)) for r in geom.interiors]
-    return shapely.normalize(Polygon(shell, [h for h in holes if len(h) >= 4]))
+    arr = np.empty(len(geoms), dtype=object)
+    arr[:] = [g if isinstance(g, Polygon) else _largest_polygon(g) for g in geoms]
+    return np.asarray(shapely.normalize(shapely.simplify(arr, 0.0)), dtype=object).reshape(len(arr))
+
+
+def canonical_polygon(geom: BaseGeometry) -> Polygon:
+    """One polygon of :func:`canonical_polygons`."""
+    return canonical_polygons([geom])[0]
 
 
 def _largest_polygon(geom: BaseGeometry) -> Polygon:
@@ -169,7 +174,7 @@ def finalize_polygons(
     """
     pcrs = CRS.from_user_input(crs)
     cleaned = np.array(
-        [_clean_one(canonical_polygon(g), transform, pcrs, config) for g in geoms], dtype=object
+        [_clean_one(g, transform, pcrs, config) for g in canonical_polygons(geoms)], dtype=object
     ).reshape(len(geoms))
     score_arr = np.asarray(scores, dtype=np.float64).reshape(len(geoms))
     if len(cleaned):

@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -36,7 +37,7 @@ import shapely
 from affine import Affine
 from rasterio import features
 from rasterio.windows import Window
-from shapely.geometry import Polygon, shape
+from shapely.geometry import Polygon
 
 from engine.config import VectorizeConfig
 from engine.errors import ConfigError
@@ -175,14 +176,15 @@ class SeamJoiner:
         if not building.any():
             return np.zeros(building.shape, np.int32), []
         shift = Affine.translation(col, row)
-        geoms = [
-            shape(g)
+        outlines = [
+            g
             for g, _ in features.shapes(
                 building.view(np.uint8), mask=building, connectivity=4, transform=shift
             )
         ]
-        labels = features.rasterize(
-            ((g, i) for i, g in enumerate(geoms, start=1)),
+        geoms = _polygons(outlines)
+        labels = features.rasterize(  # from the GeoJSON outlines: no round trip through GEOS
+            ((g, i) for i, g in enumerate(outlines, start=1)),
             out_shape=building.shape,
             transform=shift,
             fill=0,
@@ -254,6 +256,18 @@ class SeamJoiner:
                 del self._parent[g]
             done.append(_join(parts))
         return done
+
+
+def _polygons(outlines: list[Any]) -> list[Polygon]:
+    """Shapely polygons from GeoJSON polygon mappings, in one vectorized call."""
+    rings = [ring for g in outlines for ring in g["coordinates"]]
+    coords = np.array(list(chain.from_iterable(rings)), dtype=np.float64).reshape(-1, 2)
+    ring_offsets = np.cumsum([0] + [len(r) for r in rings])
+    geom_offsets = np.cumsum([0] + [len(g["coordinates"]) for g in outlines])
+    polygons = shapely.from_ragged_array(
+        shapely.GeometryType.POLYGON, coords, (ring_offsets, geom_offsets)
+    )
+    return list(polygons)
 
 
 def _global(side: np.ndarray, base: int) -> np.ndarray:
