@@ -501,3 +501,27 @@ def test_cancel_between_batches_leaves_no_file(
     with pytest.raises(CancelledError):
         vectorize(_config(raster, out, window_size=64), progress)
     assert list(tmp_path.glob("out*")) == []
+
+
+def test_seam_join_falls_back_to_a_general_union(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When GEOS refuses the pieces as a coverage, they are still joined (general union)."""
+    refused: list[int] = []
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        refused.append(1)
+        raise shapely.errors.GEOSException("CoverageUnion cannot process incorrectly noded inputs")
+
+    mask = np.zeros((40, 40), np.float32)
+    mask[5:30, 8:33] = 1.0  # one building across the seams of 16-px windows
+
+    def pieces() -> list[tuple[Window, np.ndarray, np.ndarray]]:
+        return [
+            (w, mask[w.toslices()], np.ones((int(w.height), int(w.width)), bool))
+            for w in seam_windows(40, 40, 16)
+        ]
+
+    expected = list(polygonize_windows(pieces(), 40, 40, 0.5))
+    monkeypatch.setattr("engine.vectorize.shapely.coverage_union_all", refuse)
+    got = list(polygonize_windows(pieces(), 40, 40, 0.5))
+    assert refused and len(got) == len(expected) == 1
+    assert got[0].geometry.equals(expected[0].geometry) and got[0].pixels == 25 * 25
