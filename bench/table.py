@@ -36,7 +36,7 @@ ROWS: list[tuple[str, str, str]] = [
     ("prediction", "tiles side by side (`margin=0`)", "t-tiles"),
     ("prediction", "blended, margin 32 (an eighth of the tile)", "t-margin32"),
     ("threshold", "fixed 0.5 instead of the validation choice (0.36)", "t-thr05"),
-    ("model", "U-Net resnet18 (lr 1e-3)", "t-r18"),
+    ("model", "U-Net resnet18 (lr 1e-3; prediction margin 32)", "t-r18"),
     ("model", "U-Net resnet18 + scSE decoder attention (lr 1e-3)", "t-r18-scse"),
     ("model", "U-Net resnet34 (lr 1e-3)", "t-r34"),
     ("windows", "128 px", "t-tile128"),
