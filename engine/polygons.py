@@ -31,17 +31,6 @@ RECTANGLE_FILL = 0.85
 _GEOD = Geod(ellps="WGS84")
 
 
-def _ring_corners(coords: np.ndarray) -> np.ndarray:
-    """A closed ring's coordinates without collinear or repeated vertices (still closed)."""
-    pts = np.asarray(coords, dtype=np.float64)[:-1]
-    prev, nxt = np.roll(pts, 1, axis=0), np.roll(pts, -1, axis=0)
-    cross = (pts[:, 0] - prev[:, 0]) * (nxt[:, 1] - pts[:, 1]) - (pts[:, 1] - prev[:, 1]) * (
-        nxt[:, 0] - pts[:, 0]
-    )
-    pts = pts[cross != 0]
-    return np.vstack([pts, pts[:1]])
-
-
 def canonical_polygons(geoms: Sequence[BaseGeometry] | np.ndarray) -> np.ndarray:
     """Polygons with only their corner vertices, normalized (same shape -> same coordinates).
 
@@ -108,7 +97,7 @@ def regularize_polygon(geom: Polygon, aspect: float = 1.0, fill: float = RECTANG
     shrink = math.sqrt(ground.area / rect.area)  # keep the building's area
     rect = affinity.scale(rect, shrink, shrink, origin=rect.centroid)
     rect = affinity.scale(rect, 1.0, 1.0 / aspect, origin=(0, 0))
-    return shapely.normalize(Polygon(_ring_corners(np.asarray(rect.exterior.coords))))
+    return canonical_polygon(rect)
 
 
 def _pixel_aspect(transform: Affine, crs: CRS, row_col: tuple[float, float]) -> float:
