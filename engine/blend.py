@@ -9,7 +9,8 @@ Blocks form a regular grid of ``block`` x ``block`` pixels aligned at the grid o
 last row and column may be smaller), and are released in row-major order. Memory holds only
 the accumulators of blocks not yet released: with windows added row by row, that is the
 blocks under one row of windows plus at most one row of blocks waiting for its left
-neighbours, i.e. about ``(tile + 2 * block) x width`` pixels, whatever the raster's height.
+neighbours, i.e. about ``(tile + 2 * block) x width`` pixels, whatever the raster's height,
+at ``4 x channels + 1`` bytes a pixel (the weight sums are made only when a block finishes).
 :attr:`BlockBlender.peak_blocks` reports the most blocks held at once.
 """
 
@@ -47,13 +48,17 @@ def block_windows(width: int, height: int, block: int) -> Iterator[Window]:
             yield Window(col, row, min(block, width - col), min(block, height - row))
 
 
+_Slices = tuple[slice, slice]
+
+
 class _Accumulator:
-    """Weighted sums of one block."""
+    """Weighted sums of one block, and where its windows' weights go (the weight sum is
+    only made when the block is finished: 4 bytes a pixel fewer held per open block)."""
 
     def __init__(self, channels: int, height: int, width: int) -> None:
         self.sums = np.zeros((channels, height, width), dtype=np.float32)
-        self.weights = np.zeros((height, width), dtype=np.float32)
         self.valid = np.zeros((height, width), dtype=bool)
+        self.parts: list[tuple[_Slices, _Slices]] = []  # (block slices, window slices)
 
 
 def _axis_counts(offsets: Sequence[int], tile: int, size: int, block: int) -> np.ndarray:
@@ -114,6 +119,16 @@ class BlockBlender:
         return len(self._open)
 
     @property
+    def held_bytes(self) -> int:
+        """Bytes of the accumulators held now (``4 x channels + 1`` a pixel of open blocks)."""
+        return sum(
+            v.nbytes
+            for a in self._open.values()
+            for v in vars(a).values()
+            if isinstance(v, np.ndarray)
+        )
+
+    @property
     def complete(self) -> bool:
         """True once every block has been released."""
         return self._next == self.total_blocks
@@ -168,10 +183,9 @@ class BlockBlender:
         by0, bx0 = (index // self._blocks_x) * self.block, (index % self._blocks_x) * self.block
         out = (slice(y0 - by0, y1 - by0), slice(x0 - bx0, x1 - bx0))
         src = (slice(y0 - row, y1 - row), slice(x0 - col, x1 - col))
-        weights = self._weights[src]
-        acc.sums[(slice(None), *out)] += probs[(slice(None), *src)] * weights
-        acc.weights[out] += weights
+        acc.sums[(slice(None), *out)] += probs[(slice(None), *src)] * self._weights[src]
         acc.valid[out] |= valid[src]
+        acc.parts.append((out, src))
 
     def _release(self) -> Iterator[Block]:
         while self._next < self.total_blocks and (
@@ -188,9 +202,12 @@ class BlockBlender:
             return Block(
                 index, window, np.full(shape, NODATA, np.float32), np.zeros(shape[1:], bool)
             )
-        ok = acc.valid & (acc.weights > 0)
+        weights = np.zeros(acc.valid.shape, np.float32)
+        for out, src in acc.parts:
+            weights[out] += self._weights[src]
+        ok = acc.valid & (weights > 0)
         data = acc.sums  # finished in place: no second array per block
-        np.divide(data, acc.weights, out=data, where=ok[None])
+        np.divide(data, weights, out=data, where=ok[None])
         np.clip(data, 0.0, 1.0, out=data, where=ok[None])
         data[:, ~ok] = NODATA
         return Block(index, window, data, ok)

@@ -20,6 +20,7 @@ from shapely.geometry.base import BaseGeometry
 from engine.blend import Block, BlockBlender
 from engine.errors import ConfigError, ModelFileError
 from engine.events import Progress, check_canceled
+from engine.heap import HeapKeeper
 from engine.normalize import BandStats
 from engine.tilereader import BatchReader, SourceOpener, TileJob
 from engine.tta import predict_probabilities
@@ -67,7 +68,10 @@ class TiledPredictor:
     """Applies ``model`` to a grid window by window; counts what it did.
 
     Attributes after :meth:`run`: ``windows_total``, ``windows_predicted``, ``peak_blocks``
-    (the most block accumulators held at once) and ``total_blocks``.
+    (the most block accumulators held at once), ``total_blocks`` and ``heap_trims`` (times
+    freed heap memory went back to the OS: checked after every batch, see
+    :class:`engine.heap.HeapKeeper`; without it the allocator's free pages pile up with the
+    raster's area, about 80 MB more peak memory over an 8k x 8k raster).
     """
 
     model: torch.nn.Module
@@ -84,6 +88,7 @@ class TiledPredictor:
     windows_predicted: int = 0
     peak_blocks: int = 0
     total_blocks: int = 0
+    heap_trims: int = 0
 
     def run(
         self,
@@ -117,6 +122,7 @@ class TiledPredictor:
         self.windows_total, self.windows_predicted = len(offsets), 0
         self.total_blocks = blender.total_blocks
         done = 0
+        keeper = HeapKeeper()
         self.model.eval()
         reader = BatchReader(
             open_source, offsets, wanted, self.tile, self.bands, self.stats, self.batch_size
@@ -127,6 +133,8 @@ class TiledPredictor:
                 yield from self._predict_batch(batch, blender)
                 done += len(batch)
                 self.peak_blocks = blender.peak_blocks
+                keeper.check()
+                self.heap_trims = keeper.trims
                 progress.set_progress(100.0 * done / len(offsets))
         check_canceled(progress)
         if not blender.complete:  # pragma: no cover - guards the block bookkeeping

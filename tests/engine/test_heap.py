@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import engine.heap as heap_module
 import engine.vectorize as vectorize_module
-from engine.heap import release_free_memory
+from engine.heap import HeapKeeper, release_free_memory, resident_bytes
 from engine.vectorize import SeamJoiner, seam_windows
 
 
@@ -45,3 +46,26 @@ def test_the_joiner_releases_memory_once_per_row_of_windows(
         shape = (int(window.height), int(window.width))
         joiner.add(window, np.ones(shape, np.float32), np.ones(shape, bool))
     assert len(calls) == 2  # at the start of rows 2 and 3
+
+
+def test_the_keeper_trims_only_after_enough_growth(monkeypatch: pytest.MonkeyPatch) -> None:
+    mib = 1 << 20
+    resident = iter([100, 90, 110, 119, 121, 95, 124, 126, 100])  # MiB, as read
+    monkeypatch.setattr(heap_module, "resident_bytes", lambda: next(resident) * mib)
+    monkeypatch.setattr(heap_module, "release_free_memory", lambda: True)
+    keeper = HeapKeeper(slack=30 * mib)
+    got = [keeper.check() for _ in range(6)]
+    # the first check trims (100 -> 90); 110 and 119 are within 90 + 30, 121 is not (-> 95);
+    # 124 is within 95 + 30, 126 is not
+    assert got == [True, False, False, True, False, True]
+    assert keeper.trims == 3
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/statm is Linux")
+def test_resident_bytes_follows_allocation() -> None:
+    before = resident_bytes()
+    block = np.ones(64 << 20, np.uint8)  # 64 MiB, touched
+    after = resident_bytes()
+    assert before is not None and after is not None
+    assert after - before > 48 << 20
+    del block
