@@ -10,8 +10,9 @@ Prediction does the same with its model's batches: the activations a forward pas
 in the heap, and over an 8k x 8k raster detect's peak grew by ~80 MB more than what is alive.
 :func:`release_free_memory` asks glibc to return free pages (``malloc_trim(0)``: about 1 ms
 in the joiner, ~6 ms after a model's batch); elsewhere it does nothing. :class:`HeapKeeper`
-calls it only once resident memory has grown by a slack since the last call, so the cost
-stays small where trimming after every batch would not (10% of detect's time on 2 cores).
+calls it only once resident memory has grown by a slack beyond its level after the last
+trim (~1 trim per row of windows over an 8k raster), so the cost stays small where trimming
+after every batch would not (10% of detect's time on 2 cores).
 """
 
 from __future__ import annotations
