@@ -12,8 +12,9 @@ resident memory (``ru_maxrss`` of that process) is the process's own:
 - the *naive* pipeline (:func:`naive_detect`: read the whole raster, predict non-overlapping
   tiles into a full-size array, polygonise the whole mask) up to ``--naive-up-to`` pixels;
 - the model's *bare* forward throughput on tensors already in memory (same tile, batch and
-  device), from which the time the model alone needs for detect's windows follows; the ratio
-  bare / end-to-end says how much of the pipeline hides behind the model.
+  device), just before and just after detect (it drifts on a shared machine), from whose mean
+  the time the model alone needs for detect's windows follows; the ratio bare / end-to-end
+  says how much of the pipeline hides behind the model.
 
 Without ``--model`` it trains ``train``'s default model (U-Net resnet18 with the contact
 class) for 1 epoch on the Banepa train chips (the weights only shape how many polygons there
@@ -307,13 +308,16 @@ def sweep(model: Path, sizes: list[int], naive_up_to: int, batch: int, work: Pat
         raster = work / f"scene_{side}.tif"
         make_raster(raster, side, source)
         row: dict[str, Any] = {"side": side}
-        # the bare model just before detect: on a shared machine speed drifts during a sweep
-        row["bare"] = _run([PYTHON, str(Path(__file__)), "--bare", str(model), str(batch)])
+        # the bare model just before and just after detect: on a shared machine its speed
+        # drifts by ~20% between samples, so detect is compared with their mean
+        bare = [PYTHON, str(Path(__file__)), "--bare", str(model), str(batch)]
+        row["bare"] = _run(bare)
         row["detect"] = _run(
             [PYTHON, "-m", "engine", "detect", "--raster", str(raster), "--model", str(model),
              "--output", str(work / f"d_{side}.gpkg"), "--batch-size", str(batch),
              "--events", "json"]
         )  # fmt: skip
+        row["bare_after"] = _run(bare)
         if side <= naive_up_to:
             row["naive"] = _run(
                 [PYTHON, str(Path(__file__)), "--naive", str(raster), str(model),
@@ -351,9 +355,10 @@ def record(rows: list[dict], vec: dict, training: dict, args: Any) -> str:
         f"- hardware: {_hardware()}",
         f"- model: {args.model_name}, batch {args.batch_size}; the bare model's speed (windows"
         f" of {rows[0]['bare']['result']['tile']} px on tensors in memory) measured for 20 s"
-        " just before each detect run",
+        " just before and just after each detect run; the model-only time uses their mean",
         "",
-        "| side (px) | detect wall | Mpx/s | peak RSS | bare model windows/s | model-only time"
+        "| side (px) | detect wall | Mpx/s | peak RSS | bare model windows/s (before / after)"
+        " | model-only time"
         " | ratio model/detect"
         " | naive wall | naive peak RSS | naive/detect time | naive/detect memory |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -361,14 +366,14 @@ def record(rows: list[dict], vec: dict, training: dict, args: Any) -> str:
     for row in rows:
         d = row["detect"]
         r = d["result"]
-        bare = row["bare"]["result"]["windows_per_s"]
-        model_s = r["windows"] / bare
+        speeds = [row[k]["result"]["windows_per_s"] for k in ("bare", "bare_after") if k in row]
+        model_s = r["windows"] / (sum(speeds) / len(speeds))
         cells = [
             f"{row['side']}",
             f"{d['wall_s']:.1f} s",
             f"{row['side'] ** 2 / d['wall_s'] / 1e6:.3f}",
             f"{d['peak_mib']:.0f} MiB",
-            f"{bare:.2f}",
+            " / ".join(f"{v:.2f}" for v in speeds),
             f"{model_s:.1f} s",
             f"{model_s / r['seconds']:.2f}",
         ]
