@@ -26,7 +26,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import shlex
 import shutil
 import sys
@@ -48,6 +47,7 @@ from engine.config import (  # noqa: E402
     VectorizeConfig,  # noqa: E402
 )
 from engine.detect import USE_MODEL_THRESHOLD, detect  # noqa: E402
+from engine.device import describe_cpu  # noqa: E402
 from engine.evaluate import evaluate  # noqa: E402
 from engine.events import TerminalProgress  # noqa: E402
 from engine.preview import render_preview  # noqa: E402
@@ -164,9 +164,9 @@ def _labels(data: Dataset) -> Path:
 
 
 def _hardware() -> str:
-    cpu = platform.processor() or platform.machine()
+    """The machine as it explains speed: CPU model, flags, torch kernels, threads, quota; GPU."""
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{os.cpu_count()} CPU cores ({cpu}), {gpu}, torch {torch.__version__}"
+    return f"{describe_cpu()}; {gpu}; torch {torch.__version__}"
 
 
 def _train(

@@ -1,6 +1,12 @@
-"""Choosing the torch device a command runs on: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
+"""Choosing the torch device a command runs on (``auto``, ``cpu``, ``cuda`` or ``cuda:N``), and
+describing the processor, which explains most differences in speed between machines."""
 
 from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -43,4 +49,78 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
-    return f"{device.type} ({torch.get_num_threads()} threads)"
+    return f"{device.type} ({describe_cpu()})"
+
+
+#: CPU flags that change how fast torch runs a model, strongest first.
+_SPEED_FLAGS = ("amx_tile", "avx512_bf16", "avx512f", "avx2")
+
+
+def _cpuinfo() -> tuple[str, set[str]]:
+    """The CPU's model name and flags from ``/proc/cpuinfo`` (empty where there is none)."""
+    name, flags = "", set[str]()
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return name, flags
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and not name:
+            name = value.strip()
+        elif key.strip() == "flags" and not flags:
+            flags = set(value.split())
+    return name, flags
+
+
+def cpu_quota() -> float | None:
+    """The CPUs this process may use by its cgroup quota (``None``: no quota found)."""
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:  # cgroup v1
+        quota_us = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+        period_us = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+        return None if quota_us <= 0 else quota_us / period_us
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class CpuFacts:
+    """What explains a CPU's speed for torch (record it with every timing)."""
+
+    model: str
+    flags: tuple[str, ...]  # those of _SPEED_FLAGS the CPU has
+    torch_capability: str  # the kernels torch picked: AVX512, AVX2, DEFAULT
+    torch_threads: int
+    cores_usable: int
+    quota: float | None  # CPUs allowed by the cgroup quota; None: no quota
+
+    def describe(self) -> str:
+        """One line, e.g. ``AMD EPYC, AVX512 kernels (avx512f avx2), 2 torch threads, 2 cores``."""
+        quota = f", quota {self.quota:g} CPUs" if self.quota is not None else ""
+        return (
+            f"{self.model}, {self.torch_capability} kernels ({' '.join(self.flags) or 'no AVX2'}),"
+            f" {self.torch_threads} torch threads, {self.cores_usable} cores{quota}"
+        )
+
+
+def cpu_facts() -> CpuFacts:
+    """The model, vector flags, torch's kernels and threads, usable cores and quota of this CPU."""
+    name, flags = _cpuinfo()
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return CpuFacts(
+        model=name or platform.processor() or platform.machine(),
+        flags=tuple(flag for flag in _SPEED_FLAGS if flag in flags),
+        torch_capability=str(torch.backends.cpu.get_cpu_capability()),
+        torch_threads=torch.get_num_threads(),
+        cores_usable=usable or 1,
+        quota=cpu_quota(),
+    )
+
+
+def describe_cpu() -> str:
+    """:meth:`CpuFacts.describe` of this machine."""
+    return cpu_facts().describe()

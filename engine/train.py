@@ -280,6 +280,7 @@ def run_epochs(loop: Loop, state: TrainState, progress: Progress, checkpoint: Pa
     config, is_main = loop.config, _rank()[0] == 0
     per_epoch = len(loop.train_loader) + len(loop.val_loader)
     loop.batches_total = max(1, per_epoch * (config.epochs - state.epoch))
+    first = state.epoch + 1
     while state.epoch < config.epochs:
         epoch = state.epoch + 1
         _set_epoch(loop.train_loader, config.seed, epoch)
@@ -304,11 +305,32 @@ def run_epochs(loop: Loop, state: TrainState, progress: Progress, checkpoint: Pa
             f" {val_loss:.4f}, val IoU {record['val_iou']:.4f} (best {state.best_iou:.4f} at"
             f" epoch {state.best_epoch}), {record['seconds']:.1f} s"
         )
+        if epoch == first and epoch < config.epochs:
+            progress.log(_estimate(record["seconds"], config.epochs - epoch))
         if is_main:
             save_checkpoint(checkpoint, state, loop)
         if config.patience and epoch - state.best_epoch >= config.patience:
             progress.log(f"Early stop: no better validation IoU for {config.patience} epochs.")
             break
+
+
+def _estimate(seconds: float, epochs_left: int) -> str:
+    """What the first epoch's time says about the rest of the run, in a user's words."""
+    left = seconds * epochs_left
+    finish = time.strftime("%H:%M", time.localtime(time.time() + left))
+    return (
+        f"The first epoch took {seconds:.0f} s on this machine: the {epochs_left} epochs left"
+        f" should take about {_duration(left)} (done around {finish}; early stopping may end"
+        " sooner)."
+    )
+
+
+def _duration(seconds: float) -> str:
+    """``45 s``, ``12 min`` or ``1 h 05 min``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def _spec(

@@ -23,7 +23,7 @@ ITEMS = ["metadata.txt", "__init__.py", "plugin", "engine", "resources", "README
          "LICENSE", "requirements.txt", "requirements-dev.txt", "pyproject.toml",
          "scripts/setup.sh", "scripts/qgis_process_path.sh"]
 REQUIRED = {"metadata.txt", "__init__.py", "plugin", "engine", "resources", "requirements.txt",
-            "scripts/setup.sh"}
+            "LICENSE", "scripts/setup.sh"}
 SKIP_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".venv", "tests"}
 SKIP_SUFFIXES = {".pyc", ".pyo", ".orig", ".rej", ".swp"}
 

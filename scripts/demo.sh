@@ -24,24 +24,29 @@ fi
 [ -d "$DATA/train" ] || { echo "Example data not found at $DATA: give its folder as first argument." >&2; exit 1; }
 OUT=$(cd "$OUT" && pwd)
 LABELS=$(ls "$DATA"/labels/*.geojson | head -n1)
-QP="bash scripts/qgis_process.sh --json run"
-results() { /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps(d["results"]))'; }
+# qgis_process in text mode, unbuffered, shows each step's messages and progress as they come
+# (--json would print nothing until the end); scripts/qgis_progress.py echoes them and keeps the
+# step's results in OUT/<step>.json.
+step() {
+  local name=$1; shift
+  stdbuf -o0 bash scripts/qgis_process.sh run "$@" | /usr/bin/python3 scripts/qgis_progress.py "$OUT/$name.json"
+}
 
 echo; echo "==> Mosaicking the chips into virtual rasters (gdalbuildvrt)"
 gdalbuildvrt -q -overwrite "$OUT/train.vrt" "$DATA"/train/oam/*.tif
 gdalbuildvrt -q -overwrite "$OUT/test.vrt" "$DATA"/test/oam/*.tif
 
 echo; echo "==> footprint:train: compact U-Net, $EPOCHS epochs on $DATA/train (CPU is fine)"
-$QP footprint:train -- RASTERS="$OUT/train.vrt" LABELS="$LABELS" ARCHITECTURE=compact \
-    TILE_SIZE=256 EPOCHS="$EPOCHS" BATCH_SIZE=8 LR=0.01 OUTPUT="$OUT/model.pt" | results
+step train footprint:train -- RASTERS="$OUT/train.vrt" LABELS="$LABELS" ARCHITECTURE=compact \
+    TILE_SIZE=256 EPOCHS="$EPOCHS" BATCH_SIZE=8 LR=0.01 OUTPUT="$OUT/model.pt"
 
 echo; echo "==> footprint:detect on $DATA/test"
-$QP footprint:detect -- INPUT="$OUT/test.vrt" MODEL="$OUT/model.pt" \
-    OUTPUT="$OUT/buildings.gpkg" PROBABILITY="$OUT/probability.tif" | results
+step detect footprint:detect -- INPUT="$OUT/test.vrt" MODEL="$OUT/model.pt" \
+    OUTPUT="$OUT/buildings.gpkg" PROBABILITY="$OUT/probability.tif"
 
 echo; echo "==> footprint:evaluate against $LABELS on the test chips' extent"
-$QP footprint:evaluate -- PREDICTED="$OUT/buildings.gpkg" REFERENCE="$LABELS" \
-    AREA="$OUT/test.vrt" OUTPUT="$OUT/evaluation.gpkg" REPORT="$OUT/scores.json" > "$OUT/evaluate.json"
+step evaluate footprint:evaluate -- PREDICTED="$OUT/buildings.gpkg" REFERENCE="$LABELS" \
+    AREA="$OUT/test.vrt" OUTPUT="$OUT/evaluation.gpkg" REPORT="$OUT/scores.json"
 
 .venv/bin/python -m engine.preview --raster "$OUT/test.vrt" --predicted "$OUT/buildings.gpkg" \
     --reference "$LABELS" --output "$OUT/preview.png" --max-side 1600 --overwrite > /dev/null
@@ -49,7 +54,7 @@ $QP footprint:evaluate -- PREDICTED="$OUT/buildings.gpkg" REFERENCE="$LABELS" \
 echo; echo "==> Scores on the test area"
 /usr/bin/python3 - "$OUT/evaluate.json" <<'PY'
 import json, sys
-r = json.load(open(sys.argv[1]))["results"]
+r = json.load(open(sys.argv[1]))
 print(f"  pixels:    precision {r['PIXEL_PRECISION']:.3f}  recall {r['PIXEL_RECALL']:.3f}"
       f"  F1 {r['PIXEL_F1']:.3f}  IoU {r['PIXEL_IOU']:.3f}  accuracy {r['PIXEL_ACCURACY']:.3f}")
 print(f"  buildings: precision {r['OBJECT_PRECISION']:.3f}  recall {r['OBJECT_RECALL']:.3f}"

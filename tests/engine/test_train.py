@@ -185,6 +185,14 @@ def test_training_learns_and_writes_model_and_report(
     assert (report / "loss.png").read_bytes()[:4] == b"\x89PNG"
     assert ("val_iou", history[1]["val_iou"], 2) in progress.metrics
     assert progress.percents[-1] == 100.0
+    estimates = [m for m in progress.messages if m.startswith("The first epoch took")]
+    assert len(estimates) == 1 and "the 3 epochs left should take about" in estimates[0]
+
+
+def test_duration_in_words() -> None:
+    assert train_module._duration(44.6) == "45 s"
+    assert train_module._duration(12 * 60 + 10) == "12 min"
+    assert train_module._duration(65 * 60) == "1 h 05 min"
 
 
 def test_cpu_runs_are_repeatable(

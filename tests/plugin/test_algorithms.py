@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from footprint.plugin.algorithms.train import ARCHITECTURES
 from qgis.core import (
     QgsProcessingContext,
     QgsProcessingFeedback,
@@ -22,6 +21,8 @@ from qgis.core import (
     QgsProject,
     QgsVectorLayer,
 )
+
+from footprint.plugin.algorithms.train import ARCHITECTURES
 
 from .helpers import (
     PIXEL,

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from footprint.plugin import layers
 from osgeo import gdal, ogr
 from qgis.core import (
     QgsFeature,
@@ -27,6 +26,8 @@ from qgis.core import (
     QgsRasterLayer,
     QgsVectorLayer,
 )
+
+from footprint.plugin import layers
 
 from .conftest import RecordingFeedback, write_boxes, write_geotiff
 

@@ -20,7 +20,9 @@ REQUIRED_METADATA = {
     "experimental": "True",
     "category": "Analysis",
 }
-MANDATORY_KEYS = ("description", "about", "version", "author", "email", "repository", "tracker")
+MANDATORY_KEYS = ("description", "about", "version", "author")
+#: Required by plugins.qgis.org; left out until the project has public addresses (README).
+PUBLISHING_KEYS = ("email", "homepage", "repository", "tracker")
 MUST_HAVE = [
     "metadata.txt",
     "__init__.py",
@@ -33,6 +35,7 @@ MUST_HAVE = [
     "resources/icon.svg",
     "resources/buildings.qml",
     "README.md",
+    "LICENSE",
     "requirements.txt",
     "scripts/setup.sh",
 ]
@@ -85,6 +88,11 @@ def test_metadata_has_what_qgis_and_the_plugin_repository_need(built_zip: Path) 
         assert meta[key] == value, key
     for key in MANDATORY_KEYS:
         assert meta.get(key, "").strip(), key
+    for key in PUBLISHING_KEYS:  # a real address, or none at all (never a placeholder)
+        assert "example." not in meta.get(key, ""), key
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    left_out = [key for key in PUBLISHING_KEYS if key not in meta]
+    assert all(f"`{key}`" in readme for key in left_out), left_out
     assert "scripts/setup.sh" in meta["about"]
     assert f"footprint/{meta['icon']}" in zipfile.ZipFile(built_zip).namelist()
     tags = {t.strip() for t in meta["tags"].split(",")}

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from qgis.core import QgsProcessingException
+
 from footprint.plugin import runner
 from footprint.plugin.runner import (
     EngineCancelledError,
@@ -22,7 +24,6 @@ from footprint.plugin.runner import (
     follow_process,
     run_engine,
 )
-from qgis.core import QgsProcessingException
 
 from .conftest import REPO, RecordingFeedback, write_boxes, write_geotiff
 

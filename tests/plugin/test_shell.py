@@ -8,10 +8,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from qgis.core import QgsProcessingParameterDefinition, QgsSettings
+
 from footprint.plugin import settings
 from footprint.plugin.algorithms import ALGORITHM_MODULES, algorithm_classes
 from footprint.plugin.algorithms.base import FootprintAlgorithm
-from qgis.core import QgsProcessingParameterDefinition, QgsSettings
 
 from .conftest import PACKAGE_PARENT
 
@@ -70,8 +71,9 @@ def test_one_base_gives_plain_engine_errors(
 ) -> None:
     """Every algorithm derives from FootprintAlgorithm directly; its ``engine`` raises a plain
     QgsProcessingException (QGIS 3.22 shows a traceback for subclasses) with the message."""
-    from footprint.plugin.algorithms import common
     from qgis.core import QgsProcessingException
+
+    from footprint.plugin.algorithms import common
 
     assert {type(alg).__bases__ for alg in provider.algorithms()} == {(FootprintAlgorithm,)}
     assert not hasattr(common, "EngineAlgorithm")
