@@ -47,12 +47,12 @@ from engine.config import (  # noqa: E402
     VectorizeConfig,  # noqa: E402
 )
 from engine.detect import USE_MODEL_THRESHOLD, detect  # noqa: E402
-from engine.device import describe_cpu  # noqa: E402
 from engine.evaluate import evaluate  # noqa: E402
 from engine.events import TerminalProgress  # noqa: E402
-from engine.preview import render_preview  # noqa: E402
-from engine.rasters import resolve_raster  # noqa: E402
+from engine.geo.rasters import resolve_raster  # noqa: E402
+from engine.models.device import describe_cpu  # noqa: E402
 from engine.train import train  # noqa: E402
+from tools.preview import render_preview  # noqa: E402
 
 DATA = Path(os.environ.get("FOOTPRINT_DATA", ROOT.parent / "shared" / "data"))
 

@@ -35,7 +35,7 @@ MODELS = {
     "compact": ["--architecture", "compact", "--batch-size", "8", "--lr", "0.01"],
 }
 ISAS = {"native": {}, "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}}
-FACTS = "from engine.device import describe_cpu; print(describe_cpu())"
+FACTS = "from engine.models.device import describe_cpu; print(describe_cpu())"
 
 
 def one_epoch(model: str, isa: str, work: Path) -> dict[str, Any]:

@@ -117,9 +117,9 @@ def naive_detect(raster: str, model_file: str, output: str) -> dict[str, Any]:
     from rasterio import features
     from shapely.geometry import shape
 
-    from engine.modelfile import load_model
-    from engine.normalize import normalize
-    from engine.tta import predict_probabilities
+    from engine.geo.normalize import normalize
+    from engine.inference.tta import predict_probabilities
+    from engine.models.modelfile import load_model
 
     start = time.monotonic()
     model, spec = load_model(model_file, device="cpu")
@@ -158,7 +158,7 @@ def naive_detect(raster: str, model_file: str, output: str) -> dict[str, Any]:
 
 
 def _stats(spec: Any) -> Any:
-    from engine.normalize import BandStats
+    from engine.geo.normalize import BandStats
 
     return BandStats(tuple(spec.mean), tuple(spec.std))
 
@@ -167,8 +167,8 @@ def bare_throughput(model_file: str, batch_size: int, seconds: float = 20.0) -> 
     """Windows per second of the model alone on random tensors already in memory."""
     import torch
 
-    from engine.modelfile import load_model
-    from engine.tta import predict_probabilities
+    from engine.inference.tta import predict_probabilities
+    from engine.models.modelfile import load_model
 
     model, spec = load_model(model_file, device="cpu")
     x = np.random.default_rng(0).standard_normal(
@@ -246,10 +246,10 @@ def training_speed(batches: int = 24) -> dict[str, Any]:
     import torch
 
     from engine.config import TrainConfig
-    from engine.dataset import build_training_data
     from engine.events import NullProgress
-    from engine.rasters import resolve_raster
+    from engine.geo.rasters import resolve_raster
     from engine.train import Loop
+    from engine.training.dataset import build_training_data
 
     data = DATASETS["banepa"]
     with tempfile.TemporaryDirectory(prefix="footprint-scale-") as tmp:
@@ -290,7 +290,7 @@ def quick_model(path: Path) -> None:
     chips: the default network and batch, in a few minutes."""
     from engine.config import TrainConfig
     from engine.events import NullProgress
-    from engine.rasters import resolve_raster
+    from engine.geo.rasters import resolve_raster
     from engine.train import train
 
     data = DATASETS["banepa"]
@@ -331,7 +331,7 @@ def sweep(model: Path, sizes: list[int], naive_up_to: int, batch: int, work: Pat
 
 def resolve_test_mosaic(work: Path) -> str:
     """The Banepa test chips as one GeoTIFF (the scene's texture)."""
-    from engine.rasters import resolve_raster
+    from engine.geo.rasters import resolve_raster
 
     data = DATASETS["banepa"]
     if not (DATA / data.test).is_dir():

@@ -31,9 +31,9 @@ sys.path.insert(0, str(ROOT))
 from bench.accuracy import DATA, DATASETS, _hardware, append_record  # noqa: E402
 from engine.config import PredictConfig  # noqa: E402
 from engine.events import NullProgress  # noqa: E402
-from engine.modelfile import read_spec  # noqa: E402
+from engine.geo.rasters import resolve_raster  # noqa: E402
+from engine.models.modelfile import read_spec  # noqa: E402
 from engine.predict import predict  # noqa: E402
-from engine.rasters import resolve_raster  # noqa: E402
 
 
 def seam_step(prob: np.ndarray, tile: int) -> float:

@@ -187,7 +187,7 @@ class _ListModels(argparse.Action):
     """``train --list-models``: print architectures and encoders, then exit."""
 
     def __call__(self, parser: argparse.ArgumentParser, *_: Any, **__: Any) -> None:
-        from engine.models import list_models
+        from engine.models.registry import list_models
 
         print(json.dumps(list_models(), indent=2, default=str))
         parser.exit(0)

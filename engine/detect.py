@@ -31,13 +31,13 @@ import torch
 from rasterio.io import DatasetWriter
 
 from engine.config import DetectConfig
-from engine.device import resolve_device
 from engine.events import Progress, SubProgress, check_canceled
-from engine.modelfile import ModelSpec, load_model
-from engine.outputs import atomic_output, check_output
+from engine.geo.outputs import atomic_output, check_output
+from engine.geo.vectors import VectorWriter
+from engine.models.device import resolve_device
+from engine.models.modelfile import ModelSpec, load_model
 from engine.predict import PredictionJob, open_probability, prepare_job, probability_blocks
 from engine.vectorize import PolygonStream, SeamJoiner, check_vectorize_config
-from engine.vectors import VectorWriter
 
 __all__ = ["USE_MODEL_THRESHOLD", "detect", "detect_with_model"]
 

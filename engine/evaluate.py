@@ -25,14 +25,14 @@ from rasterio import features, windows
 from rasterio.windows import Window
 from shapely.geometry.base import BaseGeometry
 
-from engine import labels
 from engine.config import EvaluateConfig
 from engine.errors import ConfigError, InputError, LabelsError, OutputError, RasterError
 from engine.events import NullProgress, Progress, SubProgress, check_canceled
-from engine.metrics import ConfusionCounts, Matching, match_objects, object_scores
-from engine.outputs import atomic_output, check_output
-from engine.rasters import RASTER_SUFFIXES, ground_resolution_m, open_raster
-from engine.vectors import write_vector
+from engine.geo import labels
+from engine.geo.outputs import atomic_output, check_output
+from engine.geo.rasters import RASTER_SUFFIXES, ground_resolution_m, open_raster
+from engine.geo.vectors import write_vector
+from engine.scoring.metrics import ConfusionCounts, Matching, match_objects, object_scores
 
 #: Pixels per side of one rasterising window.
 WINDOW = 2048
@@ -170,7 +170,7 @@ def read_polygons(path: str | Path, role: str) -> gpd.GeoDataFrame:
 
 
 def polygonal(geoms: np.ndarray) -> np.ndarray:
-    """:func:`engine.labels.polygonal`, with empty polygons instead of None (keeps positions)."""
+    """:func:`engine.geo.labels.polygonal` with empty polygons for None (keeps positions)."""
     out = labels.polygonal(geoms)
     out[~shapely.is_geometry(out)] = shapely.Polygon()
     return out

@@ -8,7 +8,7 @@ threshold treats it as background): pixels that are nodata in any input band, an
 whose centre lies outside the extent/AOI, are nodata. With an extent/AOI the output still
 covers the whole raster grid; only windows meeting the area are predicted.
 
-How it works (see :mod:`engine.inference`): windows of the model's tile size every
+How it works (see :mod:`engine.inference.predictor`): windows of the model's tile size every
 ``tile - 2 * margin`` pixels over the grid padded by ``margin`` (reflect-filled outside the
 raster), predicted in batches (optionally with 8-way TTA), blended with smooth weights that
 sum to one per pixel, and written block by block as soon as a block is final. Memory holds
@@ -41,19 +41,19 @@ from rasterio.io import DatasetWriter
 from rasterio.vrt import WarpedVRT
 from shapely.geometry.base import BaseGeometry
 
-from engine.blend import NODATA, Block, block_windows
 from engine.config import PredictConfig
-from engine.device import describe_device, resolve_device
 from engine.errors import RasterError
 from engine.events import Progress, SubProgress, check_canceled
-from engine.inference import TiledPredictor, check_tiling, default_margin
-from engine.modelfile import ModelSpec, check_bands, load_model
-from engine.models import output_stride
-from engine.normalize import BandStats
-from engine.outputs import atomic_output, check_output
-from engine.rasters import ground_resolution_m, open_raster, resolve_raster
-from engine.tilereader import read_inside
-from engine.workarea import area_mask, load_work_area
+from engine.geo.normalize import BandStats
+from engine.geo.outputs import atomic_output, check_output
+from engine.geo.rasters import ground_resolution_m, open_raster, resolve_raster
+from engine.geo.workarea import area_mask, load_work_area
+from engine.inference.blend import NODATA, Block, block_windows
+from engine.inference.predictor import TiledPredictor, check_tiling, default_margin
+from engine.inference.tilereader import read_inside
+from engine.models.device import describe_device, resolve_device
+from engine.models.modelfile import ModelSpec, check_bands, load_model
+from engine.models.registry import output_stride
 
 __all__ = ["NODATA", "Grid", "PredictionJob", "predict", "predict_with_model"]
 
@@ -158,7 +158,7 @@ def prepare_job(
     )
     model.to(device).eval()
     if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)  # matches the batches (engine.tta)
+        model.to(memory_format=torch.channels_last)  # matches the batches (engine.inference.tta)
     predictor = TiledPredictor(
         model,
         device,

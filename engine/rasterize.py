@@ -20,10 +20,10 @@ from rasterio.windows import transform as window_transform
 from engine.config import RasterizeConfig
 from engine.errors import ConfigError, OutputError
 from engine.events import Progress, check_canceled
-from engine.labels import BUILDING, CONTACT, LabelIndex, labels_for_extent
-from engine.outputs import atomic_output, check_output
-from engine.rasters import default_bands, open_raster, read_window, resolve_raster
-from engine.windows import WindowPlan
+from engine.geo.labels import BUILDING, CONTACT, LabelIndex, labels_for_extent
+from engine.geo.outputs import atomic_output, check_output
+from engine.geo.rasters import default_bands, open_raster, read_window, resolve_raster
+from engine.geo.windows import WindowPlan
 
 #: Mask value where the raster has no data.
 NODATA = 255

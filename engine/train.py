@@ -1,6 +1,6 @@
 """Training: the loop from training windows to a model file and a report.
 
-:func:`train` builds the data (:mod:`engine.dataset`), trains with AdamW or SGD under a
+:func:`train` builds the data (:mod:`engine.training.dataset`), trains with AdamW or SGD under a
 one-cycle, cosine or constant schedule (mixed precision on CUDA), validates each epoch,
 keeps the weights of the epoch with the best validation IoU, chooses the decision threshold
 that maximises IoU on that epoch's validation pixels, and writes the model file and the
@@ -28,16 +28,16 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 
 from engine import __version__
 from engine.config import TrainConfig
-from engine.dataset import TrainingData
-from engine.device import describe_device, resolve_device
 from engine.errors import ConfigError
 from engine.events import NullProgress, Progress, SubProgress, check_canceled
-from engine.losses import build_loss, targets_for
-from engine.modelfile import ModelSpec, save_model
-from engine.models import check_tile_size, create_model
-from engine.outputs import check_output
-from engine.report import write_report
-from engine.trainstate import (
+from engine.geo.outputs import check_output
+from engine.models.device import describe_device, resolve_device
+from engine.models.modelfile import ModelSpec, save_model
+from engine.models.registry import check_tile_size, create_model
+from engine.training.dataset import TrainingData
+from engine.training.losses import build_loss, targets_for
+from engine.training.report import write_report
+from engine.training.state import (
     ProbabilityHistogram,
     TrainState,
     load_checkpoint,
@@ -50,8 +50,8 @@ SCHEDULES = ("onecycle", "cosine", "constant")
 
 
 def build_training_data(config: TrainConfig, progress: Progress) -> TrainingData:
-    """The training and validation windows (see :func:`engine.dataset.build_training_data`)."""
-    from engine.dataset import build_training_data as build
+    """The training and validation windows (:func:`engine.training.dataset.build_training_data`)."""
+    from engine.training.dataset import build_training_data as build
 
     return build(config, progress)
 

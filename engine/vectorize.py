@@ -42,11 +42,11 @@ from shapely.geometry import Polygon
 from engine.config import VectorizeConfig
 from engine.errors import ConfigError
 from engine.events import Progress, check_canceled
+from engine.geo.outputs import check_output
+from engine.geo.rasters import open_raster, read_window, select_bands
+from engine.geo.vectors import VectorWriter
 from engine.heap import release_free_memory
-from engine.outputs import check_output
-from engine.polygons import canonical_polygon, finalize_polygons
-from engine.rasters import open_raster, read_window, select_bands
-from engine.vectors import VectorWriter
+from engine.polygons.shapes import canonical_polygon, finalize_polygons
 
 __all__ = [
     "Building",

@@ -17,7 +17,7 @@ if [ -z "$DATA" ]; then
   DATA=${FOOTPRINT_DATA:-../shared/data}/banepa
   if [ ! -d "$DATA/train" ]; then
     echo; echo "==> $DATA not found: generating a small synthetic example scene in $OUT/example"
-    .venv/bin/python -m engine.example "$OUT/example" > /dev/null
+    .venv/bin/python -m tools.example "$OUT/example" > /dev/null
     DATA=$OUT/example
   fi
 fi
@@ -48,7 +48,7 @@ echo; echo "==> footprint:evaluate against $LABELS on the test chips' extent"
 step evaluate footprint:evaluate -- PREDICTED="$OUT/buildings.gpkg" REFERENCE="$LABELS" \
     AREA="$OUT/test.vrt" OUTPUT="$OUT/evaluation.gpkg" REPORT="$OUT/scores.json"
 
-.venv/bin/python -m engine.preview --raster "$OUT/test.vrt" --predicted "$OUT/buildings.gpkg" \
+.venv/bin/python -m tools.preview --raster "$OUT/test.vrt" --predicted "$OUT/buildings.gpkg" \
     --reference "$LABELS" --output "$OUT/preview.png" --max-side 1600 --overwrite > /dev/null
 
 echo; echo "==> Scores on the test area"

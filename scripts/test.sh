@@ -12,7 +12,7 @@ echo; echo "==> ruff (lint and format check)"
 echo; echo "==> mypy engine/"
 "$VENV/bin/mypy" engine
 echo; echo "==> engine tests (engine venv)"
-"$VENV/bin/python" -m pytest tests/engine -q "$@"
+"$VENV/bin/python" -m pytest tests/engine tests/tools -q "$@"
 if [ -d tests/plugin ]; then
   echo; echo "==> plugin tests (QGIS's own Python)"
   /usr/bin/python3 -m pytest -p no:cacheprovider tests/plugin -q "$@"

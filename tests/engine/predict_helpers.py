@@ -13,7 +13,7 @@ from torch import nn
 
 from engine.config import PredictConfig
 from engine.events import NullProgress
-from engine.modelfile import ModelSpec
+from engine.models.modelfile import ModelSpec
 from engine.predict import predict_with_model
 
 GRID = Affine(0.5, 0, 500_000.0, 0, -0.5, 3_700_000.0)

@@ -103,8 +103,8 @@ def test_bad_arguments_exit_non_zero() -> None:
 def test_interrupt_stops_within_two_seconds_and_leaves_nothing(tmp_path: Path, sig: int) -> None:
     import numpy as np
 
-    from engine.modelfile import ModelSpec, save_model
-    from engine.models import create_model
+    from engine.models.modelfile import ModelSpec, save_model
+    from engine.models.registry import create_model
     from tests.engine.conftest import write_raster
 
     raster = write_raster(

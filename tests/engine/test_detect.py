@@ -19,7 +19,7 @@ from engine.config import DetectConfig, PredictConfig, VectorizeConfig
 from engine.detect import USE_MODEL_THRESHOLD, detect, detect_with_model, resolve_threshold
 from engine.errors import CancelledError, ConfigError, OutputError
 from engine.events import NullProgress, RecordingProgress
-from engine.modelfile import ModelSpec
+from engine.models.modelfile import ModelSpec
 from engine.predict import predict_with_model
 from engine.vectorize import vectorize
 from tests.engine.predict_helpers import Pointwise
@@ -270,8 +270,8 @@ def test_existing_output(tmp_path: Path) -> None:
 
 
 def test_detect_with_model_file(tmp_path: Path) -> None:
-    from engine.modelfile import save_model
-    from engine.models import create_model
+    from engine.models.modelfile import save_model
+    from engine.models.registry import create_model
 
     torch.manual_seed(0)
     model = create_model("compact", "none", 1, 1)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.modelfile import read_spec, save_model
-from engine.models import create_model
+from engine.models.modelfile import read_spec, save_model
+from engine.models.registry import create_model
 from tests.engine.test_cli import run_cli
 
 pytestmark = pytest.mark.slow

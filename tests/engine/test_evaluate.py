@@ -18,7 +18,7 @@ from engine.config import EvaluateConfig
 from engine.errors import CancelledError, ConfigError, InputError, LabelsError, OutputError
 from engine.evaluate import count_pixels, evaluate, pixel_grid
 from engine.events import RecordingProgress
-from engine.metrics import ConfusionCounts
+from engine.scoring.metrics import ConfusionCounts
 from tests.engine.conftest import UTM, WGS84
 
 X0, Y0 = 740_000.0, 3_730_000.0  # Atlanta, UTM zone 16N

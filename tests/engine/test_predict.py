@@ -15,7 +15,7 @@ from affine import Affine
 from engine.config import PredictConfig
 from engine.errors import CancelledError, ConfigError, ModelFileError, OutputError, RasterError
 from engine.events import NullProgress, RecordingProgress
-from engine.modelfile import ModelSpec
+from engine.models.modelfile import ModelSpec
 from engine.predict import NODATA, predict
 from tests.engine.predict_helpers import (
     GRID,
@@ -203,8 +203,8 @@ def test_tta_with_equivariant_model_equals_no_tta(tmp_path: Path) -> None:
 
 @pytest.fixture
 def model_file(tmp_path: Path) -> Callable[..., Path]:
-    from engine.modelfile import save_model
-    from engine.models import create_model
+    from engine.models.modelfile import save_model
+    from engine.models.registry import create_model
 
     def make(bands: tuple[int, ...] = (1, 2, 3), classes: tuple[str, ...] = ("building",)) -> Path:
         torch.manual_seed(0)

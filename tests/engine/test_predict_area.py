@@ -19,7 +19,7 @@ from torch import nn
 from engine.config import PredictConfig
 from engine.errors import ConfigError
 from engine.events import NullProgress, RecordingProgress
-from engine.modelfile import ModelSpec
+from engine.models.modelfile import ModelSpec
 from engine.predict import NODATA, predict_with_model
 from tests.engine.conftest import write_labels
 from tests.engine.predict_helpers import GRID, Box3, run, sig, smooth
@@ -93,7 +93,7 @@ def test_resampled_to_model_resolution(tmp_path: Path) -> None:
 
 
 def _compact(bands: int, resolution_m: float, **kw: Any) -> tuple[nn.Module, ModelSpec]:
-    from engine.models import create_model
+    from engine.models.registry import create_model
 
     torch.manual_seed(0)
     spec = ModelSpec(
@@ -113,7 +113,7 @@ def _compact(bands: int, resolution_m: float, **kw: Any) -> tuple[nn.Module, Mod
 def test_real_jpeg_chips_glob_resampled(tmp_path: Path, shared_data: Path) -> None:
     """Banepa test chips (JPEG + .aux.xml, EPSG:4326, 13 cm) by a glob: a VRT mosaic,
     resampled to a 0.5 m model; the output lies on the mosaic's grid."""
-    from engine.rasters import resolve_raster
+    from engine.geo.rasters import resolve_raster
 
     folder = shared_data / "banepa" / "test" / "oam" / "*-22024[12]-19.tif"  # 2x2 chips
     model, spec = _compact(3, 0.5)

@@ -18,15 +18,15 @@ from torch.utils.data import DataLoader, Dataset
 from engine import __version__
 from engine import train as train_module
 from engine.config import TrainConfig
-from engine.dataset import TrainingData
 from engine.errors import CancelledError, ConfigError, ModelFileError, OutputError
 from engine.events import RecordingProgress
-from engine.losses import IGNORE, targets_for
-from engine.metrics import ConfusionCounts
-from engine.modelfile import load_model, read_spec
-from engine.models import create_model
-from engine.normalize import BandStats
-from engine.trainstate import ProbabilityHistogram, TrainState
+from engine.geo.normalize import BandStats
+from engine.models.modelfile import load_model, read_spec
+from engine.models.registry import create_model
+from engine.scoring.metrics import ConfusionCounts
+from engine.training.dataset import TrainingData
+from engine.training.losses import IGNORE, targets_for
+from engine.training.state import ProbabilityHistogram, TrainState
 
 TILE = 32
 

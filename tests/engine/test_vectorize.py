@@ -1,4 +1,4 @@
-"""Tests for engine.vectorize and engine.polygons: seams, areas, cleanup, outputs, memory."""
+"""Tests for engine.vectorize and engine.polygons.shapes: seams, areas, cleanup, outputs, memory."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from shapely.geometry import Polygon, box, shape
 from engine.config import VectorizeConfig
 from engine.errors import CancelledError, ConfigError, OutputError
 from engine.events import NullProgress, RecordingProgress
-from engine.polygons import canonical_polygon, regularize_polygon
+from engine.polygons.shapes import canonical_polygon, regularize_polygon
 from engine.vectorize import (
     PolygonStream,
     SeamJoiner,
@@ -29,8 +29,7 @@ from engine.vectorize import (
     seam_windows,
     vectorize,
 )
-
-from .conftest import UTM, WGS84
+from tests.engine.conftest import UTM, WGS84
 
 PX = 0.5  # metres per pixel of the default test grid (UTM 16N)
 PX_AREA = PX * PX

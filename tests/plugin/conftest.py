@@ -239,8 +239,8 @@ def make_boxes(tmp_path: Path) -> Callable[..., Path]:
 
 MODEL_SCRIPT = """
 import sys
-from engine.modelfile import ModelSpec, save_model
-from engine.models import create_model
+from engine.models.modelfile import ModelSpec, save_model
+from engine.models.registry import create_model
 bands, tile = int(sys.argv[2]), int(sys.argv[3])
 spec = ModelSpec("compact", "none", bands, ("building",), tuple(range(1, bands + 1)),
                  (127.0,) * bands, (50.0,) * bands, tile, 0.5)

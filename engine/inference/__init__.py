@@ -1,0 +1,2 @@
+"""Inference: the tiled predictor, reading model windows, blending overlapping windows, test-time
+augmentation."""

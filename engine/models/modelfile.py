@@ -1,0 +1,224 @@
+"""The model file: weights plus everything inference needs, loaded without running code.
+
+Format: ``torch.save`` of a dict ``{"format": "footprint-model", "format_version": 1,
+"spec": <JSON text of ModelSpec>, "state_dict": {...tensors...}}``, read back with
+``torch.load(weights_only=True)``. The spec is JSON text (not pickled objects) so any reader
+can parse it; the state dict holds CPU tensors of the bare network (no DDP ``module.``
+prefix). A reader refuses a ``format_version`` newer than :data:`FORMAT_VERSION` and ignores
+spec fields it does not know (so fields can be added without a new version).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from engine.errors import ConfigError, ModelFileError
+from engine.geo.outputs import atomic_output
+
+FORMAT = "footprint-model"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to rebuild a model and apply it to new imagery."""
+
+    architecture: str
+    encoder: str
+    in_channels: int
+    classes: tuple[
+        str, ...
+    ]  # channel order of the logits; ("building",) or ("building", "contact")
+    bands: tuple[int, ...]  # 1-based input bands, in order
+    mean: tuple[float, ...]  # per input band, in input units
+    std: tuple[float, ...]
+    tile_size: int
+    resolution_m: float  # ground size of a pixel side the model was trained at
+    threshold: float = 0.5  # decision threshold on building probability chosen on validation
+    contact_threshold: float = 0.5  # contact probability that splits buildings (validation)
+    decoder_attention: bool = False
+    input_dtype: str = "uint8"
+    metrics: dict[str, float] = field(default_factory=dict)
+    engine_version: str = ""
+
+
+def spec_to_json(spec: ModelSpec) -> str:
+    """The spec as JSON text."""
+    return json.dumps(asdict(spec), sort_keys=True)
+
+
+def spec_from_json(text: str, source: str = "model file") -> ModelSpec:
+    """Parse and check a spec written by :func:`spec_to_json`.
+
+    Raises:
+        ModelFileError: not JSON, missing fields, or inconsistent band counts.
+    """
+    try:
+        raw = json.loads(text)
+        known = {f.name for f in fields(ModelSpec)}
+        values: dict[str, Any] = {k: v for k, v in raw.items() if k in known}
+        for key in ("classes", "bands", "mean", "std"):
+            if key in values:
+                values[key] = tuple(values[key])
+        values["metrics"] = {str(k): float(v) for k, v in values.get("metrics", {}).items()}
+        spec = ModelSpec(**values)
+    except (TypeError, ValueError, AttributeError) as err:
+        raise ModelFileError(
+            f"{source} has an unreadable model description ({err}); train the model again."
+        ) from err
+    n = spec.in_channels
+    if not (len(spec.bands) == len(spec.mean) == len(spec.std) == n) or not spec.classes:
+        raise ModelFileError(
+            f"{source} is inconsistent: {n} input channels but {len(spec.bands)} bands,"
+            f" {len(spec.mean)} means, {len(spec.std)} stds, classes {spec.classes};"
+            " train the model again."
+        )
+    return spec
+
+
+def save_model(
+    path: str | os.PathLike[str], model: nn.Module, spec: ModelSpec, overwrite: bool = False
+) -> Path:
+    """Write ``model``'s weights and ``spec`` to ``path`` atomically; return the path.
+
+    Raises:
+        OutputError: the file exists and ``overwrite`` is False, or it cannot be written.
+    """
+    bare = getattr(model, "module", model)  # DistributedDataParallel wraps the network
+    state = {k: v.detach().cpu().clone() for k, v in bare.state_dict().items()}
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "spec": spec_to_json(spec),
+        "state_dict": state,
+    }
+    with atomic_output(path, overwrite) as tmp:
+        torch.save(payload, tmp)
+    return Path(path).expanduser().absolute()
+
+
+def _short(err: BaseException) -> str:
+    from engine.models.registry import short_reason
+
+    return short_reason(err)
+
+
+def _read(path: str | os.PathLike[str], mmap: bool) -> tuple[dict[str, Any], ModelSpec]:
+    """The file's payload and spec, checked."""
+    file = Path(path).expanduser()
+    hint = "give a .pt written by `train`"
+    if not file.is_file():
+        raise ModelFileError(f"Model file {file} does not exist; {hint}.")
+    try:
+        payload = torch.load(file, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as err:  # torch raises many types for a corrupt or foreign file
+        raise ModelFileError(
+            f"{file} is not a Footprint model file ({_short(err)}); {hint}."
+        ) from err
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        what = "no 'format' key" if isinstance(payload, dict) else type(payload).__name__
+        raise ModelFileError(
+            f"{file} is a PyTorch file but not a Footprint model file ({what}); {hint}."
+        )
+    version = payload.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{file} has model format version {version}, newer than this engine reads"
+            f" ({FORMAT_VERSION}); update Footprint to use it."
+        )
+    spec_text = payload.get("spec")
+    if not isinstance(spec_text, str) or not isinstance(payload.get("state_dict"), dict):
+        raise ModelFileError(f"{file} lacks its spec or weights; {hint}.")
+    return payload, spec_from_json(spec_text, str(file))
+
+
+def read_spec(path: str | os.PathLike[str]) -> ModelSpec:
+    """The spec of a model file (weights are memory-mapped, not read).
+
+    Raises:
+        ModelFileError: missing, corrupt, foreign, or newer-format file.
+    """
+    try:
+        return _read(path, mmap=True)[1]
+    except ModelFileError as err:
+        if err.__cause__ is None:
+            raise
+    return _read(path, mmap=False)[1]  # e.g. files not in the zip format cannot be mapped
+
+
+def load_model(
+    path: str | os.PathLike[str], device: str | torch.device = "cpu"
+) -> tuple[nn.Module, ModelSpec]:
+    """Rebuild the network of a model file, load its weights, put it in eval mode on ``device``.
+
+    Raises:
+        ModelFileError: missing, corrupt, foreign or newer-format file, an architecture this
+            engine does not know, or weights that do not fit the spec.
+    """
+    from engine.models.registry import create_model
+
+    payload, spec = _read(path, mmap=False)
+    try:
+        model = create_model(
+            spec.architecture,
+            spec.encoder,
+            spec.in_channels,
+            len(spec.classes),
+            decoder_attention=spec.decoder_attention,
+        )
+    except ConfigError as err:
+        raise ModelFileError(
+            f"{path} needs a model this engine cannot build ({err}); update Footprint."
+        ) from err
+    try:
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except (RuntimeError, KeyError, ValueError) as err:
+        raise ModelFileError(
+            f"The weights in {path} do not fit its {spec.architecture}/{spec.encoder} spec"
+            f" ({_short(err)}); the file is damaged; train the model again."
+        ) from err
+    return model.to(device).eval(), spec
+
+
+def check_bands(
+    spec: ModelSpec, raster_band_count: int, bands: tuple[int, ...] = ()
+) -> tuple[int, ...]:
+    """The 1-based raster bands to feed the model: ``bands`` if given, else the trained ones.
+
+    Raises:
+        ModelFileError: the count differs from what the model was trained on, or a band does
+            not exist in the raster; the message says which ``--bands`` to choose.
+    """
+    n = spec.in_channels
+    trained = ", ".join(map(str, spec.bands))
+    chosen = tuple(bands) or spec.bands
+    if raster_band_count < n:
+        raise ModelFileError(
+            f"The model was trained on {n} bands ({trained}) but the raster has"
+            f" {raster_band_count}; use imagery with at least {n} bands, or a model trained"
+            f" on {raster_band_count}."
+        )
+    example = " ".join(
+        map(str, spec.bands if max(spec.bands) <= raster_band_count else range(1, n + 1))
+    )
+    if len(chosen) != n:
+        raise ModelFileError(
+            f"The model was trained on {n} bands ({trained}) but {len(chosen)} were chosen"
+            f" ({', '.join(map(str, chosen))}); choose --bands with {n} bands, e.g."
+            f" --bands {example}."
+        )
+    missing = [b for b in chosen if not 1 <= b <= raster_band_count]
+    if missing:
+        raise ModelFileError(
+            f"The model was trained on {n} bands ({trained}) but the raster has"
+            f" {raster_band_count}, without band(s) {', '.join(map(str, missing))}; choose"
+            f" --bands among 1-{raster_band_count}, e.g. --bands {example}."
+        )
+    return chosen

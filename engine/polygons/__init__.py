@@ -1,0 +1,1 @@
+"""Polygons: from probability blocks to clean building polygons."""

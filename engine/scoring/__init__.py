@@ -1,0 +1,1 @@
+"""Scores of predicted buildings against reference buildings (pixels and objects)."""

@@ -1,0 +1,244 @@
+"""The state of a training run: history, best epoch, decision threshold, and checkpoints.
+
+Validation collects a :class:`ProbabilityHistogram` of the building probability of valid
+pixels (100 bins, positives and negatives apart): the confusion counts at any threshold
+``k / 100`` follow from it, so the threshold that maximises IoU is chosen without keeping
+predictions. A checkpoint (``torch.save`` of tensors, lists and numbers only; read back with
+``weights_only=True``) holds the model, optimiser, scheduler, scaler, random states, history
+and the best epoch's weights and histogram.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import distributed as dist
+
+from engine.config import TrainConfig
+from engine.errors import ConfigError, ModelFileError
+from engine.geo.outputs import atomic_output
+from engine.scoring.metrics import ConfusionCounts
+
+CHECKPOINT_FORMAT = "footprint-checkpoint"
+#: Settings a resumed run must share with the checkpoint.
+RESUME_KEYS = ("architecture", "encoder", "decoder_attention", "tile_size", "optimizer")
+#: More settings that must match when the schedule depends on the number of steps.
+SCHEDULE_KEYS = ("schedule", "epochs", "batch_size")
+
+
+class ProbabilityHistogram:
+    """Counts of valid pixels per probability bin, for building and non-building pixels."""
+
+    BINS = 100
+
+    def __init__(self, device: torch.device | str = "cpu") -> None:
+        self.pos = torch.zeros(self.BINS, dtype=torch.int64, device=device)
+        self.neg = torch.zeros(self.BINS, dtype=torch.int64, device=device)
+
+    def add(self, prob: torch.Tensor, truth: torch.Tensor, valid: torch.Tensor) -> None:
+        """Add probabilities ``prob`` of pixels whose label is ``truth`` where ``valid``."""
+        bins = (prob.detach().float() * self.BINS).long().clamp_(0, self.BINS - 1)
+        self.pos += torch.bincount(bins[truth & valid], minlength=self.BINS)
+        self.neg += torch.bincount(bins[~truth & valid], minlength=self.BINS)
+
+    def all_reduce(self) -> None:
+        """Sum the counts over the ranks of a distributed run."""
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(self.pos)
+            dist.all_reduce(self.neg)
+
+    def counts(self, threshold: float) -> ConfusionCounts:
+        """Pixel counts when probabilities >= ``threshold`` are called building."""
+        k = min(max(round(threshold * self.BINS), 0), self.BINS)
+        tp, fp = int(self.pos[k:].sum()), int(self.neg[k:].sum())
+        return ConfusionCounts(
+            tp=tp, fp=fp, fn=int(self.pos.sum()) - tp, tn=int(self.neg.sum()) - fp
+        )
+
+    def best_threshold(self) -> float:
+        """The threshold in 0.01-0.99 with the highest IoU (ties: the one nearest 0.5).
+
+        Without any building pixel every threshold scores alike; 0.5 is returned then.
+        """
+        if int(self.pos.sum()) == 0:
+            return 0.5
+        candidates = [k / self.BINS for k in range(1, self.BINS)]
+        return max(candidates, key=lambda t: (self.counts(t).iou, -abs(t - 0.5)))
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """Tensors for a checkpoint."""
+        return {"pos": self.pos.cpu(), "neg": self.neg.cpu()}
+
+    @classmethod
+    def from_state(cls, state: dict[str, torch.Tensor]) -> ProbabilityHistogram:
+        """Rebuild from :meth:`state`."""
+        hist = cls()
+        hist.pos, hist.neg = state["pos"].clone(), state["neg"].clone()
+        return hist
+
+
+class TrainState:
+    """Epochs done, their records, and the best epoch's weights and histogram."""
+
+    def __init__(self) -> None:
+        self.epoch = 0
+        self.history: list[dict[str, float]] = []
+        self.best_epoch = 0
+        self.best_iou = -1.0
+        self.best_state: dict[str, torch.Tensor] = {}
+        self.best_hist: ProbabilityHistogram | None = None
+        self.best_contact: ProbabilityHistogram | None = None
+
+    def add_epoch(
+        self,
+        record: dict[str, float],
+        model: torch.nn.Module,
+        hist: ProbabilityHistogram,
+        contact: ProbabilityHistogram | None = None,
+    ) -> None:
+        """Record an epoch; keep its weights (and histograms: building, contact when learnt)
+        when its validation IoU is the best so far."""
+        self.epoch = int(record["epoch"])
+        self.history.append(record)
+        if record["val_iou"] > self.best_iou:
+            self.best_epoch, self.best_iou = self.epoch, float(record["val_iou"])
+            self.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            self.best_hist = ProbabilityHistogram.from_state(hist.state())
+            self.best_contact = (
+                ProbabilityHistogram.from_state(contact.state()) if contact is not None else None
+            )
+
+    def choose_threshold(self) -> tuple[float, dict[str, float]]:
+        """The IoU-maximising threshold of the best epoch and the scores there."""
+        if self.best_hist is None:
+            raise ConfigError("No epoch was trained; set epochs >= 1.")
+        threshold = self.best_hist.best_threshold()
+        record = self.history[self.best_epoch - 1] if self.history else {}
+        metrics = dict(self.best_hist.counts(threshold).scores())
+        metrics["iou_at_0.5"] = self.best_hist.counts(0.5).iou
+        for key in ("train_loss", "val_loss"):
+            if key in record:
+                metrics[key] = float(record[key])
+        return threshold, metrics
+
+    def contact_threshold(self) -> float:
+        """The contact probability that best marks the contact strip on validation (highest
+        IoU of the contact class at the best epoch; contact pixels are rare, so this is usually
+        well below 0.5); 0.5 without a contact class."""
+        return self.best_contact.best_threshold() if self.best_contact is not None else 0.5
+
+    def state(self) -> dict[str, Any]:
+        """Everything but the live training objects, for a checkpoint."""
+        return {
+            "epoch": self.epoch,
+            "history": self.history,
+            "best_epoch": self.best_epoch,
+            "best_iou": self.best_iou,
+            "best_state": self.best_state,
+            "best_hist": self.best_hist.state() if self.best_hist else None,
+            "best_contact": self.best_contact.state() if self.best_contact else None,
+        }
+
+    @classmethod
+    def from_state(cls, raw: dict[str, Any]) -> TrainState:
+        """Rebuild from :meth:`state`."""
+        state = cls()
+        state.epoch, state.history = int(raw["epoch"]), list(raw["history"])
+        state.best_epoch, state.best_iou = int(raw["best_epoch"]), float(raw["best_iou"])
+        state.best_state = dict(raw["best_state"])
+        if raw["best_hist"] is not None:
+            state.best_hist = ProbabilityHistogram.from_state(raw["best_hist"])
+        if raw.get("best_contact") is not None:
+            state.best_contact = ProbabilityHistogram.from_state(raw["best_contact"])
+        return state
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA), numpy and random."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """The global random states, as tensors, numbers and tuples."""
+    name, keys, pos, has_gauss, cached = tuple(np.random.get_state(legacy=True))
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [name, torch.from_numpy(np.asarray(keys, np.int64)), pos, has_gauss, cached],
+        "python": random.getstate(),
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore :func:`rng_state`."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    random.setstate(state["python"])
+
+
+def _run_settings(config: TrainConfig, classes: tuple[str, ...]) -> dict[str, Any]:
+    keys = RESUME_KEYS + (SCHEDULE_KEYS if config.schedule.lower() != "constant" else ())
+    return {**{k: getattr(config, k) for k in keys}, "classes": list(classes)}
+
+
+def save_checkpoint(path: Path, state: TrainState, loop: Any) -> None:
+    """Write the run's state after an epoch (atomically, replacing the previous one)."""
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": 1,
+        "run": _run_settings(loop.config, loop.classes),
+        "state": state.state(),
+        "model": loop.bare.state_dict(),
+        "optimizer": loop.optimizer.state_dict(),
+        "scheduler": loop.scheduler.state_dict(),
+        "scaler": loop.scaler.state_dict(),
+        "rng": rng_state(),
+    }
+    with atomic_output(path, overwrite=True) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: str, config: TrainConfig, loop: Any) -> TrainState:
+    """Restore ``loop`` (model, optimiser, scheduler, scaler) and random states from ``path``.
+
+    Raises:
+        ModelFileError: missing or unreadable file, or not a training checkpoint.
+        ConfigError: the checkpoint was made with other settings.
+    """
+    file = Path(path).expanduser()
+    hint = "give the checkpoint.pt from the report folder of an interrupted run"
+    if not file.is_file():
+        raise ModelFileError(f"Checkpoint {file} does not exist; {hint}.")
+    try:
+        raw = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a corrupt file
+        from engine.models.registry import short_reason
+
+        raise ModelFileError(
+            f"{file} is not a readable checkpoint ({short_reason(err)}); {hint}."
+        ) from err
+    if not isinstance(raw, dict) or raw.get("format") != CHECKPOINT_FORMAT:
+        raise ModelFileError(f"{file} is not a Footprint training checkpoint; {hint}.")
+    wanted = _run_settings(config, loop.classes)
+    differ = {k: (raw["run"].get(k), v) for k, v in wanted.items() if raw["run"].get(k) != v}
+    if differ:
+        text = ", ".join(f"{k}: {old!r} there, {new!r} now" for k, (old, new) in differ.items())
+        raise ConfigError(
+            f"Checkpoint {file} was made with other settings ({text}); resume with the same"
+            " settings, or start a new run without --resume."
+        )
+    loop.bare.load_state_dict(raw["model"])
+    loop.optimizer.load_state_dict(raw["optimizer"])
+    loop.scheduler.load_state_dict(raw["scheduler"])
+    loop.scaler.load_state_dict(raw["scaler"])
+    set_rng_state(raw["rng"])
+    return TrainState.from_state(raw["state"])

@@ -1,0 +1,81 @@
+"""Window plans cover the grid exactly; blend weights sum to one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.errors import ConfigError
+from engine.geo.windows import WindowPlan, blend_weights, clip_to_grid
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "tile", "stride", "pad"),
+    [
+        (100, 70, 32, 32, 0),
+        (100, 70, 32, 16, 0),
+        (257, 129, 64, 40, 8),
+        (20, 10, 32, 16, 0),
+        (20, 10, 32, 16, 4),
+        (64, 64, 64, 64, 0),
+        (65, 64, 64, 32, 16),
+    ],
+)
+def test_plan_covers_grid_exactly(
+    width: int, height: int, tile: int, stride: int, pad: int
+) -> None:
+    plan = WindowPlan(width, height, tile, stride, pad)
+    cover = np.zeros((height + 2 * pad, width + 2 * pad), dtype=int)
+    for w in plan:
+        r0, c0 = int(w.row_off) + pad, int(w.col_off) + pad
+        assert r0 >= 0 and c0 >= 0, "window starts before the padded grid"
+        assert r0 + w.height <= height + 2 * pad and c0 + w.width <= width + 2 * pad
+        assert w.width == min(tile, width + 2 * pad) and w.height == min(tile, height + 2 * pad)
+        cover[r0 : r0 + w.height, c0 : c0 + w.width] += 1
+    assert cover.min() >= 1
+    assert len(plan) == len(list(plan))
+
+
+def test_plan_steps_by_stride_and_ends_at_edge() -> None:
+    plan = WindowPlan(100, 50, 32, 20)
+    assert plan.columns == [0, 20, 40, 60, 68]
+    assert plan.rows == [0, 18]
+
+
+def test_bad_plan_parameters() -> None:
+    with pytest.raises(ConfigError, match="Stride"):
+        WindowPlan(10, 10, 8, 9)
+    with pytest.raises(ConfigError, match="empty"):
+        WindowPlan(0, 10, 8, 8)
+
+
+@pytest.mark.parametrize(("size", "tile", "margin"), [(300, 64, 16), (200, 96, 24), (129, 64, 8)])
+def test_normalised_blend_weights_sum_to_one(size: int, tile: int, margin: int) -> None:
+    plan = WindowPlan(size, size, tile, tile - 2 * margin, pad=margin)
+    weights = blend_weights(tile, margin)
+    total = np.zeros((size + 2 * margin,) * 2)
+    for w in plan:
+        r, c = int(w.row_off) + margin, int(w.col_off) + margin
+        total[r : r + tile, c : c + tile] += weights
+    # Each window's share is weight / total; shares over all windows sum to one everywhere.
+    shares = np.zeros_like(total)
+    for w in plan:
+        r, c = int(w.row_off) + margin, int(w.col_off) + margin
+        shares[r : r + tile, c : c + tile] += weights / total[r : r + tile, c : c + tile]
+    np.testing.assert_allclose(shares, 1.0, rtol=1e-6)
+    assert weights.min() > 0 and weights.max() == pytest.approx(1.0)
+    # smooth: no jump larger than the ramp step inside a window
+    assert np.abs(np.diff(weights[tile // 2])).max() < 2.5 / margin
+
+
+def test_blend_weights_validate_margin() -> None:
+    with pytest.raises(ConfigError, match="half the tile"):
+        blend_weights(64, 40)
+    assert np.all(blend_weights(16, 0) == 1.0)
+
+
+def test_clip_to_grid() -> None:
+    from rasterio.windows import Window
+
+    assert clip_to_grid(Window(-5, -5, 20, 20), 10, 12) == Window(0, 0, 10, 12)
+    assert clip_to_grid(Window(8, 2, 20, 5), 10, 12) == Window(8, 2, 2, 5)

@@ -1,0 +1,190 @@
+"""Tests of the streaming pieces: block blending, reflect reads, the reader thread, devices."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+
+import engine.heap as heap_module
+from engine.errors import ConfigError, RasterError
+from engine.events import NullProgress
+from engine.geo.normalize import BandStats
+from engine.geo.rasters import open_raster
+from engine.inference.blend import BlockBlender
+from engine.inference.predictor import TiledPredictor, check_tiling
+from engine.inference.tilereader import BatchReader, read_reflected
+from engine.models.device import resolve_device
+from tests.engine.predict_helpers import GRID, Pointwise, smooth
+
+
+def test_blend_weights_sum_to_one_over_a_plan() -> None:
+    """Blending windows that all predict 1 gives exactly 1 everywhere."""
+    tile, margin, width, height = 32, 8, 90, 70
+    from engine.geo.windows import WindowPlan
+
+    plan = WindowPlan(width, height, tile, tile - 2 * margin, pad=margin)
+    blender = BlockBlender(width, height, tile, margin, 1, plan.rows, plan.columns, block=16)
+    out = np.zeros((height, width), np.float32)
+    ones, valid = np.ones((1, tile, tile), np.float32), np.ones((tile, tile), bool)
+    for row in plan.rows:
+        for col in plan.columns:
+            for block in blender.add(col, row, ones, valid):
+                w = block.window
+                out[w.row_off : w.row_off + w.height, w.col_off : w.col_off + w.width] = block.data[
+                    0
+                ]
+    assert blender.complete
+    np.testing.assert_allclose(out, 1.0, atol=1e-6)
+
+
+def test_read_reflected_mirrors_outside() -> None:
+    class Src:
+        width, height, nodata = 5, 4, None
+        arr = np.arange(20, dtype=np.float32).reshape(1, 4, 5)
+
+        def read(self, bands: list[int], window: Any, masked: bool) -> np.ndarray:
+            r, c = int(window.row_off), int(window.col_off)
+            return self.arr[:, r : r + int(window.height), c : c + int(window.width)].copy()
+
+        def read_masks(self, bands: list[int], window: Any) -> np.ndarray:
+            return np.full((1, int(window.height), int(window.width)), 255, np.uint8)
+
+    data, valid = read_reflected(Src(), -2, -1, 8, (1,))
+    expected = np.pad(Src.arr[0], ((1, 3), (2, 1)), mode="reflect")
+    np.testing.assert_array_equal(data[0], expected)
+    assert valid.all()
+
+
+def test_reader_errors_reach_the_caller() -> None:
+    def broken() -> Any:
+        raise RasterError("disk on fire")
+
+    reader = BatchReader(broken, [(0, 0)], [True], 8, (1,), BandStats((0.0,), (1.0,)), 1)
+    with pytest.raises(RasterError, match="disk on fire"), reader:
+        list(reader)
+
+
+def test_device_choice() -> None:
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu").type == "cpu"
+    with pytest.raises(ConfigError, match="Unknown device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            resolve_device("cuda")
+
+
+# ------------------------------------------------------------------ streaming
+
+
+def test_streaming_holds_one_row_of_windows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blocks are released as they finish: a tall raster never holds much more than the
+    blocks under one row of windows; freed heap memory is handed back as resident memory
+    grows (here a fake reading that grows by 64 MiB a batch)."""
+    growing = itertools.count(step=64 << 20)
+    monkeypatch.setattr(heap_module, "resident_bytes", lambda: next(growing))
+    trims: list[int] = []
+    monkeypatch.setattr(heap_module, "release_free_memory", lambda: trims.append(1) or True)
+    width, height, tile, block = 600, 2600, 128, 256
+    path = tmp_path / "tall.tif"
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=1,
+        dtype="float32",
+        crs="EPSG:32616",
+        transform=GRID,
+    ) as dst:
+        dst.write(smooth(height, width)[None])
+    predictor = TiledPredictor(
+        Pointwise(),
+        torch.device("cpu"),
+        tile,
+        32,
+        1,
+        (1,),
+        BandStats((0.0,), (1.0,)),
+        batch_size=16,
+        block=block,
+    )
+    released = [
+        b.index
+        for b in predictor.run(lambda: open_raster(path), width, height, GRID, None, NullProgress())
+    ]
+    blocks_x = math.ceil(width / block)
+    assert released == list(range(blocks_x * math.ceil(height / block)))
+    assert predictor.peak_blocks <= blocks_x * (math.ceil(tile / block) + 2)
+    assert predictor.peak_blocks < predictor.total_blocks / 3
+    assert predictor.heap_trims == len(trims) > 0
+
+
+@pytest.mark.parametrize(
+    ("tile", "align", "margin"),
+    [(256, 32, 32), (512, 32, 64), (128, 32, 32), (64, 32, 8), (256, 4, 32), (100, 1, 12)],
+)
+def test_default_margin_keeps_windows_on_the_models_stride(
+    tile: int, align: int, margin: int
+) -> None:
+    from engine.geo.windows import WindowPlan
+    from engine.inference.predictor import default_margin
+
+    got = default_margin(tile, align)
+    assert got == margin
+    check_tiling(tile, got)
+    if got % align == 0:  # windows start on the stride's grid (but the last, flush with the
+        plan = WindowPlan(1000, 700, tile, tile - 2 * got, pad=got)  # edge), like training's
+        assert all(c % align == 0 for c in plan.columns[:-1])
+        assert all(r % align == 0 for r in plan.rows[:-1])
+
+
+def test_finished_blocks_are_made_one_at_a_time() -> None:
+    """A window that finishes a whole row of blocks hands them out one by one, each made as it
+    is read, so a row of finished blocks never exists at once."""
+    from engine.geo.windows import WindowPlan
+
+    tile, width, height = 32, 96, 32
+    plan = WindowPlan(width, height, tile, tile, pad=0)  # one row of three windows
+    blender = BlockBlender(width, height, tile, 0, 1, plan.rows, plan.columns, block=16)
+    ones, valid = np.ones((1, tile, tile), np.float32), np.ones((tile, tile), bool)
+    for col in plan.columns[:-1]:
+        # the window's top blocks go at once; its bottom ones wait for the top row to end
+        assert len(list(blender.add(col, 0, ones, valid))) == 2
+    held = []
+    for block in blender.add(plan.columns[-1], 0, ones, valid):
+        held.append(blender.open_blocks)
+        assert block.data.shape == (1, 16, 16) and (block.data == 1).all()
+    assert held == list(range(7, -1, -1))  # 8 blocks, each released as it was read
+    assert blender.complete
+
+
+def test_open_blocks_hold_sums_and_validity_only() -> None:
+    """An open block holds its weighted sums and validity (4 x classes + 1 bytes a pixel); the
+    weight sum is made when it finishes, and still normalises overlapping windows exactly."""
+    from engine.geo.windows import WindowPlan
+
+    tile, margin, classes, block = 32, 8, 2, 16
+    plan = WindowPlan(80, 64, tile, tile - 2 * margin, pad=margin)
+    blender = BlockBlender(80, 64, tile, margin, classes, plan.rows, plan.columns, block=block)
+    value = np.full((classes, tile, tile), 0.25, np.float32)
+    value[1] = 0.75
+    valid = np.ones((tile, tile), bool)
+    blocks = []
+    for row in plan.rows:
+        for col in plan.columns:
+            blocks += list(blender.add(col, row, value, valid))
+            assert blender.held_bytes == blender.open_blocks * block * block * (4 * classes + 1)
+    assert blender.complete and blender.peak_blocks > 0
+    for b in blocks:  # constant windows blend to the same constant: weights sum to one
+        assert np.allclose(b.data[0], 0.25) and np.allclose(b.data[1], 0.75) and b.valid.all()
