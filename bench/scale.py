@@ -301,7 +301,7 @@ def quick_model(path: Path) -> None:
 
 
 def sweep(model: Path, sizes: list[int], naive_up_to: int, batch: int, work: Path) -> list[dict]:
-    """detect (and the naive pipeline) on each size; rasters are deleted after use."""
+    """Detect (and the naive pipeline) on each size; rasters are deleted after use."""
     source = resolve_test_mosaic(work)
     rows = []
     for side in sizes:

@@ -312,7 +312,7 @@ def _burn(geoms: Any, shape: tuple[int, int], transform: Affine) -> np.ndarray:
     burned = features.rasterize(
         geoms, out_shape=shape, transform=transform, fill=0, default_value=1, dtype="uint8"
     )
-    return burned.astype(bool)
+    return np.asarray(burned, dtype=bool)
 
 
 # ----------------------------------------------------------------------------- outputs

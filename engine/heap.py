@@ -29,7 +29,7 @@ __all__ = ["HeapKeeper", "release_free_memory", "resident_bytes"]
 
 @cache
 def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim``, or None where there is none (macOS, Windows, musl)."""
+    """Glibc's ``malloc_trim``, or None where there is none (macOS, Windows, musl)."""
     if not sys.platform.startswith("linux"):
         return None
     try:

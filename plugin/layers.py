@@ -264,7 +264,7 @@ def output_path(
         _move_load_on_completion(context, path, new)
         path = new
     _make_parent(path, _label(alg, name))
-    return path
+    return str(path)
 
 
 def _make_parent(path: str, label: str) -> None:

@@ -305,7 +305,7 @@ class _EventFollower:
         while proc.poll() is None:  # streams closed: the process is exiting
             if self.feedback.isCanceled() or time.monotonic() > deadline:
                 stop_process(proc)
-                return self.feedback.isCanceled()
+                return bool(self.feedback.isCanceled())
             time.sleep(0.02)
         return False
 

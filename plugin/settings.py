@@ -87,7 +87,7 @@ def set_engine_device(device: str) -> None:
 
 
 def _tr(text: str) -> str:
-    return QCoreApplication.translate("Footprint", text)
+    return str(QCoreApplication.translate("Footprint", text))
 
 
 class SettingsDialog(QDialog):
@@ -126,7 +126,7 @@ class SettingsDialog(QDialog):
         """The interpreter the dialog would use: the field, or the fallbacks when empty."""
         typed = self.python.filePath().strip()
         if typed:
-            return typed
+            return str(typed)
         return os.environ.get(ENV_PYTHON, "").strip() or venv_python()
 
     def check(self) -> str:

@@ -251,7 +251,7 @@ def _to_pixels(geoms: np.ndarray, transform: Affine) -> np.ndarray:
         x, y = xy[:, 0], xy[:, 1]
         return np.column_stack([inv.a * x + inv.b * y + inv.c, inv.d * x + inv.e * y + inv.f])
 
-    return shapely.transform(geoms, apply)
+    return np.asarray(shapely.transform(geoms, apply))
 
 
 def contact_zones(geoms: np.ndarray, width: float) -> np.ndarray:
@@ -262,7 +262,7 @@ def contact_zones(geoms: np.ndarray, width: float) -> np.ndarray:
     left, right = STRtree(buffered).query(buffered, predicate="intersects")
     pairs = left < right
     zones = shapely.intersection(buffered[left[pairs]], buffered[right[pairs]])
-    return zones[~shapely.is_empty(zones)]
+    return np.asarray(zones[~shapely.is_empty(zones)])
 
 
 class LabelIndex:

@@ -69,6 +69,6 @@ def normalize(data: np.ndarray, valid: np.ndarray, stats: BandStats) -> np.ndarr
         raise RasterError(
             f"Window has {data.shape[0]} bands but the statistics have {mean.shape[0]}."
         )
-    out = (data.astype(np.float32, copy=False) - mean) / std
+    out: np.ndarray = (data.astype(np.float32, copy=False) - mean) / std
     out[:, ~valid] = 0.0
     return out

@@ -170,7 +170,7 @@ def read_window(
 
 
 def _inside(window: Window, width: int, height: int) -> bool:
-    return (
+    return bool(
         window.col_off >= 0
         and window.row_off >= 0
         and window.col_off + window.width <= width

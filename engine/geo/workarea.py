@@ -121,4 +121,5 @@ def area_mask(area: BaseGeometry | None, window: Window, grid: Affine) -> np.nda
     if part.is_empty or part.area <= 0:
         return np.zeros(shape, dtype=bool)
     transform = grid * Affine.translation(window.col_off, window.row_off)
-    return geometry_mask([part], out_shape=shape, transform=transform, invert=True)
+    mask: np.ndarray = geometry_mask([part], out_shape=shape, transform=transform, invert=True)
+    return mask

@@ -39,7 +39,7 @@ def architectures() -> list[str]:
 
 
 def encoders() -> list[str]:
-    """smp's named encoders (any timm model also works as ``tu-<timm name>``)."""
+    """Smp's named encoders (any timm model also works as ``tu-<timm name>``)."""
     return list(smp.encoders.get_encoder_names())
 
 
@@ -98,7 +98,8 @@ class CompactUNet(nn.Module):
         s3 = self.enc3(functional.max_pool2d(s2, 2))
         d2 = self.dec2(torch.cat([self._up(s3, s2), s2], dim=1))
         d1 = self.dec1(torch.cat([self._up(d2, s1), s1], dim=1))
-        return self.head(d1)
+        logits: torch.Tensor = self.head(d1)
+        return logits
 
 
 def _check_names(architecture: str, encoder: str, decoder_attention: bool) -> str:
@@ -141,7 +142,7 @@ def _build(arch: str, encoder: str, in_channels: int, classes: int, attention: b
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            return smp.create_model(
+            model: nn.Module = smp.create_model(
                 arch,
                 encoder_name=encoder,
                 encoder_weights=None,
@@ -149,6 +150,7 @@ def _build(arch: str, encoder: str, in_channels: int, classes: int, attention: b
                 classes=classes,
                 **kwargs,
             )
+            return model
     except (ValueError, KeyError, TypeError, AssertionError, RuntimeError) as err:
         raise ConfigError(
             f"Cannot build {arch} with encoder {encoder}: {err}; choose another encoder."

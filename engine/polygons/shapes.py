@@ -106,7 +106,7 @@ def _pixel_aspect(transform: Affine, crs: CRS, row_col: tuple[float, float]) -> 
     if crs.is_geographic:
         lat = (transform * (row_col[1], row_col[0]))[1]
         aspect /= max(math.cos(math.radians(lat)), 1e-6)
-    return aspect
+    return float(aspect)
 
 
 def _to_crs(geoms: np.ndarray, transform: Affine) -> np.ndarray:

@@ -75,12 +75,12 @@ class ConfusionCounts:
 
     @property
     def precision(self) -> float:
-        """tp / (tp + fp)."""
+        """Tp / (tp + fp)."""
         return _ratio(self.tp, self.tp + self.fp, self._perfect)
 
     @property
     def recall(self) -> float:
-        """tp / (tp + fn)."""
+        """Tp / (tp + fn)."""
         return _ratio(self.tp, self.tp + self.fn, self._perfect)
 
     @property
@@ -90,7 +90,7 @@ class ConfusionCounts:
 
     @property
     def iou(self) -> float:
-        """tp / (tp + fp + fn), the Jaccard index."""
+        """Tp / (tp + fp + fn), the Jaccard index."""
         return _ratio(self.tp, self.tp + self.fp + self.fn, self._perfect)
 
     @property

@@ -65,7 +65,7 @@ class MaskedBCE(nn.Module):
         self, logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor
     ) -> torch.Tensor:
         """Mean BCE over valid pixels."""
-        per_pixel = self.bce(logits, target) * valid
+        per_pixel: torch.Tensor = self.bce(logits, target) * valid
         return per_pixel.sum() / valid.sum().clamp(min=1) / logits.shape[1]
 
 

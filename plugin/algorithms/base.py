@@ -40,7 +40,7 @@ class FootprintAlgorithm(QgsProcessingAlgorithm):
 
     def tr(self, text: str) -> str:
         """Translate ``text`` in the plugin's context."""
-        return QCoreApplication.translate("Footprint", text)
+        return str(QCoreApplication.translate("Footprint", text))
 
     def name(self) -> str:
         """Algorithm id within the provider (``footprint:<name>``)."""
@@ -73,7 +73,7 @@ class FootprintAlgorithm(QgsProcessingAlgorithm):
     def add_advanced(self, param: QgsProcessingParameterDefinition) -> bool:
         """Add ``param`` under the dialog's "Advanced parameters"."""
         param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-        return self.addParameter(param)
+        return bool(self.addParameter(param))
 
     def device_args(self) -> list[str]:
         """``["--device", <setting>]`` for the commands that take a device."""

@@ -463,7 +463,7 @@ def test_real_labels_windowed_equals_whole(shared_data: Path, tmp_path: Path) ->
 
 
 def _grid_of_squares(n: int = 12) -> np.ndarray:
-    """n x n separate 4x4 squares, 8 pixels apart."""
+    """N x n separate 4x4 squares, 8 pixels apart."""
     mask = np.zeros((n * 8, n * 8), np.uint8)
     for r in range(n):
         for c in range(n):

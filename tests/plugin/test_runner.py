@@ -29,7 +29,7 @@ from .conftest import REPO, RecordingFeedback, write_boxes, write_geotiff
 
 
 def fake_engine(tmp_path: Path, body: str) -> list[str]:
-    """argv of a stand-in engine: a script run by this Python (no torch needed)."""
+    """Argv of a stand-in engine: a script run by this Python (no torch needed)."""
     script = tmp_path / "fake_engine.py"
     prelude = "import json, os, signal, sys, time\n"
     prelude += "def emit(**event):\n    print(json.dumps(event), flush=True)\n"
