@@ -11,7 +11,7 @@ IoU >= 0.5, training and inference time, hardware, the exact command and the mod
 A PNG of test chips with predicted (orange) and reference (cyan) outlines goes to
 docs/images/accuracy_<tag>.jpg. ``--set`` overrides any TrainConfig field (e.g. ``--set
 pos_weight=6 --set loss=jaccard+bce``), which is how the techniques are measured one by one;
-``--predict``/``--vectorize`` override PredictConfig/VectorizeConfig fields (e.g. ``--predict
+``--predict``/``--vectorize`` override InferenceOptions/PolygonOptions fields (e.g. ``--predict
 margin=0`` for non-overlapping tiles, ``--vectorize threshold=0.5``), and ``--model`` reuses a
 model kept with ``--keep-model`` instead of training, so prediction-side techniques are measured
 on the very same weights. Each run also writes its record as JSON to
@@ -42,11 +42,11 @@ import torch  # noqa: E402
 from engine.config import (  # noqa: E402
     DetectConfig,
     EvaluateConfig,
-    PredictConfig,
+    InferenceOptions,
+    PolygonOptions,
     TrainConfig,
-    VectorizeConfig,  # noqa: E402
 )
-from engine.detect import USE_MODEL_THRESHOLD, detect  # noqa: E402
+from engine.detect import detect  # noqa: E402
 from engine.evaluate import evaluate  # noqa: E402
 from engine.events import TerminalProgress  # noqa: E402
 from engine.geo.rasters import resolve_raster  # noqa: E402
@@ -220,11 +220,8 @@ def run(
         if not path.exists():
             raise SystemExit(f"Benchmark data not found: {path}; set FOOTPRINT_DATA")
     progress = TerminalProgress()
-    predict_settings = _overrides(PredictConfig, predict_overrides or [])
-    vectorize_settings = {
-        "threshold": USE_MODEL_THRESHOLD,
-        **_overrides(VectorizeConfig, vectorize_overrides or []),
-    }
+    predict_settings = _overrides(InferenceOptions, predict_overrides or [])
+    vectorize_settings = _overrides(PolygonOptions, vectorize_overrides or [])
     with tempfile.TemporaryDirectory(prefix="footprint-bench-") as tmp:
         work = Path(tmp)
         (work / "train").mkdir()
@@ -234,15 +231,22 @@ def run(
             _keep(part, keep_model)
         test_vrt = resolve_raster(str(DATA / data.test), workdir=str(work / "test"))
         prob = work / "probability.tif"
-        predict = PredictConfig(test_vrt, part["model"], str(prob), **predict_settings)
-        vec = VectorizeConfig("", str(work / "buildings.gpkg"), **vectorize_settings)
+        buildings = str(work / "buildings.gpkg")
+        config = DetectConfig(
+            test_vrt,
+            part["model"],
+            buildings,
+            keep_probability=str(prob),
+            **predict_settings,
+            **vectorize_settings,
+        )
         start = time.monotonic()
-        detected = detect(DetectConfig(predict, vec, str(prob)), progress)
+        detected = detect(config, progress)
         detect_s = time.monotonic() - start
         labels = str(_labels(data))
-        scores = evaluate(EvaluateConfig(vec.output, labels, area=str(prob)), progress)
+        scores = evaluate(EvaluateConfig(buildings, labels, area=str(prob)), progress)
         picture = ROOT / "docs" / "images" / f"accuracy_{tag}.jpg"
-        _picture(str(DATA / data.picture), labels, vec.output, picture)
+        _picture(str(DATA / data.picture), labels, buildings, picture)
     return {
         **{k: v for k, v in part.items() if k != "model"},
         "tag": tag,
@@ -279,7 +283,7 @@ def record(result: dict[str, Any]) -> str:
         f"- hardware: {result['hardware']}",
         f"- settings: `{json.dumps(result['settings'], default=str)}`",
         f"- prediction: `{json.dumps(result['predict'])}`, vectorizing:"
-        f" `{json.dumps(result['vectorize'])}` (threshold -1: the model's)",
+        f" `{json.dumps(result['vectorize'])}` (no threshold: the model's)",
         f"- training {result['train_s']:.0f} s ({result['trained']['epochs_run']} epochs, best"
         f" {result['trained']['best_epoch']}, threshold {result['trained']['threshold']:.2f});"
         f" detection {result['detect_s']:.1f} s",

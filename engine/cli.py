@@ -72,12 +72,27 @@ def _add_field(parser: argparse.ArgumentParser, f: dataclasses.Field[Any], dest:
     parser.add_argument(*flags, **kw)
 
 
-def _add_config(
-    parser: argparse.ArgumentParser, cls: type, prefix: str, skip: Sequence[str] = ()
-) -> None:
+def _add_config(parser: argparse.ArgumentParser, cls: type, prefix: str) -> None:
+    """One option per field of ``cls``: its own first, then those of each option group it
+    takes (e.g. ``InferenceOptions``) under the group's title."""
+    groups: dict[type, list[dataclasses.Field[Any]]] = {}
     for f in dataclasses.fields(cls):
-        if f.name not in skip:
-            _add_field(parser, f, prefix + f.name)
+        groups.setdefault(_declared_in(cls, f.name), []).append(f)
+    for owner, fields in sorted(groups.items(), key=lambda item: item[0] is not cls):
+        target: Any = parser
+        if owner is not cls:
+            title = (owner.__doc__ or owner.__name__).split("\n")[0].rstrip(".")
+            target = parser.add_argument_group(title[0].lower() + title[1:])
+        for f in fields:
+            _add_field(target, f, prefix + f.name)
+
+
+def _declared_in(cls: type, name: str) -> type:
+    """The class of ``cls``'s hierarchy whose own body declares the field ``name``."""
+    for klass in cls.__mro__:
+        if name in vars(klass).get("__annotations__", {}):
+            return klass
+    return cls
 
 
 def _build(cls: type, args: argparse.Namespace, prefix: str, **override: Any) -> Any:
@@ -120,51 +135,15 @@ def _run_vectorize(args: argparse.Namespace, progress: Progress) -> dict[str, An
 
 
 def _run_detect(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
-    from engine.detect import USE_MODEL_THRESHOLD, detect
+    from engine.detect import detect
 
-    threshold = args.v_threshold if args.v_threshold is not None else USE_MODEL_THRESHOLD
-    vec = _build(
-        VectorizeConfig,
-        args,
-        "v_",
-        raster="",
-        output=args.c_output,
-        overwrite=args.c_overwrite,
-        threshold=threshold,
-    )
-    pred = _build(PredictConfig, args, "c_", output=args.keep_probability or "")
-    return detect(DetectConfig(pred, vec, args.keep_probability), progress)
+    return detect(_build(DetectConfig, args, "c_"), progress)
 
 
 def _run_evaluate(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     from engine.evaluate import evaluate
 
     return evaluate(_build(EvaluateConfig, args, "c_"), progress)
-
-
-def _add_detect_options(parser: argparse.ArgumentParser) -> None:
-    _add_config(parser, PredictConfig, "c_", skip=("output",))
-    parser.add_argument(
-        "--output",
-        dest="c_output",
-        required=True,
-        metavar="OUTPUT",
-        help="Building polygon file to write (.gpkg, or any OGR format).",
-    )
-    vec = parser.add_argument_group("vectorize options")
-    for f in dataclasses.fields(VectorizeConfig):
-        if f.name not in ("raster", "output", "overwrite", "band", "threshold"):
-            _add_field(vec, f, "v_" + f.name)  # type: ignore[arg-type]
-    vec.add_argument(
-        "--threshold",
-        dest="v_threshold",
-        type=float,
-        default=None,
-        help="Building probability threshold (default: the one chosen in training).",
-    )
-    parser.add_argument(
-        "--keep-probability", default=None, help="Also write the probability GeoTIFF to this path."
-    )
 
 
 COMMANDS: dict[
@@ -178,7 +157,7 @@ COMMANDS: dict[
     "train": (lambda p: _add_config(p, TrainConfig, "c_"), _run_train),
     "predict": (lambda p: _add_config(p, PredictConfig, "c_"), _run_predict),
     "vectorize": (lambda p: _add_config(p, VectorizeConfig, "c_"), _run_vectorize),
-    "detect": (_add_detect_options, _run_detect),
+    "detect": (lambda p: _add_config(p, DetectConfig, "c_"), _run_detect),
     "evaluate": (lambda p: _add_config(p, EvaluateConfig, "c_"), _run_evaluate),
 }
 

@@ -106,17 +106,14 @@ class TrainConfig:
     overwrite: bool = field(default=False, metadata=_h("Replace the output if it exists."))
 
 
-@dataclass(frozen=True)
-class PredictConfig:
-    """Predict building probability over a raster with a trained model."""
+@dataclass(frozen=True, kw_only=True)
+class InferenceOptions:
+    """How the model runs over a raster (predict and detect)."""
 
-    raster: str = field(metadata=_h("Raster to predict on (file, folder or glob)."))
-    model: str = field(metadata=_h("Model file written by train."))
-    output: str = field(metadata=_h("Probability GeoTIFF to write (float32, 0-1)."))
-    overwrite: bool = field(default=False, metadata=_h("Replace the output if it exists."))
     batch_size: int = field(default=4, metadata=_h("Windows per batch."))
     margin: int | None = field(
-        default=None, metadata=_h("Overlap margin in pixels (default: an eighth of the tile).")
+        default=None,
+        metadata=_h("Overlap margin in pixels (default: an eighth of the tile)."),
     )
     tta: bool = field(default=False, metadata=_h("8-way flip/rotation test-time augmentation."))
     device: str = field(default="auto", metadata=_h("auto, cpu, cuda or cuda:N."))
@@ -130,8 +127,37 @@ class PredictConfig:
     aoi: str | None = field(default=None, metadata=_h("Polygon layer limiting the work."))
 
 
+@dataclass(frozen=True, kw_only=True)
+class PolygonOptions:
+    """How building probability becomes polygons (vectorize and detect)."""
+
+    threshold: float | None = field(
+        default=None,
+        metadata=_h(
+            "Pixels with building probability >= this are building (default: the threshold"
+            " chosen on validation when the model was trained)."
+        ),
+    )
+    min_area_m2: float = field(default=4.0, metadata=_h("Drop polygons smaller than this (m²)."))
+    hole_area_m2: float = field(default=4.0, metadata=_h("Fill holes smaller than this (m²)."))
+    simplify: float = field(
+        default=1.0, metadata=_h("Simplification tolerance in pixels (0: off).")
+    )
+    regularize: bool = field(default=False, metadata=_h("Square off building outlines."))
+
+
 @dataclass(frozen=True)
-class VectorizeConfig:
+class PredictConfig(InferenceOptions):
+    """Predict building probability over a raster with a trained model."""
+
+    raster: str = field(metadata=_h("Raster to predict on (file, folder or glob)."))
+    model: str = field(metadata=_h("Model file written by train."))
+    output: str = field(metadata=_h("Probability GeoTIFF to write (float32, 0-1)."))
+    overwrite: bool = field(default=False, metadata=_h("Replace the output if it exists."))
+
+
+@dataclass(frozen=True)
+class VectorizeConfig(PolygonOptions):
     """Turn a probability or mask raster into building polygons."""
 
     raster: str = field(metadata=_h("Probability or mask raster."))
@@ -139,24 +165,28 @@ class VectorizeConfig:
         metadata=_h("Polygon file to write (.gpkg, or any OGR format by extension).")
     )
     overwrite: bool = field(default=False, metadata=_h("Replace the output if it exists."))
-    threshold: float = field(default=0.5, metadata=_h("Pixels >= threshold are building."))
-    band: int = field(default=1, metadata=_h("Band holding the probability."))
-    min_area_m2: float = field(default=4.0, metadata=_h("Drop polygons smaller than this (m²)."))
-    hole_area_m2: float = field(default=4.0, metadata=_h("Fill holes smaller than this (m²)."))
-    simplify: float = field(
-        default=1.0, metadata=_h("Simplification tolerance in pixels (0: off).")
+    threshold: float = field(
+        default=0.5,
+        kw_only=True,
+        metadata=_h("Pixels >= threshold are building (1 for a 0/1 mask)."),
     )
-    regularize: bool = field(default=False, metadata=_h("Square off building outlines."))
+    band: int = field(default=1, metadata=_h("Band holding the probability."))
     window_size: int = field(default=2048, metadata=_h("Pixels per processing window side."))
 
 
 @dataclass(frozen=True)
-class DetectConfig:
-    """Predict and vectorize in one pass."""
+class DetectConfig(InferenceOptions, PolygonOptions):
+    """Predict and vectorize in one pass: raster + model -> building polygons."""
 
-    predict: PredictConfig
-    vectorize: VectorizeConfig
-    keep_probability: str | None = None
+    raster: str = field(metadata=_h("Raster to detect buildings in (file, folder or glob)."))
+    model: str = field(metadata=_h("Model file written by train."))
+    output: str = field(
+        metadata=_h("Building polygon file to write (.gpkg, or any OGR format by extension).")
+    )
+    overwrite: bool = field(default=False, metadata=_h("Replace the outputs if they exist."))
+    keep_probability: str | None = field(
+        default=None, metadata=_h("Also write the probability GeoTIFF to this path.")
+    )
 
 
 @dataclass(frozen=True)

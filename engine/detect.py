@@ -1,15 +1,14 @@
 """Detect buildings: predict and vectorize in one streaming pass.
 
-Finished probability blocks from :func:`engine.predict.probability_blocks` go straight into
-the vectorizer's seam joiner (:class:`engine.vectorize.SeamJoiner`), so the probability raster
-is never re-read; optionally the same blocks are also written to a probability GeoTIFF
+Finished probability blocks of the prediction job (:mod:`engine.inference.job`) go straight
+into the seam joiner (:class:`engine.polygons.seams.SeamJoiner`), so the probability raster is
+never re-read; optionally the same blocks are also written to a probability GeoTIFF
 (``keep_probability``), identical to what :func:`engine.predict.predict` writes. The result
 equals running ``predict`` then ``vectorize`` on its output with the same threshold (for a
 single-class model).
 
-Threshold: ``VectorizeConfig.threshold`` set to :data:`USE_MODEL_THRESHOLD` (-1), any negative
-value or NaN means "use the threshold stored in the model file" (chosen on validation when
-training).
+Threshold: ``DetectConfig.threshold`` None (the default) uses the threshold stored in the model
+file (chosen on validation when training).
 
 Contact class: with a model that also predicts the contact strip between touching buildings,
 a pixel is building where building probability >= threshold AND contact probability < the
@@ -19,11 +18,9 @@ splits buildings that share a wall.
 
 from __future__ import annotations
 
-import math
 import tempfile
 import time
 from contextlib import ExitStack
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,22 +31,17 @@ from engine.config import DetectConfig
 from engine.events import Progress, SubProgress, check_canceled
 from engine.geo.outputs import atomic_output, check_output
 from engine.geo.vectors import VectorWriter
+from engine.inference.job import (
+    PredictionJob,
+    open_probability,
+    prepare_job,
+    probability_blocks,
+)
 from engine.models.device import resolve_device
 from engine.models.modelfile import ModelSpec, load_model
-from engine.predict import PredictionJob, open_probability, prepare_job, probability_blocks
-from engine.vectorize import PolygonStream, SeamJoiner, check_vectorize_config
+from engine.polygons.seams import PolygonStream, SeamJoiner, check_polygon_options
 
-__all__ = ["USE_MODEL_THRESHOLD", "detect", "detect_with_model"]
-
-#: Threshold value meaning "use the model file's threshold" (any negative value or NaN does).
-USE_MODEL_THRESHOLD = -1.0
-
-
-def resolve_threshold(value: float | None, spec: ModelSpec) -> float:
-    """``value``, or the model's threshold when ``value`` is None, NaN or negative."""
-    if value is None or math.isnan(value) or value < 0:
-        return float(spec.threshold)
-    return float(value)
+__all__ = ["detect", "detect_with_model"]
 
 
 def _polygonize(
@@ -84,22 +76,21 @@ def detect_with_model(
     progress: Progress,
     device: torch.device | None = None,
 ) -> dict[str, Any]:
-    """:func:`detect` with a model already in memory (``config.predict.model`` is not read)."""
+    """:func:`detect` with a model already in memory (``config.model`` is not read)."""
     start = time.monotonic()
-    vec = replace(config.vectorize, threshold=resolve_threshold(config.vectorize.threshold, spec))
-    check_vectorize_config(vec)
-    out = check_output(vec.output, vec.overwrite)
+    threshold = float(spec.threshold if config.threshold is None else config.threshold)
+    check_polygon_options(config, threshold)
+    out = check_output(config.output, config.overwrite)
     keep = config.keep_probability or None
-    overwrite_keep = vec.overwrite or config.predict.overwrite
     if keep:
-        check_output(keep, overwrite_keep)
-    device = device or resolve_device(config.predict.device)
+        check_output(keep, config.overwrite)
+    device = device or resolve_device(config.device)
     with tempfile.TemporaryDirectory(prefix=".footprint-", dir=out.parent) as workdir:
-        job = prepare_job(config.predict, model, spec, device, progress, workdir)
-        source = "the model's" if vec.threshold != config.vectorize.threshold else "given"
+        job = prepare_job(config.raster, config, model, spec, device, progress, workdir)
+        source = "the model's" if config.threshold is None else "given"
         progress.log(
             f"Detecting buildings on {job.grid.width}x{job.grid.height} px on {job.device},"
-            f" threshold {vec.threshold:g} ({source})"
+            f" threshold {threshold:g} ({source})"
             + (
                 f", contact probability >= {spec.contact_threshold:g} splits touching buildings."
                 if "contact" in job.classes
@@ -109,13 +100,13 @@ def detect_with_model(
         with ExitStack() as stack:
             dst = None
             if keep:
-                tmp = stack.enter_context(atomic_output(keep, overwrite_keep))
+                tmp = stack.enter_context(atomic_output(keep, config.overwrite))
                 dst = stack.enter_context(open_probability(tmp, job))
-            writer = stack.enter_context(VectorWriter(out, vec.overwrite, "Polygon"))
-            stream = PolygonStream(writer, job.crs, vec, job.grid.transform)
+            writer = stack.enter_context(VectorWriter(out, config.overwrite, "Polygon"))
+            stream = PolygonStream(writer, job.crs, config, job.grid.transform)
             joiner = _polygonize(
                 job,
-                vec.threshold,
+                threshold,
                 spec.contact_threshold,
                 dst,
                 stream,
@@ -125,7 +116,7 @@ def detect_with_model(
             check_canceled(progress)
             stream.close()
     seconds = time.monotonic() - start
-    return _result(job, stream, writer.path, keep, vec.threshold, seconds, joiner, progress)
+    return _result(job, stream, writer.path, keep, threshold, seconds, joiner, progress)
 
 
 def _result(
@@ -168,18 +159,18 @@ def _result(
 
 
 def detect(config: DetectConfig, progress: Progress) -> dict[str, Any]:
-    """Write building polygons (GeoPackage by default) detected in ``config.predict.raster``.
+    """Write building polygons (GeoPackage by default) detected in ``config.raster``.
 
     Polygons are in the raster's CRS with ``id``, ``area_m2`` and ``score`` (mean building
-    probability). ``config.predict.output`` is not used; ``config.keep_probability`` names an
-    optional probability GeoTIFF to keep. Outputs are atomic: a failure or cancel leaves none.
+    probability). ``config.keep_probability`` names an optional probability GeoTIFF to keep.
+    Outputs are atomic: a failure or cancel leaves none.
 
     Returns:
         ``output``, ``buildings``, ``total_area_m2``, ``probability`` (path or None),
         ``threshold``, ``width``, ``height``, ``windows``, ``device``, ``seconds``,
         ``megapixels_per_second``, ``resampled``, ``score_mean``.
     """
-    check_output(config.vectorize.output, config.vectorize.overwrite)
-    device = resolve_device(config.predict.device)
-    model, spec = load_model(config.predict.model, device=str(device))
+    check_output(config.output, config.overwrite)
+    device = resolve_device(config.device)
+    model, spec = load_model(config.model, device=str(device))
     return detect_with_model(config, model, spec, progress, device)

@@ -22,7 +22,6 @@ import shapely
 from affine import Affine
 from pyproj import CRS
 from rasterio import features, windows
-from rasterio.windows import Window
 from shapely.geometry.base import BaseGeometry
 
 from engine.config import EvaluateConfig
@@ -32,6 +31,7 @@ from engine.geo import labels
 from engine.geo.outputs import atomic_output, check_output
 from engine.geo.rasters import RASTER_SUFFIXES, ground_resolution_m, open_raster
 from engine.geo.vectors import write_vector
+from engine.geo.windows import Grid
 from engine.scoring.metrics import ConfusionCounts, Matching, match_objects, object_scores
 
 #: Pixels per side of one rasterising window.
@@ -39,15 +39,6 @@ WINDOW = 2048
 #: Pixel size in metres when neither the config nor an area raster gives one.
 DEFAULT_RESOLUTION_M = 0.25
 _POLYGONAL = (3, 6)  # shapely type ids of Polygon and MultiPolygon
-
-
-@dataclass(frozen=True)
-class PixelGrid:
-    """A north-up grid of ``width`` x ``height`` pixels."""
-
-    transform: Affine
-    width: int
-    height: int
 
 
 @dataclass(frozen=True)
@@ -263,19 +254,19 @@ def inside(geoms: np.ndarray, area: BaseGeometry) -> np.ndarray:
     return np.asarray(shapely.intersects(area, shapely.point_on_surface(geoms)), dtype=bool)
 
 
-def pixel_grid(area: BaseGeometry, resolution: float) -> PixelGrid:
+def pixel_grid(area: BaseGeometry, resolution: float) -> Grid:
     """A grid of ``resolution`` CRS units from the top-left of ``area``'s bounds, covering it."""
     xmin, ymin, xmax, ymax = area.bounds
     width = max(1, math.ceil((xmax - xmin) / resolution - 1e-6))
     height = max(1, math.ceil((ymax - ymin) / resolution - 1e-6))
-    return PixelGrid(Affine(resolution, 0.0, xmin, 0.0, -resolution, ymax), width, height)
+    return Grid(width, height, Affine(resolution, 0.0, xmin, 0.0, -resolution, ymax))
 
 
 def count_pixels(
     pred: np.ndarray,
     ref: np.ndarray,
     area: BaseGeometry,
-    grid: PixelGrid,
+    grid: Grid,
     window: int = WINDOW,
     progress: Progress | None = None,
 ) -> ConfusionCounts:
@@ -284,7 +275,7 @@ def count_pixels(
     progress = progress or NullProgress()
     pred_tree, ref_tree = shapely.STRtree(pred), shapely.STRtree(ref)
     shapely.prepare(area)
-    blocks = windows.subdivide(Window(0, 0, grid.width, grid.height), window, window)
+    blocks = list(grid.blocks(window))
     total = ConfusionCounts()
     for i, block in enumerate(blocks):
         check_canceled(progress)

@@ -3,303 +3,28 @@
 The output is a float32 GeoTIFF on the input's exact grid (CRS, transform, width, height):
 band 1 "building probability" and, for models with a contact class, band 2 "contact
 probability"; tiled 256 x 256, DEFLATE with floating-point predictor, BigTIFF when needed.
-Its nodata value is :data:`NODATA` (-1, outside the 0-1 range of probabilities, so any
-threshold treats it as background): pixels that are nodata in any input band, and pixels
-whose centre lies outside the extent/AOI, are nodata. With an extent/AOI the output still
-covers the whole raster grid; only windows meeting the area are predicted.
-
-How it works (see :mod:`engine.inference.predictor`): windows of the model's tile size every
-``tile - 2 * margin`` pixels over the grid padded by ``margin`` (reflect-filled outside the
-raster), predicted in batches (optionally with 8-way TTA), blended with smooth weights that
-sum to one per pixel, and written block by block as soon as a block is final. Memory holds
-about ``(tile + 512) x raster width`` pixels of accumulators, never a scene-sized array.
-
-The model runs at its training resolution: when the raster's ground resolution differs by
-more than 5 % (and ``native_resolution`` is off), windows are read from a virtual raster
-(WarpedVRT, same CRS, bilinear) at the model's resolution, predicted into a temporary
-probability GeoTIFF, and that is resampled back (bilinear) onto the raster's grid block by
-block when writing the output.
+Its nodata value is :data:`engine.inference.job.NODATA` (-1, outside the 0-1 range of
+probabilities, so any threshold treats it as background). With an extent/AOI the output still
+covers the whole raster grid; only windows meeting the area are predicted. The work itself is
+the prediction job of :mod:`engine.inference.job`, which ``detect`` shares.
 """
 
 from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-import rasterio
 import torch
-from affine import Affine
-from rasterio.crs import CRS
-from rasterio.enums import Resampling
-from rasterio.io import DatasetWriter
-from rasterio.vrt import WarpedVRT
-from shapely.geometry.base import BaseGeometry
 
 from engine.config import PredictConfig
-from engine.errors import RasterError
-from engine.events import Progress, SubProgress, check_canceled
-from engine.geo.normalize import BandStats
+from engine.events import Progress
 from engine.geo.outputs import atomic_output, check_output
-from engine.geo.rasters import ground_resolution_m, open_raster, resolve_raster
-from engine.geo.workarea import area_mask, load_work_area
-from engine.inference.blend import NODATA, Block, block_windows
-from engine.inference.predictor import TiledPredictor, check_tiling, default_margin
-from engine.inference.tilereader import read_inside
-from engine.models.device import describe_device, resolve_device
-from engine.models.modelfile import ModelSpec, check_bands, load_model
-from engine.models.registry import output_stride
+from engine.inference.job import PredictionJob, open_probability, prepare_job, probability_blocks
+from engine.models.device import resolve_device
+from engine.models.modelfile import ModelSpec, load_model
 
-__all__ = ["NODATA", "Grid", "PredictionJob", "predict", "predict_with_model"]
-
-#: Relative difference between raster and model resolution above which the raster is resampled.
-RESOLUTION_TOLERANCE = 0.05
-#: Side of the output blocks (= GeoTIFF tiles) written as they finish.
-BLOCK = 256
-#: Creation options of probability GeoTIFFs.
-PROFILE: dict[str, Any] = {
-    "driver": "GTiff",
-    "dtype": "float32",
-    "nodata": NODATA,
-    "tiled": True,
-    "blockxsize": BLOCK,
-    "blockysize": BLOCK,
-    "compress": "deflate",
-    "predictor": 3,
-    "BIGTIFF": "IF_SAFER",
-}
-
-
-@dataclass(frozen=True)
-class Grid:
-    """A north-up pixel grid."""
-
-    width: int
-    height: int
-    transform: Affine
-
-
-@dataclass
-class PredictionJob:
-    """Everything one prediction needs, checked: raster, grids, model and work area."""
-
-    raster: str
-    crs: CRS
-    grid: Grid  # the raster's grid: the output's
-    model_grid: Grid  # where the model runs; differs from ``grid`` when resampling
-    bands: tuple[int, ...]
-    classes: tuple[str, ...]
-    area: BaseGeometry | None
-    predictor: TiledPredictor
-    device: str
-
-    @property
-    def resampled(self) -> bool:
-        """True when the model runs on a resampled grid."""
-        return self.model_grid != self.grid
-
-
-def _model_grid(src: Any, spec: ModelSpec, native: bool, progress: Progress) -> Grid:
-    """The grid to run the model on: the raster's, or one at the model's resolution."""
-    grid = Grid(src.width, src.height, src.transform)
-    res = ground_resolution_m(src)
-    if native or spec.resolution_m <= 0:
-        if native and abs(spec.resolution_m / res - 1) > RESOLUTION_TOLERANCE:
-            progress.log(
-                f"Predicting at the raster's own {res:.3f} m (native resolution) although the"
-                f" model was trained at {spec.resolution_m:.3f} m."
-            )
-        return grid
-    ratio = spec.resolution_m / res
-    if abs(ratio - 1) <= RESOLUTION_TOLERANCE:
-        return grid
-    width, height = max(1, round(src.width / ratio)), max(1, round(src.height / ratio))
-    transform = src.transform * Affine.scale(src.width / width, src.height / height)
-    progress.log(
-        f"Raster resolution {res:.3f} m differs from the model's {spec.resolution_m:.3f} m:"
-        f" predicting on a resampled {width}x{height} grid (bilinear), then resampling back"
-        f" onto the raster's {src.width}x{src.height} grid. Use native resolution to predict"
-        " on the raster's own pixels instead."
-    )
-    return Grid(width, height, transform)
-
-
-def prepare_job(
-    config: PredictConfig,
-    model: torch.nn.Module,
-    spec: ModelSpec,
-    device: torch.device,
-    progress: Progress,
-    workdir: str,
-) -> PredictionJob:
-    """Open and check the raster against the model; plan grids, tiling and work area.
-
-    Raises:
-        RasterError: unreadable or ungeoreferenced raster. ModelFileError: band mismatch.
-        ConfigError: bad tiling, batch size, extent or AOI.
-    """
-    tile = int(spec.tile_size)
-    align = output_stride(model)
-    margin = default_margin(tile, align) if config.margin is None else int(config.margin)
-    check_tiling(tile, margin, config.batch_size)
-    raster = resolve_raster(config.raster, workdir=workdir)
-    with open_raster(raster) as src:
-        bands = check_bands(spec, src.count)
-        grid = Grid(src.width, src.height, src.transform)
-        crs = src.crs
-        model_grid = _model_grid(src, spec, config.native_resolution, progress)
-    area = load_work_area(
-        config.extent, config.aoi, crs, grid.transform, grid.width, grid.height, progress
-    )
-    model.to(device).eval()
-    if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)  # matches the batches (engine.inference.tta)
-    predictor = TiledPredictor(
-        model,
-        device,
-        tile,
-        margin,
-        len(spec.classes),
-        bands,
-        BandStats(tuple(spec.mean), tuple(spec.std)),
-        config.batch_size,
-        config.tta,
-        BLOCK,
-    )
-    return PredictionJob(
-        raster,
-        crs,
-        grid,
-        model_grid,
-        bands,
-        tuple(spec.classes),
-        area,
-        predictor,
-        describe_device(device),
-    )
-
-
-@contextmanager
-def open_probability(
-    path: str | Path, job: PredictionJob, grid: Grid | None = None, **options: Any
-) -> Iterator[DatasetWriter]:
-    """A new probability GeoTIFF on ``grid`` (default: the job's raster grid)."""
-    grid = grid or job.grid
-    profile = {**PROFILE, **options}
-    with rasterio.open(
-        path,
-        "w",
-        width=grid.width,
-        height=grid.height,
-        count=len(job.classes),
-        crs=job.crs,
-        transform=grid.transform,
-        **profile,
-    ) as dst:
-        for band, name in enumerate(job.classes, start=1):
-            dst.set_band_description(band, f"{name} probability")
-        yield dst
-
-
-def _with_area(block: Block, job: PredictionJob, transform: Affine) -> Block:
-    """``block`` with pixels outside the work area set to nodata."""
-    mask = area_mask(job.area, block.window, transform)
-    if mask is None:
-        return block
-    valid = block.valid & mask
-    data = block.data
-    data[:, ~valid] = NODATA
-    return Block(block.index, block.window, data, valid)
-
-
-def _warped(job: PredictionJob) -> Any:
-    """Opener of the raster seen through a WarpedVRT on the model grid."""
-
-    @contextmanager
-    def opener() -> Iterator[Any]:
-        g = job.model_grid
-        with (
-            open_raster(job.raster) as src,
-            WarpedVRT(
-                src,
-                crs=src.crs,
-                transform=g.transform,
-                width=g.width,
-                height=g.height,
-                resampling=Resampling.bilinear,
-            ) as vrt,
-        ):
-            yield vrt
-
-    return opener
-
-
-def _resampled_back(job: PredictionJob, path: Path, progress: Progress) -> Iterator[Block]:
-    """Blocks on the raster grid, bilinear from the model-grid probabilities in ``path``."""
-    g = job.grid
-    windows = list(block_windows(g.width, g.height, BLOCK))
-    with (
-        rasterio.open(path) as prob,
-        open_raster(job.raster) as src,
-        WarpedVRT(
-            prob,
-            crs=job.crs,
-            transform=g.transform,
-            width=g.width,
-            height=g.height,
-            resampling=Resampling.bilinear,
-            src_nodata=NODATA,
-            nodata=NODATA,
-        ) as vrt,
-    ):
-        for index, window in enumerate(windows):
-            check_canceled(progress)
-            data = vrt.read(window=window).astype(np.float32, copy=False)
-            _, valid = read_inside(src, window, job.bands)
-            valid &= data[0] != NODATA
-            data[:, ~valid] = NODATA
-            yield _with_area(Block(index, window, data, valid), job, g.transform)
-            progress.set_progress(100.0 * (index + 1) / len(windows))
-
-
-def probability_blocks(job: PredictionJob, progress: Progress, workdir: str) -> Iterator[Block]:
-    """The output's blocks on the raster grid, final, in row-major order (see module doc).
-
-    Raises:
-        RasterError: no window had a valid pixel (all nodata, or none in the work area).
-    """
-    p = job.predictor
-    if not job.resampled:
-        g = job.grid
-        for block in p.run(
-            lambda: open_raster(job.raster), g.width, g.height, g.transform, job.area, progress
-        ):
-            yield _with_area(block, job, g.transform)
-    else:
-        g = job.model_grid
-        tmp = Path(workdir) / "model-grid-probability.tif"
-        with open_probability(tmp, job, g, compress="none", predictor=1) as dst:
-            for block in p.run(
-                _warped(job), g.width, g.height, g.transform, job.area, SubProgress(progress, 0, 90)
-            ):
-                dst.write(block.data, window=block.window)
-        _check_any_valid(job)
-        yield from _resampled_back(job, tmp, SubProgress(progress, 90, 100))
-    _check_any_valid(job)
-
-
-def _check_any_valid(job: PredictionJob) -> None:
-    if job.predictor.windows_predicted == 0:
-        where = " inside the extent/AOI" if job.area is not None else ""
-        raise RasterError(
-            f"Raster {job.raster} has no valid pixels{where} (all nodata); check its nodata"
-            " value and mask, or choose an area with data."
-        )
+__all__ = ["predict", "predict_with_model"]
 
 
 def predict_with_model(
@@ -314,7 +39,7 @@ def predict_with_model(
     out = check_output(config.output, config.overwrite)
     device = device or resolve_device(config.device)
     with tempfile.TemporaryDirectory(prefix=".footprint-", dir=out.parent) as workdir:
-        job = prepare_job(config, model, spec, device, progress, workdir)
+        job = prepare_job(config.raster, config, model, spec, device, progress, workdir)
         _log_start(job, config, progress)
         with atomic_output(out, config.overwrite) as tmp, open_probability(tmp, job) as dst:
             for block in probability_blocks(job, progress, workdir):

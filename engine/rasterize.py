@@ -7,14 +7,12 @@ contact strip between touching buildings (with ``boundary``), 255 where the rast
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import rasterio
 from rasterio.io import DatasetReader
-from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
 from engine.config import RasterizeConfig
@@ -23,7 +21,7 @@ from engine.events import Progress, check_canceled
 from engine.geo.labels import BUILDING, CONTACT, LabelIndex, labels_for_extent
 from engine.geo.outputs import atomic_output, check_output
 from engine.geo.rasters import default_bands, open_raster, read_window, resolve_raster
-from engine.geo.windows import WindowPlan
+from engine.geo.windows import Grid
 
 #: Mask value where the raster has no data.
 NODATA = 255
@@ -77,29 +75,6 @@ def rasterize_labels(config: RasterizeConfig, progress: Progress) -> dict[str, A
     }
 
 
-def tiles(width: int, height: int, size: int) -> Iterator[Window]:
-    """Disjoint windows of at most ``size`` pixels covering the grid, row by row.
-
-    They follow the rows and columns of a :class:`WindowPlan` with stride = tile, keeping of
-    the last (shifted) window only what the one before did not cover, so every pixel is
-    written and counted once and windows start on multiples of ``size``.
-    """
-    plan = WindowPlan(width, height, tile=size, stride=size)
-    for row0, row1 in _spans(plan.rows, size, height):
-        for col0, col1 in _spans(plan.columns, size, width):
-            yield Window(col0, row0, col1 - col0, row1 - row0)
-
-
-def _spans(offsets: list[int], size: int, limit: int) -> list[tuple[int, int]]:
-    spans, end = [], 0
-    for offset in offsets:
-        start, stop = max(offset, end), min(offset + size, limit)
-        if stop > start:
-            spans.append((start, stop))
-        end = max(end, stop)
-    return spans
-
-
 def _profile(src: DatasetReader) -> dict[str, Any]:
     return {
         "driver": "GTiff",
@@ -126,7 +101,7 @@ def _write_mask(
     progress: Progress,
 ) -> np.ndarray:
     """Write the mask window by window; return the pixel count of every value (256 bins)."""
-    windows = list(tiles(src.width, src.height, config.window_size))
+    windows = list(Grid(src.width, src.height, src.transform).blocks(config.window_size))
     bands = default_bands(src)
     counts = np.zeros(256, dtype=np.int64)
     with rasterio.open(path, "w", **_profile(src)) as dst:

@@ -1,4 +1,6 @@
-"""Window plans over a raster grid and the weights that blend overlapping windows.
+"""The pixel grid of a raster and the windows over it: disjoint blocks (reading, writing and
+polygonizing in pieces), overlapping window plans (the model's windows) and the weights that
+blend overlapping windows.
 
 A plan covers the raster exactly: every pixel lies in at least one window, and windows keep
 inside the (optionally padded) grid, the last one in a row or column shifted back to the edge.
@@ -10,9 +12,28 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+from affine import Affine
 from rasterio.windows import Window
 
 from engine.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A north-up grid of ``width`` x ``height`` pixels placed by ``transform``."""
+
+    width: int
+    height: int
+    transform: Affine
+
+    def blocks(self, size: int) -> Iterator[Window]:
+        """Disjoint ``size`` windows covering the grid, row by row; they start on multiples of
+        ``size``, and the last row and column are only as large as what is left."""
+        if size < 1:
+            raise ConfigError(f"Block size must be positive, got {size}.")
+        for row in range(0, self.height, size):
+            for col in range(0, self.width, size):
+                yield Window(col, row, min(size, self.width - col), min(size, self.height - row))
 
 
 @dataclass(frozen=True)

@@ -41,13 +41,6 @@ class Block:
     valid: np.ndarray
 
 
-def block_windows(width: int, height: int, block: int) -> Iterator[Window]:
-    """The blocks of a ``width`` x ``height`` grid in row-major order (edges may be smaller)."""
-    for row in range(0, height, block):
-        for col in range(0, width, block):
-            yield Window(col, row, min(block, width - col), min(block, height - row))
-
-
 _Slices = tuple[slice, slice]
 
 

@@ -22,7 +22,7 @@ from shapely import affinity
 from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
 
-from engine.config import VectorizeConfig
+from engine.config import PolygonOptions
 
 #: A polygon that fills at least this share of its minimum rotated rectangle becomes that
 #: rectangle when regularizing.
@@ -120,7 +120,7 @@ def _to_crs(geoms: np.ndarray, transform: Affine) -> np.ndarray:
     return np.asarray(shapely.transform(geoms, move), dtype=object).reshape(len(geoms))
 
 
-def _clean_one(geom: Polygon, transform: Affine, crs: CRS, config: VectorizeConfig) -> Polygon:
+def _clean_one(geom: Polygon, transform: Affine, crs: CRS, config: PolygonOptions) -> Polygon:
     """Fill small holes, simplify and optionally regularize one pixel-coordinate polygon."""
     if geom.interiors and config.hole_area_m2 > 0:
         rings = shapely.polygons(list(geom.interiors))
@@ -142,7 +142,7 @@ def finalize_polygons(
     geoms: Sequence[BaseGeometry],
     scores: Sequence[float],
     crs: Any,
-    config: VectorizeConfig,
+    config: PolygonOptions,
     transform: Affine,
     first_id: int = 1,
 ) -> gpd.GeoDataFrame:

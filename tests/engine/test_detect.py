@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from shapely.geometry import box
 from torch import nn
 
 from engine.config import DetectConfig, PredictConfig, VectorizeConfig
-from engine.detect import USE_MODEL_THRESHOLD, detect, detect_with_model, resolve_threshold
+from engine.detect import detect, detect_with_model
 from engine.errors import CancelledError, ConfigError, OutputError
 from engine.events import NullProgress, RecordingProgress
 from engine.models.modelfile import ModelSpec
@@ -86,21 +87,21 @@ def world_box(c0: int, r0: int, c1: int, r1: int) -> Any:
 def config(
     raster: Path,
     out: Path,
-    threshold: float = USE_MODEL_THRESHOLD,
+    threshold: float | None = None,
     keep: Path | None = None,
-    **pred: Any,
+    **options: Any,
 ) -> DetectConfig:
-    vec = VectorizeConfig(
-        raster="",
+    return DetectConfig(
+        raster=str(raster),
+        model="unused.pt",
         output=str(out),
+        keep_probability=str(keep) if keep else None,
         threshold=threshold,
         min_area_m2=0.0,
         hole_area_m2=0.0,
         simplify=0.0,
-        overwrite=pred.pop("overwrite", False),
+        **options,
     )
-    p = PredictConfig(raster=str(raster), model="unused.pt", output="", **pred)
-    return DetectConfig(p, vec, str(keep) if keep else None)
 
 
 def test_polygons_match_drawn_rectangles(tmp_path: Path) -> None:
@@ -214,9 +215,6 @@ def test_threshold_defaults_to_the_models(tmp_path: Path) -> None:
     data[0, 60:80, 60:80] = 0.8  # probability ~0.95
     raster = write(tmp_path / "t.tif", data)
     strict = spec(threshold=0.9)
-    assert resolve_threshold(USE_MODEL_THRESHOLD, strict) == 0.9
-    assert resolve_threshold(float("nan"), strict) == 0.9
-    assert resolve_threshold(0.3, strict) == 0.3
     r1 = detect_with_model(config(raster, tmp_path / "a.gpkg"), Pointwise(), strict, NullProgress())
     r2 = detect_with_model(
         config(raster, tmp_path / "b.gpkg", 0.5), Pointwise(), strict, NullProgress()
@@ -289,9 +287,8 @@ def test_detect_with_model_file(tmp_path: Path) -> None:
     )
     save_model(tmp_path / "m.pt", model, s)
     raster = rect_raster(tmp_path)
-    cfg = config(raster, tmp_path / "b.gpkg", keep=tmp_path / "p.tif")
-    cfg = DetectConfig(
-        PredictConfig(str(raster), str(tmp_path / "m.pt"), ""), cfg.vectorize, cfg.keep_probability
+    cfg = replace(
+        config(raster, tmp_path / "b.gpkg", keep=tmp_path / "p.tif"), model=str(tmp_path / "m.pt")
     )
     result = detect(cfg, NullProgress())
     assert Path(result["output"]).exists() and Path(result["probability"]).exists()

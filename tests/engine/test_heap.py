@@ -7,11 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from affine import Affine
 
 import engine.heap as heap_module
-import engine.vectorize as vectorize_module
+import engine.polygons.seams as seams_module
+from engine.geo.windows import Grid
 from engine.heap import HeapKeeper, release_free_memory, resident_bytes
-from engine.vectorize import SeamJoiner, seam_windows
+from engine.polygons.seams import SeamJoiner
 
 
 def _rss_mib() -> float:
@@ -39,9 +41,9 @@ def test_the_joiner_releases_memory_once_per_row_of_windows(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     calls: list[int] = []
-    monkeypatch.setattr(vectorize_module, "release_free_memory", lambda: calls.append(1))
+    monkeypatch.setattr(seams_module, "release_free_memory", lambda: calls.append(1))
     joiner = SeamJoiner(300, 250, 0.5)
-    windows = list(seam_windows(300, 250, 100))  # 3 rows of 3 windows
+    windows = list(Grid(300, 250, Affine.identity()).blocks(100))  # 3 rows of 3 windows
     for window in windows:
         shape = (int(window.height), int(window.width))
         joiner.add(window, np.ones(shape, np.float32), np.ones(shape, bool))

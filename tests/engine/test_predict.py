@@ -15,8 +15,9 @@ from affine import Affine
 from engine.config import PredictConfig
 from engine.errors import CancelledError, ConfigError, ModelFileError, OutputError, RasterError
 from engine.events import NullProgress, RecordingProgress
+from engine.inference.job import NODATA
 from engine.models.modelfile import ModelSpec
-from engine.predict import NODATA, predict
+from engine.predict import predict
 from tests.engine.predict_helpers import (
     GRID,
     Box3,

@@ -19,8 +19,9 @@ from torch import nn
 from engine.config import PredictConfig
 from engine.errors import ConfigError
 from engine.events import NullProgress, RecordingProgress
+from engine.inference.job import NODATA
 from engine.models.modelfile import ModelSpec
-from engine.predict import NODATA, predict_with_model
+from engine.predict import predict_with_model
 from tests.engine.conftest import write_labels
 from tests.engine.predict_helpers import GRID, Box3, run, sig, smooth
 

@@ -16,7 +16,7 @@ from shapely.geometry import Polygon, box
 from engine.config import RasterizeConfig
 from engine.errors import CancelledError, ConfigError, LabelsError, OutputError
 from engine.events import NullProgress, RecordingProgress
-from engine.rasterize import rasterize_labels, tiles
+from engine.rasterize import rasterize_labels
 from tests.engine.conftest import UTM, WGS84
 
 UTM_GRID = Affine(0.5, 0, 500_000.0, 0, -0.5, 3_700_000.0)
@@ -146,14 +146,6 @@ def test_windowed_mask_equals_a_single_window_mask_with_contacts(
     assert small == {**big, "output": small["output"]}
     assert small["building_pixels"] == int((a == 1).sum())
     assert small["contact_pixels"] == int((a == 2).sum())
-
-
-def test_tiles_cover_the_grid_once() -> None:
-    seen = np.zeros((70, 90), dtype=int)
-    for w in tiles(90, 70, 32):
-        seen[w.row_off : w.row_off + w.height, w.col_off : w.col_off + w.width] += 1
-        assert w.col_off % 32 == 0 and w.row_off % 32 == 0
-    assert (seen == 1).all()
 
 
 def test_nodata_pixels_become_255(

@@ -21,18 +21,19 @@ from shapely.geometry import Polygon, box, shape
 from engine.config import VectorizeConfig
 from engine.errors import CancelledError, ConfigError, OutputError
 from engine.events import NullProgress, RecordingProgress
+from engine.geo.windows import Grid
+from engine.polygons.seams import PolygonStream, SeamJoiner, polygonize_windows
 from engine.polygons.shapes import canonical_polygon, regularize_polygon
-from engine.vectorize import (
-    PolygonStream,
-    SeamJoiner,
-    polygonize_windows,
-    seam_windows,
-    vectorize,
-)
+from engine.vectorize import vectorize
 from tests.engine.conftest import UTM, WGS84
 
 PX = 0.5  # metres per pixel of the default test grid (UTM 16N)
 PX_AREA = PX * PX
+
+
+def _blocks(width: int, height: int, size: int) -> list[Window]:
+    """The disjoint windows vectorize reads (any transform: only pixel positions matter)."""
+    return list(Grid(width, height, Affine.identity()).blocks(size))
 
 
 def _config(raster: Path, output: Path, **kw: Any) -> VectorizeConfig:
@@ -143,9 +144,7 @@ def test_seam_joiner_equals_shapes_on_random_masks(size: int) -> None:
         h, w = (int(v) for v in rng.integers(40, 120, 2))
         prob = rng.random((h, w))
         ones = np.ones((h, w), bool)
-        pieces = (
-            (win, prob[win.toslices()], ones[win.toslices()]) for win in seam_windows(w, h, size)
-        )
+        pieces = ((win, prob[win.toslices()], ones[win.toslices()]) for win in _blocks(w, h, size))
         got = list(polygonize_windows(pieces, w, h, 0.5))
         mask = prob >= 0.5
         shapes = features.shapes(mask.view(np.uint8), mask=mask, connectivity=4)
@@ -516,11 +515,11 @@ def test_seam_join_falls_back_to_a_general_union(monkeypatch: pytest.MonkeyPatch
     def pieces() -> list[tuple[Window, np.ndarray, np.ndarray]]:
         return [
             (w, mask[w.toslices()], np.ones((int(w.height), int(w.width)), bool))
-            for w in seam_windows(40, 40, 16)
+            for w in _blocks(40, 40, 16)
         ]
 
     expected = list(polygonize_windows(pieces(), 40, 40, 0.5))
-    monkeypatch.setattr("engine.vectorize.shapely.coverage_union_all", refuse)
+    monkeypatch.setattr("engine.polygons.seams.shapely.coverage_union_all", refuse)
     got = list(polygonize_windows(pieces(), 40, 40, 0.5))
     assert refused and len(got) == len(expected) == 1
     assert got[0].geometry.equals(expected[0].geometry) and got[0].pixels == 25 * 25

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from affine import Affine
 
 from engine.errors import ConfigError
-from engine.geo.windows import WindowPlan, blend_weights, clip_to_grid
+from engine.geo.windows import Grid, WindowPlan, blend_weights, clip_to_grid
 
 
 @pytest.mark.parametrize(
@@ -79,3 +80,19 @@ def test_clip_to_grid() -> None:
 
     assert clip_to_grid(Window(-5, -5, 20, 20), 10, 12) == Window(0, 0, 10, 12)
     assert clip_to_grid(Window(8, 2, 20, 5), 10, 12) == Window(8, 2, 2, 5)
+
+
+def test_blocks_cover_the_grid_once_in_reading_order() -> None:
+    grid = Grid(90, 70, Affine.identity())
+    seen = np.zeros((70, 90), dtype=int)
+    blocks = list(grid.blocks(32))
+    for w in blocks:
+        seen[w.row_off : w.row_off + w.height, w.col_off : w.col_off + w.width] += 1
+        assert w.col_off % 32 == 0 and w.row_off % 32 == 0
+    assert (seen == 1).all()
+    assert [(w.row_off, w.col_off) for w in blocks] == sorted(
+        (w.row_off, w.col_off) for w in blocks
+    )
+    assert (blocks[-1].width, blocks[-1].height) == (90 - 64, 70 - 64)  # the rest, not a shift
+    with pytest.raises(ConfigError, match="Block size"):
+        list(grid.blocks(0))
