@@ -26,6 +26,7 @@ from engine.config import (
     RasterizeConfig,
     TrainConfig,
     VectorizeConfig,
+    option_flag,
 )
 from engine.errors import CancelledError, FootprintError
 from engine.events import CANCEL, JsonEvents, NullProgress, Progress, TerminalProgress
@@ -45,7 +46,7 @@ DESCRIPTIONS = {
 def _add_field(parser: argparse.ArgumentParser, f: dataclasses.Field[Any], dest: str) -> None:
     """Add one option for a config field, its kind taken from the annotation text."""
     kind = str(f.type).replace(" ", "")
-    flag = "--" + f.name.replace("_", "-")
+    flag = option_flag(f.name)
     help_text = str(f.metadata.get("help", ""))
     required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     default = None if required else (f.default if f.default is not dataclasses.MISSING else None)

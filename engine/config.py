@@ -1,5 +1,11 @@
 """Frozen configurations of every engine command: the one contract between CLI, plugin and
-engine. Each field's ``metadata['help']`` is the user-facing help text (the CLI uses it).
+engine, and the single source of defaults, choices and help texts.
+
+Each field's metadata holds what a user interface needs: ``help`` (the CLI's help and the
+Processing parameter's tooltip), and for fields the Processing dialogs show, ``label``,
+``minimum``/``maximum`` and ``choices``. The CLI option of a field is :func:`option_flag` of its
+name; the plugin builds its parameters from the same fields (``plugin/algorithms/options.py``).
+Standard library only: the plugin imports this module inside QGIS.
 
 Paths are plain strings. Tuples hold repeated values. ``None`` means "decide from the data".
 """
@@ -8,9 +14,45 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+#: Every architecture ``train`` builds: segmentation-models-pytorch's (a test keeps this list
+#: equal to smp's) and ``compact``, a small U-Net of our own.
+ARCHITECTURES = (
+    "unet",
+    "unetplusplus",
+    "manet",
+    "linknet",
+    "fpn",
+    "pspnet",
+    "deeplabv3",
+    "deeplabv3plus",
+    "pan",
+    "upernet",
+    "segformer",
+    "dpt",
+    "compact",
+)
 
-def _h(text: str, **extra: object) -> dict[str, object]:
-    return {"help": text, **extra}
+
+def _h(
+    text: str,
+    label: str = "",
+    minimum: float | None = None,
+    maximum: float | None = None,
+    choices: tuple[str, ...] = (),
+) -> dict[str, object]:
+    """Field metadata: help text, and what a dialog shows (label, range, choices)."""
+    return {
+        "help": text,
+        "label": label,
+        "minimum": minimum,
+        "maximum": maximum,
+        "choices": choices,
+    }
+
+
+def option_flag(name: str) -> str:
+    """The command-line option of the field ``name``: ``min_area_m2`` -> ``--min-area-m2``."""
+    return "--" + name.replace("_", "-")
 
 
 @dataclass(frozen=True)
@@ -22,11 +64,17 @@ class RasterizeConfig:
     output: str = field(metadata=_h("Mask GeoTIFF to write (1 building, 0 background)."))
     overwrite: bool = field(default=False, metadata=_h("Replace the output if it exists."))
     all_touched: bool = field(
-        default=False, metadata=_h("Burn every pixel a polygon touches, not only centres.")
+        default=False,
+        metadata=_h(
+            "Burn every pixel a polygon touches, not only centres.", "Burn every touched pixel"
+        ),
     )
     boundary: bool = field(
         default=False,
-        metadata=_h("Also burn the contact strip between touching buildings as class 2."),
+        metadata=_h(
+            "Also burn the contact strip between touching buildings as class 2.",
+            "Contact class between buildings (2)",
+        ),
     )
     window_size: int = field(default=1024, metadata=_h("Pixels per processing window side."))
 
@@ -48,58 +96,99 @@ class TrainConfig:
         default=0.2,
         metadata=_h(
             "Share of the area held out for validation, as blocks (0: none; the training"
-            " windows then choose the best epoch and threshold)."
+            " windows then choose the best epoch and threshold).",
+            "Validation fraction",
+            0.0,
+            0.9,
         ),
     )
     bands: tuple[int, ...] = field(
         default=(), metadata=_h("1-based bands to use (default: all but alpha).")
     )
     architecture: str = field(
-        default="unet", metadata=_h("Model architecture (see --list-models).")
+        default="unet",
+        metadata=_h(
+            "Model architecture (see --list-models).", "Architecture", choices=ARCHITECTURES
+        ),
     )
-    encoder: str = field(default="resnet18", metadata=_h("Encoder name (any smp encoder)."))
+    encoder: str = field(
+        default="resnet18", metadata=_h("Encoder name (any smp encoder).", "Encoder")
+    )
     encoder_weights: str | None = field(
         default=None, metadata=_h("Local file with pretrained encoder weights (no downloads).")
     )
-    decoder_attention: bool = field(default=False, metadata=_h("scSE attention in the decoder."))
-    tile_size: int = field(default=256, metadata=_h("Training window size in pixels."))
+    decoder_attention: bool = field(
+        default=False, metadata=_h("scSE attention in the decoder.", "Decoder attention (scSE)")
+    )
+    tile_size: int = field(
+        default=256, metadata=_h("Training window size in pixels.", "Tile size (pixels)", 32, 4096)
+    )
     stride: int | None = field(default=None, metadata=_h("Window stride (default: half a tile)."))
     max_nodata_fraction: float = field(
         default=0.5, metadata=_h("Drop windows with more nodata than this share.")
     )
     empty_keep_fraction: float = field(
-        default=0.3, metadata=_h("Share of windows without buildings to keep (0-1).")
+        default=0.3,
+        metadata=_h(
+            "Share of windows without buildings to keep (0-1).",
+            "Share of windows without buildings kept",
+            0.0,
+            1.0,
+        ),
     )
-    augment: bool = field(default=True, metadata=_h("Random flips/rotations and colour jitter."))
+    augment: bool = field(
+        default=True,
+        metadata=_h(
+            "Random flips/rotations and colour jitter.", "Augment (flips, rotations, colour jitter)"
+        ),
+    )
     loss: str = field(
-        default="bce+dice", metadata=_h("Loss: bce, dice, jaccard, focal or sums like bce+dice.")
+        default="bce+dice",
+        metadata=_h("Loss: bce, dice, jaccard, focal or sums like bce+dice.", "Loss"),
     )
-    pos_weight: float = field(default=1.0, metadata=_h("Weight of the building class in BCE."))
+    pos_weight: float = field(
+        default=1.0,
+        metadata=_h("Weight of the building class in BCE.", "Building weight (BCE)", 0.0, 1000.0),
+    )
     optimizer: str = field(default="adamw", metadata=_h("adamw or sgd (with momentum 0.9)."))
-    lr: float = field(default=1e-3, metadata=_h("Peak learning rate."))
+    lr: float = field(default=1e-3, metadata=_h("Peak learning rate.", "Learning rate", 0.0, 10.0))
     weight_decay: float = field(default=1e-4, metadata=_h("Weight decay."))
     schedule: str = field(
         default="onecycle", metadata=_h("Learning-rate schedule: onecycle, cosine or constant.")
     )
-    epochs: int = field(default=15, metadata=_h("Number of epochs."))
-    batch_size: int = field(default=8, metadata=_h("Windows per batch."))
+    epochs: int = field(default=15, metadata=_h("Number of epochs.", "Epochs", 1, 10000))
+    batch_size: int = field(default=8, metadata=_h("Windows per batch.", "Batch size", 1, 1024))
     patience: int = field(
         default=0,
-        metadata=_h("Stop after this many epochs without better validation IoU (0: never)."),
+        metadata=_h(
+            "Stop after this many epochs without better validation IoU (0: never).",
+            "Patience (epochs, 0: never stop early)",
+            0,
+            10000,
+        ),
     )
-    seed: int = field(default=0, metadata=_h("Random seed (runs on CPU are repeatable)."))
+    seed: int = field(
+        default=0,
+        metadata=_h("Random seed (runs on CPU are repeatable).", "Random seed", 0, 2**31 - 1),
+    )
     device: str = field(default="auto", metadata=_h("auto, cpu, cuda or cuda:N."))
     workers: int = field(default=0, metadata=_h("DataLoader worker processes."))
     amp: bool = field(default=True, metadata=_h("Mixed precision on CUDA."))
     boundary: bool = field(
         default=True,
-        metadata=_h("Learn a contact class between touching buildings and split along it."),
+        metadata=_h(
+            "Learn a contact class between touching buildings and split along it.",
+            "Contact class between touching buildings",
+        ),
     )
     boundary_width_m: float = field(
         default=0.4,
         metadata=_h(
             "Contact strip width on each side of a shared wall, in metres on the ground"
-            " (at least one pixel)."
+            " (at least one pixel).",
+            "Contact strip width (metres each side of a shared wall)",
+            0.01,
+            5.0,
         ),
     )
     resume: str | None = field(default=None, metadata=_h("Checkpoint to resume from."))
@@ -110,16 +199,31 @@ class TrainConfig:
 class InferenceOptions:
     """How the model runs over a raster (predict and detect)."""
 
-    batch_size: int = field(default=4, metadata=_h("Windows per batch."))
+    batch_size: int = field(
+        default=4, metadata=_h("Windows per batch.", "Batch size (windows)", 1, 1024)
+    )
     margin: int | None = field(
         default=None,
-        metadata=_h("Overlap margin in pixels (default: an eighth of the tile)."),
+        metadata=_h(
+            "Overlap margin in pixels (default: an eighth of the tile).",
+            "Overlap margin (pixels)",
+            0,
+            100000,
+        ),
     )
-    tta: bool = field(default=False, metadata=_h("8-way flip/rotation test-time augmentation."))
+    tta: bool = field(
+        default=False,
+        metadata=_h(
+            "8-way flip/rotation test-time augmentation.", "Test-time augmentation (8x slower)"
+        ),
+    )
     device: str = field(default="auto", metadata=_h("auto, cpu, cuda or cuda:N."))
     native_resolution: bool = field(
         default=False,
-        metadata=_h("Predict at the raster's own resolution instead of the model's."),
+        metadata=_h(
+            "Predict at the raster's own resolution instead of the model's.",
+            "Predict at the raster's resolution",
+        ),
     )
     extent: tuple[float, float, float, float] | None = field(
         default=None, metadata=_h("xmin ymin xmax ymax in the raster's CRS limiting the work.")
@@ -135,15 +239,31 @@ class PolygonOptions:
         default=None,
         metadata=_h(
             "Pixels with building probability >= this are building (default: the threshold"
-            " chosen on validation when the model was trained)."
+            " chosen on validation when the model was trained).",
+            "Threshold (empty: the model's)",
+            0.0,
+            1.0,
         ),
     )
-    min_area_m2: float = field(default=4.0, metadata=_h("Drop polygons smaller than this (m²)."))
-    hole_area_m2: float = field(default=4.0, metadata=_h("Fill holes smaller than this (m²)."))
-    simplify: float = field(
-        default=1.0, metadata=_h("Simplification tolerance in pixels (0: off).")
+    min_area_m2: float = field(
+        default=4.0,
+        metadata=_h("Drop polygons smaller than this (m²).", "Minimum building area (m²)", 0.0),
     )
-    regularize: bool = field(default=False, metadata=_h("Square off building outlines."))
+    hole_area_m2: float = field(
+        default=4.0,
+        metadata=_h("Fill holes smaller than this (m²).", "Fill holes smaller than (m²)", 0.0),
+    )
+    simplify: float = field(
+        default=1.0,
+        metadata=_h(
+            "Simplification tolerance in pixels (0: off).",
+            "Simplify tolerance (pixels, 0: off)",
+            0.0,
+        ),
+    )
+    regularize: bool = field(
+        default=False, metadata=_h("Square off building outlines.", "Square off outlines")
+    )
 
 
 @dataclass(frozen=True)
@@ -168,7 +288,7 @@ class VectorizeConfig(PolygonOptions):
     threshold: float = field(
         default=0.5,
         kw_only=True,
-        metadata=_h("Pixels >= threshold are building (1 for a 0/1 mask)."),
+        metadata=_h("Pixels >= threshold are building (1 for a 0/1 mask).", "Threshold", 0.0, 1.0),
     )
     band: int = field(default=1, metadata=_h("Band holding the probability."))
     window_size: int = field(default=2048, metadata=_h("Pixels per processing window side."))
@@ -204,9 +324,16 @@ class EvaluateConfig:
         default=None,
         metadata=_h("Raster or polygon layer whose extent/area limits the evaluation."),
     )
-    iou_threshold: float = field(default=0.5, metadata=_h("IoU for a one-to-one building match."))
+    iou_threshold: float = field(
+        default=0.5,
+        metadata=_h("IoU for a one-to-one building match.", "IoU for a building match", 0.01, 1.0),
+    )
     resolution: float | None = field(
         default=None,
-        metadata=_h("Pixel size for pixel scores (default: the area raster's, else 0.25 m)."),
+        metadata=_h(
+            "Pixel size for pixel scores (default: the area raster's, else 0.25 m).",
+            "Pixel size for pixel scores",
+            0.0,
+        ),
     )
     report: str | None = field(default=None, metadata=_h("JSON file to write the scores to."))

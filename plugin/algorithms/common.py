@@ -1,6 +1,6 @@
-"""Parameter helpers the algorithms share: :class:`Inputs` (one run's parameters read as
-engine options), optional values, the inference and polygon parameters of predict, vectorize
-and detect, and the output style names."""
+"""Parameter helpers the algorithms share: :class:`Inputs` (one run's layers, files and outputs
+read as engine arguments), the inference and polygon options of predict, vectorize and detect,
+and the output style names."""
 
 from __future__ import annotations
 
@@ -11,11 +11,10 @@ from qgis.core import (
     QgsProcessingContext,
     QgsProcessingFeedback,
     QgsProcessingOutputLayerDefinition,
-    QgsProcessingParameterBoolean,
     QgsProcessingParameterFile,
-    QgsProcessingParameterNumber,
 )
 
+from ...engine.config import InferenceOptions, PolygonOptions
 from ..layers import (
     absolute,
     output_path,
@@ -25,8 +24,8 @@ from ..layers import (
     vector_sources,
 )
 from .base import FootprintAlgorithm
+from .options import Option, option_args
 
-INT, DOUBLE = QgsProcessingParameterNumber.Integer, QgsProcessingParameterNumber.Double
 BUILDINGS_STYLE = "buildings.qml"
 EVALUATION_STYLE = "evaluation.qml"
 
@@ -38,11 +37,6 @@ def destination_given(value: Any) -> bool:
     return value is not None and str(value).strip() != ""
 
 
-def value_given(parameters: dict[str, Any], name: str) -> bool:
-    """True when an optional (number) parameter has a value."""
-    return parameters.get(name) not in (None, "")
-
-
 def model_parameter(name: str, label: str) -> QgsProcessingParameterFile:
     """A model file (.pt) input."""
     return QgsProcessingParameterFile(
@@ -50,49 +44,27 @@ def model_parameter(name: str, label: str) -> QgsProcessingParameterFile:
     )
 
 
-def add_inference_parameters(alg: FootprintAlgorithm, names: dict[str, str]) -> None:
-    """Advanced inference parameters of predict and detect (keys tta, batch, margin, native)."""
-    tr = alg.tr
-    alg.add_advanced(
-        QgsProcessingParameterBoolean(names["tta"], tr("Test-time augmentation (8x slower)"), False)
-    )
-    alg.add_advanced(
-        QgsProcessingParameterNumber(
-            names["batch"], tr("Batch size (windows)"), INT, 4, minValue=1, maxValue=1024
-        )
-    )
-    alg.add_advanced(
-        QgsProcessingParameterNumber(
-            names["margin"], tr("Overlap margin (pixels)"), INT, None, True, 0, 100000
-        )
-    )
-    alg.add_advanced(
-        QgsProcessingParameterBoolean(
-            names["native"], tr("Predict at the raster's resolution"), False
-        )
+def inference_options(batch: str, tta: str, margin: str, native: str) -> tuple[Option, ...]:
+    """The advanced inference parameters of predict and detect, named ``batch``, ``tta``,
+    ``margin`` and ``native`` there."""
+    return (
+        Option(tta, InferenceOptions, "tta", advanced=True),
+        Option(batch, InferenceOptions, "batch_size", advanced=True),
+        Option(margin, InferenceOptions, "margin", advanced=True),
+        Option(native, InferenceOptions, "native_resolution", advanced=True),
     )
 
 
-def add_polygon_parameters(alg: FootprintAlgorithm, names: dict[str, str]) -> None:
-    """Minimum area, simplify, regularize (main) and hole area (advanced)."""
-    tr = alg.tr
-    alg.addParameter(
-        QgsProcessingParameterNumber(
-            names["min_area"], tr("Minimum building area (m²)"), DOUBLE, 4.0, minValue=0.0
-        )
-    )
-    alg.addParameter(
-        QgsProcessingParameterNumber(
-            names["simplify"], tr("Simplify tolerance (pixels, 0: off)"), DOUBLE, 1.0, minValue=0
-        )
-    )
-    alg.addParameter(
-        QgsProcessingParameterBoolean(names["regularize"], tr("Square off outlines"), False)
-    )
-    alg.add_advanced(
-        QgsProcessingParameterNumber(
-            names["hole_area"], tr("Fill holes smaller than (m²)"), DOUBLE, 4.0, minValue=0.0
-        )
+def polygon_options(
+    min_area: str, simplify: str, regularize: str, hole_area: str
+) -> tuple[Option, ...]:
+    """Minimum area, simplify, regularize (main) and hole area (advanced) of vectorize and
+    detect."""
+    return (
+        Option(min_area, PolygonOptions, "min_area_m2"),
+        Option(simplify, PolygonOptions, "simplify"),
+        Option(regularize, PolygonOptions, "regularize"),
+        Option(hole_area, PolygonOptions, "hole_area_m2", advanced=True),
     )
 
 
@@ -135,14 +107,6 @@ class Inputs:
         path = output_path(self.alg, self.parameters, name, self.context, ext)
         return self.alg.remember_style(path, style) if style else path
 
-    def double(self, name: str) -> str:
-        """The number parameter ``name`` as an engine option value."""
-        return repr(self.alg.parameterAsDouble(self.parameters, name, self.context))
-
-    def number_option(self, option: str, name: str) -> list[str]:
-        """``[option, value]`` for the optional number parameter ``name``, [] when empty."""
-        return [option, self.double(name)] if value_given(self.parameters, name) else []
-
     def output_option(self, option: str, name: str, ext: str, style: str = "") -> list[str]:
         """``[option, path]`` for the optional destination ``name``, [] when skipped."""
         if not destination_given(self.parameters.get(name)):
@@ -161,22 +125,6 @@ class Inputs:
         values = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
         return ["--extent", *(repr(float(v)) for v in values)]
 
-    def inference(self, names: dict[str, str]) -> list[str]:
-        """Engine options for TTA, batch size, margin and native resolution."""
-        alg, parameters, context = self.alg, self.parameters, self.context
-        args = ["--batch-size", str(alg.parameterAsInt(parameters, names["batch"], context))]
-        if alg.parameterAsBool(parameters, names["tta"], context):
-            args.append("--tta")
-        if alg.parameterAsBool(parameters, names["native"], context):
-            args.append("--native-resolution")
-        if value_given(parameters, names["margin"]):
-            args += ["--margin", str(alg.parameterAsInt(parameters, names["margin"], context))]
-        return args
-
-    def polygons(self, names: dict[str, str]) -> list[str]:
-        """Engine options for minimum area, hole area, simplify and regularize."""
-        args = ["--min-area-m2", self.double(names["min_area"])]
-        args += ["--hole-area-m2", self.double(names["hole_area"])]
-        args += ["--simplify", self.double(names["simplify"])]
-        regularize = self.alg.parameterAsBool(self.parameters, names["regularize"], self.context)
-        return [*args, "--regularize" if regularize else "--no-regularize"]
+    def options(self, options: tuple[Option, ...]) -> list[str]:
+        """The engine options for ``options``' values in this run."""
+        return option_args(self.alg, self.parameters, self.context, options)

@@ -10,21 +10,15 @@ from qgis.core import (
     QgsProcessingFeedback,
     QgsProcessingOutputNumber,
     QgsProcessingParameterExtent,
-    QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterVectorDestination,
 )
 
+from ...engine.config import DetectConfig
 from .base import FootprintAlgorithm
-from .common import (
-    BUILDINGS_STYLE,
-    DOUBLE,
-    Inputs,
-    add_inference_parameters,
-    add_polygon_parameters,
-    model_parameter,
-)
+from .common import BUILDINGS_STYLE, Inputs, inference_options, model_parameter, polygon_options
+from .options import Option, add_options
 
 
 class Detect(FootprintAlgorithm):
@@ -69,34 +63,21 @@ class Detect(FootprintAlgorithm):
     BUILDINGS = "BUILDINGS"
     TOTAL_AREA = "TOTAL_AREA"
     USED_THRESHOLD = "USED_THRESHOLD"
-    POLYGONS = {
-        "min_area": MIN_AREA,
-        "hole_area": HOLE_AREA,
-        "simplify": SIMPLIFY,
-        "regularize": REGULARIZE,
-    }
-    INFERENCE = {"batch": BATCH_SIZE, "tta": TTA, "native": NATIVE_RESOLUTION, "margin": MARGIN}
+    POLYGONS = (
+        Option(THRESHOLD, DetectConfig, "threshold"),
+        *polygon_options(MIN_AREA, SIMPLIFY, REGULARIZE, HOLE_AREA),
+    )
+    INFERENCE = inference_options(BATCH_SIZE, TTA, MARGIN, NATIVE_RESOLUTION)
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
         """Declare parameters and outputs."""
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Raster")))
         self.addParameter(model_parameter(self.MODEL, self.tr("Model file")))
-        self.addParameter(
-            QgsProcessingParameterNumber(
-                self.THRESHOLD,
-                self.tr("Threshold (empty: the model's)"),
-                DOUBLE,
-                None,
-                True,
-                0.0,
-                1.0,
-            )
-        )
-        add_polygon_parameters(self, self.POLYGONS)
+        add_options(self, self.POLYGONS)
         self.addParameter(
             QgsProcessingParameterExtent(self.EXTENT, self.tr("Extent"), optional=True)
         )
-        add_inference_parameters(self, self.INFERENCE)
+        add_options(self, self.INFERENCE)
         self.addParameter(
             QgsProcessingParameterVectorDestination(
                 self.OUTPUT, self.tr("Buildings"), QgsProcessing.TypeVectorPolygon
@@ -122,11 +103,10 @@ class Detect(FootprintAlgorithm):
         output = inputs.output(self.OUTPUT, "gpkg", BUILDINGS_STYLE)
         args = ["--raster", inputs.raster(self.INPUT), "--model", inputs.file(self.MODEL)]
         args += ["--output", output, "--overwrite"]
-        args += inputs.number_option("--threshold", self.THRESHOLD)
         args += inputs.output_option("--keep-probability", self.PROBABILITY, "tif")
-        args += inputs.polygons(self.POLYGONS)
+        args += inputs.options(self.POLYGONS)
         args += inputs.extent(self.EXTENT, self.INPUT)
-        args += inputs.inference(self.INFERENCE)
+        args += inputs.options(self.INFERENCE)
         result = self.engine("detect", args + self.device_args(), feedback)
         return {
             self.OUTPUT: result["output"],

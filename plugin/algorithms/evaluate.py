@@ -11,15 +11,16 @@ from qgis.core import (
     QgsProcessingOutputNumber,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterMapLayer,
-    QgsProcessingParameterNumber,
     QgsProcessingParameterVectorDestination,
     QgsProcessingParameterVectorLayer,
     QgsRasterLayer,
 )
 
+from ...engine.config import EvaluateConfig
 from ..layers import raster_layer_path, vector_layer_path
 from .base import FootprintAlgorithm
-from .common import DOUBLE, EVALUATION_STYLE, Inputs
+from .common import EVALUATION_STYLE, Inputs
+from .options import Option, add_options
 
 
 class Evaluate(FootprintAlgorithm):
@@ -51,6 +52,10 @@ class Evaluate(FootprintAlgorithm):
     RESOLUTION = "RESOLUTION"
     OUTPUT = "OUTPUT"
     REPORT = "REPORT"
+    OPTIONS = (
+        Option(IOU_THRESHOLD, EvaluateConfig, "iou_threshold", advanced=True),
+        Option(RESOLUTION, EvaluateConfig, "resolution", advanced=True),
+    )
     #: Numeric outputs: output name -> (result key, label).
     SCORES = {
         "PIXEL_PRECISION": ("pixel_precision", "Pixel precision"),
@@ -79,16 +84,7 @@ class Evaluate(FootprintAlgorithm):
                 types=[QgsProcessing.TypeRaster, QgsProcessing.TypeVectorPolygon],
             )
         )
-        self.add_advanced(
-            QgsProcessingParameterNumber(
-                self.IOU_THRESHOLD, self.tr("IoU for a building match"), DOUBLE, 0.5, False, 0.01, 1
-            )
-        )
-        self.add_advanced(
-            QgsProcessingParameterNumber(
-                self.RESOLUTION, self.tr("Pixel size for pixel scores"), DOUBLE, None, True, 0.0
-            )
-        )
+        add_options(self, self.OPTIONS)
         self.addParameter(
             QgsProcessingParameterVectorDestination(
                 self.OUTPUT,
@@ -120,8 +116,7 @@ class Evaluate(FootprintAlgorithm):
         args = ["--predicted", inputs.vector(self.PREDICTED)]
         args += ["--reference", inputs.vector(self.REFERENCE)]
         args += self._area_args(inputs)
-        args += ["--iou-threshold", inputs.double(self.IOU_THRESHOLD), "--overwrite"]
-        args += inputs.number_option("--resolution", self.RESOLUTION)
+        args += [*inputs.options(self.OPTIONS), "--overwrite"]
         args += inputs.output_option("--output", self.OUTPUT, "gpkg", EVALUATION_STYLE)
         args += inputs.output_option("--report", self.REPORT, "json")
         result = self.engine("evaluate", args, feedback)

@@ -14,7 +14,8 @@ from qgis.core import (
 )
 
 from .base import FootprintAlgorithm
-from .common import Inputs, add_inference_parameters, model_parameter
+from .common import Inputs, inference_options, model_parameter
+from .options import add_options
 
 
 class Predict(FootprintAlgorithm):
@@ -48,7 +49,7 @@ class Predict(FootprintAlgorithm):
     NATIVE_RESOLUTION = "NATIVE_RESOLUTION"
     OUTPUT = "OUTPUT"
     SECONDS = "SECONDS"
-    INFERENCE = {"batch": BATCH_SIZE, "tta": TTA, "native": NATIVE_RESOLUTION, "margin": MARGIN}
+    INFERENCE = inference_options(BATCH_SIZE, TTA, MARGIN, NATIVE_RESOLUTION)
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
         """Declare parameters and outputs."""
@@ -57,7 +58,7 @@ class Predict(FootprintAlgorithm):
         self.addParameter(
             QgsProcessingParameterExtent(self.EXTENT, self.tr("Extent"), optional=True)
         )
-        add_inference_parameters(self, self.INFERENCE)
+        add_options(self, self.INFERENCE)
         self.addParameter(
             QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Probability"))
         )
@@ -74,6 +75,6 @@ class Predict(FootprintAlgorithm):
         args = ["--raster", inputs.raster(self.INPUT), "--model", inputs.file(self.MODEL)]
         args += ["--output", inputs.output(self.OUTPUT, "tif"), "--overwrite"]
         args += inputs.extent(self.EXTENT, self.INPUT)
-        args += inputs.inference(self.INFERENCE)
+        args += inputs.options(self.INFERENCE)
         result = self.engine("predict", args + self.device_args(), feedback)
         return {self.OUTPUT: result["output"], self.SECONDS: result.get("seconds")}

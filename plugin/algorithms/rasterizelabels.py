@@ -9,14 +9,15 @@ from qgis.core import (
     QgsProcessingContext,
     QgsProcessingFeedback,
     QgsProcessingOutputNumber,
-    QgsProcessingParameterBoolean,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterVectorLayer,
 )
 
+from ...engine.config import RasterizeConfig
 from .base import FootprintAlgorithm
 from .common import Inputs
+from .options import Option, add_options
 
 
 class RasterizeLabels(FootprintAlgorithm):
@@ -45,6 +46,10 @@ class RasterizeLabels(FootprintAlgorithm):
     OUTPUT = "OUTPUT"
     BUILDINGS = "BUILDINGS"
     BUILDING_PIXELS = "BUILDING_PIXELS"
+    OPTIONS = (
+        Option(ALL_TOUCHED, RasterizeConfig, "all_touched", advanced=True),
+        Option(BOUNDARY, RasterizeConfig, "boundary", advanced=True),
+    )
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
         """Declare parameters and outputs."""
@@ -54,16 +59,7 @@ class RasterizeLabels(FootprintAlgorithm):
                 self.LABELS, self.tr("Building polygons"), [QgsProcessing.TypeVectorPolygon]
             )
         )
-        self.add_advanced(
-            QgsProcessingParameterBoolean(
-                self.ALL_TOUCHED, self.tr("Burn every touched pixel"), defaultValue=False
-            )
-        )
-        self.add_advanced(
-            QgsProcessingParameterBoolean(
-                self.BOUNDARY, self.tr("Contact class between buildings (2)"), defaultValue=False
-            )
-        )
+        add_options(self, self.OPTIONS)
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Mask")))
         self.addOutput(QgsProcessingOutputNumber(self.BUILDINGS, self.tr("Buildings")))
         self.addOutput(QgsProcessingOutputNumber(self.BUILDING_PIXELS, self.tr("Building pixels")))
@@ -78,10 +74,7 @@ class RasterizeLabels(FootprintAlgorithm):
         inputs = Inputs(self, parameters, context, feedback)
         args = ["--raster", inputs.raster(self.INPUT), "--labels", inputs.vector(self.LABELS)]
         args += ["--output", inputs.output(self.OUTPUT, "tif"), "--overwrite"]
-        if self.parameterAsBool(parameters, self.ALL_TOUCHED, context):
-            args.append("--all-touched")
-        if self.parameterAsBool(parameters, self.BOUNDARY, context):
-            args.append("--boundary")
+        args += inputs.options(self.OPTIONS)
         result = self.engine("rasterize-labels", args, feedback)
         return {
             self.OUTPUT: result["output"],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from typing import Any
 
@@ -11,44 +10,17 @@ from qgis.core import (
     QgsProcessingContext,
     QgsProcessingFeedback,
     QgsProcessingOutputNumber,
-    QgsProcessingParameterBoolean,
-    QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterFolderDestination,
     QgsProcessingParameterMultipleLayers,
-    QgsProcessingParameterNumber,
-    QgsProcessingParameterString,
     QgsProcessingParameterVectorLayer,
 )
 
 from ...engine.config import TrainConfig  # plain dataclasses: no torch, no GDAL
 from .base import FootprintAlgorithm
-from .common import DOUBLE, INT, Inputs, value_given
-
-
-def default(name: str) -> Any:
-    """The engine's default for a training option: one place decides it."""
-    field = next(f for f in dataclasses.fields(TrainConfig) if f.name == name)
-    return field.default
-
-
-#: The engine's architectures (``python -m engine train --list-models``); stored by name.
-ARCHITECTURES = (
-    "unet",
-    "unetplusplus",
-    "manet",
-    "linknet",
-    "fpn",
-    "pspnet",
-    "deeplabv3",
-    "deeplabv3plus",
-    "pan",
-    "upernet",
-    "segformer",
-    "dpt",
-    "compact",
-)
+from .common import Inputs
+from .options import Option, add_options
 
 
 class Train(FootprintAlgorithm):
@@ -116,71 +88,31 @@ class Train(FootprintAlgorithm):
     THRESHOLD = "THRESHOLD"
     BEST_EPOCH = "BEST_EPOCH"
 
-    #: Numeric parameters: name -> (engine option, label, kind, default, minimum, maximum).
-    NUMBERS = {
-        VAL_FRACTION: (
-            "--val-fraction",
-            "Validation fraction",
-            DOUBLE,
-            default("val_fraction"),
-            0.0,
-            0.9,
-        ),
-        EPOCHS: ("--epochs", "Epochs", INT, default("epochs"), 1, 10000),
-        TILE_SIZE: ("--tile-size", "Tile size (pixels)", INT, default("tile_size"), 32, 4096),
-        BATCH_SIZE: ("--batch-size", "Batch size", INT, default("batch_size"), 1, 1024),
-        LR: ("--lr", "Learning rate", DOUBLE, default("lr"), 0.0, 10.0),
-    }
-    ADVANCED_NUMBERS = {
-        POS_WEIGHT: (
-            "--pos-weight",
-            "Building weight (BCE)",
-            DOUBLE,
-            default("pos_weight"),
-            0.0,
-            1000.0,
-        ),
-        EMPTY_KEEP_FRACTION: (
-            "--empty-keep-fraction",
-            "Share of windows without buildings kept",
-            DOUBLE,
-            default("empty_keep_fraction"),
-            0.0,
-            1.0,
-        ),
-        BOUNDARY_WIDTH: (
-            "--boundary-width-m",
-            "Contact strip width (metres each side of a shared wall)",
-            DOUBLE,
-            default("boundary_width_m"),
-            0.01,
-            5.0,
-        ),
-        SEED: ("--seed", "Random seed", INT, 0, 0, 2**31 - 1),
-        PATIENCE: ("--patience", "Patience (epochs, 0: never stop early)", INT, 0, 0, 10000),
-    }
-    #: Parameters added after 0.1.0: optional, so Processing models saved before still run
-    #: (the engine's default applies when a model has no value for them).
-    LATER = {BOUNDARY_WIDTH}
-    #: Boolean parameters: name -> (engine option, label, default).
-    FLAGS = {
-        AUGMENT: ("augment", "Augment (flips, rotations, colour jitter)", default("augment")),
-        BOUNDARY: ("boundary", "Contact class between touching buildings", default("boundary")),
-        DECODER_ATTENTION: (
-            "decoder-attention",
-            "Decoder attention (scSE)",
-            default("decoder_attention"),
-        ),
-    }
+    #: Model and training options in the dialog's order (after the layers).
+    OPTIONS = (
+        Option(ARCHITECTURE, TrainConfig, "architecture"),
+        Option(ENCODER, TrainConfig, "encoder"),
+        Option(VAL_FRACTION, TrainConfig, "val_fraction"),
+        Option(EPOCHS, TrainConfig, "epochs"),
+        Option(TILE_SIZE, TrainConfig, "tile_size"),
+        Option(BATCH_SIZE, TrainConfig, "batch_size"),
+        Option(LR, TrainConfig, "lr"),
+        Option(LOSS, TrainConfig, "loss", advanced=True),
+        Option(POS_WEIGHT, TrainConfig, "pos_weight", advanced=True),
+        Option(EMPTY_KEEP_FRACTION, TrainConfig, "empty_keep_fraction", advanced=True),
+        # added after 0.1.0: optional, so Processing models saved before still run
+        Option(BOUNDARY_WIDTH, TrainConfig, "boundary_width_m", advanced=True, optional=True),
+        Option(SEED, TrainConfig, "seed", advanced=True),
+        Option(PATIENCE, TrainConfig, "patience", advanced=True),
+        Option(AUGMENT, TrainConfig, "augment", advanced=True),
+        Option(BOUNDARY, TrainConfig, "boundary", advanced=True),
+        Option(DECODER_ATTENTION, TrainConfig, "decoder_attention", advanced=True),
+    )
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
         """Declare parameters and outputs."""
         self._add_inputs()
-        self._add_numbers(self.NUMBERS, advanced=False)
-        self.add_advanced(QgsProcessingParameterString(self.LOSS, self.tr("Loss"), default("loss")))
-        self._add_numbers(self.ADVANCED_NUMBERS, advanced=True)
-        for name, (_, label, value) in self.FLAGS.items():
-            self.add_advanced(QgsProcessingParameterBoolean(name, self.tr(label), value))
+        add_options(self, self.OPTIONS)
         self.add_advanced(
             QgsProcessingParameterFile(
                 self.ENCODER_WEIGHTS,
@@ -224,34 +156,6 @@ class Train(FootprintAlgorithm):
                 self.VALIDATION, self.tr("Validation areas"), [polygon], optional=True
             )
         )
-        self.addParameter(
-            QgsProcessingParameterEnum(
-                self.ARCHITECTURE,
-                self.tr("Architecture"),
-                list(ARCHITECTURES),
-                defaultValue=default("architecture"),
-                usesStaticStrings=True,
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterString(self.ENCODER, self.tr("Encoder"), default("encoder"))
-        )
-
-    def _add_numbers(self, table: dict[str, tuple[Any, ...]], advanced: bool) -> None:
-        for name, (_, label, kind, default, low, high) in table.items():
-            param = QgsProcessingParameterNumber(
-                name,
-                self.tr(label),
-                kind,
-                default,
-                optional=name in self.LATER,
-                minValue=low,
-                maxValue=high,
-            )
-            if advanced:
-                self.add_advanced(param)
-            else:
-                self.addParameter(param)
 
     def processAlgorithm(
         self,
@@ -284,21 +188,7 @@ class Train(FootprintAlgorithm):
         }
 
     def _model_args(self, inputs: Inputs) -> list[str]:
-        """Engine options for the architecture, numbers, flags, loss and encoder weights."""
-        parameters, context = inputs.parameters, inputs.context
-        arch = self.parameterAsEnumString(parameters, self.ARCHITECTURE, context)
-        args = ["--architecture", arch or "unet"]
-        args += ["--encoder", self.parameterAsString(parameters, self.ENCODER, context)]
-        args += ["--loss", self.parameterAsString(parameters, self.LOSS, context)]
-        for name, (option, _, kind, *_) in {**self.NUMBERS, **self.ADVANCED_NUMBERS}.items():
-            if name in self.LATER and not value_given(parameters, name):
-                continue
-            value = self.parameterAsDouble(parameters, name, context)
-            args += [option, str(int(value) if kind == INT else value)]
-        for name, (option, _, _) in self.FLAGS.items():
-            on = self.parameterAsBool(parameters, name, context)
-            args.append(f"--{option}" if on else f"--no-{option}")
+        """Engine options for the model and training options and the encoder weights."""
+        args = inputs.options(self.OPTIONS)
         weights = inputs.file(self.ENCODER_WEIGHTS)
-        if weights:
-            args += ["--encoder-weights", weights]
-        return args
+        return [*args, "--encoder-weights", weights] if weights else args

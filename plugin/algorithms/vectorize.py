@@ -10,13 +10,14 @@ from qgis.core import (
     QgsProcessingFeedback,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBand,
-    QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterVectorDestination,
 )
 
+from ...engine.config import VectorizeConfig
 from .base import FootprintAlgorithm
-from .common import BUILDINGS_STYLE, DOUBLE, Inputs, add_polygon_parameters
+from .common import BUILDINGS_STYLE, Inputs, polygon_options
+from .options import Option, add_options
 
 
 class Vectorize(FootprintAlgorithm):
@@ -48,24 +49,17 @@ class Vectorize(FootprintAlgorithm):
     OUTPUT = "OUTPUT"
     BUILDINGS = "BUILDINGS"
     TOTAL_AREA = "TOTAL_AREA"
-    POLYGONS = {
-        "min_area": MIN_AREA,
-        "hole_area": HOLE_AREA,
-        "simplify": SIMPLIFY,
-        "regularize": REGULARIZE,
-    }
+    POLYGONS = (
+        Option(THRESHOLD, VectorizeConfig, "threshold"),
+        *polygon_options(MIN_AREA, SIMPLIFY, REGULARIZE, HOLE_AREA),
+    )
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
         """Declare parameters and outputs."""
         self.addParameter(
             QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Probability or mask raster"))
         )
-        self.addParameter(
-            QgsProcessingParameterNumber(
-                self.THRESHOLD, self.tr("Threshold"), DOUBLE, 0.5, minValue=0.0, maxValue=1.0
-            )
-        )
-        add_polygon_parameters(self, self.POLYGONS)
+        add_options(self, self.POLYGONS)
         self.add_advanced(
             QgsProcessingParameterBand(
                 self.BAND, self.tr("Band (empty: 1)"), 1, self.INPUT, optional=True
@@ -89,9 +83,8 @@ class Vectorize(FootprintAlgorithm):
         inputs = Inputs(self, parameters, context, feedback)
         output = inputs.output(self.OUTPUT, "gpkg", BUILDINGS_STYLE)
         args = ["--raster", inputs.raster(self.INPUT), "--output", output, "--overwrite"]
-        args += ["--threshold", inputs.double(self.THRESHOLD)]
         args += ["--band", str(self.parameterAsInt(parameters, self.BAND, context) or 1)]
-        args += inputs.polygons(self.POLYGONS)
+        args += inputs.options(self.POLYGONS)
         result = self.engine("vectorize", args, feedback)
         return {
             self.OUTPUT: result["output"],

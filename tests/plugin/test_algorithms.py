@@ -6,7 +6,6 @@ model learns them in a few epochs, so scores are checked against firm bounds.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
-from footprint.plugin.algorithms.train import ARCHITECTURES
+from footprint.engine.config import ARCHITECTURES
 
 from .helpers import (
     PIXEL,
@@ -71,27 +70,29 @@ def test_every_parameter_runs_with_its_default(provider: Any) -> None:
     assert {"unet", "unetplusplus", "fpn", "deeplabv3plus", "compact"} <= set(ARCHITECTURES)
 
 
-def test_train_defaults_are_the_engines(provider: Any) -> None:
-    """The dialog offers the engine's training defaults (one place decides them)."""
-    from footprint.engine.config import TrainConfig
+def test_parameters_take_the_engines_defaults_ranges_and_help(provider: Any) -> None:
+    """Every parameter bound to an engine option offers the engine's default, range and help
+    (one place decides them), and passes its value as the engine's CLI option."""
+    from footprint.engine.config import option_flag
+    from footprint.plugin.algorithms.options import Option
 
-    engine = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    train = provider.algorithm("train")
-    pairs = {
-        "EPOCHS": "epochs",
-        "TILE_SIZE": "tile_size",
-        "BATCH_SIZE": "batch_size",
-        "LR": "lr",
-        "ARCHITECTURE": "architecture",
-        "ENCODER": "encoder",
-        "LOSS": "loss",
-        "BOUNDARY": "boundary",
-        "AUGMENT": "augment",
-        "EMPTY_KEEP_FRACTION": "empty_keep_fraction",
-        "BOUNDARY_WIDTH": "boundary_width_m",
-    }
-    for param, field in pairs.items():
-        assert train.parameterDefinition(param).defaultValue() == engine[field], param
+    seen = 0
+    for alg in provider.algorithms():
+        options = [o for o in vars(type(alg)).values() if isinstance(o, tuple)]
+        for option in (o for group in options for o in group if isinstance(o, Option)):
+            param = alg.parameterDefinition(option.param)
+            meta = option.field.metadata
+            assert param.defaultValue() == option.default, (alg.id(), option.param)
+            assert param.help() == meta["help"] and param.description(), option.param
+            if meta["minimum"] is not None:
+                assert param.minimum() == meta["minimum"], option.param
+            args = option.args(alg, {option.param: option.default}, QgsProcessingContext())
+            assert not args or args[0] in (
+                option_flag(option.name),
+                "--no-" + option.name.replace("_", "-"),
+            )
+            seen += 1
+    assert seen >= 30  # train's 16, detect's 9, predict's 4, vectorize's 5, ...
 
 
 def test_rasterizelabels_burns_labels_from_another_crs(tmp_path: Path) -> None:

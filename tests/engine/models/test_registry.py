@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import torch
 
+from engine.config import ARCHITECTURES
 from engine.errors import ConfigError
 from engine.models.registry import (
     architectures,
@@ -40,6 +41,7 @@ def test_registry_follows_smp() -> None:
     import segmentation_models_pytorch as smp
 
     assert set(smp.MODEL_ARCHITECTURES_MAPPING) | {"compact"} == set(architectures())
+    assert set(architectures()) == set(ARCHITECTURES)  # the list the dialogs offer
     assert "resnet34" in encoders()
     listed = list_models()
     assert listed["architectures"] == architectures() and listed["encoders"] == encoders()
