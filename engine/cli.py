@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import signal
 import sys
 import traceback
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from engine import __version__
@@ -32,6 +33,8 @@ from engine.errors import CancelledError, FootprintError
 from engine.events import CANCEL, JsonEvents, NullProgress, Progress, TerminalProgress
 
 EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 130
+#: What a command returns (one of :mod:`engine.results`).
+Result = Mapping[str, object]
 
 DESCRIPTIONS = {
     "rasterize-labels": "Burn building polygons into a mask GeoTIFF on a raster's exact grid.",
@@ -111,55 +114,34 @@ def _build(cls: type, args: argparse.Namespace, prefix: str, **override: Any) ->
     return cls(**values)
 
 
-def _run_rasterize(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
-    from engine.rasterize import rasterize_labels
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """A command: its config (options) and the engine function that runs it, imported only
+    when the command runs (so ``--help`` does not load torch)."""
 
-    return rasterize_labels(_build(RasterizeConfig, args, "c_"), progress)
+    config: type
+    module: str
+    function: str
 
+    def add_options(self, parser: argparse.ArgumentParser) -> None:
+        """One option per config field."""
+        _add_config(parser, self.config, "c_")
 
-def _run_train(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
-    from engine.train import train
-
-    return train(_build(TrainConfig, args, "c_"), progress)
-
-
-def _run_predict(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
-    from engine.predict import predict
-
-    return predict(_build(PredictConfig, args, "c_"), progress)
-
-
-def _run_vectorize(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
-    from engine.vectorize import vectorize
-
-    return vectorize(_build(VectorizeConfig, args, "c_"), progress)
+    def run(self, args: argparse.Namespace, progress: Progress) -> Result:
+        """Build the config from ``args`` and run the command."""
+        run: Callable[[Any, Progress], Result] = getattr(
+            importlib.import_module(self.module), self.function
+        )
+        return run(_build(self.config, args, "c_"), progress)
 
 
-def _run_detect(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
-    from engine.detect import detect
-
-    return detect(_build(DetectConfig, args, "c_"), progress)
-
-
-def _run_evaluate(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
-    from engine.evaluate import evaluate
-
-    return evaluate(_build(EvaluateConfig, args, "c_"), progress)
-
-
-COMMANDS: dict[
-    str,
-    tuple[
-        Callable[[argparse.ArgumentParser], None],
-        Callable[[argparse.Namespace, Progress], dict[str, Any]],
-    ],
-] = {
-    "rasterize-labels": (lambda p: _add_config(p, RasterizeConfig, "c_"), _run_rasterize),
-    "train": (lambda p: _add_config(p, TrainConfig, "c_"), _run_train),
-    "predict": (lambda p: _add_config(p, PredictConfig, "c_"), _run_predict),
-    "vectorize": (lambda p: _add_config(p, VectorizeConfig, "c_"), _run_vectorize),
-    "detect": (lambda p: _add_config(p, DetectConfig, "c_"), _run_detect),
-    "evaluate": (lambda p: _add_config(p, EvaluateConfig, "c_"), _run_evaluate),
+COMMANDS: dict[str, Command] = {
+    "rasterize-labels": Command(RasterizeConfig, "engine.rasterize", "rasterize_labels"),
+    "train": Command(TrainConfig, "engine.train", "train"),
+    "predict": Command(PredictConfig, "engine.predict", "predict"),
+    "vectorize": Command(VectorizeConfig, "engine.vectorize", "vectorize"),
+    "detect": Command(DetectConfig, "engine.detect", "detect"),
+    "evaluate": Command(EvaluateConfig, "engine.evaluate", "evaluate"),
 }
 
 
@@ -185,11 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"footprint-engine {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (add_options, _) in COMMANDS.items():
+    for name, command in COMMANDS.items():
         p = sub.add_parser(
             name, parents=[common], help=DESCRIPTIONS[name], description=DESCRIPTIONS[name]
         )
-        add_options(p)
+        command.add_options(p)
         if name == "train":
             p.add_argument(
                 "--list-models",
@@ -222,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress = _progress_for(args.events)
     previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        result = COMMANDS[args.command][1](args, progress)
+        result = COMMANDS[args.command].run(args, progress)
     except CancelledError as exc:
         _report_error(progress, exc)
         return EXIT_INTERRUPTED

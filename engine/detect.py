@@ -22,7 +22,6 @@ import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
 
 import torch
 from rasterio.io import DatasetWriter
@@ -40,6 +39,7 @@ from engine.inference.job import (
 from engine.models.device import resolve_device
 from engine.models.modelfile import ModelSpec, load_model
 from engine.polygons.seams import PolygonStream, SeamJoiner, check_polygon_options
+from engine.results import DetectResult
 
 __all__ = ["detect", "detect_with_model"]
 
@@ -75,7 +75,7 @@ def detect_with_model(
     spec: ModelSpec,
     progress: Progress,
     device: torch.device | None = None,
-) -> dict[str, Any]:
+) -> DetectResult:
     """:func:`detect` with a model already in memory (``config.model`` is not read)."""
     start = time.monotonic()
     threshold = float(spec.threshold if config.threshold is None else config.threshold)
@@ -128,7 +128,7 @@ def _result(
     seconds: float,
     joiner: SeamJoiner,
     progress: Progress,
-) -> dict[str, Any]:
+) -> DetectResult:
     total = stream.total_area_m2
     if joiner.max_value < threshold:
         progress.log(
@@ -158,7 +158,7 @@ def _result(
     }
 
 
-def detect(config: DetectConfig, progress: Progress) -> dict[str, Any]:
+def detect(config: DetectConfig, progress: Progress) -> DetectResult:
     """Write building polygons (GeoPackage by default) detected in ``config.raster``.
 
     Polygons are in the raster's CRS with ``id``, ``area_m2`` and ``score`` (mean building

@@ -32,6 +32,7 @@ from engine.geo.outputs import atomic_output, check_output
 from engine.geo.rasters import RASTER_SUFFIXES, ground_resolution_m, open_raster
 from engine.geo.vectors import write_vector
 from engine.geo.windows import Grid
+from engine.results import EvaluateResult
 from engine.scoring.metrics import ConfusionCounts, Matching, match_objects, object_scores
 
 #: Pixels per side of one rasterising window.
@@ -54,7 +55,7 @@ class Scene:
     raster_resolution_m: float | None
 
 
-def evaluate(config: EvaluateConfig, progress: Progress) -> dict[str, Any]:
+def evaluate(config: EvaluateConfig, progress: Progress) -> EvaluateResult:
     """Score ``config.predicted`` against ``config.reference``; write the optional outputs.
 
     Returns pixel and object scores (nested and flat), counts and the written paths.
@@ -317,7 +318,7 @@ def _result(
     crs: CRS,
     output: Path | None,
     report: Path | None,
-) -> dict[str, Any]:
+) -> EvaluateResult:
     pixel = counts.scores()
     objects = object_scores(matching)
     return {
@@ -331,12 +332,18 @@ def _result(
         "working_crs": crs.to_string(),
         "output": None if output is None else str(output),
         "report": None if report is None else str(report),
-        **{f"pixel_{name}": value for name, value in pixel.items()},
-        **{k: objects[k] for k in ("object_precision", "object_recall", "object_f1")},
+        "pixel_precision": pixel["precision"],
+        "pixel_recall": pixel["recall"],
+        "pixel_f1": pixel["f1"],
+        "pixel_iou": pixel["iou"],
+        "pixel_accuracy": pixel["accuracy"],
+        "object_precision": objects["object_precision"],
+        "object_recall": objects["object_recall"],
+        "object_f1": objects["object_f1"],
     }
 
 
-def _report(result: dict[str, Any], progress: Progress) -> None:
+def _report(result: EvaluateResult, progress: Progress) -> None:
     """Log the scores and send each as a metric."""
     for name, value in result["pixel"].items():
         progress.metric(f"pixel_{name}", float(value))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import tempfile
 import time
-from typing import Any
 
 import torch
 
@@ -23,6 +22,7 @@ from engine.geo.outputs import atomic_output, check_output
 from engine.inference.job import PredictionJob, open_probability, prepare_job, probability_blocks
 from engine.models.device import resolve_device
 from engine.models.modelfile import ModelSpec, load_model
+from engine.results import PredictResult
 
 __all__ = ["predict", "predict_with_model"]
 
@@ -33,7 +33,7 @@ def predict_with_model(
     spec: ModelSpec,
     progress: Progress,
     device: torch.device | None = None,
-) -> dict[str, Any]:
+) -> PredictResult:
     """:func:`predict` with a model already in memory (``config.model`` is not read)."""
     start = time.monotonic()
     out = check_output(config.output, config.overwrite)
@@ -56,7 +56,7 @@ def _log_start(job: PredictionJob, config: PredictConfig, progress: Progress) ->
     )
 
 
-def _result(job: PredictionJob, output: str, seconds: float, progress: Progress) -> dict[str, Any]:
+def _result(job: PredictionJob, output: str, seconds: float, progress: Progress) -> PredictResult:
     p = job.predictor
     mpx = job.grid.width * job.grid.height / 1e6  # raster pixels processed
     speed = mpx / seconds if seconds > 0 else 0.0
@@ -80,7 +80,7 @@ def _result(job: PredictionJob, output: str, seconds: float, progress: Progress)
     }
 
 
-def predict(config: PredictConfig, progress: Progress) -> dict[str, Any]:
+def predict(config: PredictConfig, progress: Progress) -> PredictResult:
     """Write a building-probability GeoTIFF for ``config.raster`` with ``config.model``.
 
     Returns:

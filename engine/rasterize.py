@@ -22,6 +22,7 @@ from engine.geo.labels import BUILDING, CONTACT, LabelIndex, labels_for_extent
 from engine.geo.outputs import atomic_output, check_output
 from engine.geo.rasters import default_bands, open_raster, read_window, resolve_raster
 from engine.geo.windows import Grid
+from engine.results import RasterizeResult
 
 #: Mask value where the raster has no data.
 NODATA = 255
@@ -30,7 +31,7 @@ NODATA = 255
 BOUNDARY_WIDTH = 1.0
 
 
-def rasterize_labels(config: RasterizeConfig, progress: Progress) -> dict[str, Any]:
+def rasterize_labels(config: RasterizeConfig, progress: Progress) -> RasterizeResult:
     """Write ``config.output``: the labels burnt into a uint8 mask on the raster's grid.
 
     Returns:

@@ -34,6 +34,7 @@ from engine.geo.outputs import check_output
 from engine.models.device import describe_device, resolve_device
 from engine.models.modelfile import ModelSpec, save_model
 from engine.models.registry import check_tile_size, create_model
+from engine.results import TrainResult
 from engine.training.dataset import TrainingData
 from engine.training.losses import build_loss, targets_for
 from engine.training.report import write_report
@@ -359,7 +360,7 @@ def _spec(
     )
 
 
-def train(config: TrainConfig, progress: Progress) -> dict[str, Any]:
+def train(config: TrainConfig, progress: Progress) -> TrainResult:
     """Train a model on ``config``'s rasters and labels; write the model file and report.
 
     Returns:
@@ -398,7 +399,7 @@ def train(config: TrainConfig, progress: Progress) -> dict[str, Any]:
     run_epochs(loop, state, SubProgress(progress, 10, 98), checkpoint)
     threshold, metrics = state.choose_threshold()
     contact_threshold = state.contact_threshold()
-    result = {
+    result: TrainResult = {
         "output": str(Path(config.output).expanduser().absolute()),
         "report": str(report),
         "best_epoch": state.best_epoch,

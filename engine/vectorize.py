@@ -8,7 +8,6 @@ whole raster at once while memory depends on the window size, never on the raste
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from engine.config import VectorizeConfig
 from engine.errors import ConfigError
@@ -18,6 +17,7 @@ from engine.geo.rasters import open_raster, read_window, select_bands
 from engine.geo.vectors import VectorWriter
 from engine.geo.windows import Grid
 from engine.polygons.seams import PolygonStream, SeamJoiner, check_polygon_options
+from engine.results import VectorizeResult
 
 #: Smallest window side: smaller windows only add seams.
 MIN_WINDOW = 64
@@ -33,7 +33,7 @@ def check_vectorize_config(config: VectorizeConfig) -> None:
         )
 
 
-def vectorize(config: VectorizeConfig, progress: Progress) -> dict[str, Any]:
+def vectorize(config: VectorizeConfig, progress: Progress) -> VectorizeResult:
     """Vectorize ``config.raster`` into building polygons written to ``config.output``.
 
     Returns:

@@ -8,7 +8,8 @@ from qgis.core import QgsApplication
 from qgis.PyQt.QtWidgets import QAction
 
 from .provider import FootprintProvider
-from .settings import SettingsDialog, plugin_icon
+from .settings import plugin_icon
+from .settings_dialog import SettingsDialog
 
 MENU = "&Footprint"
 DETECT_ID = "footprint:detect"

@@ -208,23 +208,25 @@ def _with_area(block: Block, job: PredictionJob, transform: Affine) -> Block:
     return Block(block.index, block.window, data, valid)
 
 
+def warp_to(dataset: Any, grid: Grid, **options: Any) -> WarpedVRT:
+    """``dataset`` seen on ``grid`` (same CRS), resampled bilinearly."""
+    return WarpedVRT(
+        dataset,
+        crs=dataset.crs,
+        transform=grid.transform,
+        width=grid.width,
+        height=grid.height,
+        resampling=Resampling.bilinear,
+        **options,
+    )
+
+
 def _warped(job: PredictionJob) -> Any:
     """Opener of the raster seen through a WarpedVRT on the model grid."""
 
     @contextmanager
     def opener() -> Iterator[Any]:
-        g = job.model_grid
-        with (
-            open_raster(job.raster) as src,
-            WarpedVRT(
-                src,
-                crs=src.crs,
-                transform=g.transform,
-                width=g.width,
-                height=g.height,
-                resampling=Resampling.bilinear,
-            ) as vrt,
-        ):
+        with open_raster(job.raster) as src, warp_to(src, job.model_grid) as vrt:
             yield vrt
 
     return opener
@@ -237,16 +239,7 @@ def _resampled_back(job: PredictionJob, path: Path, progress: Progress) -> Itera
     with (
         rasterio.open(path) as prob,
         open_raster(job.raster) as src,
-        WarpedVRT(
-            prob,
-            crs=job.crs,
-            transform=g.transform,
-            width=g.width,
-            height=g.height,
-            resampling=Resampling.bilinear,
-            src_nodata=NODATA,
-            nodata=NODATA,
-        ) as vrt,
+        warp_to(prob, g, src_nodata=NODATA, nodata=NODATA) as vrt,
     ):
         for index, window in enumerate(windows):
             check_canceled(progress)

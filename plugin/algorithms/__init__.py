@@ -18,15 +18,8 @@ ALGORITHM_MODULES = (
 
 
 def algorithm_classes() -> list[type[QgsProcessingAlgorithm]]:
-    """The algorithm classes (imported on demand; a module not written yet is skipped)."""
-    classes = []
-    for module_name, class_name in ALGORITHM_MODULES:
-        full_name = f"{__name__}.{module_name}"
-        try:
-            module = import_module(full_name)
-        except ModuleNotFoundError as err:
-            if err.name == full_name:
-                continue
-            raise
-        classes.append(getattr(module, class_name))
-    return classes
+    """The algorithm classes, imported on demand (a missing module is an error)."""
+    return [
+        getattr(import_module(f"{__name__}.{module_name}"), class_name)
+        for module_name, class_name in ALGORITHM_MODULES
+    ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from qgis.core import (
     QgsProcessing,
@@ -16,6 +16,7 @@ from qgis.core import (
 )
 
 from ...engine.config import DetectConfig
+from ...engine.results import DetectResult
 from .base import FootprintAlgorithm
 from .common import BUILDINGS_STYLE, Inputs, inference_options, model_parameter, polygon_options
 from .options import Option, add_options
@@ -107,7 +108,7 @@ class Detect(FootprintAlgorithm):
         args += inputs.options(self.POLYGONS)
         args += inputs.extent(self.EXTENT, self.INPUT)
         args += inputs.options(self.INFERENCE)
-        result = self.engine("detect", args + self.device_args(), feedback)
+        result = cast(DetectResult, self.engine("detect", args + self.device_args(), feedback))
         return {
             self.OUTPUT: result["output"],
             self.PROBABILITY: result.get("probability"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from qgis.core import (
     QgsProcessing,
@@ -17,6 +17,7 @@ from qgis.core import (
 )
 
 from ...engine.config import EvaluateConfig
+from ...engine.results import EvaluateResult
 from ..layers import raster_layer_path, vector_layer_path
 from .base import FootprintAlgorithm
 from .common import EVALUATION_STYLE, Inputs
@@ -119,7 +120,7 @@ class Evaluate(FootprintAlgorithm):
         args += [*inputs.options(self.OPTIONS), "--overwrite"]
         args += inputs.output_option("--output", self.OUTPUT, "gpkg", EVALUATION_STYLE)
         args += inputs.output_option("--report", self.REPORT, "json")
-        result = self.engine("evaluate", args, feedback)
+        result = cast(EvaluateResult, self.engine("evaluate", args, feedback))
         outputs = {name: result.get(key) for name, (key, _) in self.SCORES.items()}
         return {**outputs, self.OUTPUT: result.get("output"), self.REPORT: result.get("report")}
 

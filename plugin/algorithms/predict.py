@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from qgis.core import (
     QgsProcessingContext,
@@ -13,6 +13,7 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
+from ...engine.results import PredictResult
 from .base import FootprintAlgorithm
 from .common import Inputs, inference_options, model_parameter
 from .options import add_options
@@ -76,5 +77,5 @@ class Predict(FootprintAlgorithm):
         args += ["--output", inputs.output(self.OUTPUT, "tif"), "--overwrite"]
         args += inputs.extent(self.EXTENT, self.INPUT)
         args += inputs.options(self.INFERENCE)
-        result = self.engine("predict", args + self.device_args(), feedback)
+        result = cast(PredictResult, self.engine("predict", args + self.device_args(), feedback))
         return {self.OUTPUT: result["output"], self.SECONDS: result.get("seconds")}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from qgis.core import (
     QgsProcessing,
@@ -15,6 +15,7 @@ from qgis.core import (
 )
 
 from ...engine.config import RasterizeConfig
+from ...engine.results import RasterizeResult
 from .base import FootprintAlgorithm
 from .common import Inputs
 from .options import Option, add_options
@@ -75,7 +76,7 @@ class RasterizeLabels(FootprintAlgorithm):
         args = ["--raster", inputs.raster(self.INPUT), "--labels", inputs.vector(self.LABELS)]
         args += ["--output", inputs.output(self.OUTPUT, "tif"), "--overwrite"]
         args += inputs.options(self.OPTIONS)
-        result = self.engine("rasterize-labels", args, feedback)
+        result = cast(RasterizeResult, self.engine("rasterize-labels", args, feedback))
         return {
             self.OUTPUT: result["output"],
             self.BUILDINGS: result["buildings"],

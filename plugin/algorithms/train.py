@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, cast
 
 from qgis.core import (
     QgsProcessing,
@@ -18,6 +18,7 @@ from qgis.core import (
 )
 
 from ...engine.config import TrainConfig  # plain dataclasses: no torch, no GDAL
+from ...engine.results import TrainResult
 from .base import FootprintAlgorithm
 from .common import Inputs
 from .options import Option, add_options
@@ -174,7 +175,9 @@ class Train(FootprintAlgorithm):
         report = self.parameterAsFileOutput(parameters, self.REPORT_DIR, context)
         if report:
             args += ["--report-dir", os.path.abspath(report)]
-        result = self.engine("train", [*args, "--overwrite", *self.device_args()], feedback)
+        result = cast(
+            TrainResult, self.engine("train", [*args, "--overwrite", *self.device_args()], feedback)
+        )
         metrics = result.get("metrics") or {}
         return {
             self.OUTPUT: result["output"],

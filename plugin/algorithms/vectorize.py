@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from qgis.core import (
     QgsProcessing,
@@ -15,6 +15,7 @@ from qgis.core import (
 )
 
 from ...engine.config import VectorizeConfig
+from ...engine.results import VectorizeResult
 from .base import FootprintAlgorithm
 from .common import BUILDINGS_STYLE, Inputs, polygon_options
 from .options import Option, add_options
@@ -85,7 +86,7 @@ class Vectorize(FootprintAlgorithm):
         args = ["--raster", inputs.raster(self.INPUT), "--output", output, "--overwrite"]
         args += ["--band", str(self.parameterAsInt(parameters, self.BAND, context) or 1)]
         args += inputs.options(self.POLYGONS)
-        result = self.engine("vectorize", args, feedback)
+        result = cast(VectorizeResult, self.engine("vectorize", args, feedback))
         return {
             self.OUTPUT: result["output"],
             self.BUILDINGS: result["buildings"],

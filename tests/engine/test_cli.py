@@ -73,6 +73,21 @@ def test_options_map_onto_configs() -> None:
     assert cfg.tile_size == TrainConfig.__dataclass_fields__["tile_size"].default
 
 
+def test_detect_options_from_both_groups_and_no_threshold_means_the_models() -> None:
+    from engine.cli import _build
+    from engine.config import DetectConfig
+
+    base = ["detect", "--raster", "r.tif", "--model", "m.pt", "--output", "b.gpkg"]
+    cfg = _build(DetectConfig, build_parser().parse_args(base), "c_")
+    assert cfg.threshold is None and cfg.keep_probability is None and cfg.margin is None
+    more = [*base, "--threshold", "0.3", "--margin", "8", "--min-area-m2", "2", "--tta"]
+    cfg = _build(
+        DetectConfig, build_parser().parse_args([*more, "--keep-probability", "p.tif"]), "c_"
+    )
+    assert (cfg.threshold, cfg.margin, cfg.min_area_m2, cfg.tta) == (0.3, 8, 2.0, True)
+    assert cfg.keep_probability == "p.tif" and cfg.hole_area_m2 == 4.0
+
+
 def test_error_exit_code_message_and_json_event(tmp_path: Path) -> None:
     missing = tmp_path / "missing.tif"
     result = run_cli(

@@ -1,0 +1,100 @@
+"""What each engine command returns: the ``result`` event of ``--events json``, printed by the CLI
+and read by the Processing algorithms. Standard library only (the plugin imports it in QGIS), so
+both sides read the same typed keys.
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+
+class RasterizeResult(TypedDict):
+    """``rasterize-labels``: the mask and what it holds."""
+
+    output: str
+    buildings: int
+    building_pixels: int
+    contact_pixels: int
+    nodata_pixels: int
+    width: int
+    height: int
+    crs: str
+
+
+class TrainResult(TypedDict):
+    """``train``: the model file, its report and the validation scores of the best epoch."""
+
+    output: str
+    report: str
+    best_epoch: int
+    threshold: float
+    contact_threshold: float
+    metrics: dict[str, float]  # iou, f1, precision, recall, accuracy at ``threshold``
+    epochs_run: int
+    train_windows: int
+    val_windows: int
+
+
+class PredictResult(TypedDict):
+    """``predict``: the probability GeoTIFF and how the run went."""
+
+    output: str
+    width: int
+    height: int
+    windows: int
+    windows_total: int
+    device: str
+    seconds: float
+    megapixels_per_second: float
+    resampled: bool
+    model_grid: list[int]  # width, height where the model ran
+    classes: list[str]
+
+
+class VectorizeResult(TypedDict):
+    """``vectorize``: the polygon layer and its buildings."""
+
+    output: str
+    buildings: int
+    total_area_m2: float
+
+
+class DetectResult(TypedDict):
+    """``detect``: the polygon layer, the kept probability (or None) and how the run went."""
+
+    output: str
+    buildings: int
+    total_area_m2: float
+    probability: str | None
+    threshold: float
+    width: int
+    height: int
+    windows: int
+    device: str
+    seconds: float
+    megapixels_per_second: float
+    resampled: bool
+    score_mean: float | None
+
+
+class EvaluateResult(TypedDict):
+    """``evaluate``: pixel and per-building scores, with what they were computed on."""
+
+    pixel: dict[str, float]
+    object: dict[str, float]
+    predicted: int
+    reference: int
+    pixel_counts: dict[str, int]
+    iou_threshold: float
+    resolution_m: float
+    working_crs: str
+    output: str | None
+    report: str | None
+    pixel_precision: float
+    pixel_recall: float
+    pixel_f1: float
+    pixel_iou: float
+    pixel_accuracy: float
+    object_precision: float
+    object_recall: float
+    object_f1: float
