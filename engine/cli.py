@@ -202,6 +202,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return the process exit code."""
     args = build_parser().parse_args(argv)
     progress = _progress_for(args.events)
+    if args.command in ("train", "predict", "detect"):
+        from engine.models.device import fit_threads_to_cpu
+
+        threads = fit_threads_to_cpu()
+        if threads is not None:
+            progress.log(f"Using {threads} torch thread(s): the CPUs this process may use.")
     previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         result = COMMANDS[args.command].run(args, progress)

@@ -3,6 +3,7 @@ describing the processor, which explains most differences in speed between machi
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 from dataclasses import dataclass
@@ -119,6 +120,26 @@ def cpu_facts() -> CpuFacts:
         cores_usable=usable or 1,
         quota=cpu_quota(),
     )
+
+
+def fit_threads_to_cpu() -> int | None:
+    """Give torch no more threads than the CPUs this process may use; return the new count.
+
+    torch starts as many threads as the machine has cores, but a container may be allowed
+    fewer (cpu affinity, or a cgroup quota such as Docker's ``--cpus``): threads beyond that
+    wait for each other at every parallel step. A thread count the user set
+    (``OMP_NUM_THREADS``) is kept. Returns None when nothing changed.
+    """
+    if os.environ.get("OMP_NUM_THREADS"):
+        return None
+    facts = cpu_facts()
+    allowed = facts.cores_usable
+    if facts.quota is not None:
+        allowed = min(allowed, max(1, math.floor(facts.quota)))
+    if facts.torch_threads <= allowed:
+        return None
+    torch.set_num_threads(allowed)
+    return allowed
 
 
 def describe_cpu() -> str:
