@@ -115,7 +115,11 @@ class TrainConfig:
         default="resnet18", metadata=_h("Encoder name (any smp encoder).", "Encoder")
     )
     encoder_weights: str | None = field(
-        default=None, metadata=_h("Local file with pretrained encoder weights (no downloads).")
+        default=None,
+        metadata=_h(
+            "Pretrained encoder weights: imagenet (packaged ImageNet weights, no download:"
+            " encoders tu-tf_efficientnet_lite0/1/2), or a local weights file."
+        ),
     )
     decoder_attention: bool = field(
         default=False, metadata=_h("scSE attention in the decoder.", "Decoder attention (scSE)")

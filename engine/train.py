@@ -33,6 +33,13 @@ from engine.events import NullProgress, Progress, SubProgress, check_canceled
 from engine.geo.outputs import check_output
 from engine.models.device import describe_device, resolve_device
 from engine.models.modelfile import ModelSpec, save_model
+from engine.models.pretrained import (
+    IMAGENET,
+    OFFLINE,
+    imagenet_normalisation,
+    offline_weights,
+    package_file,
+)
 from engine.models.registry import check_tile_size, create_model
 from engine.results import TrainResult
 from engine.training.dataset import TrainingData
@@ -54,6 +61,13 @@ def build_training_data(config: TrainConfig, progress: Progress) -> TrainingData
     """The training and validation windows (:func:`engine.training.dataset.build_training_data`)."""
     from engine.training.dataset import build_training_data as build
 
+    if config.encoder_weights == IMAGENET:
+        mean, std = imagenet_normalisation(config.encoder)
+        progress.log(
+            f"ImageNet weights of {config.encoder} (packaged, no download): each band is scaled"
+            f" to 0-1, then normalised with the encoder's mean {mean} and std {std}."
+        )
+        return build(config, progress, input_scale=(mean, std))
     return build(config, progress)
 
 
@@ -96,9 +110,18 @@ def check_config(config: TrainConfig) -> None:
         )
     build_loss(config.loss, config.pos_weight)
     check_tile_size(config.architecture, config.encoder, config.tile_size)
-    if config.encoder_weights and not Path(config.encoder_weights).expanduser().is_file():
+    if config.encoder_weights == IMAGENET:
+        if config.architecture.lower() == "compact":
+            raise ConfigError(
+                "The compact model has no pretrained encoder; choose an smp architecture (e.g."
+                " unet) with an encoder that has packaged ImageNet weights"
+                f" ({', '.join(OFFLINE)})."
+            )
+        package_file(offline_weights(config.encoder))  # the encoder has them, installed
+    elif config.encoder_weights and not Path(config.encoder_weights).expanduser().is_file():
         raise ConfigError(
-            f"Encoder weights {config.encoder_weights} do not exist; give a local .pt/.pth file."
+            f"Encoder weights {config.encoder_weights} do not exist; give a local .pt/.pth file,"
+            f" or imagenet for an encoder with packaged ImageNet weights ({', '.join(OFFLINE)})."
         )
 
 

@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn import functional
 
 from engine.errors import ConfigError
+from engine.models.pretrained import IMAGENET, OFFLINE, imagenet_encoder_state
 
 #: Our own architecture, beside smp's.
 COMPACT = "compact"
@@ -173,7 +174,9 @@ def create_model(
         in_channels: input bands.
         classes: output channels.
         decoder_attention: scSE attention in the decoder (unet, unetplusplus).
-        encoder_weights: a local file of pretrained encoder weights, or None.
+        encoder_weights: ``imagenet`` (weights packaged with the engine, see
+            :mod:`engine.models.pretrained`), a local file of pretrained encoder weights, or
+            None.
 
     Raises:
         ConfigError: unknown names, an impossible combination, or unusable weights.
@@ -186,8 +189,15 @@ def create_model(
     if encoder_weights is None:
         return _build(arch, encoder, in_channels, classes, decoder_attention)
     if arch == COMPACT:
-        raise ConfigError("The compact model has no pretrained encoder; drop --encoder-weights.")
-    state = read_state_dict(encoder_weights)
+        raise ConfigError(
+            "The compact model has no pretrained encoder; drop --encoder-weights, or choose an"
+            f" encoder with packaged ImageNet weights ({', '.join(OFFLINE)})."
+        )
+    state = (
+        imagenet_encoder_state(encoder)
+        if encoder_weights == IMAGENET
+        else read_state_dict(encoder_weights)
+    )
     # Pretrained weights are for 3 bands: load them, then adapt the first convolution to
     # ``in_channels`` the way smp does for its own pretrained weights.
     model = _build(arch, encoder, 3, classes, decoder_attention)

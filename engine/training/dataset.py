@@ -26,7 +26,7 @@ from engine.errors import ConfigError, LabelsError
 from engine.events import Progress
 from engine.geo import rasters
 from engine.geo.labels import LabelIndex, overlap_error, read_labels
-from engine.geo.normalize import BandStats, normalize
+from engine.geo.normalize import BandStats, normalize, pretrained_stats
 from engine.training.augment import augment, item_rng
 from engine.training.sampling import (
     IGNORE,
@@ -157,7 +157,11 @@ class TrainingData:
 
 
 def build_training_data(
-    config: TrainConfig, progress: Progress, cache_bytes: int = DEFAULT_CACHE_BYTES
+    config: TrainConfig,
+    progress: Progress,
+    cache_bytes: int = DEFAULT_CACHE_BYTES,
+    input_scale: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
+    fixed_stats: BandStats | None = None,
 ) -> TrainingData:
     """Plan, split, filter and describe the training and validation windows.
 
@@ -166,6 +170,10 @@ def build_training_data(
         progress: receives progress of the window scan, the summary, and cancellation.
         cache_bytes: keep decoded windows in memory when all of them take less than this
             many bytes (0 turns caching off; every item is then read from disk).
+        input_scale: mean and std on 0-1 values of a pretrained encoder: inputs are scaled to
+            0-1 and normalised with them (:func:`engine.geo.normalize.pretrained_stats`)
+            instead of with the data's own mean and std.
+        fixed_stats: normalisation to keep as it is (a model being fine-tuned).
 
     Raises:
         ConfigError: bad parameters, rasters with different band counts or data types, or
@@ -211,13 +219,18 @@ def build_training_data(
         )
     _check_splits(scan.train, scan.train if fit else scan.val, summary)
     assert scan.stats is not None  # a training window was kept
+    stats = scan.stats
+    if fixed_stats is not None:
+        stats = fixed_stats
+    elif input_scale is not None:
+        stats = pretrained_stats(scan.stats, sources[0].dtype, *input_scale)
     boundary = config.boundary
     train = WindowDataset(
         sources,
         scan.train,
         labels,
         tile,
-        scan.stats,
+        stats,
         boundary,
         augment=config.augment,
         seed=config.seed,
@@ -229,7 +242,7 @@ def build_training_data(
         scan.train if fit else scan.val,
         labels,
         tile,
-        scan.stats,
+        stats,
         boundary,
         cache=scan.train_cache if fit else scan.val_cache,
         boundary_width_m=config.boundary_width_m,
@@ -238,7 +251,7 @@ def build_training_data(
     return TrainingData(
         train=train,
         val=val,
-        stats=scan.stats,
+        stats=stats,
         bands=sources[0].bands,
         resolution_m=sources[0].resolution_m,
         input_dtype=sources[0].dtype,

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from engine.config import TrainConfig
 from engine.errors import CancelledError, ConfigError, LabelsError
 from engine.events import NullProgress, RecordingProgress
+from engine.geo.normalize import value_range
 from engine.geo.windows import WindowPlan
 from engine.training.dataset import TrainingData, WindowDataset, build_training_data
 from engine.training.sampling import IGNORE, WindowRef, windows_overlap
@@ -473,3 +474,24 @@ def test_banepa_chips_with_sidecars_become_one_mosaic(shared_data: Path) -> None
     assert (td.train.sources[0].width, td.train.sources[0].height) == (1024, 1024)
     assert len(td.train) > 0 and len(td.val) > 0
     assert 0.3 < td.summary["train"]["building_share"] < 0.9
+
+
+def test_pretrained_scale_gives_the_encoders_inputs(
+    rgb: Path, rgb_labels: Path, geo16: Path, geo_labels: Path
+) -> None:
+    """With a pretrained encoder's mean/std (on 0-1), 8-bit bands are scaled from 0-255 and
+    16-bit bands from the training data's range, then normalised with them."""
+    scale = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    td = build(config([rgb], rgb_labels, tile_size=64, augment=False), input_scale=scale)
+    assert td.stats.mean == pytest.approx([255 * m for m in scale[0]])
+    assert td.stats.std == pytest.approx([255 * s for s in scale[1]])
+    image, _ = td.train[0]
+    data, _ = td.train.read(0)
+    expected = (data[0] / 255.0 - 0.485) / 0.229
+    np.testing.assert_allclose(image.numpy()[0], expected, rtol=1e-5, atol=1e-5)
+    own = build(config([geo16], geo_labels, tile_size=32, stride=16))
+    td16 = build(config([geo16], geo_labels, tile_size=32, stride=16), input_scale=scale)
+    (lo, hi), m, s = value_range(own.stats, "uint16")[0], own.stats.mean[0], own.stats.std[0]
+    assert lo == max(own.stats.low[0], m - 3 * s) and hi == min(own.stats.high[0], m + 3 * s)
+    assert td16.stats.mean[0] == pytest.approx(lo + 0.485 * (hi - lo))  # one band: channel 0
+    assert td16.stats.std[0] == pytest.approx(0.229 * (hi - lo))
