@@ -92,6 +92,14 @@ class TrainConfig:
     validation: str | None = field(
         default=None, metadata=_h("Polygons marking validation areas (else a fraction is used).")
     )
+    labelled_area: str | None = field(
+        default=None,
+        metadata=_h(
+            "Polygons marking where the labels are complete: outside them pixels are ignored by"
+            " the loss and the scores instead of being taught as no building (default: the"
+            " labels are complete over the whole rasters)."
+        ),
+    )
     val_fraction: float = field(
         default=0.2,
         metadata=_h(
@@ -193,6 +201,22 @@ class TrainConfig:
             "Contact strip width (metres each side of a shared wall)",
             0.01,
             5.0,
+        ),
+    )
+    init_model: str | None = field(
+        default=None,
+        metadata=_h(
+            "Start from all weights of this Footprint model file (fine-tuning): its"
+            " architecture, encoder, classes, bands and normalisation are kept."
+        ),
+    )
+    freeze_encoder_epochs: int = field(
+        default=0,
+        metadata=_h(
+            "Train only the decoder for this many first epochs (0: never freeze).",
+            "Freeze the encoder for the first epochs",
+            0,
+            10000,
         ),
     )
     resume: str | None = field(default=None, metadata=_h("Checkpoint to resume from."))

@@ -32,7 +32,7 @@ from engine.errors import ConfigError
 from engine.events import NullProgress, Progress, SubProgress, check_canceled
 from engine.geo.outputs import check_output
 from engine.models.device import describe_device, resolve_device
-from engine.models.modelfile import ModelSpec, save_model
+from engine.models.modelfile import ModelSpec, read_spec, save_model
 from engine.models.pretrained import (
     IMAGENET,
     OFFLINE,
@@ -43,6 +43,14 @@ from engine.models.pretrained import (
 from engine.models.registry import check_tile_size, create_model
 from engine.results import TrainResult
 from engine.training.dataset import TrainingData
+from engine.training.finetune import (
+    check_fits,
+    finetune_config,
+    initial_spec,
+    kept_stats,
+    load_initial_weights,
+    set_encoder_trainable,
+)
 from engine.training.losses import build_loss, targets_for
 from engine.training.report import write_report
 from engine.training.state import (
@@ -61,6 +69,8 @@ def build_training_data(config: TrainConfig, progress: Progress) -> TrainingData
     """The training and validation windows (:func:`engine.training.dataset.build_training_data`)."""
     from engine.training.dataset import build_training_data as build
 
+    if config.init_model:
+        return build(config, progress, fixed_stats=kept_stats(read_spec(config.init_model)))
     if config.encoder_weights == IMAGENET:
         mean, std = imagenet_normalisation(config.encoder)
         progress.log(
@@ -210,7 +220,12 @@ class Loop:
             len(self.classes),
             decoder_attention=config.decoder_attention,
             encoder_weights=config.encoder_weights,
-        ).to(device)
+        )
+        if config.init_model:
+            load_initial_weights(model, config.init_model)
+        if config.freeze_encoder_epochs:
+            set_encoder_trainable(model, False)  # refuses a model without an encoder, early
+        model = model.to(device)
         self.channels_last = device.type == "cuda"  # the fast layout for convolutions on GPUs
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -308,6 +323,8 @@ def run_epochs(loop: Loop, state: TrainState, progress: Progress, checkpoint: Pa
     while state.epoch < config.epochs:
         epoch = state.epoch + 1
         _set_epoch(loop.train_loader, config.seed, epoch)
+        if config.freeze_encoder_epochs:
+            set_encoder_trainable(loop.bare, epoch > config.freeze_encoder_epochs)
         start = time.monotonic()
         lr = loop.optimizer.param_groups[0]["lr"]
         train_loss = loop.train_epoch(progress)
@@ -400,9 +417,14 @@ def train(config: TrainConfig, progress: Progress) -> TrainResult:
         progress = _RankProgress(progress)
     check_config(config)
     check_output(config.output, config.overwrite)
+    start_spec = initial_spec(config)
+    if start_spec is not None:
+        config = finetune_config(config, start_spec, progress)
     seed_everything(config.seed)
     device = make_device(config)
     data = build_training_data(config, SubProgress(progress, 0, 10))
+    if start_spec is not None:
+        check_fits(start_spec, len(data.bands), data.input_dtype, str(config.init_model))
     report = report_dir_for(config)
     checkpoint = report / "checkpoint.pt"
     seed_everything(config.seed)  # the same initial weights whatever the data builder drew

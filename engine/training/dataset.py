@@ -16,9 +16,11 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
+import shapely
 import torch
 from affine import Affine
 from rasterio.io import DatasetReader
+from shapely.geometry.base import BaseGeometry
 from torch.utils.data import Dataset
 
 from engine.config import TrainConfig
@@ -65,6 +67,7 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         boundary_width_m: float = 0.4,
         seed: int = 0,
         cache: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
+        labelled: Sequence[BaseGeometry | None] | None = None,
     ) -> None:
         self.sources = tuple(sources)
         self.windows = tuple(windows)
@@ -76,6 +79,7 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         self.augment = augment
         self.seed = seed
         self.cache = cache
+        self.labelled = tuple(labelled) if labelled is not None else (None,) * len(sources)
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
         self._reset_process_state()
 
@@ -127,6 +131,7 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             self._index(ref.raster),
             self.boundary,
             self.boundary_width_m,
+            self.labelled[ref.raster],
         )
 
     def _handle(self, raster: int) -> DatasetReader:
@@ -199,7 +204,10 @@ def build_training_data(
         kept, dropped = training_windows(i, s.width, s.height, tile, stride, c)
         train_refs += kept
         overlap += dropped
-    scan = scan_windows(config, sources, labels, train_refs, val_refs, progress, cache_bytes)
+    labelled = labelled_areas(config, sources, progress)
+    scan = scan_windows(
+        config, sources, labels, train_refs, val_refs, progress, cache_bytes, labelled
+    )
     summary = {
         "rasters": [s.path for s in sources],
         "label_features": n_labels,
@@ -236,6 +244,7 @@ def build_training_data(
         seed=config.seed,
         cache=scan.train_cache,
         boundary_width_m=config.boundary_width_m,
+        labelled=labelled,
     )
     val = WindowDataset(
         sources,
@@ -246,6 +255,7 @@ def build_training_data(
         boundary,
         cache=scan.train_cache if fit else scan.val_cache,
         boundary_width_m=config.boundary_width_m,
+        labelled=labelled,
     )
     _log_summary(progress, summary)
     return TrainingData(
@@ -258,6 +268,35 @@ def build_training_data(
         classes=("building", "contact") if boundary else ("building",),
         summary=summary,
     )
+
+
+def labelled_areas(
+    config: TrainConfig, sources: Sequence[Source], progress: Progress
+) -> list[BaseGeometry | None] | None:
+    """The labelled area over each raster, in its CRS (None: no labelled area was given).
+
+    Raises:
+        ConfigError: the labelled-area layer has no polygon over any raster.
+    """
+    if not config.labelled_area:
+        return None
+    areas: list[BaseGeometry | None] = []
+    for source in sources:
+        polygons = read_labels((config.labelled_area,), source.crs_wkt, bounds=_padded(source))
+        area = shapely.union_all(polygons.geometry.to_numpy()) if len(polygons) else None
+        if area is None:
+            progress.log(
+                f"Warning: the labelled area has no polygon over {source.path}; none of its"
+                " windows is used."
+            )
+            area = shapely.Polygon()
+        areas.append(area)
+    if all(a.is_empty for a in areas if a is not None):
+        raise ConfigError(
+            f"The labelled area {config.labelled_area} covers none of the training rasters;"
+            " draw its polygons where the labels are complete, over the imagery."
+        )
+    return areas
 
 
 def _padded(source: Source, pixels: float = 4.0) -> tuple[float, float, float, float]:

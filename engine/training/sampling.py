@@ -34,6 +34,7 @@ from engine.geo import rasters
 from engine.geo.labels import LabelIndex
 from engine.geo.normalize import BandStats, StatsAccumulator
 from engine.geo.windows import WindowPlan
+from engine.geo.workarea import area_mask
 
 #: Preferred side of a validation block, in tiles, tried from largest to smallest.
 BLOCK_TILES = (4, 2, 1)
@@ -188,10 +189,12 @@ def read_item(
     index: LabelIndex,
     boundary: bool,
     boundary_width_m: float = 0.4,
+    labelled: BaseGeometry | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read one window's data (float32, C,T,T) and burn its mask (uint8, T,T; 255 nodata);
     with ``boundary`` the contact strip (``boundary_width_m`` metres each side of a shared
-    wall, at least one pixel) is 2."""
+    wall, at least one pixel) is 2. Pixels whose centre lies outside the ``labelled`` area (in
+    the raster's CRS; None: everywhere) are 255 too: unknown, not background."""
     window = ref.window(tile)
     data, valid = rasters.read_window(src, window, source.bands)
     affine = window_transform(window, src.transform)
@@ -205,6 +208,9 @@ def read_item(
         dtype=np.uint8,
     )
     mask[~valid] = IGNORE
+    inside = area_mask(labelled, window, src.transform)
+    if inside is not None:
+        mask[~inside] = IGNORE
     return data, mask
 
 
@@ -250,10 +256,12 @@ class _Scanner:
         labels: Sequence[gpd.GeoDataFrame],
         total: int,
         progress: Progress,
+        labelled: Sequence[BaseGeometry | None],
     ) -> None:
         self.config = config
         self.sources = sources
         self.indexes = [LabelIndex(g) for g in labels]
+        self.labelled = labelled
         self.handles = [rasters.open_raster(s.path) for s in sources]
         self.total = max(total, 1)
         self.done = 0
@@ -291,6 +299,7 @@ class _Scanner:
                 self.indexes[ref.raster],
                 cfg.boundary,
                 cfg.boundary_width_m,
+                self.labelled[ref.raster],
             )
             counts = np.bincount(mask.ravel(), minlength=256)
             verdict = self._verdict(counts, None if keep_draw is None else keep_draw[i])
@@ -332,14 +341,18 @@ def scan_windows(
     val_refs: Sequence[WindowRef],
     progress: Progress,
     cache_bytes: int,
+    labelled: Sequence[BaseGeometry | None] | None = None,
 ) -> ScanResult:
     """Filter the candidate windows of both splits and compute the training statistics.
 
     Training windows without buildings are kept with probability ``empty_keep_fraction``
     (seeded by ``config.seed``); validation keeps all of them, so its scores reflect the
     imagery as it is. Decoded windows are cached while both splits fit in ``cache_bytes``.
+    Pixels outside ``labelled`` (per raster; None: labelled everywhere) are ignored.
     """
-    scanner = _Scanner(config, sources, labels, len(train_refs) + len(val_refs), progress)
+    total = len(train_refs) + len(val_refs)
+    areas = list(labelled) if labelled is not None else [None] * len(sources)
+    scanner = _Scanner(config, sources, labels, total, progress, areas)
     try:
         acc = StatsAccumulator(len(sources[0].bands))
         draw = np.random.default_rng((config.seed, 1)).random(len(train_refs))

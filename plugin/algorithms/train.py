@@ -10,6 +10,7 @@ from qgis.core import (
     QgsProcessingContext,
     QgsProcessingFeedback,
     QgsProcessingOutputNumber,
+    QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterFolderDestination,
@@ -36,6 +37,13 @@ class Train(FootprintAlgorithm):
         "<b>Training rasters</b>: images (any CRS, band count and size; all with the same "
         "bands). <b>Building polygons</b>: known buildings (any CRS); areas of the rasters "
         "without polygons are taught as background, so label every building in them.\n"
+        "<b>Labelled area</b> (optional): polygons where every building is digitised; "
+        "outside them the imagery is neither taught as background nor scored, so a few "
+        "buildings digitised in one corner of a large orthophoto are enough.\n"
+        "<b>Pretrained encoder</b>: imagenet starts the encoder from ImageNet weights that "
+        "come with the engine (no download; encoders tu-tf_efficientnet_lite0, lite1, lite2). "
+        "<b>Start from model</b> (optional): fine-tune a Footprint model file on this imagery "
+        "(its architecture, classes, bands and normalisation are kept).\n"
         "<b>Validation areas</b> (optional): polygons marking the area held out to choose the "
         "best epoch and the decision threshold; else <b>Validation fraction</b> of the area "
         "is held out as blocks (0: nothing; the training windows then pick the best epoch "
@@ -51,6 +59,7 @@ class Train(FootprintAlgorithm):
         "touching buildings to keep them apart) and its <b>width</b>, "
         "<b>Decoder attention</b> (scSE), "
         "<b>Encoder weights</b> (a local file of pretrained weights; nothing is downloaded), "
+        "<b>Freeze the encoder</b> for the first epochs of a fine-tuning, "
         "<b>Random seed</b>, <b>Patience</b> (stop after so many epochs without a better "
         "validation IoU; 0 never).\n\n"
         "<b>Model file</b>: the .pt to write (replaced if it exists: Processing asks first). "
@@ -78,6 +87,12 @@ class Train(FootprintAlgorithm):
     BOUNDARY_WIDTH = "BOUNDARY_WIDTH"
     DECODER_ATTENTION = "DECODER_ATTENTION"
     ENCODER_WEIGHTS = "ENCODER_WEIGHTS"
+    PRETRAINED = "PRETRAINED"
+    LABELLED_AREA = "LABELLED_AREA"
+    INIT_MODEL = "INIT_MODEL"
+    FREEZE_ENCODER_EPOCHS = "FREEZE_ENCODER_EPOCHS"
+    #: Choices of PRETRAINED: no pretrained weights, or the packaged ImageNet weights.
+    PRETRAINED_CHOICES = ("none", "imagenet")
     SEED = "SEED"
     PATIENCE = "PATIENCE"
     OUTPUT = "OUTPUT"
@@ -108,12 +123,37 @@ class Train(FootprintAlgorithm):
         Option(AUGMENT, TrainConfig, "augment", advanced=True),
         Option(BOUNDARY, TrainConfig, "boundary", advanced=True),
         Option(DECODER_ATTENTION, TrainConfig, "decoder_attention", advanced=True),
+        Option(
+            FREEZE_ENCODER_EPOCHS,
+            TrainConfig,
+            "freeze_encoder_epochs",
+            advanced=True,
+            optional=True,
+        ),
     )
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
         """Declare parameters and outputs."""
         self._add_inputs()
         add_options(self, self.OPTIONS)
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                self.PRETRAINED,
+                self.tr("Pretrained encoder (imagenet: tu-tf_efficientnet_lite0/1/2)"),
+                list(self.PRETRAINED_CHOICES),
+                defaultValue="none",
+                optional=True,
+                usesStaticStrings=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.INIT_MODEL,
+                self.tr("Start from model (fine-tune)"),
+                extension="pt",
+                optional=True,
+            )
+        )
         self.add_advanced(
             QgsProcessingParameterFile(
                 self.ENCODER_WEIGHTS,
@@ -157,6 +197,14 @@ class Train(FootprintAlgorithm):
                 self.VALIDATION, self.tr("Validation areas"), [polygon], optional=True
             )
         )
+        self.addParameter(
+            QgsProcessingParameterVectorLayer(
+                self.LABELLED_AREA,
+                self.tr("Labelled area (labels complete inside)"),
+                [polygon],
+                optional=True,
+            )
+        )
 
     def processAlgorithm(
         self,
@@ -168,8 +216,15 @@ class Train(FootprintAlgorithm):
         inputs = Inputs(self, parameters, context, feedback)
         args = ["--rasters", *inputs.rasters(self.RASTERS)]
         args += ["--labels", *inputs.vectors(self.LABELS)]
-        if parameters.get(self.VALIDATION):
-            args += ["--validation", inputs.vector(self.VALIDATION)]
+        for name, option in (
+            (self.VALIDATION, "--validation"),
+            (self.LABELLED_AREA, "--labelled-area"),
+        ):
+            if parameters.get(name):
+                args += [option, inputs.vector(name)]
+        init = inputs.file(self.INIT_MODEL)
+        if init:
+            args += ["--init-model", init]
         args += ["--output", inputs.output(self.OUTPUT, "pt")]
         args += self._model_args(inputs)
         report = self.parameterAsFileOutput(parameters, self.REPORT_DIR, context)
@@ -193,5 +248,6 @@ class Train(FootprintAlgorithm):
     def _model_args(self, inputs: Inputs) -> list[str]:
         """Engine options for the model and training options and the encoder weights."""
         args = inputs.options(self.OPTIONS)
-        weights = inputs.file(self.ENCODER_WEIGHTS)
+        pretrained = self.parameterAsEnumString(inputs.parameters, self.PRETRAINED, inputs.context)
+        weights = "imagenet" if pretrained == "imagenet" else inputs.file(self.ENCODER_WEIGHTS)
         return [*args, "--encoder-weights", weights] if weights else args

@@ -25,6 +25,7 @@ from engine.models.modelfile import load_model, read_spec
 from engine.models.registry import create_model
 from engine.scoring.metrics import ConfusionCounts
 from engine.training.dataset import TrainingData
+from engine.training.finetune import set_encoder_trainable
 from engine.training.losses import IGNORE, targets_for
 from engine.training.state import ProbabilityHistogram, TrainState
 
@@ -369,3 +370,59 @@ def test_end_to_end_on_generated_raster(
     assert spec.bands == (1, 2, 3) and spec.input_dtype == "uint8"
     assert spec.resolution_m == pytest.approx(0.5)
     assert result["train_windows"] > 0 and result["val_windows"] > 0
+
+
+def test_fine_tuning_starts_from_every_weight_of_the_model_file(
+    calls: list[TrainConfig], make_config: Callable[..., TrainConfig]
+) -> None:
+    first = train_module.train(make_config("first.pt", epochs=2), RecordingProgress())
+    progress = RecordingProgress()
+    # a vanishing lr and a constant schedule: what comes out is what went in
+    tuned = make_config(
+        "tuned.pt",
+        init_model=first["output"],
+        architecture="unet",
+        encoder="resnet18",
+        lr=1e-12,
+        schedule="constant",
+        epochs=1,
+    )
+    train_module.train(tuned, progress)
+    assert calls[-1].architecture == "compact"  # the model file's network, not the config's
+    before, _ = load_model(first["output"])
+    after, spec = load_model(tuned.output)
+    fresh = create_model("compact", "none", 2, 1)
+    pairs = zip(before.parameters(), after.parameters(), fresh.parameters(), strict=True)
+    for a, b, c in pairs:
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-8)
+        assert not torch.allclose(b, c, atol=1e-3) or b.numel() == 1
+    assert spec.architecture == "compact" and spec.mean == read_spec(first["output"]).mean
+    said = [m for m in progress.messages if m.startswith("Fine-tuning")]
+    assert said and "architecture 'unet' -> 'compact'" in said[0]
+
+
+def test_fine_tuning_refuses_imagery_the_model_cannot_take(
+    monkeypatch: pytest.MonkeyPatch,
+    calls: list[TrainConfig],
+    make_config: Callable[..., TrainConfig],
+) -> None:
+    first = train_module.train(make_config("first.pt", epochs=1), RecordingProgress())
+    three = replace(fake_data(), bands=(1, 2, 3))
+    monkeypatch.setattr(train_module, "build_training_data", lambda config, progress: three)
+    with pytest.raises(ConfigError, match="takes 2 band\\(s\\) but the training rasters have 3"):
+        train_module.train(make_config("x.pt", init_model=first["output"]), RecordingProgress())
+    uint8 = replace(fake_data(), input_dtype="uint8")
+    monkeypatch.setattr(train_module, "build_training_data", lambda config, progress: uint8)
+    with pytest.raises(ConfigError, match="trained on uint16 imagery but the training rasters"):
+        train_module.train(make_config("y.pt", init_model=first["output"]), RecordingProgress())
+    with pytest.raises(ConfigError, match="no separate encoder to freeze"):
+        train_module.train(make_config("z.pt", freeze_encoder_epochs=1), RecordingProgress())
+
+
+def test_freezing_the_encoder_leaves_the_decoder_trainable() -> None:
+    model = create_model("unet", "resnet18", 3, 1)
+    set_encoder_trainable(model, False)
+    assert not any(p.requires_grad for p in model.encoder.parameters())
+    assert all(p.requires_grad for p in model.decoder.parameters())
+    set_encoder_trainable(model, True)
+    assert all(p.requires_grad for p in model.parameters())

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
@@ -18,7 +20,7 @@ from torch.utils.data import DataLoader
 from engine.config import TrainConfig
 from engine.errors import CancelledError, ConfigError, LabelsError
 from engine.events import NullProgress, RecordingProgress
-from engine.geo.normalize import value_range
+from engine.geo.normalize import BandStats, value_range
 from engine.geo.windows import WindowPlan
 from engine.training.dataset import TrainingData, WindowDataset, build_training_data
 from engine.training.sampling import IGNORE, WindowRef, windows_overlap
@@ -495,3 +497,39 @@ def test_pretrained_scale_gives_the_encoders_inputs(
     assert lo == max(own.stats.low[0], m - 3 * s) and hi == min(own.stats.high[0], m + 3 * s)
     assert td16.stats.mean[0] == pytest.approx(lo + 0.485 * (hi - lo))  # one band: channel 0
     assert td16.stats.std[0] == pytest.approx(0.229 * (hi - lo))
+
+
+def test_outside_the_labelled_area_is_ignored_not_background(
+    rgb: Path, labels_factory: Callable[..., Path]
+) -> None:
+    """Buildings digitised only in the left half: with that half as the labelled area, the
+    right half is neither taught as background nor scored; windows wholly outside are dropped."""
+    left = [
+        px_box(UTM_T, c + 20, r + 20, c + 40, r + 36) for c in (0, 64) for r in range(0, 512, 64)
+    ]
+    labels = labels_factory("left.gpkg", left, crs=UTM)
+    area = rgb.with_name("area.geojson")  # in another CRS than the raster
+    half = gpd.GeoDataFrame(geometry=[px_box(UTM_T, 0, 0, 128, 512)], crs=UTM)
+    half.to_crs(WGS84).to_file(area)
+    cfg = config([rgb], labels, tile_size=64, stride=32, augment=False, val_fraction=0.0)
+    whole = build(cfg)
+    part = build(replace(cfg, labelled_area=str(area)))
+    assert len(part.train) < len(whole.train)
+    for i in range(len(part.train)):
+        ref = part.train.windows[i]
+        _, mask = part.train.read(i)
+        columns = ref.col + np.arange(64)
+        assert (mask[:, columns >= 128] == 255).all()  # unknown, not background
+        assert (mask[:, columns < 128] != 255).all()
+        assert ref.col < 128  # windows wholly outside are not used
+    assert any(ref.col == 96 for ref in part.train.windows)  # one straddles the edge
+    with pytest.raises(ConfigError, match="covers none of the training rasters"):
+        far = labels_factory("far.gpkg", [px_box(UTM_T, 5000, 5000, 5100, 5100)], crs=UTM)
+        build(replace(cfg, labelled_area=str(far)))
+
+
+def test_fixed_stats_are_kept(rgb: Path, rgb_labels: Path) -> None:
+    """A model being fine-tuned keeps its normalisation, whatever the new imagery's."""
+    kept = BandStats((10.0, 20.0, 30.0), (2.0, 3.0, 4.0))
+    td = build(config([rgb], rgb_labels, tile_size=64, augment=False), fixed_stats=kept)
+    assert td.stats == kept and td.train.stats == kept and td.val.stats == kept

@@ -1,0 +1,104 @@
+"""Fine-tuning: training that starts from a Footprint model file instead of fresh weights.
+
+``train --init-model MODEL`` keeps what the model file says about the network and its inputs:
+architecture, encoder, decoder attention, classes (the contact class), input bands and their
+normalisation. The new imagery must fit them (same band count and data type); what differs is
+said in the error. ``--freeze-encoder-epochs N`` trains only the decoder for the first N
+epochs, so a few labelled buildings adapt the head before they can disturb the encoder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from torch import nn
+
+from engine.config import TrainConfig
+from engine.errors import ConfigError
+from engine.events import Progress
+from engine.geo.normalize import BandStats
+from engine.models.modelfile import ModelSpec, load_model, read_spec
+
+
+def initial_spec(config: TrainConfig) -> ModelSpec | None:
+    """The spec of ``config.init_model`` (None when training starts from scratch)."""
+    return read_spec(config.init_model) if config.init_model else None
+
+
+def finetune_config(config: TrainConfig, spec: ModelSpec, progress: Progress) -> TrainConfig:
+    """``config`` with the network of ``spec``: architecture, encoder, attention, classes and
+    bands come from the model file; its own weights replace any encoder weights.
+
+    Raises:
+        ConfigError: bands chosen that are not the model's.
+    """
+    if config.bands and tuple(config.bands) != tuple(spec.bands):
+        raise ConfigError(
+            f"The model {config.init_model} was trained on bands {list(spec.bands)}, not"
+            f" {list(config.bands)}; leave the bands out to use the model's."
+        )
+    changed = [
+        f"{name} {getattr(config, name)!r} -> {value!r}"
+        for name, value in (
+            ("architecture", spec.architecture),
+            ("encoder", spec.encoder),
+            ("decoder_attention", spec.decoder_attention),
+            ("boundary", "contact" in spec.classes),
+        )
+        if getattr(config, name) != value
+    ]
+    progress.log(
+        f"Fine-tuning {config.init_model} ({spec.architecture}/{spec.encoder}, classes"
+        f" {', '.join(spec.classes)}, bands {list(spec.bands)}); its normalisation is kept"
+        + (f"; from the model file: {', '.join(changed)}." if changed else ".")
+    )
+    return replace(
+        config,
+        architecture=spec.architecture,
+        encoder=spec.encoder,
+        decoder_attention=spec.decoder_attention,
+        boundary="contact" in spec.classes,
+        bands=tuple(spec.bands),
+        encoder_weights=None,
+    )
+
+
+def kept_stats(spec: ModelSpec) -> BandStats:
+    """The model's input normalisation, to keep while fine-tuning."""
+    return BandStats(tuple(spec.mean), tuple(spec.std))
+
+
+def check_fits(spec: ModelSpec, bands: int, dtype: str, source: str) -> None:
+    """Raise ConfigError when the imagery cannot feed the model: another band count or type."""
+    if bands != spec.in_channels:
+        raise ConfigError(
+            f"The model {source} takes {spec.in_channels} band(s) but the training rasters have"
+            f" {bands}; fine-tune on imagery with the model's bands, or train a new model."
+        )
+    if dtype != spec.input_dtype:
+        raise ConfigError(
+            f"The model {source} was trained on {spec.input_dtype} imagery but the training"
+            f" rasters are {dtype}: its normalisation would not fit; train a new model."
+        )
+
+
+def load_initial_weights(model: nn.Module, path: str) -> None:
+    """Copy every weight of the model file ``path`` into ``model`` (the same network)."""
+    source, _ = load_model(path)
+    model.load_state_dict(source.state_dict())
+
+
+def set_encoder_trainable(model: nn.Module, trainable: bool) -> None:
+    """Freeze or unfreeze the encoder's weights (``model.encoder``).
+
+    Raises:
+        ConfigError: the model has no separate encoder (the compact U-Net).
+    """
+    encoder = getattr(model, "encoder", None)
+    if not isinstance(encoder, nn.Module):
+        raise ConfigError(
+            "This model has no separate encoder to freeze (the compact U-Net); drop"
+            " --freeze-encoder-epochs."
+        )
+    for parameter in encoder.parameters():
+        parameter.requires_grad_(trainable)
