@@ -19,48 +19,67 @@ import sys
 from collections.abc import Iterable, Iterator
 from itertools import chain
 
-TICK = re.compile(r"\.\.\.(\d{1,3})( - done\.)?")
+TICKS = {str(n) for n in range(0, 101, 10)}
 DONE = " - done."
 RESULTS_HEADER = "Results"
+#: Metric lines the plugin also logs (``val_iou (epoch 3): 0.61``): the epoch line says it all.
+METRIC = re.compile(r"^[a-z0-9_]+ \(epoch \d+\): \S+$")
 
 
 def events(chunks: Iterable[str]) -> Iterator[tuple[str, object]]:
     """``("message", line)`` and ``("progress", percent)`` from qgis_process's text, as it comes.
 
-    Ticks are glued to the messages (``0...10Reading...20``), and a chunk may end inside one:
-    a tail that may still become a tick waits for the next chunk.
+    qgis_process prints progress as it goes, without newlines: ``0``, then a dot every 2.5 %
+    and the percentage every 10 % (``0...10...20``), ``...100 - done.`` at the end; messages
+    come whole, each with its newline, so ticks sit at the start of a line, glued to the next
+    message (``...20Epoch 2/15: ...``). A number is a tick only right after a dot (or ``0``
+    opening a line before a dot), so messages that contain dots and numbers stay whole.
     """
-    buffer, line = "", ""
-    for chunk in chain(chunks, [None]):
-        final = chunk is None
-        buffer += chunk or ""
-        while buffer:
-            if not line and buffer.startswith("0..."):  # the first tick starts a line
-                yield "progress", 0
-                buffer = buffer[1:]
+    line, number, after_dot, in_message = "", "", False, False
+    done = ""
+    for char in chain.from_iterable(chunks):
+        if done:  # inside " - done."
+            done = done[1:] if char == done[0] else ""
+            if done or char == DONE[-1]:
                 continue
-            tick = TICK.match(buffer)
-            if tick:
-                rest = buffer[tick.end() :]
-                if not final and (not rest or (not tick.group(2) and DONE.startswith(rest))):
-                    break  # more digits or " - done." may follow
-                yield "progress", int(tick.group(1))
-                buffer = rest
-                continue
-            maybe_tick = re.fullmatch(r"\.{1,3}", buffer) or (
-                not line and "0...".startswith(buffer)
-            )
-            if maybe_tick and not final:
-                break
-            if buffer[0] == "\n":
+        if in_message:
+            if char == "\n":
                 yield "message", line
-                line, buffer = "", buffer[1:]
-                continue
-            stop = min((i for i in (buffer.find("\n", 1), buffer.find(".", 1)) if i > 0), default=0)
-            cut = stop or len(buffer)
-            line, buffer = line + buffer[:cut], buffer[cut:]
-    if line:
-        yield "message", line
+                line, after_dot, in_message = "", False, False
+            else:
+                line += char
+            continue
+        if char.isdigit() and (after_dot or (not number and char == "0")) and len(number) < 3:
+            number += char
+            continue
+        if number:
+            opening = number == "0" and not after_dot
+            if number in TICKS and (not opening or char == "."):
+                yield "progress", int(number)
+                if number == "100" and char == " ":
+                    number, done = "", DONE[1:]
+                    continue
+            else:
+                line = number  # not a tick after all: the start of a message
+                in_message = True
+            number = ""
+        if in_message:
+            if char == "\n":
+                yield "message", line
+                line, after_dot, in_message = "", False, False
+            else:
+                line += char
+        elif char == ".":
+            after_dot = True
+        elif char == "\n":
+            yield "message", line
+            line, after_dot = "", False
+        else:
+            line, in_message = char, True
+    if number and number in TICKS:
+        yield "progress", int(number)
+    elif number or line:
+        yield "message", number + line
 
 
 def parse_value(text: str) -> object:
@@ -86,6 +105,8 @@ def follow(stream: Iterable[str], out: list[str]) -> dict[str, object]:
                 last_percent = percent
             continue
         line = str(value)
+        if METRIC.match(line):
+            continue
         if line.strip() == RESULTS_HEADER:
             in_results = True
         if in_results:

@@ -14,11 +14,14 @@ import pytest
 from .conftest import REPO
 
 SCRIPT = REPO / "scripts" / "qgis_progress.py"
-#: What qgis_process 3.22 printed for footprint:evaluate (shortened), ticks glued to messages.
+#: What qgis_process 3.22 prints (shortened): a dot every 2.5 %, the percentage every 10 %,
+#: glued to the messages, which come whole with their newline; metric lines as the plugin logs.
 OUTPUT = (
     "----------------\nInputs\n----------------\n\nAREA:\tarea.tif\n\n"
     "0...10Evaluating 251 predicted against 251 reference buildings; pixels of 0.13182 m.\n"
-    "...20...30...40Epoch 1/15: val IoU 0.5 (best 0.5 at epoch 1), 3.5 s\n"
+    ".20val_iou (epoch 1): 0.5\n"
+    "Epoch 1/15: val IoU 0.5 (best 0.5 at epoch 1), 3.5 s\n"
+    "..30...40.307 windows in 12.5 s.\n"
     "...90Reading...\n...100 - done.\n\n----------------\nResults\n----------------\n\n"
     "OBJECT_F1:\t0.25\nOUTPUT:\t/tmp/out put.gpkg\nWINDOWS:\t12\n"
 )
@@ -41,7 +44,8 @@ def test_ticks_become_progress_and_messages_stay_whole(module: ModuleType) -> No
         messages
     )
     assert "Epoch 1/15: val IoU 0.5 (best 0.5 at epoch 1), 3.5 s" in messages
-    assert "Reading..." in messages  # dots not followed by a number are text
+    assert "307 windows in 12.5 s." in messages  # numbers not after a dot are text
+    assert "Reading..." in messages  # dots inside a message are text
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 7])
@@ -72,6 +76,7 @@ def test_command_echoes_and_writes_results(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "  [ 40%]" in done.stdout.splitlines() and "Epoch 1/15" in done.stdout
+    assert "val_iou (epoch 1)" not in done.stdout  # the epoch line already says it
     assert json.loads(results.read_text()) == {
         "OBJECT_F1": 0.25,
         "OUTPUT": "/tmp/out put.gpkg",
