@@ -76,6 +76,23 @@ DATASETS = {
         "banepa/test/oam/OAM-38669[45]-22024[34]-19.tif",
         "Banepa: train on the 32 train chips, detect on the 16 test chips",
     ),
+    # fine-tuning (issue 14): a model from a quarter of the training chips, then a few
+    # buildings of the rest (--labelled-chips marks where they are)
+    "banepa-quarter": Dataset(
+        "banepa/train/oam/OAM-386690-*-19.tif",
+        "banepa/test/oam",
+        "banepa/labels/*.geojson",
+        "banepa/test/oam/OAM-38669[45]-22024[34]-19.tif",
+        "Banepa: train on the 8 chips of column 386690 (a quarter), detect on the 16 test chips",
+    ),
+    "banepa-rest": Dataset(
+        "banepa/train/oam/OAM-38669[123]-*-19.tif",
+        "banepa/test/oam",
+        "banepa/labels/*.geojson",
+        "banepa/test/oam/OAM-38669[45]-22024[34]-19.tif",
+        "Banepa: train on the 24 chips of columns 386691-386693 (labels complete only in the"
+        " --labelled-chips), detect on the 16 test chips",
+    ),
     # the single-image fit: train on the image, predict the same image
     "atlanta": Dataset(
         "atlanta_sn4/sample_geotiff.tif",
@@ -145,8 +162,31 @@ def _overrides(kind: type, items: list[str]) -> dict[str, Any]:
     return settings
 
 
-def _config(data: Dataset, recipe: str, overrides: list[str], workdir: Path) -> TrainConfig:
+def labelled_area(chips: str, out: Path) -> str:
+    """A GeoJSON of the footprints of the chips matching ``chips`` (under DATA): where the labels
+    count as complete for a fine-tuning run."""
+    import geopandas as gpd
+    import rasterio
+    import shapely
+
+    paths = sorted(DATA.glob(chips))
+    if not paths:
+        raise SystemExit(f"No chips {DATA / chips}")
+    boxes, crs = [], None
+    for path in paths:
+        with rasterio.open(path) as src:
+            boxes.append(shapely.box(*src.bounds))
+            crs = src.crs
+    gpd.GeoDataFrame(geometry=[shapely.union_all(boxes)], crs=crs).to_file(out)
+    return str(out)
+
+
+def _config(
+    data: Dataset, recipe: str, overrides: list[str], workdir: Path, labelled_chips: str = ""
+) -> TrainConfig:
     settings = {**RECIPES[recipe], **_overrides(TrainConfig, overrides)}
+    if labelled_chips:
+        settings["labelled_area"] = labelled_area(labelled_chips, workdir / "labelled.geojson")
     train_vrt = resolve_raster(str(DATA / data.train), workdir=str(workdir / "train"))
     return TrainConfig(
         rasters=(train_vrt,),
@@ -170,10 +210,15 @@ def _hardware() -> str:
 
 
 def _train(
-    data: Dataset, recipe: str, overrides: list[str], work: Path, progress: Any
+    data: Dataset,
+    recipe: str,
+    overrides: list[str],
+    work: Path,
+    progress: Any,
+    labelled_chips: str = "",
 ) -> dict[str, Any]:
     """Train once; the record's training part."""
-    config = _config(data, recipe, overrides, work)
+    config = _config(data, recipe, overrides, work, labelled_chips)
     start = time.monotonic()
     trained = train(config, progress)
     return {
@@ -214,6 +259,7 @@ def run(
     keep_model: Path | None = None,
     predict_overrides: list[str] | None = None,
     vectorize_overrides: list[str] | None = None,
+    labelled_chips: str = "",
 ) -> dict[str, Any]:
     """Train (or reuse ``model``), detect and evaluate once; return the record."""
     for path in (DATA / data.train, DATA / data.test):
@@ -226,7 +272,11 @@ def run(
         work = Path(tmp)
         (work / "train").mkdir()
         (work / "test").mkdir()
-        part = _reuse(model) if model else _train(data, recipe, overrides, work, progress)
+        part = (
+            _reuse(model)
+            if model
+            else _train(data, recipe, overrides, work, progress, labelled_chips)
+        )
         if keep_model:
             _keep(part, keep_model)
         test_vrt = resolve_raster(str(DATA / data.test), workdir=str(work / "test"))
@@ -337,6 +387,12 @@ def main() -> int:
     parser.add_argument("--model", type=Path, help="Reuse a model kept with --keep-model.")
     parser.add_argument("--keep-model", type=Path, help="Keep the trained model here.")
     parser.add_argument("--tag", default=None, help="Name of this run (default: the recipe).")
+    parser.add_argument(
+        "--labelled-chips",
+        default="",
+        metavar="GLOB",
+        help="Train with the labels complete only over these chips (a glob under the data).",
+    )
     args = parser.parse_args()
     if args.model and args.overrides:
         parser.error("--set changes training; it cannot go with --model")
@@ -350,6 +406,7 @@ def main() -> int:
         args.keep_model,
         args.predict,
         args.vectorize,
+        args.labelled_chips,
     )
     append_record(record(result))
     records = ROOT / "docs" / "benchmarks" / "accuracy"

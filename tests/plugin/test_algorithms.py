@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from qgis.core import (
     QgsProcessingContext,
+    QgsProcessingException,
     QgsProcessingFeedback,
     QgsProcessingOutputLayerDefinition,
     QgsProcessingParameterDefinition,
@@ -157,6 +158,46 @@ def test_train_report_folder_and_validation_layer(tmp_path: Path, feedback: Any)
         assert part in command, command
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
     assert summary["data"]["split"] != "blocks"  # the validation layer, not a fraction
+
+
+def test_train_fine_tunes_a_model_inside_a_labelled_area(tmp_path: Path, feedback: Any) -> None:
+    train, _ = synthetic_scenes()
+    x0, y0, _, _ = train.extent
+    area = write_boxes(tmp_path / "area.gpkg", [(x0, y0, x0 + 40, y0 + 40)])
+    start = synthetic_model()["OUTPUT"]
+    result = run(
+        "footprint:train",
+        {
+            "RASTERS": [str(train.raster)],
+            "LABELS": [str(train.labels)],
+            **QUICK_TRAINING,
+            "EPOCHS": 1,
+            "VAL_FRACTION": 0.0,
+            "LABELLED_AREA": str(area),
+            "INIT_MODEL": start,
+            "OUTPUT": str(tmp_path / "tuned.pt"),
+        },
+        feedback=feedback,
+    )
+    assert Path(result["OUTPUT"]).is_file()
+    command = feedback.commands[-1]
+    assert "--labelled-area" in command and f"--init-model {start}" in command, command
+    assert any("Fine-tuning" in m for m in feedback.infos), feedback.infos
+
+
+def test_train_pretrained_encoder_choice_reaches_the_engine(tmp_path: Path, feedback: Any) -> None:
+    train, _ = synthetic_scenes()
+    parameters = {
+        "RASTERS": [str(train.raster)],
+        "LABELS": [str(train.labels)],
+        **QUICK_TRAINING,
+        "PRETRAINED": "imagenet",
+        "OUTPUT": str(tmp_path / "m.pt"),
+    }
+    with pytest.raises(QgsProcessingException, match="compact model has no pretrained encoder"):
+        run("footprint:train", parameters, feedback=feedback)
+    assert "--encoder-weights imagenet" in feedback.commands[-1]
+    assert not (tmp_path / "m.pt").exists()
 
 
 def test_predict_limits_work_to_an_extent_given_in_another_crs(tmp_path: Path) -> None:
