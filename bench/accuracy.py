@@ -334,7 +334,8 @@ def record(result: dict[str, Any]) -> str:
         f"- settings: `{json.dumps(result['settings'], default=str)}`",
         f"- prediction: `{json.dumps(result['predict'])}`, vectorizing:"
         f" `{json.dumps(result['vectorize'])}` (no threshold: the model's)",
-        f"- training {result['train_s']:.0f} s ({result['trained']['epochs_run']} epochs, best"
+        f"- training {result['train_s']:.0f} s ({result['trained']['epochs_run']} epochs,"
+        f" {result['train_s'] / max(1, result['trained']['epochs_run']):.0f} s/epoch, best"
         f" {result['trained']['best_epoch']}, threshold {result['trained']['threshold']:.2f});"
         f" detection {result['detect_s']:.1f} s",
         "",
