@@ -120,13 +120,16 @@ class TrainConfig:
         ),
     )
     encoder: str = field(
-        default="resnet18", metadata=_h("Encoder name (any smp encoder).", "Encoder")
+        default="tu-tf_efficientnet_lite0",
+        metadata=_h("Encoder name (any smp encoder).", "Encoder"),
     )
     encoder_weights: str | None = field(
         default=None,
         metadata=_h(
             "Pretrained encoder weights: imagenet (packaged ImageNet weights, no download:"
-            " encoders tu-tf_efficientnet_lite0/1/2), or a local weights file."
+            " encoders tu-tf_efficientnet_lite0/1/2), none (random weights), or a local"
+            " weights file (default: imagenet where the encoder has packaged weights, else"
+            " none)."
         ),
     )
     decoder_attention: bool = field(

@@ -18,6 +18,7 @@ import math
 import os
 import time
 from collections.abc import Sized
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -96,6 +97,18 @@ def _rank() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def resolve_encoder_weights(config: TrainConfig) -> str | None:
+    """What ``encoder_weights`` means: ``none`` random weights; unset, the packaged ImageNet
+    weights where the encoder has them (random weights otherwise); else as given."""
+    value = config.encoder_weights
+    if value is not None and value.strip().lower() == "none":
+        return None
+    if value is None:
+        has = config.encoder in OFFLINE and config.architecture.lower() != "compact"
+        return IMAGENET if has else None
+    return value
 
 
 def check_config(config: TrainConfig) -> None:
@@ -415,6 +428,7 @@ def train(config: TrainConfig, progress: Progress) -> TrainResult:
     rank, _ = _rank()
     if rank != 0:
         progress = _RankProgress(progress)
+    config = replace(config, encoder_weights=resolve_encoder_weights(config))
     check_config(config)
     check_output(config.output, config.overwrite)
     start_spec = initial_spec(config)

@@ -91,8 +91,9 @@ class Train(FootprintAlgorithm):
     LABELLED_AREA = "LABELLED_AREA"
     INIT_MODEL = "INIT_MODEL"
     FREEZE_ENCODER_EPOCHS = "FREEZE_ENCODER_EPOCHS"
-    #: Choices of PRETRAINED: no pretrained weights, or the packaged ImageNet weights.
-    PRETRAINED_CHOICES = ("none", "imagenet")
+    #: Choices of PRETRAINED: the engine decides (ImageNet where the encoder has packaged
+    #: weights), the packaged ImageNet weights, or random weights.
+    PRETRAINED_CHOICES = ("auto", "imagenet", "none")
     SEED = "SEED"
     PATIENCE = "PATIENCE"
     OUTPUT = "OUTPUT"
@@ -141,7 +142,7 @@ class Train(FootprintAlgorithm):
                 self.PRETRAINED,
                 self.tr("Pretrained encoder (imagenet: tu-tf_efficientnet_lite0/1/2)"),
                 list(self.PRETRAINED_CHOICES),
-                defaultValue="none",
+                defaultValue="auto",
                 optional=True,
                 usesStaticStrings=True,
             )
@@ -249,5 +250,5 @@ class Train(FootprintAlgorithm):
         """Engine options for the model and training options and the encoder weights."""
         args = inputs.options(self.OPTIONS)
         pretrained = self.parameterAsEnumString(inputs.parameters, self.PRETRAINED, inputs.context)
-        weights = "imagenet" if pretrained == "imagenet" else inputs.file(self.ENCODER_WEIGHTS)
-        return [*args, "--encoder-weights", weights] if weights else args
+        weights = inputs.file(self.ENCODER_WEIGHTS) or pretrained
+        return args if weights in ("", "auto") else [*args, "--encoder-weights", weights]

@@ -22,6 +22,7 @@ from engine.errors import CancelledError, ConfigError, ModelFileError, OutputErr
 from engine.events import RecordingProgress
 from engine.geo.normalize import BandStats
 from engine.models.modelfile import load_model, read_spec
+from engine.models.pretrained import OFFLINE
 from engine.models.registry import create_model
 from engine.scoring.metrics import ConfusionCounts
 from engine.training.dataset import TrainingData
@@ -426,3 +427,15 @@ def test_freezing_the_encoder_leaves_the_decoder_trainable() -> None:
     assert all(p.requires_grad for p in model.decoder.parameters())
     set_encoder_trainable(model, True)
     assert all(p.requires_grad for p in model.parameters())
+
+
+def test_encoder_weights_default_to_the_packaged_imagenet_where_they_exist(
+    make_config: Callable[..., TrainConfig],
+) -> None:
+    lite = make_config(architecture="unet", encoder="tu-tf_efficientnet_lite0")
+    assert train_module.resolve_encoder_weights(lite) == "imagenet"
+    assert train_module.resolve_encoder_weights(replace(lite, encoder_weights="none")) is None
+    assert train_module.resolve_encoder_weights(replace(lite, encoder="resnet18")) is None
+    assert train_module.resolve_encoder_weights(make_config()) is None  # compact
+    assert train_module.resolve_encoder_weights(replace(lite, encoder_weights="w.pt")) == "w.pt"
+    assert TrainConfig.__dataclass_fields__["encoder"].default in OFFLINE
