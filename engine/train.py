@@ -368,6 +368,11 @@ def run_epochs(loop: Loop, state: TrainState, progress: Progress, checkpoint: Pa
             break
 
 
+def network_name(architecture: str, encoder: str) -> str:
+    """``unet/resnet18``, or ``compact`` (which has no encoder to name)."""
+    return architecture if architecture.lower() == "compact" else f"{architecture}/{encoder}"
+
+
 def _estimate(seconds: float, epochs_left: int) -> str:
     """What the first epoch's time says about the rest of the run, in a user's words."""
     left = seconds * epochs_left
@@ -445,7 +450,7 @@ def train(config: TrainConfig, progress: Progress) -> TrainResult:
     loop = Loop(config, data, device)
     n_params = sum(p.numel() for p in loop.bare.parameters())
     progress.log(
-        f"Training {config.architecture}/{config.encoder} ({n_params:,} parameters) on"
+        f"Training {network_name(config.architecture, config.encoder)} ({n_params:,} parameters) on"
         f" {describe_device(device)}: {len(data.train)} training, {len(data.val)} validation"
         f" windows of {config.tile_size} px, classes {', '.join(data.classes)}"
     )
