@@ -171,7 +171,7 @@ class TrainConfig:
     schedule: str = field(
         default="onecycle", metadata=_h("Learning-rate schedule: onecycle, cosine or constant.")
     )
-    epochs: int = field(default=15, metadata=_h("Number of epochs.", "Epochs", 1, 10000))
+    epochs: int = field(default=8, metadata=_h("Number of epochs.", "Epochs", 1, 10000))
     batch_size: int = field(default=8, metadata=_h("Windows per batch.", "Batch size", 1, 1024))
     patience: int = field(
         default=0,

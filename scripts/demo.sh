@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job, end to end through QGIS Processing (qgis_process): set up, train a small model
+# The main job, end to end through QGIS Processing (qgis_process): set up, train the default model
 # on the example's training chips, detect buildings on its test chips, evaluate against the
 # reference footprints, draw a PNG preview, and print the scores and where everything is.
 #   bash scripts/demo.sh [DATA_FOLDER] [OUT_FOLDER]
@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 DATA=${1:-}
 OUT=${2:-out/demo}
-EPOCHS=${FOOTPRINT_DEMO_EPOCHS:-15}
+EPOCHS=${FOOTPRINT_DEMO_EPOCHS:-8}
 mkdir -p "$OUT"
 if [ -z "$DATA" ]; then
   DATA=${FOOTPRINT_DATA:-../shared/data}/banepa
@@ -36,9 +36,10 @@ echo; echo "==> Mosaicking the chips into virtual rasters (gdalbuildvrt)"
 gdalbuildvrt -q -overwrite "$OUT/train.vrt" "$DATA"/train/oam/*.tif
 gdalbuildvrt -q -overwrite "$OUT/test.vrt" "$DATA"/test/oam/*.tif
 
-echo; echo "==> footprint:train: compact U-Net, $EPOCHS epochs on $DATA/train (CPU is fine)"
-step train footprint:train -- RASTERS="$OUT/train.vrt" LABELS="$LABELS" ARCHITECTURE=compact \
-    TILE_SIZE=256 EPOCHS="$EPOCHS" BATCH_SIZE=8 LR=0.01 OUTPUT="$OUT/model.pt"
+echo; echo "==> footprint:train: train's default model (U-Net, EfficientNet-Lite0 from its packaged"
+echo "    ImageNet weights, contact class), $EPOCHS epochs on $DATA/train (CPU is fine)"
+step train footprint:train -- RASTERS="$OUT/train.vrt" LABELS="$LABELS" \
+    TILE_SIZE=256 EPOCHS="$EPOCHS" BATCH_SIZE=8 OUTPUT="$OUT/model.pt"
 
 echo; echo "==> footprint:detect on $DATA/test"
 step detect footprint:detect -- INPUT="$OUT/test.vrt" MODEL="$OUT/model.pt" \
