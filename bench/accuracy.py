@@ -262,9 +262,9 @@ def run(
     labelled_chips: str = "",
 ) -> dict[str, Any]:
     """Train (or reuse ``model``), detect and evaluate once; return the record."""
-    for path in (DATA / data.train, DATA / data.test):
-        if not path.exists():
-            raise SystemExit(f"Benchmark data not found: {path}; set FOOTPRINT_DATA")
+    for pattern in (data.train, data.test):
+        if not any(DATA.glob(pattern)):
+            raise SystemExit(f"Benchmark data not found: {DATA / pattern}; set FOOTPRINT_DATA")
     progress = TerminalProgress()
     predict_settings = _overrides(InferenceOptions, predict_overrides or [])
     vectorize_settings = _overrides(PolygonOptions, vectorize_overrides or [])
