@@ -75,7 +75,7 @@ FIT_START, FIT_END = "<!-- fit:start -->", "<!-- fit:end -->"
 #: Pretrained encoders and fine-tuning (issue 14): every row U-Net + contact class, lr 1e-3,
 #: 8 epochs (fewer than the recipe's 15, the same for every row), on the same test chips.
 PRETRAINED_ROWS: list[tuple[str, str, str]] = [
-    ("today's default", "resnet18 from random weights, 32 training chips", "p-r18-8ep"),
+    ("former default", "resnet18 from random weights, 32 training chips", "p-r18-8ep"),
     ("EfficientNet-Lite0", "from random weights, 32 training chips", "p-lite0-8ep"),
     (
         "EfficientNet-Lite0",
