@@ -42,27 +42,22 @@ def events(chunks: Iterable[str]) -> Iterator[tuple[str, object]]:
             done = done[1:] if char == done[0] else ""
             if done or char == DONE[-1]:
                 continue
-        if in_message:
-            if char == "\n":
-                yield "message", line
-                line, after_dot, in_message = "", False, False
-            else:
-                line += char
-            continue
-        if char.isdigit() and (after_dot or (not number and char == "0")) and len(number) < 3:
-            number += char
-            continue
-        if number:
-            opening = number == "0" and not after_dot
-            if number in TICKS and (not opening or char == "."):
-                yield "progress", int(number)
-                if number == "100" and char == " ":
-                    number, done = "", DONE[1:]
-                    continue
-            else:
-                line = number  # not a tick after all: the start of a message
-                in_message = True
-            number = ""
+        if not in_message:
+            tick_digit = after_dot or (not number and char == "0")
+            if char.isdigit() and tick_digit and len(number) < 3:
+                number += char
+                continue
+            if number:
+                opening = number == "0" and not after_dot
+                if number in TICKS and (not opening or char == "."):
+                    yield "progress", int(number)
+                    if number == "100" and char == " ":
+                        number, done = "", DONE[1:]
+                        continue
+                else:
+                    line = number  # not a tick after all: the start of a message
+                    in_message = True
+                number = ""
         if in_message:
             if char == "\n":
                 yield "message", line
