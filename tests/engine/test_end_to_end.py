@@ -77,7 +77,7 @@ def _train(raster: str, labels: str, out: Path, *extra: str) -> Path:
         "--architecture",
         "compact",
         *extra,
-        timeout=900,  # generous: CI machines may be shared
+        timeout=3600,  # a hang guard only: alone here 3-4 minutes, on a shared or slow CPU far more
     )
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
