@@ -10,10 +10,12 @@ single-class model).
 Threshold: ``DetectConfig.threshold`` None (the default) uses the threshold stored in the model
 file (chosen on validation when training).
 
-Contact class: with a model that also predicts the contact strip between touching buildings,
-a pixel is building where building probability >= threshold AND contact probability < the
-model's contact threshold (chosen on validation when training; 0.5 for older models), which
-splits buildings that share a wall.
+Touching buildings: with a model that also predicts *separation* (the strip where two
+buildings meet), each building grows from a seed by a watershed
+(:mod:`engine.polygons.instances`), block by block with a halo
+(:mod:`engine.polygons.blocks`), using the seed threshold and smallest seed stored in the
+model. Older models with a *contact* class split where contact probability >= the model's
+contact threshold, as they always did.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ from rasterio.io import DatasetWriter
 from engine.config import DetectConfig
 from engine.events import Progress, SubProgress, check_canceled
 from engine.geo.outputs import atomic_output, check_output
+from engine.geo.rasters import ground_resolution_m, open_raster
 from engine.geo.vectors import VectorWriter
 from engine.inference.job import (
+    BLOCK,
     PredictionJob,
     open_probability,
     prepare_job,
@@ -38,16 +42,28 @@ from engine.inference.job import (
 )
 from engine.models.device import resolve_device
 from engine.models.modelfile import ModelSpec, load_model
+from engine.polygons.blocks import HaloAssembler, halo_pixels, label_block
+from engine.polygons.instances import InstanceParams, min_seed_pixels, pixels_for
 from engine.polygons.seams import PolygonStream, SeamJoiner, check_polygon_options
 from engine.results import DetectResult
 
 __all__ = ["detect", "detect_with_model"]
 
 
+def instance_params(spec: ModelSpec, threshold: float, pixel_size_m: float) -> InstanceParams:
+    """The seeds + watershed settings of a model with a separation class."""
+    return InstanceParams(
+        threshold=threshold,
+        seed_threshold=spec.seed_threshold,
+        min_seed_px=min_seed_pixels(spec.min_seed_m2, pixel_size_m**2),
+        erode_px=pixels_for(spec.seed_erosion_m, pixel_size_m),
+    )
+
+
 def _polygonize(
     job: PredictionJob,
     threshold: float,
-    contact_threshold: float,
+    spec: ModelSpec,
     dst: DatasetWriter | None,
     stream: PolygonStream,
     progress: Progress,
@@ -58,12 +74,28 @@ def _polygonize(
     joiner = SeamJoiner(job.grid.width, job.grid.height, threshold)
     contact = job.classes.index("contact") if "contact" in job.classes else None
     building = job.classes.index("building") if "building" in job.classes else 0
+    assembler, params = None, None
+    if "separation" in job.classes:
+        with open_raster(job.raster) as src:
+            pixel = ground_resolution_m(src)
+        params = instance_params(spec, threshold, pixel)
+        halo = halo_pixels(pixel, BLOCK)
+        assembler = HaloAssembler(job.grid.width, job.grid.height, BLOCK, halo)
+        separation = job.classes.index("separation")
     for block in probability_blocks(job, progress, workdir):
         if dst is not None:
             dst.write(block.data, window=block.window)
+        if assembler is not None and params is not None:
+            for ready in assembler.add(block.window, block.data, block.valid):
+                done = label_block(ready, params, building, separation)
+                valid = ready.core(ready.valid)
+                stream.add(
+                    joiner.add_labels(done.window, done.labels, done.probability, done.ring, valid)
+                )
+            continue
         valid = block.valid
         if contact is not None:
-            valid = valid & (block.data[contact] < contact_threshold)
+            valid = valid & (block.data[contact] < spec.contact_threshold)
         stream.add(joiner.add(block.window, block.data[building], valid))
     stream.add(joiner.finish())
     return joiner
@@ -90,12 +122,7 @@ def detect_with_model(
         source = "the model's" if config.threshold is None else "given"
         progress.log(
             f"Detecting buildings on {job.grid.width}x{job.grid.height} px on {job.device},"
-            f" threshold {threshold:g} ({source})"
-            + (
-                f", contact probability >= {spec.contact_threshold:g} splits touching buildings."
-                if "contact" in job.classes
-                else "."
-            )
+            f" threshold {threshold:g} ({source})" + _split_note(spec)
         )
         with ExitStack() as stack:
             dst = None
@@ -107,7 +134,7 @@ def detect_with_model(
             joiner = _polygonize(
                 job,
                 threshold,
-                spec.contact_threshold,
+                spec,
                 dst,
                 stream,
                 SubProgress(progress, 0, 95),
@@ -117,6 +144,18 @@ def detect_with_model(
             stream.close()
     seconds = time.monotonic() - start
     return _result(job, stream, writer.path, keep, threshold, seconds, joiner, progress)
+
+
+def _split_note(spec: ModelSpec) -> str:
+    """How touching buildings are told apart, for the log."""
+    if "separation" in spec.classes:
+        return (
+            f"; one building per seed (building x (1 - separation) >= {spec.seed_threshold:g},"
+            f" at least {spec.min_seed_m2:g} m²) grown by a watershed."
+        )
+    if "contact" in spec.classes:
+        return f", contact probability >= {spec.contact_threshold:g} splits touching buildings."
+    return "."
 
 
 def _result(

@@ -33,6 +33,8 @@ Bounds = tuple[float, float, float, float]
 
 #: Mask values written by :meth:`LabelIndex.mask`.
 BACKGROUND, BUILDING, CONTACT = 0, 1, 2
+#: Mask value of a building pixel inside a contact strip (a shared wall; training masks only).
+WALL = 3
 
 _POLYGON, _MULTIPOLYGON, _COLLECTION = 3, 6, 7
 
@@ -301,13 +303,15 @@ class LabelIndex:
         boundary: bool = False,
         all_touched: bool = False,
         boundary_width: float = 1.0,
+        walls: bool = False,
     ) -> np.ndarray:
         """A uint8 (H, W) mask of the grid ``transform``/``shape``: 1 building, 0 background.
 
         With ``boundary`` the pixels where two buildings' outlines, each buffered by
         ``boundary_width`` pixels, overlap become 2 (the contact strip; a strip of
         2 x ``boundary_width`` pixels along a shared wall, and the narrow gap between close
-        buildings), taken out of class 1.
+        buildings), taken out of class 1; with ``walls`` too, the strip's pixels inside a
+        building are 3 (:data:`WALL`) and only those outside are 2.
         """
         height, width = shape
         out = np.zeros((height, width), dtype=np.uint8)
@@ -333,10 +337,14 @@ class LabelIndex:
         if boundary:
             zones = contact_zones(_to_pixels(geoms, transform), boundary_width)
             if len(zones):
-                rasterize(
-                    ((z, CONTACT) for z in zones),
+                strip = rasterize(
+                    ((z, 1) for z in zones),
                     out_shape=shape,
                     transform=Affine.identity(),
-                    out=out,
-                )
+                    dtype="uint8",
+                ).astype(bool)
+                inside = out == BUILDING
+                out[strip] = CONTACT
+                if walls:
+                    out[strip & inside] = WALL
         return out

@@ -33,9 +33,9 @@ class ModelSpec:
     architecture: str
     encoder: str
     in_channels: int
-    classes: tuple[
-        str, ...
-    ]  # channel order of the logits; ("building",) or ("building", "contact")
+    # channel order of the logits: ("building",), ("building", "separation") or, from before
+    # separation came, ("building", "contact")
+    classes: tuple[str, ...]
     bands: tuple[int, ...]  # 1-based input bands, in order
     mean: tuple[float, ...]  # per input band, in input units
     std: tuple[float, ...]
@@ -43,6 +43,9 @@ class ModelSpec:
     resolution_m: float  # ground size of a pixel side the model was trained at
     threshold: float = 0.5  # decision threshold on building probability chosen on validation
     contact_threshold: float = 0.5  # contact probability that splits buildings (validation)
+    seed_threshold: float = 0.5  # building x (1 - separation) of a seed (validation)
+    min_seed_m2: float = 1.0  # smaller seeds are dropped (validation)
+    seed_erosion_m: float = 0.0  # seeds are eroded by this much first (validation)
     decoder_attention: bool = False
     input_dtype: str = "uint8"
     metrics: dict[str, float] = field(default_factory=dict)

@@ -44,6 +44,8 @@ from engine.config import PolygonOptions
 from engine.errors import ConfigError
 from engine.geo.vectors import VectorWriter
 from engine.heap import release_free_memory
+from engine.polygons.blocks import Ring
+from engine.polygons.instances import component_labels
 from engine.polygons.shapes import canonical_polygon, finalize_polygons
 
 
@@ -63,18 +65,27 @@ class Building:
 
 @dataclass
 class _Edge:
-    """Piece ids along one side of a finished window, waiting for the neighbour window."""
+    """One side of a finished window, waiting for the neighbour window: piece ids, the
+    window's labels along the side and (instances) its labels one pixel beyond it."""
 
     ids: np.ndarray  # global piece id per pixel along the side, 0 = not building
+    local: np.ndarray  # the window's label per pixel along the side
+    beyond: np.ndarray | None  # the window's label of the next pixel out (None: plain mask)
     waiting: list[int] = field(default_factory=list)  # pieces touching that side
 
 
 class SeamJoiner:
-    """Polygonizes windows and joins the pieces of polygons that cross window seams.
+    """Polygonizes windows and joins the pieces of buildings that cross window seams.
 
-    Pieces sharing a seam segment of positive length belong to one polygon; pieces meeting
-    only at a corner stay apart (4-connectivity). A polygon is emitted once every window it
-    can reach has been added. At the start of each row of windows it hands the heap pages
+    A window comes either as probability (:meth:`add`: building where probability >=
+    threshold, each 4-connected piece one building) or as instance labels (:meth:`add_labels`:
+    each label one building, with the labels of the one-pixel ring outside the window from
+    :mod:`engine.polygons.blocks`). Across a seam, pieces touching along a segment belong to
+    one *cluster* (touching buildings); they are one *building* when both windows label the two
+    pixels alike (for plain masks: always). Pieces meeting only at a corner stay apart
+    (4-connectivity). A cluster is emitted, all its buildings together, once every window it
+    can reach has been added, so neighbours sharing an edge always leave together (coverage
+    simplification needs both). At the start of each row of windows it hands the heap pages
     freed by the previous row back to the OS (:mod:`engine.heap`), so resident memory follows
     what is held (one row of open pieces), not the raster's area.
     """
@@ -83,9 +94,10 @@ class SeamJoiner:
         self.width, self.height, self.threshold = width, height, threshold
         self.max_value = -math.inf  # largest valid value seen (for "nothing reached" messages)
         self._next_id = 1
-        self._parent: dict[int, int] = {}
+        self._parent: dict[int, int] = {}  # clusters (union-find)
         self._members: dict[int, list[int]] = {}
         self._waiting: dict[int, int] = {}  # root -> sides of its pieces not yet joined
+        self._same: dict[int, int] = {}  # buildings (union-find, within clusters)
         self._pieces: dict[int, Building] = {}
         self._right: dict[tuple[int, int], _Edge] = {}  # (row_off, col_end)
         self._bottom: dict[tuple[int, int], _Edge] = {}  # (row_end, col_off)
@@ -96,47 +108,81 @@ class SeamJoiner:
         return len(self._pieces)
 
     def add(self, window: Window, probability: np.ndarray, valid: np.ndarray) -> list[Building]:
-        """Polygonize one window; return the polygons that are now complete."""
-        col, row = int(window.col_off), int(window.row_off)
+        """Polygonize one window of probability; return the buildings now complete."""
         h, w = int(window.height), int(window.width)
         if probability.shape != (h, w) or valid.shape != (h, w):
             raise ValueError(f"Arrays {probability.shape} do not match window {w}x{h}.")
-        if col == 0 and row > 0:
-            release_free_memory()
-        building = valid & (probability >= self.threshold)
         seen = valid & ~np.isnan(probability)
         self.max_value = max(
             self.max_value, float(np.max(probability, where=seen, initial=-np.inf))
         )
-        labels, pieces = self._label(building, probability, col, row)
+        labels = component_labels(valid & (probability >= self.threshold))
+        return self.add_labels(window, labels, probability, None)
+
+    def add_labels(
+        self,
+        window: Window,
+        labels: np.ndarray,
+        probability: np.ndarray,
+        ring: Ring | None,
+        valid: np.ndarray | None = None,
+    ) -> list[Building]:
+        """Polygonize one window of instance labels (0 = none); return the buildings now
+        complete. ``ring`` holds the window's labels one pixel outside it (None: pieces that
+        touch across a seam are one building); ``valid`` (optional) marks the pixels whose
+        probability counts for the largest value seen."""
+        if valid is not None and valid.any():
+            peak = float(np.nanmax(np.where(valid, probability, -np.inf)))
+            self.max_value = max(self.max_value, peak)
+        col, row = int(window.col_off), int(window.row_off)
+        h, w = int(window.height), int(window.width)
+        if labels.shape != (h, w) or probability.shape != (h, w):
+            raise ValueError(f"Arrays {labels.shape} do not match window {w}x{h}.")
+        if col == 0 and row > 0:
+            release_free_memory()
+        index, pieces, label_of, cluster_of = self._label(labels, probability, col, row)
         base = self._next_id - 1
         self._next_id += len(pieces)
-        left, top = _global(labels[:, 0], base), _global(labels[0, :], base)
-        links, resolved = self._take_neighbours(left, top, col, row)
+        left, top = _global(index[:, 0], base), _global(index[0, :], base)
+        mine = (
+            (left, labels[:, 0], None if ring is None else ring.left),
+            (top, labels[0, :], None if ring is None else ring.top),
+        )
+        links, resolved = self._take_neighbours(mine, col, row)
         has_right, has_bottom = col + w < self.width, row + h < self.height
-        right = _global(labels[:, -1], base) if has_right else np.zeros(0, np.int64)
-        bottom = _global(labels[-1, :], base) if has_bottom else np.zeros(0, np.int64)
+        right = _global(index[:, -1], base) if has_right else np.zeros(0, np.int64)
+        bottom = _global(index[-1, :], base) if has_bottom else np.zeros(0, np.int64)
         waiting = np.zeros(len(pieces) + 1, np.int64)
         waiting[_ids_on(right) - base] += 1
         waiting[_ids_on(bottom) - base] += 1
-        held = waiting > 0
-        held[links[:, 1] - base] = True
-        done: list[Building] = []
+        first_label: dict[int, int] = {}
+        first_cluster: dict[int, int] = {}
         for i, piece in enumerate(pieces, start=1):
-            if not held[i]:
-                done.append(piece)
-                continue
             gid = base + i
-            self._parent[gid], self._members[gid] = gid, [gid]
+            self._parent[gid], self._members[gid], self._same[gid] = gid, [gid], gid
             self._waiting[gid], self._pieces[gid] = int(waiting[i]), piece
             resolved.append(gid)
-        for a, b in links.tolist():
+            same = first_label.setdefault(int(label_of[i]), gid)
+            touching = first_cluster.setdefault(int(cluster_of[i]), gid)
+            self._union(touching, gid)
+            if same != gid:
+                self._union(same, gid)
+                self._same[self._find_same(gid)] = self._find_same(same)
+        for a, b, one in links.tolist():
             self._union(a, b)
+            if one:
+                self._same[self._find_same(b)] = self._find_same(a)
         if has_right:
-            self._right[(row, col + w)] = _Edge(right, _ids_on(right).tolist())
+            beyond = None if ring is None else ring.right
+            self._right[(row, col + w)] = _Edge(
+                right, labels[:, -1].copy(), beyond, _ids_on(right).tolist()
+            )
         if has_bottom:
-            self._bottom[(row + h, col)] = _Edge(bottom, _ids_on(bottom).tolist())
-        return done + self._emit_complete(resolved)
+            beyond = None if ring is None else ring.bottom
+            self._bottom[(row + h, col)] = _Edge(
+                bottom, labels[-1, :].copy(), beyond, _ids_on(bottom).tolist()
+            )
+        return self._emit_complete(resolved)
 
     def finish(self) -> list[Building]:
         """Emit whatever is still open (nothing, when every window of the grid was added)."""
@@ -148,59 +194,76 @@ class SeamJoiner:
         return self._emit_complete(list(roots))
 
     def _label(
-        self, building: np.ndarray, probability: np.ndarray, col: int, row: int
-    ) -> tuple[np.ndarray, list[Building]]:
-        """Label image (0 = none, 1..n) and the n pieces of one window."""
+        self, labels: np.ndarray, probability: np.ndarray, col: int, row: int
+    ) -> tuple[np.ndarray, list[Building], np.ndarray, np.ndarray]:
+        """Piece index image (0 = none, 1..n), the n pieces of one window, and each piece's
+        label and touching-cluster number (index 0 unused)."""
+        building = labels > 0
         if not building.any():
-            return np.zeros(building.shape, np.int32), []
+            empty = np.zeros(1, np.int64)
+            return np.zeros(labels.shape, np.int32), [], empty, empty
         shift = Affine.translation(col, row)
         outlines = [
             g
             for g, _ in features.shapes(
-                building.view(np.uint8), mask=building, connectivity=4, transform=shift
+                labels.astype(np.int32, copy=False), mask=building, connectivity=4, transform=shift
             )
         ]
         geoms = _polygons(outlines)
-        labels = features.rasterize(  # from the GeoJSON outlines: no round trip through GEOS
+        index = features.rasterize(  # from the GeoJSON outlines: no round trip through GEOS
             ((g, i) for i, g in enumerate(outlines, start=1)),
-            out_shape=building.shape,
+            out_shape=labels.shape,
             transform=shift,
             fill=0,
             dtype="int32",
         )
-        flat = labels.ravel()
-        counts = np.bincount(flat, minlength=len(geoms) + 1)
-        sums = np.bincount(
-            flat, weights=np.clip(probability, 0.0, 1.0).ravel(), minlength=len(geoms) + 1
-        )
+        flat = index.ravel()
+        n = len(geoms)
+        counts = np.bincount(flat, minlength=n + 1)
+        sums = np.bincount(flat, weights=np.clip(probability, 0.0, 1.0).ravel(), minlength=n + 1)
+        label_of = np.zeros(n + 1, np.int64)
+        label_of[flat] = labels.ravel()
+        cluster_of = np.zeros(n + 1, np.int64)
+        cluster_of[flat] = component_labels(building).ravel()
         pieces = [Building(g, int(counts[i]), float(sums[i])) for i, g in enumerate(geoms, start=1)]
-        return labels, pieces
+        return index, pieces, label_of, cluster_of
 
     def _take_neighbours(
-        self, left: np.ndarray, top: np.ndarray, col: int, row: int
+        self,
+        mine: tuple[
+            tuple[np.ndarray, np.ndarray, np.ndarray | None],
+            tuple[np.ndarray, np.ndarray, np.ndarray | None],
+        ],
+        col: int,
+        row: int,
     ) -> tuple[np.ndarray, list[int]]:
-        """Pairs of piece ids joined across the left and top seams, and the pieces whose
-        pending side those seams resolved."""
+        """Links across the left and top seams as rows ``(id, id, same building)``, and the
+        pieces whose pending side those seams resolved."""
         pairs: list[np.ndarray] = []
         resolved: list[int] = []
-        for key, store, mine, side in (
-            ((row, col), self._right, left, col > 0),
-            ((row, col), self._bottom, top, row > 0),
+        for key, store, (ids, local, beyond), side in (
+            ((row, col), self._right, mine[0], col > 0),
+            ((row, col), self._bottom, mine[1], row > 0),
         ):
             if not side:
                 continue
             edge = store.pop(key, None)
-            if edge is None or edge.ids.shape != mine.shape:
+            if edge is None or edge.ids.shape != ids.shape:
                 raise ValueError(
                     f"Window at column {col}, row {row} does not follow its neighbour: add "
                     "windows of a regular grid in row-major order."
                 )
-            both = (edge.ids > 0) & (mine > 0)
-            pairs.append(np.column_stack([edge.ids[both], mine[both]]))
+            both = (edge.ids > 0) & (ids > 0)
+            same = both.copy()
+            if edge.beyond is not None:
+                same &= edge.beyond == edge.local
+            if beyond is not None:
+                same &= beyond == local
+            pairs.append(np.column_stack([edge.ids[both], ids[both], same[both]]))
             for gid in edge.waiting:
                 self._waiting[self._find(gid)] -= 1
             resolved += edge.waiting
-        links = np.unique(np.concatenate(pairs), axis=0) if pairs else np.empty((0, 2), np.int64)
+        links = np.unique(np.concatenate(pairs), axis=0) if pairs else np.empty((0, 3), np.int64)
         return links, resolved
 
     def _find(self, gid: int) -> int:
@@ -209,6 +272,14 @@ class SeamJoiner:
             root = self._parent[root]
         while self._parent[gid] != root:
             self._parent[gid], gid = root, self._parent[gid]
+        return root
+
+    def _find_same(self, gid: int) -> int:
+        root = gid
+        while self._same[root] != root:
+            root = self._same[root]
+        while self._same[gid] != root:
+            self._same[gid], gid = root, self._same[gid]
         return root
 
     def _union(self, a: int, b: int) -> None:
@@ -222,17 +293,22 @@ class SeamJoiner:
         self._waiting[ra] += self._waiting.pop(rb)
 
     def _emit_complete(self, candidates: list[int]) -> list[Building]:
-        """Join and emit the groups among ``candidates`` that wait for no more windows."""
+        """Emit the clusters among ``candidates`` that wait for no more windows, one building
+        per group of pieces labelled alike."""
         done: list[Building] = []
-        for root in {self._find(g) for g in candidates if g in self._parent}:
+        for root in sorted({self._find(g) for g in candidates if g in self._parent}):
             if self._waiting[root] > 0:
                 continue
             members = self._members.pop(root)
             del self._waiting[root]
-            parts = [self._pieces.pop(g) for g in members]
+            groups: dict[int, list[Building]] = {}
+            for g in members:
+                groups.setdefault(self._find_same(g), []).append(self._pieces.pop(g))
             for g in members:
                 del self._parent[g]
-            done.append(_join(parts))
+            for g in members:
+                del self._same[g]
+            done += [_join(parts) for parts in groups.values()]
         return done
 
 

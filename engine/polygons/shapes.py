@@ -120,22 +120,56 @@ def _to_crs(geoms: np.ndarray, transform: Affine) -> np.ndarray:
     return np.asarray(shapely.transform(geoms, move), dtype=object).reshape(len(geoms))
 
 
-def _clean_one(geom: Polygon, transform: Affine, crs: CRS, config: PolygonOptions) -> Polygon:
-    """Fill small holes, simplify and optionally regularize one pixel-coordinate polygon."""
-    if geom.interiors and config.hole_area_m2 > 0:
-        rings = shapely.polygons(list(geom.interiors))
-        areas = polygon_areas_m2(_to_crs(rings, transform), crs)
-        geom = fill_holes(geom, [a >= config.hole_area_m2 for a in areas])
-    raw = geom
+def _fill_small_holes(
+    geom: Polygon, transform: Affine, crs: CRS, config: PolygonOptions
+) -> Polygon:
+    """``geom`` with its holes under ``config.hole_area_m2`` filled."""
+    if not geom.interiors or config.hole_area_m2 <= 0:
+        return geom
+    rings = shapely.polygons(list(geom.interiors))
+    areas = polygon_areas_m2(_to_crs(rings, transform), crs)
+    return fill_holes(geom, [a >= config.hole_area_m2 for a in areas])
+
+
+def simplify_coverage(geoms: np.ndarray, tolerance: float) -> np.ndarray:
+    """Simplify polygons that tile without overlaps (pixel outlines) as one coverage: an edge
+    two neighbours share is simplified once, so they still share it (no gaps, no overlaps).
+
+    The polygons are first given a vertex at every pixel corner of their outline so that
+    shared edges match vertex for vertex, as GEOS's coverage simplification needs. Should GEOS
+    refuse the coverage, each polygon is simplified on its own instead.
+    """
+    if not len(geoms):
+        return geoms
+    noded = shapely.segmentize(geoms, 1.0)
+    try:
+        out = shapely.coverage_simplify(noded, tolerance)
+    except shapely.errors.GEOSException:
+        out = shapely.simplify(geoms, tolerance, preserve_topology=True)
+    parts = [g if isinstance(g, Polygon) else _largest_polygon(g) for g in out]
+    arr = np.empty(len(parts), dtype=object)
+    arr[:] = parts
+    return np.asarray(shapely.normalize(arr), dtype=object).reshape(len(parts))
+
+
+def _clean(geoms: np.ndarray, transform: Affine, crs: CRS, config: PolygonOptions) -> np.ndarray:
+    """Fill small holes, simplify (as a coverage) and optionally regularize pixel-coordinate
+    polygons."""
+    arr = np.empty(len(geoms), dtype=object)
+    arr[:] = [_fill_small_holes(g, transform, crs, config) for g in geoms]
+    raw = arr
     if config.simplify > 0:
-        geom = shapely.simplify(geom, config.simplify, preserve_topology=True)
+        arr = simplify_coverage(arr, config.simplify)
     if config.regularize:
-        centre = raw.centroid
-        aspect = _pixel_aspect(transform, crs, (centre.y, centre.x))
-        squared = regularize_polygon(raw, aspect)
-        if squared is not raw:
-            geom = squared
-    return geom
+        squared = []
+        for before, after in zip(raw, arr, strict=True):
+            centre = before.centroid
+            aspect = _pixel_aspect(transform, crs, (centre.y, centre.x))
+            square = regularize_polygon(before, aspect)
+            squared.append(after if square is before else square)
+        arr = np.empty(len(squared), dtype=object)
+        arr[:] = squared
+    return arr
 
 
 def finalize_polygons(
@@ -162,9 +196,7 @@ def finalize_polygons(
         and Polygon geometries in ``crs``; polygons smaller than ``min_area_m2`` are dropped.
     """
     pcrs = CRS.from_user_input(crs)
-    cleaned = np.array(
-        [_clean_one(g, transform, pcrs, config) for g in canonical_polygons(geoms)], dtype=object
-    ).reshape(len(geoms))
+    cleaned = _clean(canonical_polygons(geoms), transform, pcrs, config)
     score_arr = np.asarray(scores, dtype=np.float64).reshape(len(geoms))
     if len(cleaned):
         bounds = shapely.bounds(cleaned)

@@ -265,7 +265,7 @@ def build_training_data(
         bands=sources[0].bands,
         resolution_m=sources[0].resolution_m,
         input_dtype=sources[0].dtype,
-        classes=("building", "contact") if boundary else ("building",),
+        classes=("building", "separation") if boundary else ("building",),
         summary=summary,
     )
 

@@ -43,7 +43,7 @@ def finetune_config(config: TrainConfig, spec: ModelSpec, progress: Progress) ->
             ("architecture", spec.architecture),
             ("encoder", spec.encoder),
             ("decoder_attention", spec.decoder_attention),
-            ("boundary", "contact" in spec.classes),
+            ("boundary", len(spec.classes) > 1),
         )
         if getattr(config, name) != value
     ]
@@ -57,7 +57,7 @@ def finetune_config(config: TrainConfig, spec: ModelSpec, progress: Progress) ->
         architecture=spec.architecture,
         encoder=spec.encoder,
         decoder_attention=spec.decoder_attention,
-        boundary="contact" in spec.classes,
+        boundary=len(spec.classes) > 1,
         bands=tuple(spec.bands),
         encoder_weights=None,
     )

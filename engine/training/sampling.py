@@ -193,8 +193,9 @@ def read_item(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read one window's data (float32, C,T,T) and burn its mask (uint8, T,T; 255 nodata);
     with ``boundary`` the contact strip (``boundary_width_m`` metres each side of a shared
-    wall, at least one pixel) is 2. Pixels whose centre lies outside the ``labelled`` area (in
-    the raster's CRS; None: everywhere) are 255 too: unknown, not background."""
+    wall, at least one pixel) is 2 outside buildings and 3 inside them (the wall itself).
+    Pixels whose centre lies outside the ``labelled`` area (in the raster's CRS; None:
+    everywhere) are 255 too: unknown, not background."""
     window = ref.window(tile)
     data, valid = rasters.read_window(src, window, source.bands)
     affine = window_transform(window, src.transform)
@@ -204,6 +205,7 @@ def read_item(
             (tile, tile),
             boundary=boundary,
             boundary_width=contact_width_px(boundary_width_m, source.resolution_m),
+            walls=boundary,
         ),
         dtype=np.uint8,
     )
@@ -308,7 +310,7 @@ class _Scanner:
                 continue
             if verdict == "empty_kept":
                 n[verdict] += 1
-            pixels += (mask.size - counts[IGNORE], counts[1], counts[2])
+            pixels += (mask.size - counts[IGNORE], counts[1] + counts[3], counts[2] + counts[3])
             if acc is not None:
                 acc.add(data, mask != IGNORE)
             cache.add(len(kept), data.astype(source.dtype), mask)
@@ -326,7 +328,7 @@ class _Scanner:
         valid = size - int(counts[IGNORE])
         if valid == 0 or 1.0 - valid / size > self.config.max_nodata_fraction:
             return "dropped_nodata"
-        if counts[1] + counts[2] > 0:
+        if counts[1] + counts[2] + counts[3] > 0:
             return "kept"
         if draw is not None and draw >= self.config.empty_keep_fraction:
             return "dropped_empty"

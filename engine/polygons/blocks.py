@@ -1,0 +1,176 @@
+"""The unit of instance work: a block of the raster grid with a halo around it, in; the block's
+instance labels (and those of the one-pixel ring just outside it), out.
+
+Seeds + watershed (:mod:`engine.polygons.instances`) look at the pixels around a building to
+decide where it ends, so each block is labelled with ``halo`` pixels of context on every side
+(invalid beyond the raster). Only the block's own pixels are kept; the labels of the ring just
+outside it tell :class:`engine.polygons.seams.SeamJoiner` whether this block sees a pixel on
+either side of a seam as one building. A :class:`HaloBlock` depends on nothing else, so it can
+be computed anywhere (a cluster worker later).
+
+Two ways to get halo blocks:
+
+- :class:`HaloAssembler` from finished probability blocks given in row-major order (detect:
+  holds three rows of blocks, so the halo is at most one block);
+- :func:`read_halo_block` straight from a raster (vectorize).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from rasterio.io import DatasetReader
+from rasterio.windows import Window
+
+from engine.geo.rasters import read_window
+from engine.polygons.instances import InstanceParams, label_instances
+
+#: Context around a block for the watershed, in metres on the ground ...
+HALO_M = 8.0
+#: ... and in pixels at least and at most.
+HALO_PX = (16, 256)
+
+
+def halo_pixels(pixel_size_m: float, block: int) -> int:
+    """Halo in pixels for ``pixel_size_m`` ground pixels: :data:`HALO_M`, within
+    :data:`HALO_PX` and at most one ``block``."""
+    want = round(HALO_M / pixel_size_m) if pixel_size_m > 0 else HALO_PX[1]
+    return int(min(max(want, HALO_PX[0]), HALO_PX[1], block))
+
+
+@dataclass(frozen=True)
+class HaloBlock:
+    """A block of the grid (``window``) and its values with ``halo`` pixels around it.
+
+    ``data`` is (C, h + 2 halo, w + 2 halo) float32, ``valid`` (h + 2 halo, w + 2 halo): False
+    beyond the raster and where nothing was predicted.
+    """
+
+    window: Window
+    halo: int
+    data: np.ndarray
+    valid: np.ndarray
+
+    def core(self, array: np.ndarray) -> np.ndarray:
+        """The block's own pixels of a (…, H, W) padded array."""
+        h, w, k = int(self.window.height), int(self.window.width), self.halo
+        return array[..., k : k + h, k : k + w]
+
+
+@dataclass(frozen=True)
+class Ring:
+    """Labels one pixel outside a block, as that block's labelling sees them."""
+
+    top: np.ndarray
+    bottom: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+
+
+@dataclass(frozen=True)
+class LabelledBlock:
+    """Instance labels of a block's own pixels, its ring, and its building probability."""
+
+    window: Window
+    labels: np.ndarray  # int32 (h, w), 0 = not building
+    probability: np.ndarray  # float32 (h, w) building probability (for scores)
+    ring: Ring
+
+
+def label_block(
+    block: HaloBlock, params: InstanceParams, building: int = 0, separation: int = 1
+) -> LabelledBlock:
+    """Seeds + watershed on one halo block; the block's labels and its ring."""
+    if block.halo < 1:
+        raise ValueError("A halo block needs a halo of at least one pixel.")
+    labels = label_instances(block.data[building], block.data[separation], block.valid, params)
+    h, w, k = int(block.window.height), int(block.window.width), block.halo
+    ring = Ring(
+        top=labels[k - 1, k : k + w].copy(),
+        bottom=labels[k + h, k : k + w].copy(),
+        left=labels[k : k + h, k - 1].copy(),
+        right=labels[k : k + h, k + w].copy(),
+    )
+    return LabelledBlock(
+        block.window, block.core(labels).copy(), block.core(block.data[building]).copy(), ring
+    )
+
+
+class HaloAssembler:
+    """Halo blocks from the blocks of a :meth:`engine.geo.windows.Grid.blocks` grid given in
+    row-major order. Holds three rows of blocks; ``halo`` is at most one block side."""
+
+    def __init__(self, width: int, height: int, block: int, halo: int) -> None:
+        if not 1 <= halo <= block:
+            raise ValueError(f"Halo {halo} must be between 1 and the block side {block}.")
+        self.width, self.height, self.block, self.halo = width, height, block, halo
+        self._rows: dict[int, list[tuple[Window, np.ndarray, np.ndarray]]] = {}
+
+    def add(self, window: Window, data: np.ndarray, valid: np.ndarray) -> list[HaloBlock]:
+        """Take one block; return the halo blocks that are now complete."""
+        row = int(window.row_off)
+        self._rows.setdefault(row, []).append((window, data, valid))
+        if int(window.col_off + window.width) < self.width:
+            return []
+        ready = self._emit(row - self.block) if row > 0 else []
+        if row + int(window.height) >= self.height:
+            ready += self._emit(row)
+        return ready
+
+    def _emit(self, row: int) -> list[HaloBlock]:
+        out = [self._assemble(w) for w, _, _ in self._rows.get(row, [])]
+        self._rows.pop(row - self.block, None)
+        if row + self.block >= self.height:
+            self._rows.clear()
+        return out
+
+    def _assemble(self, window: Window) -> HaloBlock:
+        k = self.halo
+        col, row = int(window.col_off), int(window.row_off)
+        h, w = int(window.height), int(window.width)
+        data: np.ndarray | None = None
+        valid = np.zeros((h + 2 * k, w + 2 * k), bool)
+        for r in (row - self.block, row, row + self.block):
+            for win, values, ok in self._rows.get(r, []):
+                c0, r0 = int(win.col_off), int(win.row_off)
+                if c0 + int(win.width) <= col - k or c0 >= col + w + k:
+                    continue
+                if data is None:
+                    data = np.zeros((values.shape[0], h + 2 * k, w + 2 * k), np.float32)
+                top, left = max(r0, row - k), max(c0, col - k)
+                bottom = min(r0 + int(win.height), row + h + k)
+                right = min(c0 + int(win.width), col + w + k)
+                if bottom <= top or right <= left:
+                    continue
+                dst = (
+                    slice(top - row + k, bottom - row + k),
+                    slice(left - col + k, right - col + k),
+                )
+                src = (slice(top - r0, bottom - r0), slice(left - c0, right - c0))
+                data[(slice(None), *dst)] = values[(slice(None), *src)]
+                valid[dst] = ok[src]
+        assert data is not None  # the block itself is always there
+        return HaloBlock(window, k, data, valid)
+
+
+def read_halo_block(
+    src: DatasetReader, window: Window, halo: int, bands: Sequence[int]
+) -> HaloBlock:
+    """Read ``window`` of ``bands`` with ``halo`` pixels around it (invalid beyond the raster)."""
+    col, row = int(window.col_off), int(window.row_off)
+    h, w = int(window.height), int(window.width)
+    left, top = max(col - halo, 0), max(row - halo, 0)
+    right, bottom = min(col + w + halo, src.width), min(row + h + halo, src.height)
+    inner = Window(left, top, right - left, bottom - top)
+    values, ok = read_window(src, inner, bands)
+    data = np.zeros((len(bands), h + 2 * halo, w + 2 * halo), np.float32)
+    valid = np.zeros((h + 2 * halo, w + 2 * halo), bool)
+    dst = (
+        slice(top - row + halo, bottom - row + halo),
+        slice(left - col + halo, right - col + halo),
+    )
+    data[(slice(None), *dst)] = values
+    valid[dst] = ok
+    return HaloBlock(window, halo, data, valid)

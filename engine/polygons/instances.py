@@ -1,0 +1,109 @@
+"""One label per building: seeds where the model is sure of building and not of separation,
+grown back over the building area by a watershed.
+
+A model with a *separation* class (pixels with two different buildings within a short
+distance: both sides of a shared wall and the narrow gap between close houses) gives two
+probabilities per pixel, building ``b`` and separation ``s``. Then:
+
+1. the building area is ``b >= threshold`` (valid pixels only);
+2. seeds are the 4-connected pieces of ``b * (1 - s) >= seed_threshold`` inside that area,
+   eroded by ``erode_px`` pixels (so a short gap in the separation strip does not join two
+   seeds); seeds of fewer than ``min_seed_px`` pixels are dropped (their pixels are grown over by a
+   neighbour seed, or become a building of their own when no seed reaches them);
+3. every area pixel joins a seed by a marker watershed (scikit-image) over ``-b * (1 - s)``,
+   so walls, where separation is high, are where two seeds meet;
+4. area pieces that no seed reaches are buildings of their own.
+
+:func:`label_instances` is pure array code: it sees one block (with its halo) at a time, see
+:mod:`engine.polygons.blocks`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from skimage.segmentation import watershed
+
+from engine.errors import ConfigError
+
+#: 4-connectivity (pixels sharing an edge), as the polygons are traced.
+FOUR = ndimage.generate_binary_structure(2, 1)
+
+
+@dataclass(frozen=True)
+class InstanceParams:
+    """Thresholds of the seeds + watershed step (chosen on validation when training)."""
+
+    threshold: float = 0.5  # building probability of the building area
+    seed_threshold: float = 0.5  # building x (1 - separation) of a seed
+    min_seed_px: int = 1  # smaller seeds are dropped
+    erode_px: int = 0  # seeds are eroded by this many pixels first
+
+    def __post_init__(self) -> None:
+        for name in ("threshold", "seed_threshold"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and 0 < value <= 1):
+                raise ConfigError(f"{name} must be above 0 and at most 1, got {value}.")
+        if self.min_seed_px < 1:
+            raise ConfigError(f"min_seed_px must be at least 1, got {self.min_seed_px}.")
+        if self.erode_px < 0:
+            raise ConfigError(f"erode_px must be 0 or more, got {self.erode_px}.")
+
+
+def pixels_for(metres: float, pixel_size_m: float) -> int:
+    """A distance on the ground in whole pixels (0 for 0)."""
+    if metres <= 0 or pixel_size_m <= 0 or not math.isfinite(pixel_size_m):
+        return 0
+    return max(1, round(metres / pixel_size_m))
+
+
+def min_seed_pixels(min_seed_m2: float, pixel_area_m2: float) -> int:
+    """The smallest seed in pixels for ``min_seed_m2`` square metres (at least 1)."""
+    if pixel_area_m2 <= 0 or not math.isfinite(pixel_area_m2):
+        return 1
+    return max(1, round(min_seed_m2 / pixel_area_m2))
+
+
+def label_instances(
+    building: np.ndarray,
+    separation: np.ndarray,
+    valid: np.ndarray,
+    params: InstanceParams,
+) -> np.ndarray:
+    """Instance labels (int32, 0 = not building, 1..n) of one block.
+
+    Args:
+        building: building probability (h, w).
+        separation: separation probability (h, w).
+        valid: pixels with a prediction (h, w).
+        params: thresholds and the smallest seed.
+    """
+    area = valid & (building >= params.threshold)
+    if not area.any():
+        return np.zeros(area.shape, np.int32)
+    score = np.where(area, building * (1.0 - separation), 0.0).astype(np.float32)
+    seeds = score >= params.seed_threshold
+    if params.erode_px:
+        seeds = ndimage.binary_erosion(seeds, structure=FOUR, iterations=params.erode_px)
+    markers, n = ndimage.label(seeds, structure=FOUR)
+    if n and params.min_seed_px > 1:
+        sizes = np.bincount(markers.ravel(), minlength=n + 1)
+        keep = sizes >= params.min_seed_px
+        keep[0] = False
+        renumber = np.zeros(n + 1, np.int32)
+        renumber[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+        markers, n = renumber[markers], int(keep.sum())
+    labels = np.asarray(watershed(-score, markers, mask=area, connectivity=1), dtype=np.int32)
+    orphans, m = ndimage.label(area & (labels == 0), structure=FOUR)
+    if m:
+        labels = np.where(orphans > 0, orphans + n, labels).astype(np.int32)
+    return labels
+
+
+def component_labels(mask: np.ndarray) -> np.ndarray:
+    """4-connected pieces of a boolean mask as labels (int32, 0 = outside)."""
+    labels, _ = ndimage.label(mask, structure=FOUR)
+    return np.asarray(labels, dtype=np.int32)

@@ -1,0 +1,214 @@
+"""Seeds + watershed: one polygon per building where generated houses share walls, block by
+block as on the whole raster, and neighbours that still share their edges once simplified."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import shapely
+from affine import Affine
+from rasterio.windows import Window
+from scipy import ndimage
+
+from engine.config import PolygonOptions
+from engine.errors import ConfigError
+from engine.geo.windows import Grid
+from engine.polygons.blocks import HaloAssembler, HaloBlock, label_block, read_halo_block
+from engine.polygons.instances import InstanceParams, label_instances
+from engine.polygons.seams import Building, SeamJoiner
+from engine.polygons.shapes import finalize_polygons
+
+PARAMS = InstanceParams(threshold=0.5, seed_threshold=0.5, min_seed_px=20, erode_px=2)
+
+
+def terraces(seed: int, shape: tuple[int, int] = (220, 300)) -> np.ndarray:
+    """Labels of rows of houses sharing walls (0 = background), 1..n."""
+    rng = np.random.default_rng(seed)
+    truth = np.zeros(shape, np.int32)
+    k = 0
+    for top in range(6, shape[0] - 50, 70):
+        height = int(rng.integers(30, 50))
+        left = int(rng.integers(3, 15))
+        while left < shape[1] - 40:
+            width = int(rng.integers(18, 36))
+            k += 1
+            truth[top : top + height, left : left + width] = k
+            left += width  # the next house shares this wall
+        if rng.random() < 0.5:  # and a house on its own
+            k += 1
+            truth[top + height + 4 : top + height + 14, 40:70] = k
+    return truth
+
+
+def separation_of(truth: np.ndarray, width: int = 2) -> np.ndarray:
+    """Pixels with two different buildings within ``width`` pixels."""
+    size = 2 * width + 1
+    high = ndimage.maximum_filter(truth, size=size)
+    low = ndimage.minimum_filter(np.where(truth > 0, truth, truth.max() + 1), size=size)
+    return (high > 0) & (low <= truth.max()) & (high != low)
+
+
+def probabilities(truth: np.ndarray, seed: int, gaps: bool = False) -> np.ndarray:
+    """(2, H, W) building and separation probability for ``truth``; with ``gaps`` the
+    separation strip misses a few pixels along every wall."""
+    rng = np.random.default_rng(seed + 100)
+    building = np.where(truth > 0, 0.9, 0.05) + rng.uniform(-0.04, 0.04, truth.shape)
+    strip = separation_of(truth)
+    if gaps:
+        rows = np.arange(truth.shape[0]) % 40
+        strip &= ~((rows >= 18) & (rows < 21))[:, None]
+    separation = np.where(strip, 0.9, 0.03) + rng.uniform(0, 0.02, truth.shape)
+    return np.stack([building, separation]).astype(np.float32)
+
+
+def match_ious(labels: np.ndarray, truth: np.ndarray) -> list[float]:
+    """Per true building, the IoU of the predicted label that covers most of it."""
+    out = []
+    for k in range(1, int(truth.max()) + 1):
+        inside = labels[truth == k]
+        best = np.bincount(inside[inside > 0]).argmax() if (inside > 0).any() else 0
+        if best == 0:
+            out.append(0.0)
+            continue
+        pred = labels == best
+        ref = truth == k
+        out.append(float((pred & ref).sum() / (pred | ref).sum()))
+    return out
+
+
+@pytest.mark.parametrize("gaps", [False, True])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_one_instance_per_house(seed: int, gaps: bool) -> None:
+    truth = terraces(seed)
+    prob = probabilities(truth, seed, gaps)
+    labels = label_instances(prob[0], prob[1], np.ones(truth.shape, bool), PARAMS)
+    assert len(np.unique(labels[labels > 0])) == truth.max()
+    assert min(match_ious(labels, truth)) > 0.85
+
+
+def test_without_separation_touching_houses_are_one() -> None:
+    """What the separation channel buys: the same building probability with no separation
+    gives one instance per terrace."""
+    truth = terraces(0)
+    prob = probabilities(truth, 0)
+    labels = label_instances(prob[0], np.zeros_like(prob[1]), np.ones(truth.shape, bool), PARAMS)
+    assert len(np.unique(labels[labels > 0])) < truth.max() / 3
+
+
+def test_area_no_seed_reaches_is_its_own_building() -> None:
+    building = np.zeros((40, 40), np.float32)
+    building[5:15, 5:15] = 0.9
+    building[25:28, 25:28] = 0.55  # building, but too weak to seed
+    labels = label_instances(building, np.zeros_like(building), np.ones((40, 40), bool), PARAMS)
+    assert len(np.unique(labels[labels > 0])) == 2
+    assert (labels[25:28, 25:28] > 0).all()
+
+
+def test_invalid_pixels_are_never_building() -> None:
+    truth = terraces(3)
+    prob = probabilities(truth, 3)
+    valid = np.ones(truth.shape, bool)
+    valid[:, 150:] = False
+    labels = label_instances(prob[0], prob[1], valid, PARAMS)
+    assert not labels[:, 150:].any() and labels[:, :150].any()
+
+
+@pytest.mark.parametrize(
+    "bad", [{"threshold": 0.0}, {"seed_threshold": 1.5}, {"min_seed_px": 0}, {"erode_px": -1}]
+)
+def test_bad_parameters_are_refused(bad: dict[str, float]) -> None:
+    with pytest.raises(ConfigError):
+        InstanceParams(**bad)  # type: ignore[arg-type]
+
+
+def polygons_by_blocks(prob: np.ndarray, block: int, halo: int) -> list[Building]:
+    """Buildings from halo blocks of a ``block`` grid fed in row-major order."""
+    _, height, width = prob.shape
+    joiner = SeamJoiner(width, height, PARAMS.threshold)
+    assembler = HaloAssembler(width, height, block, halo)
+    out: list[Building] = []
+    for window in Grid(width, height, Affine.identity()).blocks(block):
+        r, c = int(window.row_off), int(window.col_off)
+        h, w = int(window.height), int(window.width)
+        data = prob[:, r : r + h, c : c + w]
+        for ready in assembler.add(window, data, np.ones((h, w), bool)):
+            done = label_block(ready, PARAMS)
+            out += joiner.add_labels(done.window, done.labels, done.probability, done.ring)
+    return out + joiner.finish()
+
+
+def as_set(buildings: list[Building]) -> set[bytes]:
+    geoms = shapely.normalize(np.asarray([b.geometry for b in buildings], dtype=object))
+    return set(shapely.to_wkb(geoms).tolist())
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize(("block", "halo"), [(64, 40), (50, 50), (96, 48)])
+def test_blocks_give_the_whole_raster_result(seed: int, block: int, halo: int) -> None:
+    truth = terraces(seed)
+    prob = probabilities(truth, seed, gaps=True)
+    whole = polygons_by_blocks(prob, max(truth.shape), 1)
+    assert len(whole) == truth.max()
+    blocks = polygons_by_blocks(prob, block, halo)
+    assert as_set(blocks) == as_set(whole)  # houses cut by block edges are one polygon each
+    assert sorted(b.pixels for b in blocks) == sorted(b.pixels for b in whole)
+
+
+def test_read_halo_block_pads_beyond_the_raster(tmp_path: object) -> None:
+    import rasterio
+
+    path = f"{tmp_path}/p.tif"
+    data = np.arange(2 * 30 * 40, dtype=np.float32).reshape(2, 30, 40)
+    with rasterio.open(
+        path, "w", driver="GTiff", width=40, height=30, count=2, dtype="float32",
+        transform=Affine(1, 0, 0, 0, -1, 30), crs="EPSG:32645",
+    ) as dst:  # fmt: skip
+        dst.write(data)
+    with rasterio.open(path) as src:
+        got = read_halo_block(src, Window(0, 10, 20, 10), 5, [1, 2])
+    assert got.data.shape == (2, 20, 30) and got.valid.shape == (20, 30)
+    assert not got.valid[:, :5].any() and got.valid[:, 5:].all()  # left of the raster
+    np.testing.assert_array_equal(got.core(got.data), data[:, 10:20, 0:20])
+    np.testing.assert_array_equal(got.data[:, 0, 5:], data[:, 5, 0:25])
+
+
+def test_simplified_neighbours_share_their_edges() -> None:
+    truth = terraces(5)
+    prob = probabilities(truth, 5)
+    buildings = polygons_by_blocks(prob, 64, 40)
+    options = PolygonOptions(min_area_m2=0.0, hole_area_m2=0.0, simplify=1.5)
+    frame = finalize_polygons(
+        [b.geometry for b in buildings], [b.score for b in buildings], "EPSG:32645", options,
+        Affine.identity(),
+    )  # fmt: skip
+    geoms = np.asarray(frame.geometry.values, dtype=object)
+    assert all(shapely.is_valid(geoms))
+    raw = np.asarray([b.geometry for b in buildings], dtype=object)
+    assert sum(len(g.exterior.coords) for g in geoms) < 0.8 * sum(
+        len(shapely.simplify(g, 0).exterior.coords) for g in raw
+    )  # simplified
+    union = shapely.union_all(geoms)
+    assert shapely.area(geoms).sum() == pytest.approx(union.area, rel=1e-9)  # no overlaps
+    raw_union = shapely.union_all(raw)
+    parts = lambda g: len(getattr(g, "geoms", [g]))  # noqa: E731
+    holes = lambda g: sum(len(p.interiors) for p in getattr(g, "geoms", [g]))  # noqa: E731
+    assert parts(union) == parts(raw_union) and holes(union) == holes(raw_union)  # no gaps
+
+
+def test_halo_blocks_match_the_raster_around_them() -> None:
+    rng = np.random.default_rng(0)
+    prob = rng.random((2, 70, 90)).astype(np.float32)
+    assembler = HaloAssembler(90, 70, 32, 10)
+    got: list[HaloBlock] = []
+    for window in Grid(90, 70, Affine.identity()).blocks(32):
+        r, c = int(window.row_off), int(window.col_off)
+        h, w = int(window.height), int(window.width)
+        got += assembler.add(window, prob[:, r : r + h, c : c + w], np.ones((h, w), bool))
+    assert len(got) == 9
+    padded = np.pad(prob, ((0, 0), (10, 10), (10, 10)))
+    inside = np.pad(np.ones((70, 90), bool), 10)
+    for block in got:
+        r, c = int(block.window.row_off), int(block.window.col_off)
+        h, w = int(block.window.height), int(block.window.width)
+        np.testing.assert_array_equal(block.data, padded[:, r : r + h + 20, c : c + w + 20])
+        np.testing.assert_array_equal(block.valid, inside[r : r + h + 20, c : c + w + 20])
