@@ -340,6 +340,8 @@ def _result(
         "object_precision": objects["object_precision"],
         "object_recall": objects["object_recall"],
         "object_f1": objects["object_f1"],
+        "merges": matching.merges,
+        "splits": matching.splits,
     }
 
 
@@ -358,7 +360,9 @@ def _report(result: EvaluateResult, progress: Progress) -> None:
     progress.log(
         f"Buildings at IoU >= {result['iou_threshold']:g}: {obj['tp']} matched, {obj['fp']}"
         f" false, {obj['fn']} missed; precision {obj['object_precision']:.4f}, recall"
-        f" {obj['object_recall']:.4f}, F1 {obj['object_f1']:.4f}."
+        f" {obj['object_recall']:.4f}, F1 {obj['object_f1']:.4f}; {result['merges']}"
+        " predictions run two or more buildings together (merges),"
+        f" {result['splits']} buildings are cut into two or more (splits)."
     )
 
 

@@ -98,3 +98,5 @@ class EvaluateResult(TypedDict):
     object_precision: float
     object_recall: float
     object_f1: float
+    merges: int  # predictions holding most of two or more reference buildings
+    splits: int  # reference buildings holding most of two or more predictions

@@ -18,7 +18,7 @@ import math
 import os
 import time
 from collections.abc import Sized
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -53,6 +53,12 @@ from engine.training.finetune import (
     set_encoder_trainable,
 )
 from engine.training.losses import build_loss, targets_for
+from engine.training.postprocess import (
+    DEFAULT,
+    InstanceSettings,
+    ValidationWindows,
+    choose_settings,
+)
 from engine.training.report import write_report
 from engine.training.state import (
     ProbabilityHistogram,
@@ -225,6 +231,7 @@ class Loop:
     def __init__(self, config: TrainConfig, data: TrainingData, device: torch.device) -> None:
         self.config = config
         self.classes = tuple(data.classes)
+        self.resolution_m = float(data.resolution_m)
         self.device = device
         model = create_model(
             config.architecture,
@@ -298,15 +305,15 @@ class Loop:
         return float(total[0] / total[1].clamp(min=1))
 
     @torch.no_grad()
-    def validate(
-        self, progress: Progress
-    ) -> tuple[float, ProbabilityHistogram, ProbabilityHistogram | None]:
-        """Mean validation loss and the histograms of building and (when learnt) contact
-        probabilities."""
+    def validate(self, progress: Progress) -> Validation:
+        """Mean validation loss, the histograms of building and (when learnt) contact
+        probabilities, and (with a separation class) the windows to score buildings on."""
         self.model.eval()
         hist = ProbabilityHistogram(self.device)
         contact = ProbabilityHistogram(self.device) if "contact" in self.classes else None
         c = self.classes.index("contact") if contact is not None else 0
+        windows = ValidationWindows(self.resolution_m) if "separation" in self.classes else None
+        s = self.classes.index("separation") if windows is not None else 0
         total = torch.zeros(2, dtype=torch.float64, device=self.device)
         for image, mask in self.val_loader:
             self._tick(progress)
@@ -314,12 +321,26 @@ class Loop:
             hist.add(torch.sigmoid(logits[:, 0]), target[:, 0] > 0.5, valid[:, 0])
             if contact is not None:
                 contact.add(torch.sigmoid(logits[:, c]), target[:, c] > 0.5, valid[:, 0])
+            if windows is not None and len(windows) < windows.limit:
+                prob = torch.sigmoid(logits.float()).cpu().numpy()
+                labels = mask.reshape(len(mask), *mask.shape[-2:]).numpy()
+                windows.add(prob[:, 0], prob[:, s], labels)
             total += torch.stack([loss.double() * len(image), total.new_tensor(len(image))])
         _all_reduce(total)
         hist.all_reduce()
         if contact is not None:
             contact.all_reduce()
-        return float(total[0] / total[1].clamp(min=1)), hist, contact
+        return Validation(float(total[0] / total[1].clamp(min=1)), hist, contact, windows)
+
+
+@dataclass(frozen=True)
+class Validation:
+    """What one validation pass measured."""
+
+    loss: float
+    hist: ProbabilityHistogram
+    contact: ProbabilityHistogram | None
+    windows: ValidationWindows | None
 
 
 def _all_reduce(tensor: torch.Tensor) -> None:
@@ -341,30 +362,40 @@ def run_epochs(loop: Loop, state: TrainState, progress: Progress, checkpoint: Pa
         start = time.monotonic()
         lr = loop.optimizer.param_groups[0]["lr"]
         train_loss = loop.train_epoch(progress)
-        val_loss, hist, contact = loop.validate(progress)
+        checked = loop.validate(progress)
+        hist = checked.hist
         record = {
             "epoch": epoch,
             "train_loss": train_loss,
-            "val_loss": val_loss,
+            "val_loss": checked.loss,
             **{f"val_{k}": v for k, v in hist.counts(0.5).scores().items()},
             "lr": lr,
             "seconds": time.monotonic() - start,
         }
-        state.add_epoch(record, loop.bare, hist, contact)
+        if checked.windows is not None:
+            record["val_building_f1"] = checked.windows.score(DEFAULT).f1
+        state.add_epoch(record, loop.bare, hist, checked.contact, checked.windows)
         for name, value in record.items():
             if name != "epoch":
                 progress.metric(name, value, step=epoch)
+        buildings = (
+            f", val building F1 {record['val_building_f1']:.4f}"
+            if "val_building_f1" in record
+            else ""
+        )
         progress.log(
             f"Epoch {epoch}/{config.epochs}: train loss {train_loss:.4f}, val loss"
-            f" {val_loss:.4f}, val IoU {record['val_iou']:.4f} (best {state.best_iou:.4f} at"
-            f" epoch {state.best_epoch}), {record['seconds']:.1f} s"
+            f" {checked.loss:.4f}, val IoU {record['val_iou']:.4f}{buildings} (best epoch"
+            f" {state.best_epoch}), {record['seconds']:.1f} s"
         )
         if epoch == first and epoch < config.epochs:
             progress.log(_estimate(record["seconds"], config.epochs - epoch))
         if is_main:
             save_checkpoint(checkpoint, state, loop)
         if config.patience and epoch - state.best_epoch >= config.patience:
-            progress.log(f"Early stop: no better validation IoU for {config.patience} epochs.")
+            progress.log(
+                f"Early stop: no better validation {state.criterion} for {config.patience} epochs."
+            )
             break
 
 
@@ -398,6 +429,7 @@ def _spec(
     threshold: float,
     metrics: dict[str, float],
     contact_threshold: float,
+    settings: InstanceSettings,
 ) -> ModelSpec:
     return ModelSpec(
         architecture=config.architecture.lower(),
@@ -411,6 +443,9 @@ def _spec(
         resolution_m=float(data.resolution_m),
         threshold=threshold,
         contact_threshold=contact_threshold,
+        seed_threshold=settings.seed_threshold,
+        min_seed_m2=settings.min_seed_m2,
+        seed_erosion_m=settings.seed_erosion_m,
         decoder_attention=config.decoder_attention,
         input_dtype=data.input_dtype,
         metrics=metrics,
@@ -463,6 +498,22 @@ def train(config: TrainConfig, progress: Progress) -> TrainResult:
     run_epochs(loop, state, SubProgress(progress, 10, 98), checkpoint)
     threshold, metrics = state.choose_threshold()
     contact_threshold = state.contact_threshold()
+    settings = DEFAULT
+    if state.best_windows is not None:
+        settings, counts = choose_settings(state.best_windows)
+        threshold, metrics = state.choose_threshold(settings.threshold)
+        metrics.update(
+            building_precision=counts.precision,
+            building_recall=counts.recall,
+            building_f1=counts.f1,
+        )
+        progress.log(
+            f"Touching buildings: seeds at building x (1 - separation) >="
+            f" {settings.seed_threshold:g}, eroded {settings.seed_erosion_m:g} m, at least"
+            f" {settings.min_seed_m2:g} m², over building probability >= {settings.threshold:g}"
+            f" (best building F1 on validation: {counts.f1:.4f}, {counts.tp} of"
+            f" {counts.reference} buildings matched)."
+        )
     result: TrainResult = {
         "output": str(Path(config.output).expanduser().absolute()),
         "report": str(report),
@@ -479,7 +530,7 @@ def train(config: TrainConfig, progress: Progress) -> TrainResult:
         save_model(
             config.output,
             loop.bare,
-            _spec(config, data, threshold, metrics, contact_threshold),
+            _spec(config, data, threshold, metrics, contact_threshold, settings),
             overwrite=config.overwrite,
         )
         write_report(report, state.history, {**result, "data": data.summary})
@@ -488,7 +539,8 @@ def train(config: TrainConfig, progress: Progress) -> TrainResult:
         dist.barrier()
     progress.set_progress(100.0)
     progress.log(
-        f"Best epoch {state.best_epoch}: IoU {metrics['iou']:.4f} at threshold {threshold:.2f};"
+        f"Best epoch {state.best_epoch} (by {state.criterion}): IoU {metrics['iou']:.4f} at"
+        f" threshold {threshold:.2f};"
         f" model written to {result['output']}"
     )
     return result

@@ -123,6 +123,9 @@ class Matching:
         pred_match: (n_pred,) matched reference index per prediction, -1 when unmatched.
         ref_match: (n_ref,) matched prediction index per reference, -1 when unmatched.
         iou_threshold: the IoU a pair needed to match.
+        merges: predictions that hold most (>= half the area) of two or more references:
+            buildings run together.
+        splits: references that hold most of two or more predictions: a building cut up.
     """
 
     pairs: np.ndarray
@@ -134,6 +137,8 @@ class Matching:
     pred_match: np.ndarray
     ref_match: np.ndarray
     iou_threshold: float
+    merges: int = 0
+    splits: int = 0
 
     @property
     def tp(self) -> int:
@@ -163,7 +168,17 @@ def _as_geometry_array(geoms: Sequence[BaseGeometry] | np.ndarray) -> np.ndarray
     return arr
 
 
-def pair_ious(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class Overlaps:
+    """Every intersecting (prediction, reference) pair: indices, intersection area, IoU."""
+
+    pred: np.ndarray
+    ref: np.ndarray
+    inter: np.ndarray
+    iou: np.ndarray
+
+
+def pair_overlaps(pred: np.ndarray, ref: np.ndarray) -> Overlaps:
     """Every intersecting (prediction, reference) pair and its IoU, via an STRtree."""
     tree = shapely.STRtree(ref)
     p_idx, r_idx = tree.query(pred, predicate="intersects")
@@ -171,7 +186,20 @@ def pair_ious(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray
     union = shapely.area(pred)[p_idx] + shapely.area(ref)[r_idx] - inter
     with np.errstate(divide="ignore", invalid="ignore"):
         iou = np.where(union > 0, inter / union, 0.0)
-    return p_idx.astype(np.int64), r_idx.astype(np.int64), iou
+    return Overlaps(p_idx.astype(np.int64), r_idx.astype(np.int64), inter, iou)
+
+
+def merges_and_splits(
+    overlaps: Overlaps, pred_area: np.ndarray, ref_area: np.ndarray, share: float = 0.5
+) -> tuple[int, int]:
+    """Predictions holding ``share`` or more of the area of two or more references (merges),
+    and references holding ``share`` or more of two or more predictions (splits)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ref_inside = overlaps.inter >= share * ref_area[overlaps.ref]
+        pred_inside = overlaps.inter >= share * pred_area[overlaps.pred]
+    per_pred = np.bincount(overlaps.pred[ref_inside & (ref_area[overlaps.ref] > 0)])
+    per_ref = np.bincount(overlaps.ref[pred_inside & (pred_area[overlaps.pred] > 0)])
+    return int((per_pred >= 2).sum()), int((per_ref >= 2).sum())
 
 
 def match_objects(
@@ -192,7 +220,9 @@ def match_objects(
         raise ConfigError(f"IoU threshold must be in (0, 1], got {iou_threshold}; 0.5 is usual.")
     pred = _as_geometry_array(pred_geoms)
     ref = _as_geometry_array(ref_geoms)
-    p_idx, r_idx, iou = pair_ious(pred, ref)
+    overlaps = pair_overlaps(pred, ref)
+    p_idx, r_idx, iou = overlaps.pred, overlaps.ref, overlaps.iou
+    merges, splits = merges_and_splits(overlaps, shapely.area(pred), shapely.area(ref))
     pred_best = np.zeros(len(pred))
     ref_best = np.zeros(len(ref))
     np.maximum.at(pred_best, p_idx, iou)
@@ -218,11 +248,14 @@ def match_objects(
         pred_match=pred_match,
         ref_match=ref_match,
         iou_threshold=float(iou_threshold),
+        merges=merges,
+        splits=splits,
     )
 
 
 def object_scores(matching: Matching) -> dict[str, float]:
-    """object_precision, object_recall, object_f1, tp, fp, fn and mean_iou_matched.
+    """object_precision, object_recall, object_f1, tp, fp, fn, mean_iou_matched, merges and
+    splits (see :class:`Matching`).
 
     Ratios follow the module's zero-denominator rule; ``mean_iou_matched`` is 0.0 when
     nothing matched.
@@ -236,4 +269,6 @@ def object_scores(matching: Matching) -> dict[str, float]:
         "fp": matching.fp,
         "fn": matching.fn,
         "mean_iou_matched": float(matching.ious.mean()) if len(matching.ious) else 0.0,
+        "merges": matching.merges,
+        "splits": matching.splits,
     }

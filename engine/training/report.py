@@ -2,7 +2,9 @@
 
 ``history.json`` is a list with one object per epoch: ``epoch``, ``train_loss``,
 ``val_loss``, ``val_precision``, ``val_recall``, ``val_f1``, ``val_iou``, ``val_accuracy``
-(validation scores at threshold 0.5), ``lr`` (at the epoch's start) and ``seconds``.
+(validation scores at threshold 0.5), ``val_building_f1`` (models with a separation class:
+buildings matched one-to-one at IoU >= 0.5 with fixed seeds + watershed settings), ``lr`` (at
+the epoch's start) and ``seconds``.
 ``summary.json`` holds the run's result (best epoch, threshold, scores, data summary).
 Plots are drawn with matplotlib's Agg backend (no display needed).
 """
@@ -81,11 +83,20 @@ def plot_loss(history: Sequence[dict[str, Any]], path: Path) -> Path:
 def plot_metrics(
     history: Sequence[dict[str, Any]], path: Path, best_epoch: int | None = None
 ) -> Path:
-    """Validation precision, recall, F1, IoU and accuracy per epoch; the best epoch marked."""
+    """Validation precision, recall, F1, IoU and accuracy per epoch, and building F1 where
+    measured; the best epoch marked."""
     fig, ax = _figure("Validation scores (threshold 0.5)")
     epochs = _column(history, "epoch")
     for key in SCORES:
         ax.plot(epochs, _column(history, key), marker="o", label=key.removeprefix("val_"))
+    if history and "val_building_f1" in history[-1]:
+        ax.plot(
+            epochs,
+            _column(history, "val_building_f1"),
+            marker="s",
+            color="black",
+            label="building F1 (seeds + watershed)",
+        )
     if best_epoch:
         ax.axvline(best_epoch, color="black", linestyle="--", label=f"best epoch {best_epoch}")
     ax.set_ylim(0.0, 1.02)

@@ -22,6 +22,7 @@ from engine.config import TrainConfig
 from engine.errors import ConfigError, ModelFileError
 from engine.geo.outputs import atomic_output
 from engine.scoring.metrics import ConfusionCounts
+from engine.training.postprocess import ValidationWindows
 
 CHECKPOINT_FORMAT = "footprint-checkpoint"
 #: Settings a resumed run must share with the checkpoint.
@@ -92,6 +93,14 @@ class TrainState:
         self.best_state: dict[str, torch.Tensor] = {}
         self.best_hist: ProbabilityHistogram | None = None
         self.best_contact: ProbabilityHistogram | None = None
+        self.best_windows: ValidationWindows | None = None  # not kept in checkpoints
+
+    @property
+    def criterion(self) -> str:
+        """What chooses the best epoch: building F1 when it is measured, else IoU."""
+        if self.history and "val_building_f1" in self.history[-1]:
+            return "building F1"
+        return "IoU"
 
     def add_epoch(
         self,
@@ -99,24 +108,36 @@ class TrainState:
         model: torch.nn.Module,
         hist: ProbabilityHistogram,
         contact: ProbabilityHistogram | None = None,
+        windows: ValidationWindows | None = None,
     ) -> None:
-        """Record an epoch; keep its weights (and histograms: building, contact when learnt)
-        when its validation IoU is the best so far."""
+        """Record an epoch; keep its weights (and histograms: building, contact when learnt;
+        the validation windows of a separation model) when it is the best so far: by
+        validation building F1 (ties: IoU) when measured, else by validation IoU."""
         self.epoch = int(record["epoch"])
         self.history.append(record)
-        if record["val_iou"] > self.best_iou:
+        key = ("val_building_f1", "val_iou") if "val_building_f1" in record else ("val_iou",)
+        score = tuple(float(record[k]) for k in key)
+        best = (
+            tuple(float(self.history[self.best_epoch - 1].get(k, -1.0)) for k in key)
+            if self.best_epoch
+            else (-1.0,) * len(key)
+        )
+        if score > best:
             self.best_epoch, self.best_iou = self.epoch, float(record["val_iou"])
+            self.best_windows = windows
             self.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             self.best_hist = ProbabilityHistogram.from_state(hist.state())
             self.best_contact = (
                 ProbabilityHistogram.from_state(contact.state()) if contact is not None else None
             )
 
-    def choose_threshold(self) -> tuple[float, dict[str, float]]:
-        """The IoU-maximising threshold of the best epoch and the scores there."""
+    def choose_threshold(self, threshold: float | None = None) -> tuple[float, dict[str, float]]:
+        """The IoU-maximising threshold of the best epoch (or ``threshold``) and the scores
+        there."""
         if self.best_hist is None:
             raise ConfigError("No epoch was trained; set epochs >= 1.")
-        threshold = self.best_hist.best_threshold()
+        if threshold is None:
+            threshold = self.best_hist.best_threshold()
         record = self.history[self.best_epoch - 1] if self.history else {}
         metrics = dict(self.best_hist.counts(threshold).scores())
         metrics["iou_at_0.5"] = self.best_hist.counts(0.5).iou

@@ -67,6 +67,8 @@ class Evaluate(FootprintAlgorithm):
         "OBJECT_PRECISION": ("object_precision", "Building precision"),
         "OBJECT_RECALL": ("object_recall", "Building recall"),
         "OBJECT_F1": ("object_f1", "Building F1"),
+        "MERGES": ("merges", "Predictions that run buildings together"),
+        "SPLITS": ("splits", "Buildings cut into pieces"),
     }
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:

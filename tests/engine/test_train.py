@@ -28,6 +28,7 @@ from engine.scoring.metrics import ConfusionCounts
 from engine.training.dataset import TrainingData
 from engine.training.finetune import set_encoder_trainable
 from engine.training.losses import IGNORE, targets_for
+from engine.training.postprocess import DEFAULT, GRID, InstanceSettings
 from engine.training.state import ProbabilityHistogram, TrainState
 
 TILE = 32
@@ -46,7 +47,7 @@ class Squares(Dataset[tuple[torch.Tensor, torch.Tensor]]):
                 r, c = rng.integers(0, TILE - s, 2)
                 mask[r : r + s, c : c + s] = 1
                 if contact:
-                    mask[r : r + s, c + s - 1] = 2
+                    mask[r : r + s, c + s - 1] = 3  # a wall: building in the separation strip
             noise = rng.normal(0, 0.3, (channels, TILE, TILE))
             image = ((mask > 0) * 1.5 - 0.5 + noise).astype(np.float32)
             if i % 3 == 0:
@@ -73,7 +74,7 @@ def fake_data(contact: bool = False) -> TrainingData:
         bands=(3, 1),
         resolution_m=0.5,
         input_dtype="uint16",
-        classes=("building", "contact") if contact else ("building",),
+        classes=("building", "separation") if contact else ("building",),
         summary={"fake": True},
     )
 
@@ -263,11 +264,20 @@ def test_two_classes_sgd_cosine(
     )
     result = train_module.train(config, RecordingProgress())
     model, spec = load_model(config.output)
-    assert spec.classes == ("building", "contact")
+    assert spec.classes == ("building", "separation")
     assert model(torch.zeros(1, 2, TILE, TILE)).shape == (1, 2, TILE, TILE)
     assert result["epochs_run"] == 2
-    assert 0.0 < spec.contact_threshold < 1.0
-    assert spec.contact_threshold == result["contact_threshold"]
+    history = json.loads((Path(result["report"]) / "history.json").read_text())
+    f1 = [r["val_building_f1"] for r in history]
+    best = history[result["best_epoch"] - 1]
+    assert best["val_building_f1"] == max(f1)  # chosen by building F1, ties by IoU
+    assert best["val_iou"] == max(r["val_iou"] for r in history if r["val_building_f1"] == max(f1))
+    chosen = InstanceSettings(
+        spec.threshold, spec.seed_threshold, spec.seed_erosion_m, spec.min_seed_m2
+    )
+    assert chosen in [DEFAULT, *GRID]  # the seeds + watershed settings from validation
+    assert spec.threshold == result["threshold"]
+    assert 0.0 <= result["metrics"]["building_f1"] <= 1.0
 
 
 def test_contact_threshold_from_validation_and_checkpoint() -> None:

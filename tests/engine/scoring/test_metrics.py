@@ -167,6 +167,33 @@ def test_object_scores() -> None:
             "fp": 2,
             "fn": 1,
             "mean_iou_matched": 0.9,
+            "merges": 0,
+            "splits": 0,
         }
     )
     assert object_scores(match_objects([], [strip(0, 1)]))["mean_iou_matched"] == 0.0
+
+
+# ------------------------------------------------------------------ merges and splits
+
+
+def test_merges_and_splits_are_counted() -> None:
+    refs = [strip(0, 10), strip(10, 20), strip(40, 50), strip(60, 70)]
+    preds = [
+        strip(0, 20),  # runs the first two buildings together: a merge
+        strip(40, 45),  # cuts the third in two: a split
+        strip(45, 50),
+        strip(60, 70),  # right
+        strip(100, 110),  # nothing there
+    ]
+    m = match_objects(preds, refs)
+    assert (m.merges, m.splits) == (1, 1)
+    scores = object_scores(m)
+    assert (scores["merges"], scores["splits"]) == (1, 1)
+
+
+def test_a_slight_overlap_is_neither_merge_nor_split() -> None:
+    refs = [strip(0, 10), strip(10, 20)]
+    preds = [strip(0, 11), strip(11, 20)]  # one pixel off, one building each
+    m = match_objects(preds, refs)
+    assert (m.merges, m.splits) == (0, 0) and m.tp == 2

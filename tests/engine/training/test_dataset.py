@@ -286,22 +286,24 @@ def test_cached_and_uncached_items_are_identical(rgb: Path, rgb_labels: Path) ->
         torch.testing.assert_close(a, b)
 
 
-def test_boundary_adds_contact_class(
+def test_boundary_adds_separation_class(
     raster_factory: Callable[..., Path], labels_factory: Callable[..., Path]
 ) -> None:
     raster = raster_factory("r.tif", np.full((1, 128, 128), 9, np.uint8), crs=UTM, transform=UTM_T)
     geoms = [px_box(UTM_T, c, r, c + 16, r + 20) for c in (10, 26, 74, 90) for r in (10, 70)]
     labels = labels_factory("pairs.gpkg", geoms, crs=UTM)
     td = build(config([raster], labels, tile_size=64, boundary=True, augment=False))
-    assert td.classes == ("building", "contact")
+    assert td.classes == ("building", "separation")
     masks = [np.asarray(td.train[i][1]) for i in range(len(td.train))]
-    assert any((m == 2).any() for m in masks)
+    assert any((m == 3).any() for m in masks)  # the shared walls, labelled on both sides
     assert td.summary["train"]["contact_share"] > 0
     wide = build(config([raster], labels, tile_size=64, boundary=True, boundary_width_m=1.5))
     share = td.summary["train"]["contact_share"]
     assert wide.summary["train"]["contact_share"] == pytest.approx(3 * share, rel=0.25)
     wide_masks = [np.asarray(wide.train[i][1]) for i in range(len(wide.train))]
-    assert sum((m == 2).sum() for m in wide_masks) > 2 * sum((m == 2).sum() for m in masks)
+    strip = [((m == 2) | (m == 3)).sum() for m in masks]
+    wide_strip = [((m == 2) | (m == 3)).sum() for m in wide_masks]
+    assert sum(wide_strip) > 2 * sum(strip)
 
 
 def test_augmented_items_keep_image_and_mask_aligned_across_epochs(

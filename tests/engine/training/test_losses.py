@@ -32,6 +32,16 @@ def test_targets_for_maps_classes_to_channels() -> None:
         targets_for(("roof",), mask)
 
 
+def test_separation_targets_keep_the_walls_in_the_buildings() -> None:
+    mask = torch.tensor([[[0, 1, 3], [2, 3, IGNORE]]], dtype=torch.uint8)
+    target, valid = targets_for(("building", "separation"), mask)
+    assert target[0, 0].tolist() == [[0, 1, 1], [0, 1, 0]]  # building: 1 and the walls
+    assert target[0, 1].tolist() == [[0, 0, 1], [1, 1, 0]]  # separation: the whole strip
+    old, _ = targets_for(TWO, mask)  # a contact model: the strip cut out of the buildings
+    assert old[0, 0].tolist() == [[0, 1, 0], [0, 0, 0]]
+    assert old[0, 1].tolist() == [[0, 0, 1], [1, 1, 0]]
+
+
 @pytest.mark.parametrize("name", [*LOSS_TERMS, "bce+dice", "jaccard+bce", "focal+dice"])
 @pytest.mark.parametrize("classes", [ONE, TWO])
 def test_ignored_pixels_do_not_change_the_loss(name: str, classes: tuple[str, ...]) -> None:

@@ -1,0 +1,101 @@
+"""Seeds + watershed settings chosen on the validation windows by building F1.
+
+During validation :class:`ValidationWindows` keeps the building and separation probabilities
+of (up to :data:`MAX_WINDOWS`) validation windows with their masks. Every epoch they are
+scored with the fixed :data:`DEFAULT` settings (``val_building_f1``: the best epoch is chosen
+by it); after training, :func:`choose_settings` tries the coarse :data:`GRID` on the best
+epoch's windows and keeps the settings with the highest building F1 (ties: the earlier in the
+grid). Windows are labelled alone (no halo): their edges cut buildings alike in the prediction
+and the reference.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from engine.polygons.instances import (
+    InstanceParams,
+    label_instances,
+    min_seed_pixels,
+    pixels_for,
+)
+from engine.scoring.buildings import IGNORE, BuildingCounts, count_matches, reference_instances
+
+#: Validation windows kept for scoring (the first ones; enough for a stable F1).
+MAX_WINDOWS = 96
+
+
+@dataclass(frozen=True)
+class InstanceSettings:
+    """Seeds + watershed settings in ground units, as the model file stores them."""
+
+    threshold: float = 0.5
+    seed_threshold: float = 0.5
+    seed_erosion_m: float = 0.3
+    min_seed_m2: float = 1.0
+
+    def params(self, pixel_size_m: float) -> InstanceParams:
+        """The settings in pixels of ``pixel_size_m``."""
+        return InstanceParams(
+            threshold=self.threshold,
+            seed_threshold=self.seed_threshold,
+            min_seed_px=min_seed_pixels(self.min_seed_m2, pixel_size_m**2),
+            erode_px=pixels_for(self.seed_erosion_m, pixel_size_m),
+        )
+
+
+#: What every epoch is scored with.
+DEFAULT = InstanceSettings()
+#: What is tried after training.
+GRID = [
+    InstanceSettings(t, s, e, m)
+    for t, s, e, m in itertools.product(
+        (0.3, 0.4, 0.5), (0.5, 0.6, 0.7, 0.8), (0.0, 0.3, 0.6), (0.5, 2.0)
+    )
+]
+
+
+class ValidationWindows:
+    """Building and separation probabilities of validation windows, with their references."""
+
+    def __init__(self, pixel_size_m: float, limit: int = MAX_WINDOWS) -> None:
+        self.pixel_size_m, self.limit = pixel_size_m, limit
+        self.probabilities: list[np.ndarray] = []  # (2, H, W) float16
+        self.references: list[np.ndarray] = []  # int32 labels
+        self.valid: list[np.ndarray] = []
+
+    def __len__(self) -> int:
+        return len(self.probabilities)
+
+    def add(self, building: np.ndarray, separation: np.ndarray, mask: np.ndarray) -> None:
+        """Keep a batch (N, H, W) while there is room."""
+        for b, s, m in zip(building, separation, mask, strict=True):
+            if len(self) >= self.limit:
+                return
+            self.probabilities.append(np.stack([b, s]).astype(np.float16))
+            self.references.append(reference_instances(m))
+            self.valid.append(m != IGNORE)
+
+    def score(self, settings: InstanceSettings) -> BuildingCounts:
+        """Building matches over the kept windows with ``settings``."""
+        params = settings.params(self.pixel_size_m)
+        total = BuildingCounts()
+        for prob, ref, valid in zip(self.probabilities, self.references, self.valid, strict=True):
+            b, s = prob[0].astype(np.float32), prob[1].astype(np.float32)
+            total += count_matches(label_instances(b, s, valid, params), ref, valid)
+        return total
+
+
+def choose_settings(
+    windows: ValidationWindows, grid: list[InstanceSettings] | None = None
+) -> tuple[InstanceSettings, BuildingCounts]:
+    """The settings of ``grid`` with the highest building F1 on ``windows``."""
+    best, best_counts = DEFAULT, windows.score(DEFAULT)
+    for settings in grid if grid is not None else GRID:
+        counts = windows.score(settings)
+        if counts.f1 > best_counts.f1:
+            best, best_counts = settings, counts
+    return replace(best), best_counts
