@@ -295,6 +295,37 @@ class PolygonOptions:
     regularize: bool = field(
         default=False, metadata=_h("Square off building outlines.", "Square off outlines")
     )
+    seed_threshold: float | None = field(
+        default=None,
+        metadata=_h(
+            "Touching buildings (models with a separation class): a building grows from each"
+            " seed where building x (1 - separation) >= this (default: the model's, chosen on"
+            " validation; 0.5 in vectorize).",
+            "Seed threshold (empty: the model's)",
+            0.01,
+            1.0,
+        ),
+    )
+    seed_erosion_m: float | None = field(
+        default=None,
+        metadata=_h(
+            "Erode seeds by this many metres first, so a short gap in the separation does not"
+            " join two buildings (default: the model's; 0.3 in vectorize).",
+            "Seed erosion (m, empty: the model's)",
+            0.0,
+            10.0,
+        ),
+    )
+    min_seed_m2: float | None = field(
+        default=None,
+        metadata=_h(
+            "Drop seeds smaller than this (m²): their pixels join a neighbour (default: the"
+            " model's; 1 in vectorize).",
+            "Smallest seed (m², empty: the model's)",
+            0.0,
+            1000.0,
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -322,6 +353,17 @@ class VectorizeConfig(PolygonOptions):
         metadata=_h("Pixels >= threshold are building (1 for a 0/1 mask).", "Threshold", 0.0, 1.0),
     )
     band: int = field(default=1, metadata=_h("Band holding the probability."))
+    separation_band: int | None = field(
+        default=None,
+        metadata=_h(
+            "Band holding separation probability: buildings then grow from seeds, one polygon"
+            " per building where they touch (default: the band named 'separation probability',"
+            " as predict writes it; 0: none).",
+            "Separation band (empty: found by name, 0: none)",
+            0,
+            10000,
+        ),
+    )
     window_size: int = field(default=2048, metadata=_h("Pixels per processing window side."))
 
 

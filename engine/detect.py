@@ -43,20 +43,17 @@ from engine.inference.job import (
 from engine.models.device import resolve_device
 from engine.models.modelfile import ModelSpec, load_model
 from engine.polygons.blocks import HaloAssembler, halo_pixels, label_block
-from engine.polygons.instances import InstanceParams, min_seed_pixels, pixels_for
+from engine.polygons.instances import InstanceSettings
 from engine.polygons.seams import PolygonStream, SeamJoiner, check_polygon_options
 from engine.results import DetectResult
 
 __all__ = ["detect", "detect_with_model"]
 
 
-def instance_params(spec: ModelSpec, threshold: float, pixel_size_m: float) -> InstanceParams:
-    """The seeds + watershed settings of a model with a separation class."""
-    return InstanceParams(
-        threshold=threshold,
-        seed_threshold=spec.seed_threshold,
-        min_seed_px=min_seed_pixels(spec.min_seed_m2, pixel_size_m**2),
-        erode_px=pixels_for(spec.seed_erosion_m, pixel_size_m),
+def model_settings(spec: ModelSpec) -> InstanceSettings:
+    """The seeds + watershed settings stored in a model with a separation class."""
+    return InstanceSettings(
+        spec.threshold, spec.seed_threshold, spec.seed_erosion_m, spec.min_seed_m2
     )
 
 
@@ -64,6 +61,7 @@ def _polygonize(
     job: PredictionJob,
     threshold: float,
     spec: ModelSpec,
+    settings: InstanceSettings,
     dst: DatasetWriter | None,
     stream: PolygonStream,
     progress: Progress,
@@ -78,7 +76,7 @@ def _polygonize(
     if "separation" in job.classes:
         with open_raster(job.raster) as src:
             pixel = ground_resolution_m(src)
-        params = instance_params(spec, threshold, pixel)
+        params = settings.params(pixel)
         halo = halo_pixels(pixel, BLOCK)
         assembler = HaloAssembler(job.grid.width, job.grid.height, BLOCK, halo)
         separation = job.classes.index("separation")
@@ -112,6 +110,7 @@ def detect_with_model(
     start = time.monotonic()
     threshold = float(spec.threshold if config.threshold is None else config.threshold)
     check_polygon_options(config, threshold)
+    settings = model_settings(spec).with_options(config, threshold)
     out = check_output(config.output, config.overwrite)
     keep = config.keep_probability or None
     if keep:
@@ -122,7 +121,7 @@ def detect_with_model(
         source = "the model's" if config.threshold is None else "given"
         progress.log(
             f"Detecting buildings on {job.grid.width}x{job.grid.height} px on {job.device},"
-            f" threshold {threshold:g} ({source})" + _split_note(spec)
+            f" threshold {threshold:g} ({source})" + _split_note(spec, settings)
         )
         with ExitStack() as stack:
             dst = None
@@ -135,6 +134,7 @@ def detect_with_model(
                 job,
                 threshold,
                 spec,
+                settings,
                 dst,
                 stream,
                 SubProgress(progress, 0, 95),
@@ -146,13 +146,10 @@ def detect_with_model(
     return _result(job, stream, writer.path, keep, threshold, seconds, joiner, progress)
 
 
-def _split_note(spec: ModelSpec) -> str:
+def _split_note(spec: ModelSpec, settings: InstanceSettings) -> str:
     """How touching buildings are told apart, for the log."""
     if "separation" in spec.classes:
-        return (
-            f"; one building per seed (building x (1 - separation) >= {spec.seed_threshold:g},"
-            f" at least {spec.min_seed_m2:g} m²) grown by a watershed."
-        )
+        return f"; touching buildings: {settings.describe()}."
     if "contact" in spec.classes:
         return f", contact probability >= {spec.contact_threshold:g} splits touching buildings."
     return "."

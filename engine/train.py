@@ -42,6 +42,7 @@ from engine.models.pretrained import (
     package_file,
 )
 from engine.models.registry import check_tile_size, create_model
+from engine.polygons.instances import InstanceSettings
 from engine.results import TrainResult
 from engine.training.dataset import TrainingData
 from engine.training.finetune import (
@@ -53,12 +54,7 @@ from engine.training.finetune import (
     set_encoder_trainable,
 )
 from engine.training.losses import build_loss, targets_for
-from engine.training.postprocess import (
-    DEFAULT,
-    InstanceSettings,
-    ValidationWindows,
-    choose_settings,
-)
+from engine.training.postprocess import DEFAULT, ValidationWindows, choose_settings
 from engine.training.report import write_report
 from engine.training.state import (
     ProbabilityHistogram,
@@ -508,11 +504,8 @@ def train(config: TrainConfig, progress: Progress) -> TrainResult:
             building_f1=counts.f1,
         )
         progress.log(
-            f"Touching buildings: seeds at building x (1 - separation) >="
-            f" {settings.seed_threshold:g}, eroded {settings.seed_erosion_m:g} m, at least"
-            f" {settings.min_seed_m2:g} m², over building probability >= {settings.threshold:g}"
-            f" (best building F1 on validation: {counts.f1:.4f}, {counts.tp} of"
-            f" {counts.reference} buildings matched)."
+            f"Touching buildings: {settings.describe()} (the best building F1 on validation:"
+            f" {counts.f1:.4f}, {counts.tp} of {counts.reference} buildings matched)."
         )
     result: TrainResult = {
         "output": str(Path(config.output).expanduser().absolute()),

@@ -3,19 +3,28 @@
 The raster is read in windows of ``window_size`` pixels; :mod:`engine.polygons.seams`
 polygonizes them and joins polygons across window seams, so the result equals polygonizing the
 whole raster at once while memory depends on the window size, never on the raster size.
+
+With a separation band (a probability raster that ``predict`` wrote with a model that has a
+separation class: found by its band name, or given) touching buildings are told apart as
+``detect`` does: seeds + watershed per window with a halo (:mod:`engine.polygons.blocks`),
+with the settings given or the defaults of :class:`engine.polygons.instances.InstanceSettings`.
 """
 
 from __future__ import annotations
 
 import math
 
+from rasterio.io import DatasetReader
+
 from engine.config import VectorizeConfig
 from engine.errors import ConfigError
 from engine.events import Progress, check_canceled
 from engine.geo.outputs import check_output
-from engine.geo.rasters import open_raster, read_window, select_bands
+from engine.geo.rasters import ground_resolution_m, open_raster, read_window, select_bands
 from engine.geo.vectors import VectorWriter
 from engine.geo.windows import Grid
+from engine.polygons.blocks import halo_pixels, label_block, read_halo_block
+from engine.polygons.instances import InstanceSettings
 from engine.polygons.seams import PolygonStream, SeamJoiner, check_polygon_options
 from engine.results import VectorizeResult
 
@@ -33,6 +42,23 @@ def check_vectorize_config(config: VectorizeConfig) -> None:
         )
 
 
+#: The band name ``predict`` gives separation probability.
+SEPARATION_NAME = "separation probability"
+
+
+def separation_band(src: DatasetReader, config: VectorizeConfig) -> int | None:
+    """The separation band to use: as given (0: none), else the one named
+    :data:`SEPARATION_NAME` when ``config.band`` is not that one."""
+    if config.separation_band == 0:
+        return None
+    if config.separation_band is not None:
+        return select_bands(src, [config.separation_band])[0]
+    names = [(d or "").strip().lower() for d in src.descriptions]
+    if SEPARATION_NAME in names and names.index(SEPARATION_NAME) + 1 != config.band:
+        return names.index(SEPARATION_NAME) + 1
+    return None
+
+
 def vectorize(config: VectorizeConfig, progress: Progress) -> VectorizeResult:
     """Vectorize ``config.raster`` into building polygons written to ``config.output``.
 
@@ -46,13 +72,30 @@ def vectorize(config: VectorizeConfig, progress: Progress) -> VectorizeResult:
         VectorWriter(config.output, config.overwrite, "Polygon") as writer,
     ):
         band = select_bands(src, [config.band])[0]
+        separation = separation_band(src, config)
         joiner = SeamJoiner(src.width, src.height, config.threshold)
         stream = PolygonStream(writer, src.crs, config, src.transform)
         windows = list(Grid(src.width, src.height, src.transform).blocks(config.window_size))
+        params, halo = None, 0
+        if separation is not None:
+            settings = InstanceSettings().with_options(config, config.threshold)
+            pixel = ground_resolution_m(src)
+            params, halo = settings.params(pixel), halo_pixels(pixel, config.window_size)
+            progress.log(
+                f"Band {separation} is separation: touching buildings: {settings.describe()}."
+            )
         for i, window in enumerate(windows, start=1):
             check_canceled(progress)
-            data, valid = read_window(src, window, [band])
-            stream.add(joiner.add(window, data[0], valid))
+            if params is not None and separation is not None:
+                block = read_halo_block(src, window, halo, [band, separation])
+                done = label_block(block, params)
+                valid = block.core(block.valid)
+                stream.add(
+                    joiner.add_labels(window, done.labels, done.probability, done.ring, valid)
+                )
+            else:
+                data, valid = read_window(src, window, [band])
+                stream.add(joiner.add(window, data[0], valid))
             progress.set_progress(90.0 * i / len(windows))
         stream.add(joiner.finish())
         check_canceled(progress)

@@ -27,6 +27,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.segmentation import watershed
 
+from engine.config import PolygonOptions
 from engine.errors import ConfigError
 
 #: 4-connectivity (pixels sharing an edge), as the polygons are traced.
@@ -65,6 +66,46 @@ def min_seed_pixels(min_seed_m2: float, pixel_area_m2: float) -> int:
     if pixel_area_m2 <= 0 or not math.isfinite(pixel_area_m2):
         return 1
     return max(1, round(min_seed_m2 / pixel_area_m2))
+
+
+@dataclass(frozen=True)
+class InstanceSettings:
+    """Seeds + watershed settings in ground units, as the model file stores them."""
+
+    threshold: float = 0.5
+    seed_threshold: float = 0.5
+    seed_erosion_m: float = 0.3
+    min_seed_m2: float = 1.0
+
+    def with_options(self, options: PolygonOptions, threshold: float) -> InstanceSettings:
+        """These settings with the ones ``options`` gives (None: keep) and ``threshold``."""
+        return InstanceSettings(
+            threshold=threshold,
+            seed_threshold=_given(options.seed_threshold, self.seed_threshold),
+            seed_erosion_m=_given(options.seed_erosion_m, self.seed_erosion_m),
+            min_seed_m2=_given(options.min_seed_m2, self.min_seed_m2),
+        )
+
+    def describe(self) -> str:
+        """The settings in a user's words, for the log."""
+        return (
+            f"seeds where building x (1 - separation) >= {self.seed_threshold:g}, eroded by"
+            f" {self.seed_erosion_m:g} m, of at least {self.min_seed_m2:g} m², grown over"
+            f" building probability >= {self.threshold:g}"
+        )
+
+    def params(self, pixel_size_m: float) -> InstanceParams:
+        """The settings in pixels of ``pixel_size_m``."""
+        return InstanceParams(
+            threshold=self.threshold,
+            seed_threshold=self.seed_threshold,
+            min_seed_px=min_seed_pixels(self.min_seed_m2, pixel_size_m**2),
+            erode_px=pixels_for(self.seed_erosion_m, pixel_size_m),
+        )
+
+
+def _given(value: float | None, default: float) -> float:
+    return default if value is None else float(value)
 
 
 def label_instances(

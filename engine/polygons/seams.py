@@ -430,7 +430,12 @@ def check_polygon_options(options: PolygonOptions, threshold: float) -> None:
             f"Threshold must be a number above 0 (pixels >= threshold are building), got"
             f" {threshold}; use e.g. 0.5 for probabilities or 1 for a 0/1 mask."
         )
-    for name in ("min_area_m2", "hole_area_m2", "simplify"):
+    for name in ("min_area_m2", "hole_area_m2", "simplify", "seed_erosion_m", "min_seed_m2"):
         value = getattr(options, name)
-        if not math.isfinite(value) or value < 0:
+        if value is not None and (not math.isfinite(value) or value < 0):
             raise ConfigError(f"{name} must be 0 or more, got {value}; use 0 to turn it off.")
+    seed = options.seed_threshold
+    if seed is not None and not (math.isfinite(seed) and 0 < seed <= 1):
+        raise ConfigError(
+            f"seed_threshold must be above 0 and at most 1, got {seed}; 0.5-0.7 suits most models."
+        )

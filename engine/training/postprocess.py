@@ -12,39 +12,15 @@ and the reference.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 
-from engine.polygons.instances import (
-    InstanceParams,
-    label_instances,
-    min_seed_pixels,
-    pixels_for,
-)
+from engine.polygons.instances import InstanceSettings, label_instances
 from engine.scoring.buildings import IGNORE, BuildingCounts, count_matches, reference_instances
 
 #: Validation windows kept for scoring (the first ones; enough for a stable F1).
 MAX_WINDOWS = 96
-
-
-@dataclass(frozen=True)
-class InstanceSettings:
-    """Seeds + watershed settings in ground units, as the model file stores them."""
-
-    threshold: float = 0.5
-    seed_threshold: float = 0.5
-    seed_erosion_m: float = 0.3
-    min_seed_m2: float = 1.0
-
-    def params(self, pixel_size_m: float) -> InstanceParams:
-        """The settings in pixels of ``pixel_size_m``."""
-        return InstanceParams(
-            threshold=self.threshold,
-            seed_threshold=self.seed_threshold,
-            min_seed_px=min_seed_pixels(self.min_seed_m2, pixel_size_m**2),
-            erode_px=pixels_for(self.seed_erosion_m, pixel_size_m),
-        )
 
 
 #: What every epoch is scored with.

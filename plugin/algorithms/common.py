@@ -68,6 +68,16 @@ def polygon_options(
     )
 
 
+def seed_options() -> tuple[Option, ...]:
+    """The advanced seeds + watershed parameters of vectorize and detect (touching buildings,
+    models with a separation class); empty: the model's (detect) or the engine's defaults."""
+    return (
+        Option("SEED_THRESHOLD", PolygonOptions, "seed_threshold", advanced=True),
+        Option("SEED_EROSION", PolygonOptions, "seed_erosion_m", advanced=True),
+        Option("MIN_SEED_AREA", PolygonOptions, "min_seed_m2", advanced=True),
+    )
+
+
 @dataclass(frozen=True)
 class Inputs:
     """One run's parameters, read through its algorithm as engine option values.

@@ -18,7 +18,14 @@ from qgis.core import (
 from ...engine.config import DetectConfig
 from ...engine.results import DetectResult
 from .base import FootprintAlgorithm
-from .common import BUILDINGS_STYLE, Inputs, inference_options, model_parameter, polygon_options
+from .common import (
+    BUILDINGS_STYLE,
+    Inputs,
+    inference_options,
+    model_parameter,
+    polygon_options,
+    seed_options,
+)
 from .options import Option, add_options
 
 
@@ -37,9 +44,13 @@ class Detect(FootprintAlgorithm):
         "<b>Minimum building area</b> (m²), <b>Simplify tolerance</b> (pixels, 0: off), "
         "<b>Square off outlines</b> (regularize to right angles).\n"
         "<b>Extent</b> (optional): limit the work to this rectangle (any CRS).\n"
+        "<b>Touching buildings</b>: with a model that has a separation class (Train's "
+        "default) every building grows from a seed, so houses that share walls come out as "
+        "one polygon each, and neighbours share their edges exactly.\n"
         "Advanced: <b>Test-time augmentation</b> (8 flips/rotations, 8x slower), <b>Batch "
         "size</b>, <b>Overlap margin</b>, <b>Predict at the raster's resolution</b> (instead "
-        "of resampling to the model's), <b>Fill holes smaller than</b> (m²).\n"
+        "of resampling to the model's), <b>Fill holes smaller than</b> (m²), the seed "
+        "settings (empty: the model's, chosen on validation).\n"
         "<b>Buildings</b>: the polygon layer to write (GeoPackage by default), with area_m2 "
         "and score (mean probability) per building. <b>Probability</b> (optional, skipped by "
         "default): also keep the probability GeoTIFF. Existing files are replaced "
@@ -67,6 +78,7 @@ class Detect(FootprintAlgorithm):
     POLYGONS = (
         Option(THRESHOLD, DetectConfig, "threshold"),
         *polygon_options(MIN_AREA, SIMPLIFY, REGULARIZE, HOLE_AREA),
+        *seed_options(),
     )
     INFERENCE = inference_options(BATCH_SIZE, TTA, MARGIN, NATIVE_RESOLUTION)
 

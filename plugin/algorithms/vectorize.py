@@ -17,7 +17,7 @@ from qgis.core import (
 from ...engine.config import VectorizeConfig
 from ...engine.results import VectorizeResult
 from .base import FootprintAlgorithm
-from .common import BUILDINGS_STYLE, Inputs, polygon_options
+from .common import BUILDINGS_STYLE, Inputs, polygon_options, seed_options
 from .options import Option, add_options
 
 
@@ -35,7 +35,11 @@ class Vectorize(FootprintAlgorithm):
         "<b>Minimum building area</b>: drop polygons smaller than this, in m².\n"
         "<b>Simplify tolerance</b>: in pixels (0 keeps the pixel staircase).\n"
         "<b>Square off outlines</b>: regularize buildings to right angles.\n"
-        "Advanced: <b>Fill holes smaller than</b> (m²), <b>Band</b> holding the probability.\n"
+        "<b>Touching buildings</b>: a probability raster from Predict with a model that has a "
+        "separation class holds a band named 'separation probability'; buildings then grow "
+        "from seeds, one polygon per building even where houses share walls.\n"
+        "Advanced: <b>Fill holes smaller than</b> (m²), the seed settings, <b>Separation "
+        "band</b> (empty: found by name; 0: none), <b>Band</b> holding the probability.\n"
         "<b>Buildings</b>: the polygon layer to write (GeoPackage by default; replaced if it "
         "exists: Processing asks first). Outputs also the number of buildings."
     )
@@ -53,6 +57,8 @@ class Vectorize(FootprintAlgorithm):
     POLYGONS = (
         Option(THRESHOLD, VectorizeConfig, "threshold"),
         *polygon_options(MIN_AREA, SIMPLIFY, REGULARIZE, HOLE_AREA),
+        *seed_options(),
+        Option("SEPARATION_BAND", VectorizeConfig, "separation_band", advanced=True),
     )
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:

@@ -13,6 +13,7 @@ import rasterio
 import shapely
 import torch
 from affine import Affine
+from scipy import ndimage
 from shapely.geometry import box
 from torch import nn
 
@@ -23,6 +24,7 @@ from engine.events import NullProgress, RecordingProgress
 from engine.models.modelfile import ModelSpec
 from engine.predict import predict_with_model
 from engine.vectorize import vectorize
+from tests.engine.polygons.test_instances import probabilities, terraces
 from tests.engine.predict_helpers import Pointwise
 
 GRID = Affine(0.5, 0, 500_000.0, 0, -0.5, 3_700_000.0)
@@ -38,9 +40,12 @@ class WithContact(nn.Module):
 
 
 def spec(
-    classes: tuple[str, ...] = ("building",), threshold: float = 0.5, contact: float = 0.5
+    classes: tuple[str, ...] = ("building",),
+    threshold: float = 0.5,
+    contact: float = 0.5,
+    **seeds: float,
 ) -> ModelSpec:
-    n = 2 if "contact" in classes else 1
+    n = len(classes)
     return ModelSpec(
         architecture="test",
         encoder="none",
@@ -53,6 +58,7 @@ def spec(
         resolution_m=0.5,
         threshold=threshold,
         contact_threshold=contact,
+        **seeds,
     )
 
 
@@ -97,10 +103,7 @@ def config(
         output=str(out),
         keep_probability=str(keep) if keep else None,
         threshold=threshold,
-        min_area_m2=0.0,
-        hole_area_m2=0.0,
-        simplify=0.0,
-        **options,
+        **{"min_area_m2": 0.0, "hole_area_m2": 0.0, "simplify": 0.0, **options},
     )
 
 
@@ -293,3 +296,64 @@ def test_detect_with_model_file(tmp_path: Path) -> None:
     result = detect(cfg, NullProgress())
     assert Path(result["output"]).exists() and Path(result["probability"]).exists()
     assert gpd.read_file(result["output"]).crs.to_epsg() == 32616
+
+
+SEPARATION = ("building", "separation")
+SEEDS = {"seed_threshold": 0.5, "seed_erosion_m": 1.0, "min_seed_m2": 5.0}
+
+
+def test_separation_gives_one_polygon_per_house_across_blocks(tmp_path: Path) -> None:
+    """Rows of houses sharing walls, cut by the 256-pixel blocks: one polygon per house, the
+    same as vectorizing the whole probability raster at once."""
+    truth = terraces(7, (600, 620))
+    raster = write(tmp_path / "terraces.tif", probabilities(truth, 7, gaps=True))
+    keep = tmp_path / "p.tif"
+    model = spec(SEPARATION, **SEEDS)
+    result = detect_with_model(
+        config(raster, tmp_path / "d.gpkg", keep=keep), WithContact(), model, NullProgress()
+    )
+    assert result["buildings"] == truth.max()
+    whole = VectorizeConfig(
+        str(keep), str(tmp_path / "v.gpkg"), threshold=0.5, min_area_m2=0.0, hole_area_m2=0.0,
+        simplify=0.0, window_size=2048, **SEEDS,
+    )  # fmt: skip
+    vectorize(whole, NullProgress())  # the separation band is found by its name
+    blocks = gpd.read_file(tmp_path / "d.gpkg").geometry
+    at_once = gpd.read_file(tmp_path / "v.gpkg").geometry
+    assert set(shapely.to_wkb(shapely.normalize(blocks.values)).tolist()) == set(
+        shapely.to_wkb(shapely.normalize(at_once.values)).tolist()
+    )
+    plain = replace(whole, output=str(tmp_path / "plain.gpkg"), separation_band=0)
+    assert vectorize(plain, NullProgress())["buildings"] < truth.max() / 3  # terraces as blobs
+
+
+def test_separation_polygons_share_edges_when_simplified(tmp_path: Path) -> None:
+    truth = terraces(8, (300, 400))
+    raster = write(tmp_path / "terraces.tif", probabilities(truth, 8))
+    out = tmp_path / "s.gpkg"
+    model = spec(SEPARATION, **SEEDS)
+    detect_with_model(config(raster, out, simplify=1.5), WithContact(), model, NullProgress())
+    geoms = gpd.read_file(out).geometry.values
+    assert len(geoms) == truth.max() and shapely.is_valid(geoms).all()
+    union = shapely.union_all(geoms)
+    assert shapely.area(geoms).sum() == pytest.approx(union.area, rel=1e-9)  # no overlaps
+    pieces = len(getattr(union, "geoms", [union]))
+    assert pieces == ndimage.label(truth > 0)[1]  # each row of houses stays one piece
+    assert not any(p.interiors for p in getattr(union, "geoms", [union]))  # no gaps
+
+
+def test_seed_settings_can_be_overridden(tmp_path: Path) -> None:
+    truth = terraces(9, (300, 400))
+    raster = write(tmp_path / "terraces.tif", probabilities(truth, 9))
+    model = spec(SEPARATION, **SEEDS)
+    strict = detect_with_model(
+        config(raster, tmp_path / "a.gpkg", seed_threshold=0.999), WithContact(), model,
+        NullProgress(),
+    )  # fmt: skip
+    assert strict["buildings"] < truth.max()  # no seed anywhere: one area per terrace
+    with pytest.raises(ConfigError, match="seed_threshold"):
+        detect_with_model(
+            config(raster, tmp_path / "b.gpkg", seed_threshold=1.5), WithContact(), model,
+            NullProgress(),
+        )  # fmt: skip
+    assert not (tmp_path / "b.gpkg").exists()

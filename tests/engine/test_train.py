@@ -24,11 +24,12 @@ from engine.geo.normalize import BandStats
 from engine.models.modelfile import load_model, read_spec
 from engine.models.pretrained import OFFLINE
 from engine.models.registry import create_model
+from engine.polygons.instances import InstanceSettings
 from engine.scoring.metrics import ConfusionCounts
 from engine.training.dataset import TrainingData
 from engine.training.finetune import set_encoder_trainable
 from engine.training.losses import IGNORE, targets_for
-from engine.training.postprocess import DEFAULT, GRID, InstanceSettings
+from engine.training.postprocess import DEFAULT, GRID
 from engine.training.state import ProbabilityHistogram, TrainState
 
 TILE = 32
