@@ -192,16 +192,27 @@ class TrainConfig:
     boundary: bool = field(
         default=True,
         metadata=_h(
-            "Learn a contact class between touching buildings and split along it.",
-            "Contact class between touching buildings",
+            "Learn a separation class where buildings touch (both sides of a shared wall), so"
+            " that detect gives one polygon per building.",
+            "Separation class between touching buildings",
+        ),
+    )
+    separation_weight: float = field(
+        default=1.0,
+        metadata=_h(
+            "Loss weight of the separation class against the building class (> 1 learns the"
+            " strips between touching buildings harder).",
+            "Separation loss weight",
+            0.01,
+            100.0,
         ),
     )
     boundary_width_m: float = field(
         default=0.4,
         metadata=_h(
-            "Contact strip width on each side of a shared wall, in metres on the ground"
+            "Separation strip width on each side of a shared wall, in metres on the ground"
             " (at least one pixel).",
-            "Contact strip width (metres each side of a shared wall)",
+            "Separation strip width (metres each side of a shared wall)",
             0.01,
             5.0,
         ),

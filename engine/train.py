@@ -133,7 +133,7 @@ def check_config(config: TrainConfig) -> None:
             f"boundary_width_m must be above 0 and at most 5 metres, got"
             f" {config.boundary_width_m}; 0.3-0.5 m suits most imagery."
         )
-    build_loss(config.loss, config.pos_weight)
+    build_loss(config.loss, config.pos_weight, (1.0, config.separation_weight))
     check_tile_size(config.architecture, config.encoder, config.tile_size)
     if config.encoder_weights == IMAGENET:
         if config.architecture.lower() == "compact":
@@ -253,7 +253,8 @@ class Loop:
             ids = [device.index] if device.type == "cuda" else None
             model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
         self.model = model
-        self.loss = build_loss(config.loss, config.pos_weight).to(device)
+        weights = tuple(1.0 if c == "building" else config.separation_weight for c in self.classes)
+        self.loss = build_loss(config.loss, config.pos_weight, weights).to(device)
         self.train_loader = make_loader(data.train, config, True, device)
         self.val_loader = make_loader(data.val, config, False, device)
         self.optimizer = make_optimizer(config, self.bare)

@@ -119,12 +119,19 @@ LOSS_TERMS = tuple(_terms(1.0))
 
 
 class MaskedLoss(nn.Module):
-    """A sum of loss terms over valid pixels: ``loss(logits, target, valid) -> scalar``."""
+    """A sum of loss terms over valid pixels: ``loss(logits, target, valid) -> scalar``.
 
-    def __init__(self, name: str, terms: list[nn.Module]) -> None:
+    With ``weights`` (one per channel) the channels' losses are averaged with those weights,
+    e.g. ``(1, 2)`` counts the separation channel twice as much as the building channel.
+    """
+
+    def __init__(
+        self, name: str, terms: list[nn.Module], weights: tuple[float, ...] | None = None
+    ) -> None:
         super().__init__()
         self.name = name
         self.terms = nn.ModuleList(terms)
+        self.weights = weights
 
     def forward(
         self, logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor
@@ -138,23 +145,35 @@ class MaskedLoss(nn.Module):
         if not bool(valid.any()):
             return logits.sum() * 0.0  # keeps the graph; nothing to learn from this batch
         total = logits.new_zeros(())
-        for term in self.terms:
-            total = total + term(logits, target, valid)
-        return total
+        if self.weights is None or len(set(self.weights)) == 1:
+            for term in self.terms:
+                total = total + term(logits, target, valid)
+            return total
+        if len(self.weights) != logits.shape[1]:
+            raise ValueError(f"{len(self.weights)} weights for {logits.shape[1]} channels.")
+        for c, weight in enumerate(self.weights):
+            for term in self.terms:
+                total = total + weight * term(logits[:, c : c + 1], target[:, c : c + 1], valid)
+        return total / sum(self.weights)
 
 
-def build_loss(name: str = "bce+dice", pos_weight: float = 1.0) -> MaskedLoss:
+def build_loss(
+    name: str = "bce+dice", pos_weight: float = 1.0, weights: tuple[float, ...] | None = None
+) -> MaskedLoss:
     """A loss by name: one of :data:`LOSS_TERMS` or a sum like ``"bce+dice"``.
 
     Args:
         name: term names joined by ``+`` (case and spaces ignored).
         pos_weight: weight of positive pixels in the BCE term (> 0; > 1 favours recall).
+        weights: loss weight per channel (> 0; None: all alike).
 
     Raises:
-        ConfigError: an unknown term or a non-positive ``pos_weight``.
+        ConfigError: an unknown term or a non-positive ``pos_weight`` or weight.
     """
     if not pos_weight > 0:
         raise ConfigError(f"pos_weight must be > 0, got {pos_weight}.")
+    if weights is not None and not all(w > 0 for w in weights):
+        raise ConfigError(f"Class loss weights must be > 0, got {list(weights)}.")
     parts = [p.strip().lower() for p in name.split("+")]
     available = _terms(pos_weight)
     unknown = [p for p in parts if p not in available]
@@ -163,4 +182,4 @@ def build_loss(name: str = "bce+dice", pos_weight: float = 1.0) -> MaskedLoss:
             f"Unknown loss {name!r}; use one of {', '.join(LOSS_TERMS)} or a sum such as"
             " bce+dice or focal+dice."
         )
-    return MaskedLoss("+".join(parts), [available[p]() for p in parts])
+    return MaskedLoss("+".join(parts), [available[p]() for p in parts], weights)

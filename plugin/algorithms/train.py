@@ -55,13 +55,14 @@ class Train(FootprintAlgorithm):
         "<b>Learning rate</b> (peak of the schedule).\n"
         "Advanced: <b>Loss</b> (bce, dice, jaccard, focal or sums like bce+dice), "
         "<b>Building weight</b> in BCE, <b>Augment</b> (flips, rotations, colour jitter), "
-        "<b>Share of empty windows kept</b>, <b>Contact class</b> (learn the strip between "
-        "touching buildings to keep them apart) and its <b>width</b>, "
+        "<b>Share of empty windows kept</b>, <b>Separation class</b> (learn where buildings "
+        "touch, so Detect gives one polygon per building; its seed settings are chosen on "
+        "validation by building F1), its <b>width</b> and <b>loss weight</b>, "
         "<b>Decoder attention</b> (scSE), "
         "<b>Encoder weights</b> (a local file of pretrained weights; nothing is downloaded), "
         "<b>Freeze the encoder</b> for the first epochs of a fine-tuning, "
         "<b>Random seed</b>, <b>Patience</b> (stop after so many epochs without a better "
-        "validation IoU; 0 never).\n\n"
+        "validation building F1, or IoU without a separation class; 0 never).\n\n"
         "<b>Model file</b>: the .pt to write (replaced if it exists: Processing asks first). "
         "<b>Report folder</b> (optional): loss and metric plots and history; by default "
         "beside the model file.\n"
@@ -119,6 +120,9 @@ class Train(FootprintAlgorithm):
         Option(EMPTY_KEEP_FRACTION, TrainConfig, "empty_keep_fraction", advanced=True),
         # added after 0.1.0: optional, so Processing models saved before still run
         Option(BOUNDARY_WIDTH, TrainConfig, "boundary_width_m", advanced=True, optional=True),
+        Option(
+            "SEPARATION_WEIGHT", TrainConfig, "separation_weight", advanced=True, optional=True
+        ),
         Option(SEED, TrainConfig, "seed", advanced=True),
         Option(PATIENCE, TrainConfig, "patience", advanced=True),
         Option(AUGMENT, TrainConfig, "augment", advanced=True),

@@ -101,3 +101,17 @@ def test_bad_names_and_weights() -> None:
     assert all(term in str(err.value) for term in ("bce", "dice", "jaccard", "focal"))
     with pytest.raises(ConfigError, match="pos_weight"):
         build_loss("bce", 0.0)
+
+
+def test_class_weights_weigh_the_channels() -> None:
+    gen = torch.Generator().manual_seed(1)
+    logits = torch.randn(2, 2, 8, 8, generator=gen)
+    target = (torch.rand(2, 2, 8, 8, generator=gen) > 0.5).float()
+    valid = torch.ones(2, 1, 8, 8, dtype=torch.bool)
+    plain = build_loss("bce+dice")
+    one = [float(plain(logits[:, c : c + 1], target[:, c : c + 1], valid)) for c in (0, 1)]
+    assert float(plain(logits, target, valid)) == pytest.approx(sum(one) / 2)  # the mean
+    weighted = float(build_loss("bce+dice", weights=(1.0, 3.0))(logits, target, valid))
+    assert weighted == pytest.approx((one[0] + 3 * one[1]) / 4)
+    with pytest.raises(ConfigError, match="weights"):
+        build_loss("bce", weights=(1.0, 0.0))
