@@ -48,7 +48,7 @@ from engine.config import (  # noqa: E402
 )
 from engine.detect import detect  # noqa: E402
 from engine.evaluate import evaluate  # noqa: E402
-from engine.events import TerminalProgress  # noqa: E402
+from engine.events import NullProgress, TerminalProgress  # noqa: E402
 from engine.geo.rasters import resolve_raster  # noqa: E402
 from engine.models.device import describe_cpu  # noqa: E402
 from engine.train import train  # noqa: E402
@@ -127,6 +127,8 @@ RECIPES: dict[str, dict[str, Any]] = {
         "batch_size": 8,
         "lr": 0.001,
     },
+    # train's own defaults (the recipe users get)
+    "default": {},
     # the H200 machine: a real encoder, longer
     "gpu": {
         "architecture": "unet",
@@ -295,6 +297,7 @@ def run(
         detect_s = time.monotonic() - start
         labels = str(_labels(data))
         scores = evaluate(EvaluateConfig(buildings, labels, area=str(prob)), progress)
+        spread = chip_spread(buildings, labels, DATA / data.test)
         picture = ROOT / "docs" / "images" / f"accuracy_{tag}.jpg"
         _picture(str(DATA / data.picture), labels, buildings, picture)
     return {
@@ -305,10 +308,39 @@ def run(
         "vectorize": vectorize_settings,
         "detected": detected,
         "scores": scores,
+        "spread": spread,
         "detect_s": detect_s,
         "hardware": _hardware(),
         "picture": str(picture.relative_to(ROOT)),
         "command": "python bench/accuracy.py " + shlex.join(sys.argv[1:]),
+    }
+
+
+def chip_spread(
+    buildings: str, labels: str, test: Path, resamples: int = 2000
+) -> dict[str, Any] | None:
+    """95% bootstrap intervals of pixel IoU and building F1 over the test chips (resampled
+    with replacement, counts summed), or None with fewer than two chips."""
+    import numpy as np
+
+    chips = sorted(test.glob("*.tif")) if test.is_dir() else []
+    if len(chips) < 2:
+        return None
+    rows = []
+    for chip in chips:
+        s = evaluate(EvaluateConfig(buildings, labels, area=str(chip)), NullProgress())
+        c, o = s["pixel_counts"], s["object"]
+        rows.append([c["tp"], c["fp"], c["fn"], o["tp"], o["fp"], o["fn"]])
+    counts = np.asarray(rows, dtype=np.float64)
+    rng = np.random.default_rng(0)
+    sums = counts[rng.integers(0, len(chips), (resamples, len(chips)))].sum(axis=1)
+    iou = sums[:, 0] / np.maximum(sums[:, :3].sum(axis=1), 1)
+    f1 = 2 * sums[:, 3] / np.maximum(2 * sums[:, 3] + sums[:, 4] + sums[:, 5], 1)
+    return {
+        "chips": len(chips),
+        "resamples": resamples,
+        "pixel_iou": [float(np.percentile(iou, 2.5)), float(np.percentile(iou, 97.5))],
+        "object_f1": [float(np.percentile(f1, 2.5)), float(np.percentile(f1, 97.5))],
     }
 
 
@@ -339,8 +371,9 @@ def record(result: dict[str, Any]) -> str:
         f" {result['trained']['best_epoch']}, threshold {result['trained']['threshold']:.2f});"
         f" detection {result['detect_s']:.1f} s",
         "",
-        "| pixel P | pixel R | pixel F1 | pixel IoU | pixel acc | bldg P | bldg R | bldg F1 |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| pixel P | pixel R | pixel F1 | pixel IoU | pixel acc | bldg P | bldg R | bldg F1 |"
+        " merges | splits |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         "| "
         + " | ".join(
             f"{s[k]:.3f}"
@@ -355,12 +388,25 @@ def record(result: dict[str, Any]) -> str:
                 "object_f1",
             )
         )
-        + " |",
+        + f" | {s.get('merges', '-')} | {s.get('splits', '-')} |",
         "",
+        _spread_line(result.get("spread")),
         f"![test chips]({Path(result['picture']).relative_to('docs')})",
         "",
     ]
     return "\n".join(lines)
+
+
+def _spread_line(spread: dict[str, Any] | None) -> str:
+    """The bootstrap intervals as a sentence ('' without them)."""
+    if not spread:
+        return ""
+    iou, f1 = spread["pixel_iou"], spread["object_f1"]
+    return (
+        f"95% bootstrap intervals over the {spread['chips']} test chips"
+        f" ({spread['resamples']} resamples): pixel IoU {iou[0]:.3f}-{iou[1]:.3f}, building F1"
+        f" {f1[0]:.3f}-{f1[1]:.3f}.\n"
+    )
 
 
 def append_record(text: str) -> None:

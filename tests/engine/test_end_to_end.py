@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import geopandas as gpd
 import pytest
+import shapely
 import torch
 
 from engine.models.modelfile import read_spec, save_model
@@ -122,6 +124,13 @@ def test_banepa_train_detect_evaluate(shared_data: Path, tmp_path: Path) -> None
     assert trained["pixel_accuracy"] > max(roof, 1 - roof) + 0.1, (roof, trained)
     assert trained["pixel_iou"] > untrained["pixel_iou"] + 0.1, (trained, untrained)
     assert trained["pixel_accuracy"] > untrained["pixel_accuracy"] + 0.1, (trained, untrained)
+    # the default separation class: one polygon per building, valid, neighbours not overlapping
+    assert read_spec(model).classes == ("building", "separation")
+    polygons = gpd.read_file(tmp_path / "trained.gpkg").geometry.values
+    assert len(polygons) > 0 and shapely.is_valid(polygons).all()
+    union = shapely.union_all(polygons)
+    assert shapely.area(polygons).sum() == pytest.approx(union.area, rel=1e-6)
+    assert {"merges", "splits"} <= set(trained)
 
 
 def test_atlanta_single_band_uint16_utm(shared_data: Path, tmp_path: Path) -> None:
