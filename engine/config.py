@@ -298,13 +298,19 @@ class PolygonOptions:
     simplify: float = field(
         default=1.0,
         metadata=_h(
-            "Simplification tolerance in pixels (0: off).",
+            "Simplification tolerance in pixels (0: off); neighbouring buildings are"
+            " simplified together, so they keep sharing their edge.",
             "Simplify tolerance (pixels, 0: off)",
             0.0,
         ),
     )
     regularize: bool = field(
-        default=False, metadata=_h("Square off building outlines.", "Square off outlines")
+        default=False,
+        metadata=_h(
+            "Square off building outlines (each on its own: squared neighbours may no longer"
+            " share their edge exactly).",
+            "Square off outlines",
+        ),
     )
     seed_threshold: float | None = field(
         default=None,
