@@ -2,7 +2,8 @@
 
 The output is a float32 GeoTIFF on the input's exact grid (CRS, transform, width, height):
 band 1 "building probability" and, for models with a separation class, band 2 "separation
-probability" (``vectorize`` finds it by that name; older models: "contact probability"); tiled 256 x 256, DEFLATE with floating-point predictor, BigTIFF when needed.
+probability" (``vectorize`` finds it by that name; older models: "contact probability");
+tiled 256 x 256, DEFLATE with floating-point predictor, BigTIFF when needed.
 Its nodata value is :data:`engine.inference.job.NODATA` (-1, outside the 0-1 range of
 probabilities, so any threshold treats it as background). With an extent/AOI the output still
 covers the whole raster grid; only windows meeting the area are predicted. The work itself is
