@@ -317,7 +317,7 @@ class PolygonOptions:
         metadata=_h(
             "Touching buildings (models with a separation class): a building grows from each"
             " seed where building x (1 - separation) >= this (default: the model's, chosen on"
-            " validation; 0.5 in vectorize).",
+            " validation; 0.9 in vectorize).",
             "Seed threshold (empty: the model's)",
             0.01,
             1.0,
@@ -327,7 +327,7 @@ class PolygonOptions:
         default=None,
         metadata=_h(
             "Erode seeds by this many metres first, so a short gap in the separation does not"
-            " join two buildings (default: the model's; 0.3 in vectorize).",
+            " join two buildings (default: the model's; 0.6 in vectorize).",
             "Seed erosion (m, empty: the model's)",
             0.0,
             10.0,

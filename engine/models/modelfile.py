@@ -43,9 +43,9 @@ class ModelSpec:
     resolution_m: float  # ground size of a pixel side the model was trained at
     threshold: float = 0.5  # decision threshold on building probability chosen on validation
     contact_threshold: float = 0.5  # contact probability that splits buildings (validation)
-    seed_threshold: float = 0.5  # building x (1 - separation) of a seed (validation)
+    seed_threshold: float = 0.9  # building x (1 - separation) of a seed (validation)
     min_seed_m2: float = 1.0  # smaller seeds are dropped (validation)
-    seed_erosion_m: float = 0.3  # seeds are eroded by this much first (validation)
+    seed_erosion_m: float = 0.6  # seeds are eroded by this much first (validation)
     decoder_attention: bool = False
     input_dtype: str = "uint8"
     metrics: dict[str, float] = field(default_factory=dict)

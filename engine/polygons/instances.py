@@ -73,8 +73,8 @@ class InstanceSettings:
     """Seeds + watershed settings in ground units, as the model file stores them."""
 
     threshold: float = 0.5
-    seed_threshold: float = 0.5
-    seed_erosion_m: float = 0.3
+    seed_threshold: float = 0.9
+    seed_erosion_m: float = 0.6
     min_seed_m2: float = 1.0
 
     def with_options(self, options: PolygonOptions, threshold: float) -> InstanceSettings:

@@ -29,7 +29,7 @@ DEFAULT = InstanceSettings()
 GRID = [
     InstanceSettings(t, s, e, m)
     for t, s, e, m in itertools.product(
-        (0.3, 0.4, 0.5), (0.5, 0.6, 0.7, 0.8), (0.0, 0.3, 0.6), (0.5, 2.0)
+        (0.3, 0.4, 0.5), (0.6, 0.7, 0.8, 0.9, 0.95), (0.3, 0.6, 1.0), (1.0, 4.0)
     )
 ]
 
