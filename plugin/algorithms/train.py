@@ -120,9 +120,7 @@ class Train(FootprintAlgorithm):
         Option(EMPTY_KEEP_FRACTION, TrainConfig, "empty_keep_fraction", advanced=True),
         # added after 0.1.0: optional, so Processing models saved before still run
         Option(BOUNDARY_WIDTH, TrainConfig, "boundary_width_m", advanced=True, optional=True),
-        Option(
-            "SEPARATION_WEIGHT", TrainConfig, "separation_weight", advanced=True, optional=True
-        ),
+        Option("SEPARATION_WEIGHT", TrainConfig, "separation_weight", advanced=True, optional=True),
         Option(SEED, TrainConfig, "seed", advanced=True),
         Option(PATIENCE, TrainConfig, "patience", advanced=True),
         Option(AUGMENT, TrainConfig, "augment", advanced=True),
