@@ -146,6 +146,7 @@ def simplify_coverage(geoms: np.ndarray, tolerance: float) -> np.ndarray:
         out = shapely.coverage_simplify(noded, tolerance)
     except shapely.errors.GEOSException:
         out = shapely.simplify(geoms, tolerance, preserve_topology=True)
+    out = np.where(shapely.is_empty(out), geoms, out)  # never lose a building to simplification
     parts = [g if isinstance(g, Polygon) else _largest_polygon(g) for g in out]
     arr = np.empty(len(parts), dtype=object)
     arr[:] = parts
