@@ -60,6 +60,8 @@ print(f"  pixels:    precision {r['PIXEL_PRECISION']:.3f}  recall {r['PIXEL_RECA
       f"  F1 {r['PIXEL_F1']:.3f}  IoU {r['PIXEL_IOU']:.3f}  accuracy {r['PIXEL_ACCURACY']:.3f}")
 print(f"  buildings: precision {r['OBJECT_PRECISION']:.3f}  recall {r['OBJECT_RECALL']:.3f}"
       f"  F1 {r['OBJECT_F1']:.3f}  (one-to-one at IoU >= 0.5)")
+print(f"  left:      {r['MERGES']:.0f} detections run two or more buildings together,"
+      f" {r['SPLITS']:.0f} buildings are cut in pieces")
 PY
 echo
 echo "  buildings:  $OUT/buildings.gpkg"

@@ -304,6 +304,7 @@ def test_evaluate_scores_detections_against_the_reference(tmp_path: Path) -> Non
     assert result["PIXEL_ACCURACY"] > 0.9
     report = json.loads(Path(result["REPORT"]).read_text())
     assert report["object_f1"] == pytest.approx(result["OBJECT_F1"])
+    assert (result["MERGES"], result["SPLITS"]) == (report["merges"], report["splits"])
     counts = report["object"]
     assert feature_count(result["OUTPUT"]) == counts["tp"] + counts["fp"] + counts["fn"]
     assert counts["tp"] + counts["fn"] == len(test.boxes)
