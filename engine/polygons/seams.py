@@ -267,20 +267,10 @@ class SeamJoiner:
         return links, resolved
 
     def _find(self, gid: int) -> int:
-        root = gid
-        while self._parent[root] != root:
-            root = self._parent[root]
-        while self._parent[gid] != root:
-            self._parent[gid], gid = root, self._parent[gid]
-        return root
+        return _root(self._parent, gid)
 
     def _find_same(self, gid: int) -> int:
-        root = gid
-        while self._same[root] != root:
-            root = self._same[root]
-        while self._same[gid] != root:
-            self._same[gid], gid = root, self._same[gid]
-        return root
+        return _root(self._same, gid)
 
     def _union(self, a: int, b: int) -> None:
         ra, rb = self._find(a), self._find(b)
@@ -310,6 +300,16 @@ class SeamJoiner:
                 del self._same[g]
             done += [_join(parts) for parts in groups.values()]
         return done
+
+
+def _root(parent: dict[int, int], gid: int) -> int:
+    """The root of ``gid`` in the union-find forest ``parent`` (paths compressed)."""
+    root = gid
+    while parent[root] != root:
+        root = parent[root]
+    while parent[gid] != root:
+        parent[gid], gid = root, parent[gid]
+    return root
 
 
 def _polygons(outlines: list[Any]) -> list[Polygon]:
