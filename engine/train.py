@@ -497,7 +497,7 @@ def train(config: TrainConfig, progress: Progress) -> TrainResult:
     contact_threshold = state.contact_threshold()
     settings = DEFAULT
     if state.best_windows is not None:
-        settings, counts = choose_settings(state.best_windows)
+        settings, counts = choose_settings(state.best_windows, threshold)
         threshold, metrics = state.choose_threshold(settings.threshold)
         metrics.update(
             building_precision=counts.precision,

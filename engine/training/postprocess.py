@@ -3,10 +3,11 @@
 During validation :class:`ValidationWindows` keeps the building and separation probabilities
 of (up to :data:`MAX_WINDOWS`) validation windows with their masks. Every epoch they are
 scored with the fixed :data:`DEFAULT` settings (``val_building_f1``: the best epoch is chosen
-by it); after training, :func:`choose_settings` tries the coarse :data:`GRID` on the best
-epoch's windows and keeps the settings with the highest building F1 (ties: the earlier in the
-grid). Windows are labelled alone (no halo): their edges cut buildings alike in the prediction
-and the reference.
+by it); after training, :func:`choose_settings` tries the coarse :func:`grid` on the best
+epoch's windows and keeps the settings with the highest building F1 (ties: the earlier; a
+model that no setting separates keeps :data:`DEFAULT` at the threshold best for pixel IoU).
+Windows are labelled alone (no halo): their edges cut buildings alike in the prediction and
+the reference.
 """
 
 from __future__ import annotations
@@ -25,13 +26,21 @@ MAX_WINDOWS = 96
 
 #: What every epoch is scored with.
 DEFAULT = InstanceSettings()
-#: What is tried after training.
-GRID = [
-    InstanceSettings(t, s, e, m)
-    for t, s, e, m in itertools.product(
-        (0.3, 0.4, 0.5), (0.6, 0.7, 0.8, 0.9, 0.95), (0.3, 0.6, 1.0), (1.0, 4.0)
-    )
-]
+#: The grid tried after training: building thresholds (with the pixel-IoU one), seed
+#: thresholds, seed erosions (m) and smallest seeds (m²).
+THRESHOLDS = (0.3, 0.4, 0.5)
+SEEDS = (0.6, 0.7, 0.8, 0.9, 0.95)
+EROSIONS = (0.3, 0.6, 1.0)
+MIN_SEEDS = (1.0, 4.0)
+
+
+def grid(threshold: float) -> list[InstanceSettings]:
+    """Every combination of the grid's values, ``threshold`` among the building thresholds."""
+    thresholds = sorted({*THRESHOLDS, round(threshold, 2)})
+    return [
+        InstanceSettings(t, s, e, m)
+        for t, s, e, m in itertools.product(thresholds, SEEDS, EROSIONS, MIN_SEEDS)
+    ]
 
 
 class ValidationWindows:
@@ -66,12 +75,15 @@ class ValidationWindows:
 
 
 def choose_settings(
-    windows: ValidationWindows, grid: list[InstanceSettings] | None = None
+    windows: ValidationWindows, threshold: float, candidates: list[InstanceSettings] | None = None
 ) -> tuple[InstanceSettings, BuildingCounts]:
-    """The settings of ``grid`` with the highest building F1 on ``windows``."""
-    best, best_counts = DEFAULT, windows.score(DEFAULT)
-    for settings in grid if grid is not None else GRID:
+    """The settings with the highest building F1 on ``windows``: :data:`DEFAULT` at
+    ``threshold`` (the pixel-IoU threshold) unless one of ``candidates`` (default: the
+    :func:`grid`) scores higher."""
+    best = replace(DEFAULT, threshold=threshold)
+    best_counts = windows.score(best)
+    for settings in grid(threshold) if candidates is None else candidates:
         counts = windows.score(settings)
         if counts.f1 > best_counts.f1:
             best, best_counts = settings, counts
-    return replace(best), best_counts
+    return best, best_counts

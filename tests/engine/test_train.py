@@ -29,7 +29,7 @@ from engine.scoring.metrics import ConfusionCounts
 from engine.training.dataset import TrainingData
 from engine.training.finetune import set_encoder_trainable
 from engine.training.losses import IGNORE, targets_for
-from engine.training.postprocess import DEFAULT, GRID
+from engine.training.postprocess import DEFAULT, grid
 from engine.training.state import ProbabilityHistogram, TrainState
 
 TILE = 32
@@ -276,7 +276,8 @@ def test_two_classes_sgd_cosine(
     chosen = InstanceSettings(
         spec.threshold, spec.seed_threshold, spec.seed_erosion_m, spec.min_seed_m2
     )
-    assert chosen in [DEFAULT, *GRID]  # the seeds + watershed settings from validation
+    # the seeds + watershed settings from validation
+    assert chosen in [replace(DEFAULT, threshold=chosen.threshold), *grid(chosen.threshold)]
     assert spec.threshold == result["threshold"]
     assert 0.0 <= result["metrics"]["building_f1"] <= 1.0
 
