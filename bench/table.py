@@ -114,12 +114,16 @@ SEPARATION_ROWS: list[tuple[str, str, str]] = [
     ),
     (
         "seeds + watershed",
-        "separation 0.4 m; seed settings chosen on validation by building F1, best epoch by"
-        " it too: the default of `train`",
+        "separation 0.4 m; seed settings chosen on validation by building F1, best epoch by it too",
         "s-w04",
     ),
     ("separation width", "0.8 m each side of a wall", "s-w08"),
-    ("class weights", "separation weighted 3:1 against building in the loss", "s-sw3"),
+    (
+        "class weights",
+        "separation weighted 3:1 against building in the loss (0.4 m): the default of `train`",
+        "s-sw3",
+    ),
+    ("both", "0.8 m each side and weighted 3:1", "s-w08-sw3"),
 ]
 SEP_START, SEP_END = "<!-- separation:start -->", "<!-- separation:end -->"
 

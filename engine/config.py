@@ -198,7 +198,7 @@ class TrainConfig:
         ),
     )
     separation_weight: float = field(
-        default=1.0,
+        default=3.0,
         metadata=_h(
             "Loss weight of the separation class against the building class (> 1 learns the"
             " strips between touching buildings harder).",
