@@ -72,10 +72,10 @@ def main() -> int:
         for side in sorted(args.sizes):
             raster = work / f"scene_{side}.tif"
             make_raster(raster, side, source)
-            seeds = _run(detect_args(raster, args.model, work / "s.gpkg"))
+            seeds = _run(detect_args(raster, args.model, work / f"s{side}.gpkg"))
             split = None
             if side <= args.split_up_to:
-                split = _run(detect_args(raster, baseline, work / "c.gpkg"))
+                split = _run(detect_args(raster, baseline, work / f"c{side}.gpkg"))
             raster.unlink()
             cells = [
                 str(side),
