@@ -54,7 +54,13 @@ from engine.training.finetune import (
     set_encoder_trainable,
 )
 from engine.training.losses import build_loss, targets_for
-from engine.training.postprocess import DEFAULT, ValidationWindows, choose_settings
+from engine.training.postprocess import (
+    DEFAULT,
+    ValidationWindows,
+    choose_settings,
+    grid,
+    thresholds_near,
+)
 from engine.training.report import write_report
 from engine.training.state import (
     ProbabilityHistogram,
@@ -370,7 +376,7 @@ def run_epochs(loop: Loop, state: TrainState, progress: Progress, checkpoint: Pa
             "seconds": time.monotonic() - start,
         }
         if checked.windows is not None:
-            record["val_building_f1"] = checked.windows.score(DEFAULT).f1
+            record["val_building_f1"] = checked.windows.epoch_f1()
         state.add_epoch(record, loop.bare, hist, checked.contact, checked.windows)
         for name, value in record.items():
             if name != "epoch":
@@ -497,7 +503,10 @@ def train(config: TrainConfig, progress: Progress) -> TrainResult:
     contact_threshold = state.contact_threshold()
     settings = DEFAULT
     if state.best_windows is not None:
-        settings, counts = choose_settings(state.best_windows, threshold)
+        hist = state.best_hist
+        assert hist is not None  # set with the best windows
+        near = thresholds_near(lambda t: hist.counts(t).iou, threshold)
+        settings, counts = choose_settings(state.best_windows, threshold, grid(near))
         threshold, metrics = state.choose_threshold(settings.threshold)
         metrics.update(
             building_precision=counts.precision,

@@ -2,10 +2,13 @@
 
 During validation :class:`ValidationWindows` keeps the building and separation probabilities
 of (up to :data:`MAX_WINDOWS`) validation windows with their masks. Every epoch they are
-scored with the fixed :data:`DEFAULT` settings (``val_building_f1``: the best epoch is chosen
-by it); after training, :func:`choose_settings` tries the coarse :func:`grid` on the best
+scored with fixed settings, :data:`EPOCH_SETTINGS` (``val_building_f1``, the best of those
+few, so a model that is still calibrated low is not scored 0: the best epoch is chosen by
+it); after training, :func:`choose_settings` tries the coarse :func:`grid` on the best
 epoch's windows and keeps the settings with the highest building F1 (ties: the earlier; a
 model that no setting separates keeps :data:`DEFAULT` at the threshold best for pixel IoU).
+Building thresholds are only tried where validation pixel IoU is within :data:`IOU_SLACK` of
+its best (:func:`thresholds_near`), so separating buildings never costs the building mask.
 Windows are labelled alone (no halo): their edges cut buildings alike in the prediction and
 the reference.
 """
@@ -13,6 +16,7 @@ the reference.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 import numpy as np
@@ -24,8 +28,12 @@ from engine.scoring.buildings import IGNORE, BuildingCounts, count_matches, refe
 MAX_WINDOWS = 96
 
 
-#: What every epoch is scored with.
+#: The settings when nothing better is found.
 DEFAULT = InstanceSettings()
+#: What every epoch is scored with (the best of these).
+EPOCH_SETTINGS = tuple(replace(DEFAULT, seed_threshold=s) for s in (0.6, 0.75, 0.9))
+#: How much validation pixel IoU a building threshold may cost against the best one.
+IOU_SLACK = 0.01
 #: The grid tried after training: building thresholds (with the pixel-IoU one), seed
 #: thresholds, seed erosions (m) and smallest seeds (m²).
 THRESHOLDS = (0.3, 0.4, 0.5)
@@ -34,12 +42,18 @@ EROSIONS = (0.3, 0.6, 1.0)
 MIN_SEEDS = (1.0, 4.0)
 
 
-def grid(threshold: float) -> list[InstanceSettings]:
-    """Every combination of the grid's values, ``threshold`` among the building thresholds."""
-    thresholds = sorted({*THRESHOLDS, round(threshold, 2)})
+def thresholds_near(iou_at: Callable[[float], float], best: float) -> list[float]:
+    """``best`` (the pixel-IoU threshold) and those of :data:`THRESHOLDS` whose validation
+    pixel IoU (``iou_at``) is within :data:`IOU_SLACK` of it."""
+    top = iou_at(best)
+    return sorted({round(best, 2), *(t for t in THRESHOLDS if iou_at(t) >= top - IOU_SLACK)})
+
+
+def grid(thresholds: Iterable[float]) -> list[InstanceSettings]:
+    """Every combination of the grid's values with these building thresholds."""
     return [
         InstanceSettings(t, s, e, m)
-        for t, s, e, m in itertools.product(thresholds, SEEDS, EROSIONS, MIN_SEEDS)
+        for t, s, e, m in itertools.product(sorted(set(thresholds)), SEEDS, EROSIONS, MIN_SEEDS)
     ]
 
 
@@ -64,6 +78,10 @@ class ValidationWindows:
             self.references.append(reference_instances(m))
             self.valid.append(m != IGNORE)
 
+    def epoch_f1(self) -> float:
+        """The epoch's building F1: the best over :data:`EPOCH_SETTINGS`."""
+        return max(self.score(s).f1 for s in EPOCH_SETTINGS)
+
     def score(self, settings: InstanceSettings) -> BuildingCounts:
         """Building matches over the kept windows with ``settings``."""
         params = settings.params(self.pixel_size_m)
@@ -79,10 +97,10 @@ def choose_settings(
 ) -> tuple[InstanceSettings, BuildingCounts]:
     """The settings with the highest building F1 on ``windows``: :data:`DEFAULT` at
     ``threshold`` (the pixel-IoU threshold) unless one of ``candidates`` (default: the
-    :func:`grid`) scores higher."""
+    :func:`grid` at ``threshold``) scores higher."""
     best = replace(DEFAULT, threshold=threshold)
     best_counts = windows.score(best)
-    for settings in grid(threshold) if candidates is None else candidates:
+    for settings in grid([threshold]) if candidates is None else candidates:
         counts = windows.score(settings)
         if counts.f1 > best_counts.f1:
             best, best_counts = settings, counts

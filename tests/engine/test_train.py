@@ -277,7 +277,7 @@ def test_two_classes_sgd_cosine(
         spec.threshold, spec.seed_threshold, spec.seed_erosion_m, spec.min_seed_m2
     )
     # the seeds + watershed settings from validation
-    assert chosen in [replace(DEFAULT, threshold=chosen.threshold), *grid(chosen.threshold)]
+    assert chosen in [replace(DEFAULT, threshold=chosen.threshold), *grid([chosen.threshold])]
     assert spec.threshold == result["threshold"]
     assert 0.0 <= result["metrics"]["building_f1"] <= 1.0
 
