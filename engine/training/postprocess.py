@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import numpy as np
 
+from engine.config import PolygonOptions
 from engine.polygons.instances import InstanceSettings, label_instances
 from engine.scoring.buildings import IGNORE, BuildingCounts, count_matches, reference_instances
 
+#: Predicted buildings smaller than this are not counted (detect's default minimum area).
+MIN_AREA_M2 = float(next(f.default for f in fields(PolygonOptions) if f.name == "min_area_m2"))  # type: ignore[arg-type]
 #: Validation windows kept for scoring (the first ones; enough for a stable F1).
 MAX_WINDOWS = 96
 
@@ -83,12 +86,17 @@ class ValidationWindows:
         return max(self.score(s).f1 for s in EPOCH_SETTINGS)
 
     def score(self, settings: InstanceSettings) -> BuildingCounts:
-        """Building matches over the kept windows with ``settings``."""
+        """Building matches over the kept windows with ``settings``; predicted buildings
+        smaller than detect's default minimum area are dropped first, as detect drops them."""
         params = settings.params(self.pixel_size_m)
+        smallest = MIN_AREA_M2 / self.pixel_size_m**2
         total = BuildingCounts()
         for prob, ref, valid in zip(self.probabilities, self.references, self.valid, strict=True):
             b, s = prob[0].astype(np.float32), prob[1].astype(np.float32)
-            total += count_matches(label_instances(b, s, valid, params), ref, valid)
+            labels = label_instances(b, s, valid, params)
+            sizes = np.bincount(labels.ravel())
+            labels = np.where(sizes[labels] >= smallest, labels, 0)
+            total += count_matches(labels, ref, valid)
         return total
 
 
