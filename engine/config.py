@@ -241,13 +241,31 @@ class TrainConfig:
 class InferenceOptions:
     """How the model runs over a raster (predict and detect)."""
 
-    batch_size: int = field(
-        default=4, metadata=_h("Windows per batch.", "Batch size (windows)", 1, 1024)
+    batch_size: int | None = field(
+        default=None,
+        metadata=_h(
+            "Windows per batch (default: what the device suits: one 512-px window on a CPU,"
+            " as many 1024-px windows as fit half the free memory on a GPU).",
+            "Batch size (windows)",
+            1,
+            1024,
+        ),
+    )
+    window: int | None = field(
+        default=None,
+        metadata=_h(
+            "Prediction window side in pixels, a multiple of the model's output stride"
+            " (default: 512 on a CPU, 1024 on a GPU; any size works, the model need not have"
+            " been trained on it).",
+            "Prediction window (pixels)",
+            8,
+            100000,
+        ),
     )
     margin: int | None = field(
         default=None,
         metadata=_h(
-            "Overlap margin in pixels (default: an eighth of the tile).",
+            "Overlap margin in pixels (default: an eighth of the model's training tile).",
             "Overlap margin (pixels)",
             0,
             100000,

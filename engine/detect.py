@@ -120,7 +120,8 @@ def detect_with_model(
         job = prepare_job(config.raster, config, model, spec, device, progress, workdir)
         source = "the model's" if config.threshold is None else "given"
         progress.log(
-            f"Detecting buildings on {job.grid.width}x{job.grid.height} px on {job.device},"
+            f"Detecting buildings on {job.grid.width}x{job.grid.height} px on {job.device}"
+            f" ({job.predictor.window}-px windows, batch {job.predictor.batch_size}),"
             f" threshold {threshold:g} ({source})" + _split_note(spec, settings)
         )
         with ExitStack() as stack:
@@ -186,6 +187,9 @@ def _result(
         "width": job.grid.width,
         "height": job.grid.height,
         "windows": job.predictor.windows_predicted,
+        "window": job.predictor.window,
+        "batch_size": job.predictor.batch_size,
+        "predicted_megapixels": round(job.predictor.pixels_predicted / 1e6, 3),
         "device": job.device,
         "seconds": round(seconds, 3),
         "megapixels_per_second": round(speed, 4),
@@ -203,7 +207,8 @@ def detect(config: DetectConfig, progress: Progress) -> DetectResult:
 
     Returns:
         ``output``, ``buildings``, ``total_area_m2``, ``probability`` (path or None),
-        ``threshold``, ``width``, ``height``, ``windows``, ``device``, ``seconds``,
+        ``threshold``, ``width``, ``height``, ``windows``, ``window``, ``batch_size``,
+        ``predicted_megapixels``, ``device``, ``seconds``,
         ``megapixels_per_second``, ``resampled``, ``score_mean``.
     """
     check_output(config.output, config.overwrite)

@@ -52,7 +52,7 @@ def predict_with_model(
 def _log_start(job: PredictionJob, config: PredictConfig, progress: Progress) -> None:
     p, g = job.predictor, job.model_grid
     progress.log(
-        f"Predicting {g.width}x{g.height} px with {p.tile}-px windows, margin {p.margin},"
+        f"Predicting {g.width}x{g.height} px with {p.window}-px windows, margin {p.margin},"
         f" batch {p.batch_size}{', 8-way TTA' if config.tta else ''} on {job.device}."
     )
 
@@ -72,6 +72,9 @@ def _result(job: PredictionJob, output: str, seconds: float, progress: Progress)
         "height": job.grid.height,
         "windows": p.windows_predicted,
         "windows_total": p.windows_total,
+        "window": p.window,
+        "batch_size": p.batch_size,
+        "predicted_megapixels": round(p.pixels_predicted / 1e6, 3),
         "device": job.device,
         "seconds": round(seconds, 3),
         "megapixels_per_second": round(speed, 4),
@@ -86,6 +89,7 @@ def predict(config: PredictConfig, progress: Progress) -> PredictResult:
 
     Returns:
         ``output``, ``width``, ``height``, ``windows`` (predicted), ``windows_total``,
+        ``window`` (side), ``batch_size``, ``predicted_megapixels``,
         ``device``, ``seconds``, ``megapixels_per_second`` (raster pixels), ``resampled``,
         ``model_grid`` (width, height where the model ran), ``classes``.
 

@@ -43,6 +43,9 @@ class PredictResult(TypedDict):
     height: int
     windows: int
     windows_total: int
+    window: int  # prediction window side (px)
+    batch_size: int
+    predicted_megapixels: float  # window pixels the model saw, overlap included
     device: str
     seconds: float
     megapixels_per_second: float
@@ -70,6 +73,9 @@ class DetectResult(TypedDict):
     width: int
     height: int
     windows: int
+    window: int  # prediction window side (px)
+    batch_size: int
+    predicted_megapixels: float  # window pixels the model saw, overlap included
     device: str
     seconds: float
     megapixels_per_second: float

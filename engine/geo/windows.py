@@ -1,9 +1,15 @@
 """The pixel grid of a raster and the windows over it: disjoint blocks (reading, writing and
-polygonizing in pieces), overlapping window plans (the model's windows) and the weights that
-blend overlapping windows.
+polygonizing in pieces), overlapping window plans and the weights that blend overlapping
+windows.
 
-A plan covers the raster exactly: every pixel lies in at least one window, and windows keep
-inside the (optionally padded) grid, the last one in a row or column shifted back to the edge.
+Two plans cover a grid exactly (every pixel lies in at least one window):
+
+- :class:`WindowPlan` (training): windows of one size, the last one in a row or column
+  shifted back to the edge;
+- :class:`PredictionPlan` (inference): windows of one size every ``window - 2 x margin``
+  pixels over the grid padded by ``pad``, the last one in a row or column only as large as
+  needed (rounded up to the model's output stride) instead of shifted back, so the overlap
+  costs ``2 x margin`` pixels per window along each axis and nothing more.
 """
 
 from __future__ import annotations
@@ -94,25 +100,116 @@ class WindowPlan:
                 yield Window(col, row, tw, th)
 
 
-def blend_weights(tile: int, margin: int, floor: float = 1e-3) -> np.ndarray:
-    """Weights (tile x tile, float32) that fall smoothly to ``floor`` over ``margin`` pixels.
+#: A window along one axis: (start, length) in pixels; the start may be negative.
+Span = tuple[int, int]
+
+
+def round_up(value: int, multiple: int) -> int:
+    """``value`` rounded up to a multiple of ``multiple``."""
+    return -(-value // multiple) * multiple
+
+
+@dataclass(frozen=True)
+class PredictionPlan:
+    """The model's windows over a ``width`` x ``height`` grid (see the module doc).
+
+    Windows are ``window`` pixels (a multiple of ``align``) and start every
+    ``window - 2 x margin`` pixels from ``-pad``; the last along an axis reaches
+    ``size + pad`` with the fewest pixels that are a multiple of ``align`` (it may reach a
+    little further: the reader mirrors the raster there). Windows start on multiples of
+    ``align`` from ``-pad`` when the stride is one.
+    """
+
+    width: int
+    height: int
+    window: int
+    margin: int
+    align: int = 1
+    pad: int = 0
+
+    def __post_init__(self) -> None:
+        if self.width < 1 or self.height < 1:
+            raise ConfigError(f"Grid {self.width}x{self.height} is empty.")
+        if self.align < 1 or self.window < self.align or self.window % self.align:
+            raise ConfigError(
+                f"Prediction window {self.window} must be a positive multiple of the model's"
+                f" output stride {self.align}; use e.g. {round_up(max(self.window, 1), self.align)}."
+            )
+        if self.margin < 0 or 2 * self.margin >= self.window:
+            raise ConfigError(
+                f"Margin {self.margin} does not fit prediction window {self.window}: use a margin"
+                f" from 0 to {(self.window - 1) // 2}."
+            )
+        if self.pad < 0:
+            raise ConfigError(f"Padding must not be negative, got {self.pad}.")
+
+    @property
+    def stride(self) -> int:
+        """Pixels between the starts of neighbouring windows."""
+        return self.window - 2 * self.margin
+
+    def spans(self, size: int) -> list[Span]:
+        """(start, length) of the windows along an axis of ``size`` pixels."""
+        end, start = size + self.pad, -self.pad
+        spans = []
+        while start + self.window < end:
+            spans.append((start, self.window))
+            start += self.stride
+        spans.append((start, min(self.window, round_up(end - start, self.align))))
+        return spans
+
+    @property
+    def columns(self) -> list[Span]:
+        """Column spans."""
+        return self.spans(self.width)
+
+    @property
+    def rows(self) -> list[Span]:
+        """Row spans."""
+        return self.spans(self.height)
+
+    def __len__(self) -> int:
+        return len(self.columns) * len(self.rows)
+
+    def __iter__(self) -> Iterator[Window]:
+        """Windows row by row."""
+        columns = self.columns
+        for row, height in self.rows:
+            for col, width in columns:
+                yield Window(col, row, width, height)
+
+    @property
+    def pixels(self) -> int:
+        """Pixels the model sees over the whole plan (overlap included)."""
+        return sum(n for _, n in self.rows) * sum(n for _, n in self.columns)
+
+
+def _ramp(size: int, margin: int, floor: float) -> np.ndarray:
+    ramp = np.ones(size, dtype=np.float64)
+    if margin > 0:
+        x = (np.arange(margin) + 0.5) / margin
+        edge = np.sin(x * np.pi / 2) ** 2
+        ramp[:margin] = edge
+        ramp[size - margin :] = edge[::-1]
+    return np.maximum(ramp, floor)
+
+
+def blend_weights(
+    tile: int, margin: int, floor: float = 1e-3, width: int | None = None
+) -> np.ndarray:
+    """Weights (tile x width, float32; width defaults to tile) that fall smoothly to
+    ``floor`` over ``margin`` pixels.
 
     Each side ramps with a squared sine from ``floor`` at the edge to 1 at ``margin`` pixels
     in, so overlapping predictions blend without a seam. Normalising by the sum of the weights
     of every window covering a pixel makes the blend weights sum to one.
     """
-    if margin < 0 or 2 * margin > tile:
+    width = tile if width is None else width
+    if margin < 0 or 2 * margin > min(tile, width):
         raise ConfigError(
-            f"Margin must be between 0 and half the tile ({tile // 2}), got {margin}."
+            f"Margin must be between 0 and half the tile ({min(tile, width) // 2}), got {margin}."
         )
-    ramp = np.ones(tile, dtype=np.float64)
-    if margin > 0:
-        x = (np.arange(margin) + 0.5) / margin
-        edge = np.sin(x * np.pi / 2) ** 2
-        ramp[:margin] = edge
-        ramp[tile - margin :] = edge[::-1]
-    ramp = np.maximum(ramp, floor)
-    return np.outer(ramp, ramp).astype(np.float32)
+    return np.outer(_ramp(tile, margin, floor), _ramp(width, margin, floor)).astype(np.float32)
 
 
 def clip_to_grid(window: Window, width: int, height: int) -> Window:

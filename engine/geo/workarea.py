@@ -98,16 +98,16 @@ def load_work_area(
 
 
 def windows_in_area(
-    area: BaseGeometry | None, offsets: Sequence[tuple[int, int]], tile: int, grid: Affine
+    area: BaseGeometry | None, windows: Sequence[Window], grid: Affine
 ) -> list[bool]:
-    """For each window (col, row) of ``tile`` pixels, whether its footprint meets ``area``.
+    """For each window, whether its footprint meets ``area``.
 
     ``area`` is grown by two pixels so windows that feed resampling at its edge are kept.
     """
     if area is None:
-        return [True] * len(offsets)
+        return [True] * len(windows)
     grown = area.buffer(2 * max(abs(grid.a), abs(grid.e)))
-    boxes = [box(*window_bounds(Window(c, r, tile, tile), grid)) for c, r in offsets]
+    boxes = [box(*window_bounds(w, grid)) for w in windows]
     return [bool(v) for v in shapely.intersects(grown, np.array(boxes, dtype=object))]
 
 

@@ -1,6 +1,6 @@
 """Streaming blend of overlapping window predictions into finished output blocks.
 
-Each window's probabilities are multiplied by :func:`engine.geo.windows.blend_weights` and added
+Each window's probabilities are multiplied by :func:`window_weights` and added
 to per-block accumulators (weighted sum and weight sum); a block is *finished* once every
 window of the plan that overlaps it has been added, and is then released as
 ``sum / weight-sum`` (so the weights of each pixel sum to one).
@@ -9,7 +9,7 @@ Blocks form a regular grid of ``block`` x ``block`` pixels aligned at the grid o
 last row and column may be smaller), and are released in row-major order. Memory holds only
 the accumulators of blocks not yet released: with windows added row by row, that is the
 blocks under one row of windows plus at most one row of blocks waiting for its left
-neighbours, i.e. about ``(tile + 2 * block) x width`` pixels, whatever the raster's height,
+neighbours, i.e. about ``(window + 2 * block) x width`` pixels, whatever the raster's height,
 at ``4 x channels + 1`` bytes a pixel (the weight sums are made only when a block finishes).
 :attr:`BlockBlender.peak_blocks` reports the most blocks held at once.
 """
@@ -18,11 +18,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 from rasterio.windows import Window
 
-from engine.geo.windows import blend_weights
+from engine.geo.windows import Span, blend_weights
 
 #: Value of output pixels without a prediction (input nodata, outside the extent/AOI).
 NODATA = -1.0
@@ -51,30 +52,41 @@ class _Accumulator:
     def __init__(self, channels: int, height: int, width: int) -> None:
         self.sums = np.zeros((channels, height, width), dtype=np.float32)
         self.valid = np.zeros((height, width), dtype=bool)
-        self.parts: list[tuple[_Slices, _Slices]] = []  # (block slices, window slices)
+        # (block slices, window slices, the window's weights: shared, cached per shape)
+        self.parts: list[tuple[_Slices, _Slices, np.ndarray]] = []
 
 
-def _axis_counts(offsets: Sequence[int], tile: int, size: int, block: int) -> np.ndarray:
+@cache
+def window_weights(height: int, width: int, margin: int) -> np.ndarray:
+    """:func:`engine.geo.windows.blend_weights` of a ``height`` x ``width`` window; the ramp
+    is at most half of a side (a small last window in a row still has a full-weight middle)."""
+    m = min(margin, height // 2, width // 2)
+    weights = blend_weights(height, m, width=width)
+    weights.flags.writeable = False
+    return weights
+
+
+def _axis_counts(spans: Sequence[Span], size: int, block: int) -> np.ndarray:
     """How many windows along one axis overlap each block along that axis."""
     counts = np.zeros(-(-size // block), dtype=np.int64)
-    for start in offsets:
-        lo, hi = max(start, 0), min(start + tile, size)
+    for start, length in spans:
+        lo, hi = max(start, 0), min(start + length, size)
         if hi > lo:
             counts[lo // block : (hi - 1) // block + 1] += 1
     return counts
 
 
 class BlockBlender:
-    """Accumulates tile x tile windows at the plan's offsets; releases finished blocks.
+    """Accumulates the windows of a plan (:class:`engine.geo.windows.PredictionPlan`);
+    releases finished blocks.
 
     Args:
         width: grid width in pixels.
         height: grid height in pixels.
-        tile: window side in pixels (windows may start outside the grid).
-        margin: blend margin in pixels (see :func:`engine.geo.windows.blend_weights`).
+        margin: blend margin in pixels (see :func:`window_weights`).
         channels: values per pixel (classes).
-        rows: row offsets of the window plan.
-        columns: column offsets of the window plan.
+        rows: row spans (start, height) of the window plan (windows may start outside the grid).
+        columns: column spans (start, width) of the window plan.
         block: side of the output blocks.
     """
 
@@ -82,19 +94,17 @@ class BlockBlender:
         self,
         width: int,
         height: int,
-        tile: int,
         margin: int,
         channels: int,
-        rows: Sequence[int],
-        columns: Sequence[int],
+        rows: Sequence[Span],
+        columns: Sequence[Span],
         block: int = 256,
     ) -> None:
-        self.width, self.height, self.tile, self.block = width, height, tile, block
+        self.width, self.height, self.margin, self.block = width, height, margin, block
         self.channels = channels
-        self._weights = blend_weights(tile, margin)
         self._blocks_x = -(-width // block)
         self._expected = np.outer(
-            _axis_counts(rows, tile, height, block), _axis_counts(columns, tile, width, block)
+            _axis_counts(rows, height, block), _axis_counts(columns, width, block)
         ).ravel()
         self._seen = np.zeros_like(self._expected)
         self._open: dict[int, _Accumulator] = {}
@@ -135,18 +145,20 @@ class BlockBlender:
         )
 
     def add(
-        self, col: int, row: int, probs: np.ndarray | None, valid: np.ndarray | None
+        self, window: Window, probs: np.ndarray | None, valid: np.ndarray | None
     ) -> Iterator[Block]:
-        """Add the window at (``col``, ``row``); return the blocks this finished, in order.
+        """Add the plan's ``window``; return the blocks this finished, in order.
 
-        ``probs`` (C, tile, tile) and ``valid`` (tile, tile) may be None for a window that was
-        not predicted (all nodata, or outside the work area): it still counts as done. The
+        ``probs`` (C, h, w) and ``valid`` (h, w) may be None for a window that was not
+        predicted (all nodata, or outside the work area): it still counts as done. The
         window is added at once; the finished blocks are made one at a time as the returned
         iterator is read (a whole row of them would otherwise exist at once), so read it
         before the next ``add``.
         """
+        col, row = int(window.col_off), int(window.row_off)
         c0, r0 = max(col, 0), max(row, 0)
-        c1, r1 = min(col + self.tile, self.width), min(row + self.tile, self.height)
+        c1 = min(col + int(window.width), self.width)
+        r1 = min(row + int(window.height), self.height)
         b = self.block
         for by in range(r0 // b, (r1 - 1) // b + 1):
             for bx in range(c0 // b, (c1 - 1) // b + 1):
@@ -176,9 +188,10 @@ class BlockBlender:
         by0, bx0 = (index // self._blocks_x) * self.block, (index % self._blocks_x) * self.block
         out = (slice(y0 - by0, y1 - by0), slice(x0 - bx0, x1 - bx0))
         src = (slice(y0 - row, y1 - row), slice(x0 - col, x1 - col))
-        acc.sums[(slice(None), *out)] += probs[(slice(None), *src)] * self._weights[src]
+        weights = window_weights(*valid.shape, self.margin)
+        acc.sums[(slice(None), *out)] += probs[(slice(None), *src)] * weights[src]
         acc.valid[out] |= valid[src]
-        acc.parts.append((out, src))
+        acc.parts.append((out, src, weights))
 
     def _release(self) -> Iterator[Block]:
         while self._next < self.total_blocks and (
@@ -196,8 +209,8 @@ class BlockBlender:
                 index, window, np.full(shape, NODATA, np.float32), np.zeros(shape[1:], bool)
             )
         weights = np.zeros(acc.valid.shape, np.float32)
-        for out, src in acc.parts:
-            weights[out] += self._weights[src]
+        for out, src, part in acc.parts:
+            weights[out] += part[src]
         ok = acc.valid & (weights > 0)
         data = acc.sums  # finished in place: no second array per block
         np.divide(data, weights, out=data, where=ok[None])

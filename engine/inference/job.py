@@ -1,11 +1,13 @@
 """The prediction job that ``predict`` and ``detect`` share: a raster checked against a model,
 the grids it runs on, and the probability blocks it yields, final, in row-major order.
 
-How it works (see :mod:`engine.inference.predictor`): windows of the model's tile size every
-``tile - 2 * margin`` pixels over the grid padded by ``margin`` (reflect-filled outside the
-raster), predicted in batches (optionally with 8-way TTA), blended with smooth weights that
-sum to one per pixel, and released block by block as soon as a block is final. Memory holds
-about ``(tile + 512) x raster width`` pixels of accumulators, never a scene-sized array.
+How it works (see :mod:`engine.inference.predictor`): prediction windows (512 px on a CPU,
+1024 on a GPU, see :mod:`engine.inference.sizing`; the model's training tile sets only the
+margin) every ``window - 2 * margin`` pixels over the grid padded by ``margin``
+(reflect-filled outside the raster), the last of a row or column only as large as needed,
+predicted in batches (optionally with 8-way TTA), blended with smooth weights that sum to one
+per pixel, and released block by block as soon as a block is final. Memory holds about
+``(window + 512) x raster width`` pixels of accumulators, never a scene-sized array.
 
 The model runs at its training resolution: when the raster's ground resolution differs by
 more than 5 % (and ``native_resolution`` is off), windows are read from a virtual raster
@@ -42,6 +44,7 @@ from engine.geo.windows import Grid
 from engine.geo.workarea import area_mask, load_work_area
 from engine.inference.blend import NODATA, Block
 from engine.inference.predictor import TiledPredictor, check_tiling, default_margin
+from engine.inference.sizing import prediction_batch, prediction_window
 from engine.inference.tilereader import read_inside
 from engine.models.device import describe_device
 from engine.models.modelfile import ModelSpec, check_bands
@@ -134,10 +137,11 @@ def prepare_job(
         RasterError: unreadable or ungeoreferenced raster. ModelFileError: band mismatch.
         ConfigError: bad tiling, batch size, extent or AOI.
     """
-    tile = int(spec.tile_size)
     align = output_stride(model)
-    margin = default_margin(tile, align) if config.margin is None else int(config.margin)
-    check_tiling(tile, margin, config.batch_size)
+    margin = default_margin(spec.tile_size, align) if config.margin is None else config.margin
+    window = prediction_window(device, margin, align, config.window)
+    batch = prediction_batch(device, window, config.batch_size)
+    check_tiling(window, margin, batch)
     raster = resolve_raster(raster_name, workdir=workdir)
     with open_raster(raster) as src:
         bands = check_bands(spec, src.count)
@@ -153,14 +157,15 @@ def prepare_job(
     predictor = TiledPredictor(
         model,
         device,
-        tile,
+        window,
         margin,
         len(spec.classes),
         bands,
         BandStats(tuple(spec.mean), tuple(spec.std)),
-        config.batch_size,
+        batch,
         config.tta,
         BLOCK,
+        align,
     )
     return PredictionJob(
         raster,

@@ -1,10 +1,12 @@
 """Tiled, blended, streaming model inference over one raster grid.
 
-:class:`TiledPredictor` plans ``tile`` windows every ``tile - 2 * margin`` pixels over the grid
-padded by ``margin`` on each side (:class:`engine.geo.windows.WindowPlan`), reads them with reflect
-padding in a background thread (:mod:`engine.inference.tilereader`), predicts them in batches
-(:mod:`engine.inference.tta`) and blends them into finished blocks
-(:mod:`engine.inference.blend`), which it yields in row-major order as soon as they are final.
+:class:`TiledPredictor` plans ``window`` windows every ``window - 2 * margin`` pixels over the
+grid padded by ``margin`` on each side, the last of a row or column only as large as needed
+(:class:`engine.geo.windows.PredictionPlan`; window and batch chosen for the device by
+:mod:`engine.inference.sizing`), reads them with reflect padding in a background thread
+(:mod:`engine.inference.tilereader`), predicts them in batches (:mod:`engine.inference.tta`)
+and blends them into finished blocks (:mod:`engine.inference.blend`), which it yields in
+row-major order as soon as they are final.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from shapely.geometry.base import BaseGeometry
 from engine.errors import ConfigError, ModelFileError
 from engine.events import Progress, check_canceled
 from engine.geo.normalize import BandStats
-from engine.geo.windows import WindowPlan
+from engine.geo.windows import PredictionPlan
 from engine.geo.workarea import windows_in_area
 from engine.heap import HeapKeeper
 from engine.inference.blend import Block, BlockBlender
@@ -67,7 +69,11 @@ def check_tiling(tile: int, margin: int, batch_size: int = 1) -> None:
 class TiledPredictor:
     """Applies ``model`` to a grid window by window; counts what it did.
 
-    Attributes after :meth:`run`: ``windows_total``, ``windows_predicted``, ``peak_blocks``
+    ``window`` is the prediction window's side (a multiple of ``align``, the model's output
+    stride; the model's training tile needs not be it), ``margin`` the blend margin.
+
+    Attributes after :meth:`run`: ``windows_total``, ``windows_predicted``,
+    ``pixels_predicted`` (window pixels the model saw, overlap included), ``peak_blocks``
     (the most block accumulators held at once), ``total_blocks`` and ``heap_trims`` (times
     freed heap memory went back to the OS: checked after every batch, see
     :class:`engine.heap.HeapKeeper`; without it the allocator's free pages pile up with the
@@ -76,16 +82,18 @@ class TiledPredictor:
 
     model: torch.nn.Module
     device: torch.device
-    tile: int
+    window: int
     margin: int
     channels: int
     bands: Sequence[int]
     stats: BandStats
-    batch_size: int = 4
+    batch_size: int = 1
     tta: bool = False
     block: int = 256
+    align: int = 1
     windows_total: int = 0
     windows_predicted: int = 0
+    pixels_predicted: int = 0
     peak_blocks: int = 0
     total_blocks: int = 0
     heap_trims: int = 0
@@ -105,28 +113,20 @@ class TiledPredictor:
         meeting ``area`` are not predicted (their pixels are left to other windows, or
         nodata). Progress (0-100) and cancel are checked once per batch.
         """
-        check_tiling(self.tile, self.margin, self.batch_size)
-        plan = WindowPlan(width, height, self.tile, self.tile - 2 * self.margin, pad=self.margin)
-        offsets = [(col, row) for row in plan.rows for col in plan.columns]
-        wanted = windows_in_area(area, offsets, self.tile, transform)
+        check_tiling(self.window, self.margin, self.batch_size)
+        plan = PredictionPlan(width, height, self.window, self.margin, self.align, self.margin)
+        windows = list(plan)
+        wanted = windows_in_area(area, windows, transform)
         blender = BlockBlender(
-            width,
-            height,
-            self.tile,
-            self.margin,
-            self.channels,
-            plan.rows,
-            plan.columns,
-            self.block,
+            width, height, self.margin, self.channels, plan.rows, plan.columns, self.block
         )
-        self.windows_total, self.windows_predicted = len(offsets), 0
+        self.windows_total, self.windows_predicted = len(windows), 0
+        self.pixels_predicted = 0
         self.total_blocks = blender.total_blocks
         done = 0
         keeper = HeapKeeper()
         self.model.eval()
-        reader = BatchReader(
-            open_source, offsets, wanted, self.tile, self.bands, self.stats, self.batch_size
-        )
+        reader = BatchReader(open_source, windows, wanted, self.bands, self.stats, self.batch_size)
         with reader:
             for batch in reader:
                 check_canceled(progress)
@@ -135,7 +135,7 @@ class TiledPredictor:
                 self.peak_blocks = blender.peak_blocks
                 keeper.check()
                 self.heap_trims = keeper.trims
-                progress.set_progress(100.0 * done / len(offsets))
+                progress.set_progress(100.0 * done / len(windows))
         check_canceled(progress)
         if not blender.complete:  # pragma: no cover - guards the block bookkeeping
             raise RuntimeError("Internal error: some output blocks were never finished.")
@@ -146,20 +146,22 @@ class TiledPredictor:
         if jobs:
             stack = np.stack([job.data for job in jobs if job.data is not None])
             probs = predict_probabilities(self.model, stack, self.device, self.tta)
-            self._check_output(probs)
+            self._check_output(probs, stack.shape[2:])
             self.windows_predicted += len(jobs)
+            self.pixels_predicted += stack.shape[0] * stack.shape[2] * stack.shape[3]
         index = 0
         for job in batch:
             if job.data is None or probs is None:
-                yield from blender.add(job.col, job.row, None, None)
+                yield from blender.add(job.window, None, None)
                 continue
-            yield from blender.add(job.col, job.row, probs[index], job.valid)
+            yield from blender.add(job.window, probs[index], job.valid)
             index += 1
 
-    def _check_output(self, probs: np.ndarray) -> None:
-        expected = (self.channels, self.tile, self.tile)
+    def _check_output(self, probs: np.ndarray, shape: tuple[int, ...]) -> None:
+        expected = (self.channels, *shape)
         if probs.shape[1:] != expected:
             raise ModelFileError(
                 f"The model returned {probs.shape[1:]} per window, expected {expected} (classes,"
-                f" tile, tile); the model file's classes or tile size do not match its network."
+                f" height, width); the model file's classes do not match its network, or the"
+                f" network does not keep the input's size."
             )

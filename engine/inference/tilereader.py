@@ -31,12 +31,16 @@ SourceOpener = Callable[[], AbstractContextManager[Any]]
 
 @dataclass
 class TileJob:
-    """One window of the plan: its offsets and, when it is to be predicted, its input."""
+    """One window of the plan and, when it is to be predicted, its input."""
 
-    col: int
-    row: int
-    data: np.ndarray | None = None  # normalised (C, tile, tile) float32
-    valid: np.ndarray | None = None  # (tile, tile) bool
+    window: Window
+    data: np.ndarray | None = None  # normalised (C, h, w) float32
+    valid: np.ndarray | None = None  # (h, w) bool
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width) of the window."""
+        return int(self.window.height), int(self.window.width)
 
 
 def read_inside(src: Any, window: Window, bands: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -54,18 +58,14 @@ def read_inside(src: Any, window: Window, bands: Sequence[int]) -> tuple[np.ndar
     return data, valid
 
 
-def read_reflected(
-    src: Any, col: int, row: int, tile: int, bands: Sequence[int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """The ``tile`` x ``tile`` window at (``col``, ``row``), mirrored where it leaves ``src``.
-
-    The window must overlap the raster.
-    """
-    inner = clip_to_grid(Window(col, row, tile, tile), src.width, src.height)
+def read_reflected(src: Any, window: Window, bands: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """``window`` of ``src``, mirrored where it leaves the raster (it must overlap it)."""
+    col, row = int(window.col_off), int(window.row_off)
+    inner = clip_to_grid(window, src.width, src.height)
     data, valid = read_inside(src, inner, bands)
     top, left = int(inner.row_off) - row, int(inner.col_off) - col
-    bottom = row + tile - int(inner.row_off + inner.height)
-    right = col + tile - int(inner.col_off + inner.width)
+    bottom = row + int(window.height) - int(inner.row_off + inner.height)
+    right = col + int(window.width) - int(inner.col_off + inner.width)
     if top or left or bottom or right:
         pads = ((top, bottom), (left, right))
         data = np.pad(data, ((0, 0), *pads), mode="reflect")
@@ -79,24 +79,24 @@ _END = object()
 class BatchReader:
     """Iterates batches of :class:`TileJob`, read and normalised in a background thread.
 
-    A batch holds up to ``batch_size`` windows to predict, plus the skipped windows (not
-    ``wanted``, or without a valid pixel) met on the way, all in plan order. Use it as a
-    context manager: leaving it stops and joins the thread.
+    A batch holds up to ``batch_size`` windows to predict, all of one shape (a window of
+    another shape, such as the smaller last one of a row, starts a new batch), plus the
+    skipped windows (not ``wanted``, or without a valid pixel) met on the way, all in plan
+    order. Use it as a context manager: leaving it stops and joins the thread.
     """
 
     def __init__(
         self,
         open_source: SourceOpener,
-        offsets: Sequence[tuple[int, int]],
+        windows: Sequence[Window],
         wanted: Sequence[bool],
-        tile: int,
         bands: Sequence[int],
         stats: BandStats,
         batch_size: int,
         prefetch: int = 2,
     ) -> None:
-        self._open, self._offsets, self._wanted = open_source, offsets, wanted
-        self._tile, self._bands, self._stats = tile, tuple(bands), stats
+        self._open, self._windows, self._wanted = open_source, windows, wanted
+        self._bands, self._stats = tuple(bands), stats
         self._batch_size = batch_size
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=prefetch)
         self._stop = threading.Event()
@@ -147,20 +147,26 @@ class BatchReader:
     def _read_all(self, src: Any) -> None:
         batch: list[TileJob] = []
         predicted = 0
+        shape: tuple[int, int] | None = None  # of the windows to predict in ``batch``
         flush_at = 4 * self._batch_size + 60  # keep progress moving through skipped runs
-        for (col, row), wanted in zip(self._offsets, self._wanted, strict=True):
+        for window, wanted in zip(self._windows, self._wanted, strict=True):
             if self._stop.is_set():
                 return
-            job = TileJob(col, row)
+            job = TileJob(window)
             if wanted:
-                data, valid = read_reflected(src, col, row, self._tile, self._bands)
+                data, valid = read_reflected(src, window, self._bands)
                 if valid.any():
                     job.data, job.valid = normalize(data, valid, self._stats), valid
-                    predicted += 1
-            batch.append(job)
-            if predicted == self._batch_size or len(batch) >= flush_at:
+            if job.data is not None and shape not in (None, job.shape):
                 if not self._put(batch):
                     return
                 batch, predicted = [], 0
+            batch.append(job)
+            if job.data is not None:
+                predicted, shape = predicted + 1, job.shape
+            if predicted == self._batch_size or len(batch) >= flush_at:
+                if not self._put(batch):
+                    return
+                batch, predicted, shape = [], 0, None
         if batch:
             self._put(batch)

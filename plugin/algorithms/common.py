@@ -44,12 +44,15 @@ def model_parameter(name: str, label: str) -> QgsProcessingParameterFile:
     )
 
 
-def inference_options(batch: str, tta: str, margin: str, native: str) -> tuple[Option, ...]:
+def inference_options(
+    batch: str, tta: str, margin: str, native: str, window: str
+) -> tuple[Option, ...]:
     """The advanced inference parameters of predict and detect, named ``batch``, ``tta``,
-    ``margin`` and ``native`` there."""
+    ``margin``, ``native`` and ``window`` there."""
     return (
         Option(tta, InferenceOptions, "tta", advanced=True),
         Option(batch, InferenceOptions, "batch_size", advanced=True),
+        Option(window, InferenceOptions, "window", advanced=True),
         Option(margin, InferenceOptions, "margin", advanced=True),
         Option(native, InferenceOptions, "native_resolution", advanced=True),
     )

@@ -48,7 +48,9 @@ class Detect(FootprintAlgorithm):
         "default) every building grows from a seed, so houses that share walls come out as "
         "one polygon each, and neighbours share their edges exactly.\n"
         "Advanced: <b>Test-time augmentation</b> (8 flips/rotations, 8x slower), <b>Batch "
-        "size</b>, <b>Overlap margin</b>, <b>Predict at the raster's resolution</b> (instead "
+        "size</b> and <b>Prediction window</b> (pixels; empty: what the device suits, 512 on a "
+        "CPU, 1024 on a GPU), <b>Overlap margin</b>, <b>Predict at the raster's resolution</b> "
+        "(instead "
         "of resampling to the model's), <b>Fill holes smaller than</b> (m²), the seed "
         "settings (empty: the model's, chosen on validation).\n"
         "<b>Buildings</b>: the polygon layer to write (GeoPackage by default), with area_m2 "
@@ -69,6 +71,7 @@ class Detect(FootprintAlgorithm):
     TTA = "TTA"
     BATCH_SIZE = "BATCH_SIZE"
     MARGIN = "MARGIN"
+    WINDOW = "WINDOW"
     NATIVE_RESOLUTION = "NATIVE_RESOLUTION"
     OUTPUT = "OUTPUT"
     PROBABILITY = "PROBABILITY"
@@ -80,7 +83,7 @@ class Detect(FootprintAlgorithm):
         *polygon_options(MIN_AREA, SIMPLIFY, REGULARIZE, HOLE_AREA),
         *seed_options(),
     )
-    INFERENCE = inference_options(BATCH_SIZE, TTA, MARGIN, NATIVE_RESOLUTION)
+    INFERENCE = inference_options(BATCH_SIZE, TTA, MARGIN, NATIVE_RESOLUTION, WINDOW)
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
         """Declare parameters and outputs."""

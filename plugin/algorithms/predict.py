@@ -34,6 +34,7 @@ class Predict(FootprintAlgorithm):
         "to the raster's).\n"
         "Advanced: <b>Test-time augmentation</b> (average of 8 flips/rotations: better, 8x "
         "slower), <b>Batch size</b> (windows per batch; lower it when memory runs short), "
+        "<b>Prediction window</b> (pixels; empty: 512 on a CPU, 1024 on a GPU), "
         "<b>Overlap margin</b> (pixels; default an eighth of the model's tile), <b>Predict at "
         "the raster's resolution</b> (by default imagery is resampled to the ground "
         "resolution the model was trained at).\n"
@@ -47,10 +48,11 @@ class Predict(FootprintAlgorithm):
     TTA = "TTA"
     BATCH_SIZE = "BATCH_SIZE"
     MARGIN = "MARGIN"
+    WINDOW = "WINDOW"
     NATIVE_RESOLUTION = "NATIVE_RESOLUTION"
     OUTPUT = "OUTPUT"
     SECONDS = "SECONDS"
-    INFERENCE = inference_options(BATCH_SIZE, TTA, MARGIN, NATIVE_RESOLUTION)
+    INFERENCE = inference_options(BATCH_SIZE, TTA, MARGIN, NATIVE_RESOLUTION, WINDOW)
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
         """Declare parameters and outputs."""

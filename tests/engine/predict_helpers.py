@@ -101,12 +101,12 @@ def run(
             nodata=cfg.pop("nodata", None),
         ) as dst:
             dst.write(data if data.ndim == 3 else data[None])
+    spec = spec or make_spec()
+    cfg.setdefault("window", spec.tile_size)  # several windows over these small rasters
     config = PredictConfig(
         raster=str(raster), model="unused.pt", output=str(tmp_path / name), **cfg
     )
-    result = predict_with_model(
-        config, model or Pointwise(), spec or make_spec(), progress or NullProgress()
-    )
+    result = predict_with_model(config, model or Pointwise(), spec, progress or NullProgress())
     with rasterio.open(result["output"]) as out:
         values = out.read()
     return result, values

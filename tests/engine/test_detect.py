@@ -103,7 +103,7 @@ def config(
         output=str(out),
         keep_probability=str(keep) if keep else None,
         threshold=threshold,
-        **{"min_area_m2": 0.0, "hole_area_m2": 0.0, "simplify": 0.0, **options},
+        **{"min_area_m2": 0.0, "hole_area_m2": 0.0, "simplify": 0.0, "window": 64, **options},
     )
 
 
@@ -145,7 +145,10 @@ def test_detect_equals_predict_then_vectorize(tmp_path: Path) -> None:
     )
     prob = tmp_path / "prob.tif"
     predict_with_model(
-        PredictConfig(str(raster), "unused.pt", str(prob)), Pointwise(), spec(), NullProgress()
+        PredictConfig(str(raster), "unused.pt", str(prob), window=64),
+        Pointwise(),
+        spec(),
+        NullProgress(),
     )
     vectorize(
         VectorizeConfig(

@@ -145,7 +145,7 @@ def test_folder_becomes_mosaic(tmp_path: Path) -> None:
 
 
 def test_bad_margin_and_batch(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="Margin"):
+    with pytest.raises(ConfigError, match="16-px margins"):
         run(tmp_path, smooth(10, 10), margin=16)
     with pytest.raises(ConfigError, match="Batch size"):
         run(tmp_path, smooth(10, 10), batch_size=0)

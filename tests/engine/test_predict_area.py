@@ -139,7 +139,10 @@ def test_real_uint16_nodata_and_aoi(tmp_path: Path, shared_data: Path) -> None:
     model, spec = _compact(1, 0.5, mean=(400.0,), std=(200.0,))
     out = tmp_path / "p.tif"
     result = predict_with_model(
-        PredictConfig(str(raster), "m.pt", str(out), aoi=str(aoi)), model, spec, NullProgress()
+        PredictConfig(str(raster), "m.pt", str(out), aoi=str(aoi), window=spec.tile_size),
+        model,
+        spec,
+        NullProgress(),
     )
     assert not result["resampled"] and result["windows"] < result["windows_total"]
     frame = gpd.read_file(aoi).to_crs("EPSG:32616")

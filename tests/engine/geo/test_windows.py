@@ -7,7 +7,7 @@ import pytest
 from affine import Affine
 
 from engine.errors import ConfigError
-from engine.geo.windows import Grid, WindowPlan, blend_weights, clip_to_grid
+from engine.geo.windows import Grid, PredictionPlan, WindowPlan, blend_weights, clip_to_grid
 
 
 @pytest.mark.parametrize(
@@ -96,3 +96,54 @@ def test_blocks_cover_the_grid_once_in_reading_order() -> None:
     assert (blocks[-1].width, blocks[-1].height) == (90 - 64, 70 - 64)  # the rest, not a shift
     with pytest.raises(ConfigError, match="Block size"):
         list(grid.blocks(0))
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "window", "margin", "align", "pad"),
+    [
+        (100, 70, 32, 8, 8, 8),
+        (1000, 700, 512, 32, 32, 32),
+        (4096, 300, 512, 32, 32, 32),
+        (20, 10, 64, 8, 16, 8),
+        (65, 64, 48, 0, 16, 0),
+        (97, 33, 40, 4, 4, 4),
+    ],
+)
+def test_prediction_plan_covers_the_padded_grid_with_short_last_windows(
+    width: int, height: int, window: int, margin: int, align: int, pad: int
+) -> None:
+    plan = PredictionPlan(width, height, window, margin, align, pad)
+    cover = np.zeros((height + 2 * pad + align, width + 2 * pad + align), dtype=int)
+    for w in plan:
+        r0, c0 = int(w.row_off) + pad, int(w.col_off) + pad
+        assert r0 >= 0 and c0 >= 0, "window starts before the padded grid"
+        assert w.width % align == 0 and w.height % align == 0
+        assert w.width <= window and w.height <= window
+        cover[r0 : r0 + w.height, c0 : c0 + w.width] += 1
+    assert cover[: height + 2 * pad, : width + 2 * pad].min() >= 1
+    for size, spans in ((width, plan.columns), (height, plan.rows)):
+        starts = [s for s, _ in spans]
+        assert all(b - a == window - 2 * margin for a, b in zip(starts, starts[1:], strict=False))
+        start, length = spans[-1]
+        assert start + length >= size + pad > start + length - align  # no whole stride too many
+        assert all(n == window for _, n in spans[:-1])
+    assert len(plan) == len(list(plan))
+    assert plan.pixels == sum(w.width * w.height for w in plan)
+
+
+def test_prediction_plan_overlap_costs_the_margins_only() -> None:
+    """512-px windows with 32-px margins over 4096 px: the model sees (512 / 448)^2 of the
+    raster's pixels, plus the padding, where windows shifted back to the edge saw 1.9x."""
+    plan = PredictionPlan(4096, 4096, 512, 32, 32, 32)
+    per_axis = sum(n for _, n in plan.columns)
+    assert per_axis == 9 * 512 + 128  # the last window: 128 px, not a shifted 512
+    assert plan.pixels / 4096**2 < (512 / 448) ** 2 * 1.05
+    old = WindowPlan(4096, 4096, 256, 192, 32)
+    assert len(old) * 256**2 / 4096**2 > 1.8
+
+
+def test_bad_prediction_plans() -> None:
+    with pytest.raises(ConfigError, match="multiple of the model's output stride 32"):
+        PredictionPlan(100, 100, 500, 8, 32)
+    with pytest.raises(ConfigError, match="Margin 32 does not fit"):
+        PredictionPlan(100, 100, 64, 32, 32)

@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from rasterio.windows import Window
 
 import engine.heap as heap_module
 from engine.errors import ConfigError, RasterError
 from engine.events import NullProgress
 from engine.geo.normalize import BandStats
 from engine.geo.rasters import open_raster
+from engine.geo.windows import PredictionPlan
 from engine.inference.blend import BlockBlender
 from engine.inference.predictor import TiledPredictor, check_tiling
 from engine.inference.tilereader import BatchReader, read_reflected
@@ -24,22 +26,23 @@ from engine.models.device import resolve_device
 from tests.engine.predict_helpers import GRID, Pointwise, smooth
 
 
-def test_blend_weights_sum_to_one_over_a_plan() -> None:
-    """Blending windows that all predict 1 gives exactly 1 everywhere."""
-    tile, margin, width, height = 32, 8, 90, 70
-    from engine.geo.windows import WindowPlan
+def _ones(window: Any, classes: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    shape = (int(window.height), int(window.width))
+    return np.ones((classes, *shape), np.float32), np.ones(shape, bool)
 
-    plan = WindowPlan(width, height, tile, tile - 2 * margin, pad=margin)
-    blender = BlockBlender(width, height, tile, margin, 1, plan.rows, plan.columns, block=16)
+
+@pytest.mark.parametrize(("window", "align"), [(32, 8), (48, 16), (40, 4)])
+def test_blend_weights_sum_to_one_over_a_plan(window: int, align: int) -> None:
+    """Blending windows that all predict 1 gives exactly 1 everywhere, the smaller last
+    windows of rows and columns included."""
+    margin, width, height = 8, 90, 70
+    plan = PredictionPlan(width, height, window, margin, align, pad=margin)
+    blender = BlockBlender(width, height, margin, 1, plan.rows, plan.columns, block=16)
     out = np.zeros((height, width), np.float32)
-    ones, valid = np.ones((1, tile, tile), np.float32), np.ones((tile, tile), bool)
-    for row in plan.rows:
-        for col in plan.columns:
-            for block in blender.add(col, row, ones, valid):
-                w = block.window
-                out[w.row_off : w.row_off + w.height, w.col_off : w.col_off + w.width] = block.data[
-                    0
-                ]
+    for win in plan:
+        for block in blender.add(win, *_ones(win)):
+            w = block.window
+            out[w.row_off : w.row_off + w.height, w.col_off : w.col_off + w.width] = block.data[0]
     assert blender.complete
     np.testing.assert_allclose(out, 1.0, atol=1e-6)
 
@@ -56,7 +59,7 @@ def test_read_reflected_mirrors_outside() -> None:
         def read_masks(self, bands: list[int], window: Any) -> np.ndarray:
             return np.full((1, int(window.height), int(window.width)), 255, np.uint8)
 
-    data, valid = read_reflected(Src(), -2, -1, 8, (1,))
+    data, valid = read_reflected(Src(), Window(-2, -1, 8, 8), (1,))
     expected = np.pad(Src.arr[0], ((1, 3), (2, 1)), mode="reflect")
     np.testing.assert_array_equal(data[0], expected)
     assert valid.all()
@@ -66,7 +69,7 @@ def test_reader_errors_reach_the_caller() -> None:
     def broken() -> Any:
         raise RasterError("disk on fire")
 
-    reader = BatchReader(broken, [(0, 0)], [True], 8, (1,), BandStats((0.0,), (1.0,)), 1)
+    reader = BatchReader(broken, [Window(0, 0, 8, 8)], [True], (1,), BandStats((0.0,), (1.0,)), 1)
     with pytest.raises(RasterError, match="disk on fire"), reader:
         list(reader)
 
@@ -118,6 +121,7 @@ def test_streaming_holds_one_row_of_windows(
         BandStats((0.0,), (1.0,)),
         batch_size=16,
         block=block,
+        align=32,
     )
     released = [
         b.index
@@ -137,32 +141,29 @@ def test_streaming_holds_one_row_of_windows(
 def test_default_margin_keeps_windows_on_the_models_stride(
     tile: int, align: int, margin: int
 ) -> None:
-    from engine.geo.windows import WindowPlan
     from engine.inference.predictor import default_margin
 
     got = default_margin(tile, align)
     assert got == margin
     check_tiling(tile, got)
-    if got % align == 0:  # windows start on the stride's grid (but the last, flush with the
-        plan = WindowPlan(1000, 700, tile, tile - 2 * got, pad=got)  # edge), like training's
-        assert all(c % align == 0 for c in plan.columns[:-1])
-        assert all(r % align == 0 for r in plan.rows[:-1])
+    if got % align == 0 and tile % align == 0:  # every window starts on the stride's grid
+        plan = PredictionPlan(1000, 700, tile, got, align, pad=got)  # like training's
+        assert all((c + got) % align == 0 for c, _ in plan.columns)
+        assert all((r + got) % align == 0 for r, _ in plan.rows)
 
 
 def test_finished_blocks_are_made_one_at_a_time() -> None:
     """A window that finishes a whole row of blocks hands them out one by one, each made as it
     is read, so a row of finished blocks never exists at once."""
-    from engine.geo.windows import WindowPlan
-
     tile, width, height = 32, 96, 32
-    plan = WindowPlan(width, height, tile, tile, pad=0)  # one row of three windows
-    blender = BlockBlender(width, height, tile, 0, 1, plan.rows, plan.columns, block=16)
-    ones, valid = np.ones((1, tile, tile), np.float32), np.ones((tile, tile), bool)
-    for col in plan.columns[:-1]:
+    plan = PredictionPlan(width, height, tile, 0)  # one row of three windows
+    blender = BlockBlender(width, height, 0, 1, plan.rows, plan.columns, block=16)
+    windows = list(plan)
+    for win in windows[:-1]:
         # the window's top blocks go at once; its bottom ones wait for the top row to end
-        assert len(list(blender.add(col, 0, ones, valid))) == 2
+        assert len(list(blender.add(win, *_ones(win)))) == 2
     held = []
-    for block in blender.add(plan.columns[-1], 0, ones, valid):
+    for block in blender.add(windows[-1], *_ones(windows[-1])):
         held.append(blender.open_blocks)
         assert block.data.shape == (1, 16, 16) and (block.data == 1).all()
     assert held == list(range(7, -1, -1))  # 8 blocks, each released as it was read
@@ -172,19 +173,15 @@ def test_finished_blocks_are_made_one_at_a_time() -> None:
 def test_open_blocks_hold_sums_and_validity_only() -> None:
     """An open block holds its weighted sums and validity (4 x classes + 1 bytes a pixel); the
     weight sum is made when it finishes, and still normalises overlapping windows exactly."""
-    from engine.geo.windows import WindowPlan
-
     tile, margin, classes, block = 32, 8, 2, 16
-    plan = WindowPlan(80, 64, tile, tile - 2 * margin, pad=margin)
-    blender = BlockBlender(80, 64, tile, margin, classes, plan.rows, plan.columns, block=block)
-    value = np.full((classes, tile, tile), 0.25, np.float32)
-    value[1] = 0.75
-    valid = np.ones((tile, tile), bool)
+    plan = PredictionPlan(80, 64, tile, margin, 16, pad=margin)
+    blender = BlockBlender(80, 64, margin, classes, plan.rows, plan.columns, block=block)
     blocks = []
-    for row in plan.rows:
-        for col in plan.columns:
-            blocks += list(blender.add(col, row, value, valid))
-            assert blender.held_bytes == blender.open_blocks * block * block * (4 * classes + 1)
+    for win in plan:
+        value, valid = _ones(win, classes)
+        value[0], value[1] = 0.25, 0.75
+        blocks += list(blender.add(win, value, valid))
+        assert blender.held_bytes == blender.open_blocks * block * block * (4 * classes + 1)
     assert blender.complete and blender.peak_blocks > 0
     for b in blocks:  # constant windows blend to the same constant: weights sum to one
         assert np.allclose(b.data[0], 0.25) and np.allclose(b.data[1], 0.75) and b.valid.all()

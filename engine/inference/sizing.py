@@ -1,0 +1,74 @@
+"""Choosing the prediction window and the batch for a device.
+
+The model is fully convolutional, so it need not predict on its training tile: every window
+loses ``2 x margin`` pixels per axis to the blend, so larger windows waste fewer pixels
+(windows of 512 px with a 32-px margin see 1.31x the raster's pixels, of 256 px 1.78x).
+
+On a CPU a model's speed per pixel falls once a batch's activations outgrow the caches:
+measured on a 2-core AMD EPYC (Lite0 U-Net, docs/BENCHMARKS.md) 256-px windows x 4, 384 x 2
+and 512 x 1 all ran ~1.1 Mpx/s, 512 x 2 and 768 x 1 ~0.82 and 1024 x 1 ~0.65. So a CPU
+predicts on 512-px windows, one at a time (about :data:`CPU_BATCH_PIXELS` a batch).
+
+A GPU is fastest with large windows and batches: 1024-px windows, as many per batch as fit a
+share of the free memory at an estimated :data:`CUDA_BYTES_PER_PIXEL` (bf16 autocast, the
+activations of a U-Net decoder at full resolution, with headroom), at most :data:`MAX_BATCH`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from engine.errors import ConfigError
+from engine.geo.windows import round_up
+
+#: Prediction window side on a CPU and on a GPU (pixels, before rounding to the stride).
+CPU_WINDOW, CUDA_WINDOW = 512, 1024
+#: Window pixels per batch on a CPU.
+CPU_BATCH_PIXELS = 512 * 512
+#: Estimated device memory per window pixel while predicting on a GPU (bytes).
+CUDA_BYTES_PER_PIXEL = 4096
+#: Share of the GPU's free memory a batch may take.
+CUDA_MEMORY_SHARE = 0.5
+#: Most windows in a batch.
+MAX_BATCH = 64
+#: A window is at least this many margins wide, so the blend wastes at most a quarter of it.
+MARGINS_PER_WINDOW = 8
+
+
+def prediction_window(
+    device: torch.device, margin: int, align: int, requested: int | None = None
+) -> int:
+    """The prediction window side: ``requested`` (checked), else the device's, at least
+    :data:`MARGINS_PER_WINDOW` margins, a multiple of ``align`` (the model's output stride).
+
+    Raises:
+        ConfigError: ``requested`` is not a multiple of ``align`` or leaves no room inside
+            the margins.
+    """
+    if requested is not None:
+        if requested < align or requested % align:
+            raise ConfigError(
+                f"Prediction window {requested} px must be a multiple of the model's output"
+                f" stride {align}; use {round_up(max(requested, 1), align)}."
+            )
+        if 2 * margin >= requested:
+            raise ConfigError(
+                f"Prediction window {requested} px leaves nothing inside the two {margin}-px"
+                f" margins; use at least {round_up(2 * margin + 1, align)} (default"
+                f" {prediction_window(device, margin, align)})."
+            )
+        return requested
+    base = CUDA_WINDOW if device.type == "cuda" else CPU_WINDOW
+    return round_up(max(base, MARGINS_PER_WINDOW * margin), align)
+
+
+def prediction_batch(device: torch.device, window: int, requested: int | None = None) -> int:
+    """Windows per batch: ``requested``, else what the device's budget allows (>= 1)."""
+    if requested is not None:
+        return requested
+    pixels = window * window
+    if device.type != "cuda":
+        return max(1, min(MAX_BATCH, CPU_BATCH_PIXELS // pixels))
+    free, _ = torch.cuda.mem_get_info(device)
+    budget = CUDA_MEMORY_SHARE * free / (CUDA_BYTES_PER_PIXEL * pixels)
+    return max(1, min(MAX_BATCH, int(budget)))

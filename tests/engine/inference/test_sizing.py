@@ -1,0 +1,97 @@
+"""Prediction windows and batches chosen for the device; results do not depend on them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from rasterio.windows import Window
+
+from engine.errors import ConfigError
+from engine.geo.normalize import BandStats
+from engine.inference.sizing import (
+    CPU_BATCH_PIXELS,
+    CUDA_BYTES_PER_PIXEL,
+    MAX_BATCH,
+    prediction_batch,
+    prediction_window,
+)
+from engine.inference.tilereader import BatchReader
+from tests.engine.predict_helpers import run, sig, smooth
+
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+
+
+def test_cpu_window_and_batch() -> None:
+    assert prediction_window(CPU, 32, 32) == 512
+    assert prediction_window(CPU, 100, 32) == 800  # at least 8 margins, on the stride
+    assert prediction_batch(CPU, 512) == 1
+    assert prediction_batch(CPU, 256) == CPU_BATCH_PIXELS // 256**2 == 4
+    assert prediction_batch(CPU, 2048) == 1
+    assert prediction_window(CPU, 32, 32, requested=256) == 256
+    assert prediction_batch(CPU, 512, requested=3) == 3
+
+
+def test_gpu_window_and_batch_follow_free_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CUDA path is the same code: 1024-px windows, batches by free memory."""
+    free = 40 * 2**30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free, 2 * free))
+    assert prediction_window(CUDA, 32, 32) == 1024
+    expected = int(0.5 * free / (CUDA_BYTES_PER_PIXEL * 1024**2))
+    assert prediction_batch(CUDA, 1024) == expected >= 2
+    assert prediction_batch(CUDA, 256) == MAX_BATCH
+    free = 2**20  # almost nothing free: still one window
+    assert prediction_batch(CUDA, 1024) == 1
+
+
+@pytest.mark.parametrize(
+    ("requested", "message"), [(500, "multiple of the model's output stride 32; use 512"),
+                               (64, "nothing inside the two 32-px margins")]
+)  # fmt: skip
+def test_bad_windows_are_refused(requested: int, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        prediction_window(CPU, 32, 32, requested)
+
+
+def test_batches_hold_windows_of_one_shape() -> None:
+    """The short last window of a row starts a batch of its own (a batch is one tensor)."""
+
+    class Src:
+        width, height, nodata = 100, 40, None
+
+        def read(self, bands: Any, window: Window, masked: bool) -> np.ndarray:
+            return np.ones((1, int(window.height), int(window.width)), np.float32)
+
+        def read_masks(self, bands: Any, window: Window) -> np.ndarray:
+            return np.full((1, int(window.height), int(window.width)), 255, np.uint8)
+
+    class Opener:
+        def __enter__(self) -> Src:
+            return Src()
+
+        def __exit__(self, *args: Any) -> None:
+            return None
+
+    windows = [Window(c, r, w, 32) for r in (0, 24) for c, w in ((0, 32), (24, 32), (48, 32),
+                                                                  (72, 16))]  # fmt: skip
+    reader = BatchReader(Opener, windows, [True] * 8, (1,), BandStats((0.0,), (1.0,)), 3)
+    with reader:
+        batches = list(reader)
+    shapes = [{job.shape for job in batch} for batch in batches]
+    assert all(len(s) == 1 for s in shapes)
+    assert [len(b) for b in batches] == [3, 1, 3, 1]
+    assert [job.window for batch in batches for job in batch] == windows
+
+
+@pytest.mark.parametrize("window", [32, 64, 96, 160, None])
+def test_probabilities_do_not_depend_on_the_window(tmp_path: Path, window: int | None) -> None:
+    """Whatever the window (short last windows, one window for all, the default), every pixel
+    is covered and the blend weights sum to one: a pixel-wise model gives its exact values."""
+    data = smooth(77, 101, seed=5)
+    result, values = run(tmp_path, data, window=window, margin=4)
+    np.testing.assert_allclose(values[0], sig(data), atol=5e-6)
+    assert result["window"] == (window or 512)
+    assert result["predicted_megapixels"] * 1e6 >= data.size
