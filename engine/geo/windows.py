@@ -131,9 +131,10 @@ class PredictionPlan:
         if self.width < 1 or self.height < 1:
             raise ConfigError(f"Grid {self.width}x{self.height} is empty.")
         if self.align < 1 or self.window < self.align or self.window % self.align:
+            fit = round_up(max(self.window, 1), self.align)
             raise ConfigError(
                 f"Prediction window {self.window} must be a positive multiple of the model's"
-                f" output stride {self.align}; use e.g. {round_up(max(self.window, 1), self.align)}."
+                f" output stride {self.align}; use e.g. {fit}."
             )
         if self.margin < 0 or 2 * self.margin >= self.window:
             raise ConfigError(
