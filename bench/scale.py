@@ -1,25 +1,32 @@
 """Scale and speed benchmark: detect on rasters of growing size, against the model's bare speed
-and against a naive whole-raster pipeline, in one run.
+and against a naive whole-raster pipeline, side by side in one run.
 
-    .venv/bin/python bench/scale.py [--model FILE] [--sizes 4096 8192 16384] [--naive-up-to N]
-        [--batch-size 4] [--tag NAME]
+    .venv/bin/python bench/scale.py [--model FILE] [--sizes 2048 4096 8192 16384]
+        [--repeat 3] [--repeat-up-to 8192] [--naive-up-to N] [--window W] [--batch-size B]
+        [--device cpu|cuda] [--tag NAME] [--skip-training]
 
 For each size it writes a GeoTIFF of that many pixels a side (the Banepa test mosaic repeated:
-real roofs, so the vectorizer has real work) and runs, each in its own process so that peak
-resident memory (``ru_maxrss`` of that process) is the process's own:
+real roofs, so the vectorizer has real work) and runs, ``--repeat`` times in turn (sizes up
+to ``--repeat-up-to``; larger ones once), each in its own process so that peak resident
+memory is the process's own:
 
-- ``detect`` (``python -m engine detect``): wall time, raster pixels per second, peak memory;
+- ``detect`` (``python -m engine detect``): wall time, peak memory, and its *rate*: raster
+  pixels per second of detect's own timer (from the opened model to the written layer);
+- the model's *bare* rate: window pixels per second of the model alone on tensors already in
+  memory, on windows and batches of the size detect chose (its result says), on the same
+  device, just before and just after detect (it drifts on a shared machine; the mean is used).
+  *detect / bare* is detect's rate over the bare rate: 1 would mean that the overlap of the
+  windows and everything besides the model cost nothing;
 - the *naive* pipeline (:func:`naive_detect`: read the whole raster, predict non-overlapping
-  tiles into a full-size array, polygonise the whole mask) up to ``--naive-up-to`` pixels;
-- the model's *bare* forward throughput on tensors already in memory (same tile, batch and
-  device), just before and just after detect (it drifts on a shared machine), from whose mean
-  the time the model alone needs for detect's windows follows; the ratio bare / end-to-end
-  says how much of the pipeline hides behind the model.
+  windows of the same size and batch into a full-size array, polygonise the whole mask at
+  once: fast, seams, no separation of touching buildings) up to ``--naive-up-to`` pixels;
+  *detect / naive* is the ratio of their wall times (both processes start the same way).
 
-Without ``--model`` it trains ``train``'s default model (U-Net resnet18 with the contact
-class) for 1 epoch on the Banepa train chips (the weights only shape how many polygons there
-are; the network and batch are the defaults). Figures are appended to
-docs/BENCHMARKS.md with the hardware and command.
+``--device cuda`` runs everything on the GPU (and refuses clearly where there is none).
+
+Without ``--model`` it trains ``train``'s default model for 1 epoch on the Banepa train chips
+(the weights only shape how many polygons there are; the network is the default). Figures are
+appended to docs/BENCHMARKS.md with the hardware and command.
 """
 
 from __future__ import annotations
@@ -109,8 +116,10 @@ def _run(args: list[str]) -> dict[str, Any]:
     return {"wall_s": wall, "peak_mib": peak / 1024, "result": result}
 
 
-def naive_detect(raster: str, model_file: str, output: str) -> dict[str, Any]:
-    """The naive way: whole raster in memory, non-overlapping tiles into a full-size
+def naive_detect(
+    raster: str, model_file: str, output: str, tile: int, batch_size: int, device: str
+) -> dict[str, Any]:
+    """The naive way: whole raster in memory, non-overlapping ``tile`` windows into a full-size
     probability array, the whole mask polygonised at once."""
     import geopandas as gpd
     import torch
@@ -122,18 +131,18 @@ def naive_detect(raster: str, model_file: str, output: str) -> dict[str, Any]:
     from engine.models.modelfile import load_model
 
     start = time.monotonic()
-    model, spec = load_model(model_file, device="cpu")
+    model, spec = load_model(model_file, device=device)
     with rasterio.open(raster) as src:
         image = src.read(list(spec.bands))
         transform, crs = src.transform, src.crs
     _, h, w = image.shape
-    tile = spec.tile_size
     prob = np.zeros((h, w), np.float32)
     batch: list[tuple[int, int, np.ndarray]] = []
     stats = _stats(spec)
 
     def flush() -> None:
-        probs = predict_probabilities(model, np.stack([b[2] for b in batch]), torch.device("cpu"))
+        stack = np.stack([b[2] for b in batch])
+        probs = predict_probabilities(model, stack, torch.device(device))
         for (row, col, _), p in zip(batch, probs, strict=True):
             rh, cw = min(tile, h - row), min(tile, w - col)
             prob[row : row + rh, col : col + cw] = p[0, :rh, :cw]
@@ -146,7 +155,7 @@ def naive_detect(raster: str, model_file: str, output: str) -> dict[str, Any]:
             window[:, : part.shape[1], : part.shape[2]] = part
             valid = np.ones((tile, tile), bool)
             batch.append((row, col, normalize(window, valid, stats)))
-            if len(batch) == 4:
+            if len(batch) == batch_size:
                 flush()
     if batch:
         flush()
@@ -163,23 +172,28 @@ def _stats(spec: Any) -> Any:
     return BandStats(tuple(spec.mean), tuple(spec.std))
 
 
-def bare_throughput(model_file: str, batch_size: int, seconds: float = 20.0) -> dict[str, Any]:
-    """Windows per second of the model alone on random tensors already in memory."""
+def bare_throughput(
+    model_file: str, window: int, batch_size: int, device: str, seconds: float = 10.0
+) -> dict[str, Any]:
+    """Window pixels per second of the model alone on random tensors already in memory."""
     import torch
 
     from engine.inference.tta import predict_probabilities
     from engine.models.modelfile import load_model
 
-    model, spec = load_model(model_file, device="cpu")
+    model, spec = load_model(model_file, device=device)
+    if device.startswith("cuda"):
+        model.to(memory_format=torch.channels_last)  # as detect does
     x = np.random.default_rng(0).standard_normal(
-        (batch_size, spec.in_channels, spec.tile_size, spec.tile_size), dtype=np.float32
+        (batch_size, spec.in_channels, window, window), dtype=np.float32
     )
-    predict_probabilities(model, x, torch.device("cpu"))  # warm-up
+    predict_probabilities(model, x, torch.device(device))  # warm-up
     done, start = 0, time.monotonic()
     while time.monotonic() - start < seconds:
-        predict_probabilities(model, x, torch.device("cpu"))
+        predict_probabilities(model, x, torch.device(device))
         done += batch_size
-    return {"windows_per_s": done / (time.monotonic() - start), "tile": spec.tile_size}
+    rate = done * window * window / (time.monotonic() - start)
+    return {"pixels_per_s": rate, "window": window, "batch": batch_size}
 
 
 def make_mask(path: Path, side: int, spacing: int = 24) -> int:
@@ -286,8 +300,8 @@ def training_speed(batches: int = 24) -> dict[str, Any]:
 
 
 def quick_model(path: Path) -> None:
-    """``train``'s default model (U-Net resnet18 + contact class), 1 epoch on the Banepa train
-    chips: the default network and batch, in a few minutes."""
+    """``train``'s default model, 1 epoch on the Banepa train chips: the default network and
+    batch, in a few minutes (the scale benchmark measures speed, not scores)."""
     from engine.config import TrainConfig
     from engine.events import NullProgress
     from engine.geo.rasters import resolve_raster
@@ -300,32 +314,46 @@ def quick_model(path: Path) -> None:
         train(TrainConfig((vrt,), (str(labels),), str(path), epochs=1), NullProgress())
 
 
-def sweep(model: Path, sizes: list[int], naive_up_to: int, batch: int, work: Path) -> list[dict]:
-    """Detect (and the naive pipeline) on each size; rasters are deleted after use."""
+def sweep(model: Path, args: Any, work: Path) -> list[dict]:
+    """Detect, the bare model and the naive pipeline on each size, in turn; rasters are
+    deleted after use."""
     source = resolve_test_mosaic(work)
     rows = []
-    for side in sizes:
+    me = [PYTHON, str(Path(__file__))]
+    for side in sorted(args.sizes):
         raster = work / f"scene_{side}.tif"
         make_raster(raster, side, source)
-        row: dict[str, Any] = {"side": side}
-        # the bare model just before and just after detect: on a shared machine its speed
-        # drifts by ~20% between samples, so detect is compared with their mean
-        bare = [PYTHON, str(Path(__file__)), "--bare", str(model), str(batch)]
-        row["bare"] = _run(bare)
-        row["detect"] = _run(
-            [PYTHON, "-m", "engine", "detect", "--raster", str(raster), "--model", str(model),
-             "--output", str(work / f"d_{side}.gpkg"), "--batch-size", str(batch),
-             "--events", "json"]
-        )  # fmt: skip
-        row["bare_after"] = _run(bare)
-        if side <= naive_up_to:
-            row["naive"] = _run(
-                [PYTHON, str(Path(__file__)), "--naive", str(raster), str(model),
-                 str(work / f"n_{side}.gpkg")]
-            )  # fmt: skip
+        repeats = args.repeat if side <= args.repeat_up_to else 1
+        for run in range(repeats):
+            detect = [PYTHON, "-m", "engine", "detect", "--raster", str(raster), "--model",
+                      str(model), "--output", str(work / f"d_{side}.gpkg"), "--overwrite",
+                      "--device", args.device, "--events", "json"]  # fmt: skip
+            if args.window:
+                detect += ["--window", str(args.window)]
+            if args.batch_size:
+                detect += ["--batch-size", str(args.batch_size)]
+            row: dict[str, Any] = {"side": side, "run": run + 1}
+            # the bare model just before and just after detect, on detect's windows and batch
+            # (its first run says which): it drifts by ~20% between samples on a shared machine
+            sizes = rows[-1]["detect"]["result"] if rows else None
+            if sizes is None:
+                row["detect"] = _run(detect)
+                sizes = row["detect"]["result"]
+            bare = [*me, "--bare", str(model), str(sizes["window"]), str(sizes["batch_size"]),
+                    args.device]  # fmt: skip
+            row["bare"] = _run(bare)
+            if "detect" not in row:
+                row["detect"] = _run(detect)
+            row["bare_after"] = _run(bare)
+            if side <= args.naive_up_to:
+                result = row["detect"]["result"]
+                row["naive"] = _run(
+                    [*me, "--naive", str(raster), str(model), str(work / f"n_{side}.gpkg"),
+                     str(result["window"]), str(result["batch_size"]), args.device]
+                )  # fmt: skip
+            rows.append(row)
+            print(json.dumps(row, default=str), flush=True)
         raster.unlink()
-        rows.append(row)
-        print(json.dumps(row, default=str), flush=True)
     return rows
 
 
@@ -346,98 +374,161 @@ def resolve_test_mosaic(work: Path) -> str:
     return str(out)
 
 
-def record(rows: list[dict], vec: dict, training: dict, args: Any) -> str:
-    """Markdown for docs/BENCHMARKS.md."""
+def _figures(row: dict) -> dict[str, float]:
+    """The derived figures of one run (see the module doc)."""
+    d = row["detect"]
+    r = d["result"]
+    pixels = row["side"] ** 2
+    bare = sum(row[k]["result"]["pixels_per_s"] for k in ("bare", "bare_after")) / 2
+    out = {
+        "wall": d["wall_s"],
+        "seconds": r["seconds"],
+        "rate": pixels / r["seconds"],
+        "bare": bare,
+        "ratio": pixels / r["seconds"] / bare,
+        "overlap": r["predicted_megapixels"] * 1e6 / pixels,
+        "model_share": r["predicted_megapixels"] * 1e6 / bare / r["seconds"],
+        "peak": d["peak_mib"],
+    }
+    if "naive" in row:
+        out["naive_wall"] = row["naive"]["wall_s"]
+        out["naive_peak"] = row["naive"]["peak_mib"]
+        out["vs_naive"] = d["wall_s"] / row["naive"]["wall_s"]
+    return out
+
+
+def _spread(values: list[float], digits: int = 2) -> str:
+    """``mean`` or ``mean (min-max)`` of repeated runs."""
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
+def record(rows: list[dict], vec: dict | None, training: dict | None, args: Any) -> str:
+    """Markdown for docs/BENCHMARKS.md: one line per size, repeated runs as mean (min-max)."""
+    first = rows[0]["detect"]["result"]
     lines = [
         f"### scale: {args.tag} ({time.strftime('%Y-%m-%d')})",
         "",
         f"- command: `python bench/scale.py {' '.join(sys.argv[1:])}`",
         f"- hardware: {_hardware()}",
-        f"- model: {args.model_name}, batch {args.batch_size}; the bare model's speed (windows"
-        f" of {rows[0]['bare']['result']['tile']} px on tensors in memory) measured for 20 s"
-        " just before and just after each detect run; the model-only time uses their mean",
+        f"- model: {args.model_name}; detect's windows {first['window']} px, batch"
+        f" {first['batch_size']}, device {first['device']}",
+        "- rate: raster pixels per second of detect's own timer; bare: window pixels per second"
+        " of the model alone on windows of the same size and batch in memory (mean of just"
+        " before and just after); overlap: window pixels predicted / raster pixels; model"
+        " share: the time the bare model needs for detect's windows / detect's time;"
+        " detect/naive: wall times (same start-up)",
         "",
-        "| side (px) | detect wall | Mpx/s | peak RSS | bare model windows/s (before / after)"
-        " | model-only time"
-        " | ratio model/detect"
-        " | naive wall | naive peak RSS | naive/detect time | naive/detect memory |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| side (px) | runs | detect wall (s) | rate (Mpx/s) | bare (Mpx/s) | detect / bare"
+        " | overlap | model share | peak RSS (MiB) | naive wall (s) | detect / naive"
+        " | naive peak (MiB) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    by_side: dict[int, list[dict[str, float]]] = {}
     for row in rows:
-        d = row["detect"]
-        r = d["result"]
-        speeds = [row[k]["result"]["windows_per_s"] for k in ("bare", "bare_after") if k in row]
-        model_s = r["windows"] / (sum(speeds) / len(speeds))
-        cells = [
-            f"{row['side']}",
-            f"{d['wall_s']:.1f} s",
-            f"{row['side'] ** 2 / d['wall_s'] / 1e6:.3f}",
-            f"{d['peak_mib']:.0f} MiB",
-            " / ".join(f"{v:.2f}" for v in speeds),
-            f"{model_s:.1f} s",
-            f"{model_s / r['seconds']:.2f}",
+        by_side.setdefault(row["side"], []).append(_figures(row))
+    for side, figs in by_side.items():
+
+        def col(key: str, scale: float = 1.0, digits: int = 2, figs: list = figs) -> str:
+            values = [f[key] * scale for f in figs if key in f]
+            return _spread(values, digits) if values else "not run"
+
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    str(side),
+                    str(len(figs)),
+                    col("wall", digits=1),
+                    col("rate", 1e-6, 3),
+                    col("bare", 1e-6, 3),
+                    col("ratio"),
+                    col("overlap"),
+                    col("model_share"),
+                    col("peak", digits=0),
+                    col("naive_wall", digits=1),
+                    col("vs_naive"),
+                    col("naive_peak", digits=0),
+                ]
+            )
+            + " |"
+        )
+    peaks = [max(f["peak"] for f in figs) for figs in by_side.values()]
+    if len(peaks) >= 2:
+        lines += ["", f"Peak memory, largest vs second-largest size: {peaks[-1] / peaks[-2]:.3f}x."]
+    if vec:
+        o, g = vec["ours"], vec["gdal"]
+        lines += [
+            "",
+            f"Vectorizing a {vec['side']} x {vec['side']} mask with {vec['made']} buildings:"
+            f" engine `vectorize` {o['polygons']} polygons in {o['wall_s']:.1f} s"
+            f" ({o['per_s']:.0f}/s, peak {o['peak_mib']:.0f} MiB); `gdal_polygonize.py`"
+            f" {g['polygons']} polygons in {g['wall_s']:.1f} s ({g['per_s']:.0f}/s, peak"
+            f" {g['peak_mib']:.0f} MiB); ratio engine/GDAL {o['per_s'] / g['per_s']:.2f}.",
         ]
-        n = row.get("naive")
-        if n:
-            cells += [
-                f"{n['wall_s']:.1f} s",
-                f"{n['peak_mib']:.0f} MiB",
-                f"{n['wall_s'] / d['wall_s']:.2f}",
-                f"{n['peak_mib'] / d['peak_mib']:.2f}",
-            ]
-        else:
-            cells += ["not run"] * 4
-        lines.append("| " + " | ".join(cells) + " |")
-    big = [r["detect"]["peak_mib"] for r in rows]
-    if len(big) >= 2:
-        lines += ["", f"Peak memory, largest vs second-largest size: {big[-1] / big[-2]:.3f}x."]
-    o, g = vec["ours"], vec["gdal"]
-    lines += [
-        "",
-        f"Vectorizing a {vec['side']} x {vec['side']} mask with {vec['made']} buildings:"
-        f" engine `vectorize` {o['polygons']} polygons in {o['wall_s']:.1f} s"
-        f" ({o['per_s']:.0f}/s, peak {o['peak_mib']:.0f} MiB); `gdal_polygonize.py`"
-        f" {g['polygons']} polygons in {g['wall_s']:.1f} s ({g['per_s']:.0f}/s, peak"
-        f" {g['peak_mib']:.0f} MiB); ratio engine/GDAL {o['per_s'] / g['per_s']:.2f}.",
-        "",
-        f"Training (`train`'s defaults, batch {training['batch']}): loop {training['loop']:.2f}"
-        f" samples/s vs bare forward+backward+step {training['bare']:.2f} samples/s"
-        f" (ratio {training['loop'] / training['bare']:.2f}).",
-        "",
-    ]
-    return "\n".join(lines)
+    if training:
+        lines += [
+            "",
+            f"Training (`train`'s defaults, batch {training['batch']}): loop"
+            f" {training['loop']:.2f} samples/s vs bare forward+backward+step"
+            f" {training['bare']:.2f} samples/s (ratio {training['loop'] / training['bare']:.2f}).",
+        ]
+    return "\n".join([*lines, ""])
 
 
 def main() -> int:
     """Command line entry point."""
     if sys.argv[1:2] == ["--naive"]:
-        print(json.dumps(naive_detect(*sys.argv[2:5])))
+        raster, model, out, window, batch, device = sys.argv[2:8]
+        print(json.dumps(naive_detect(raster, model, out, int(window), int(batch), device)))
         return 0
     if sys.argv[1:2] == ["--bare"]:
-        print(json.dumps(bare_throughput(sys.argv[2], int(sys.argv[3]))))
+        model, window, batch, device = sys.argv[2:6]
+        print(json.dumps(bare_throughput(model, int(window), int(batch), device)))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[4096, 8192, 16384])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2048, 4096, 8192, 16384])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat-up-to", type=int, default=8192)
     parser.add_argument("--naive-up-to", type=int, default=16384)
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--window", type=int, help="detect's --window (default: its own)")
+    parser.add_argument("--batch-size", type=int, help="detect's --batch-size (default: its own)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--vector-side", type=int, default=8192)
+    parser.add_argument("--skip-training", action="store_true")
     parser.add_argument("--tag", default="cpu")
     args = parser.parse_args()
+    check_device(args.device)
     (ROOT / "out").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="footprint-scale-", dir=ROOT / "out") as tmp:
         work = Path(tmp)
         model = args.model or work / "quick.pt"
         if not args.model:
             quick_model(model)
-        default = "train's default (U-Net resnet18 + contact), 1 epoch"
+        default = "train's default (Lite0 U-Net, ImageNet encoder, separation class), 1 epoch"
         args.model_name = default if not args.model else model.name
-        rows = sweep(model, sorted(args.sizes), args.naive_up_to, args.batch_size, work)
-        vec = vectorize_speed(args.vector_side, work)
-        training = training_speed()
+        rows = sweep(model, args, work)
+        vec = vectorize_speed(args.vector_side, work) if args.vector_side else None
+        training = None if args.skip_training else training_speed()
     text = record(rows, vec, training, args)
     append_record(text)
     return 0
+
+
+def check_device(device: str) -> None:
+    """Refuse a CUDA run where there is no GPU, before anything starts."""
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(
+            f"--device {device}: no CUDA GPU here (torch.cuda.is_available() is False with torch"
+            f" {torch.__version__}); run it on a machine with an NVIDIA GPU, or use --device cpu."
+        )
+    if device != "cpu" and not device.startswith("cuda"):
+        raise SystemExit(f"--device {device}: use cpu or cuda (cuda:N).")
 
 
 if __name__ == "__main__":

@@ -22,17 +22,20 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
 import torch
 from rasterio.io import DatasetWriter
 
+from engine.background import BackgroundConsumer
 from engine.config import DetectConfig
 from engine.events import Progress, SubProgress, check_canceled
 from engine.geo.outputs import atomic_output, check_output
 from engine.geo.rasters import ground_resolution_m, open_raster
 from engine.geo.vectors import VectorWriter
+from engine.inference.blend import Block
 from engine.inference.job import (
     BLOCK,
     PredictionJob,
@@ -68,35 +71,57 @@ def _polygonize(
     workdir: str,
 ) -> SeamJoiner:
     """Buildings from the job's probability blocks into ``stream`` (blocks also written to
-    ``dst`` when given)."""
+    ``dst`` when given). The blocks are polygonized in a worker thread while the model
+    predicts the next ones (:mod:`engine.background`), at most a row of blocks behind."""
     joiner = SeamJoiner(job.grid.width, job.grid.height, threshold)
+    consume = _block_consumer(job, spec, settings, dst, stream, joiner)
+    row_blocks = -(-job.grid.width // BLOCK)
+    with BackgroundConsumer(consume, row_blocks, "footprint-polygonize") as worker:
+        for block in probability_blocks(job, progress, workdir):
+            worker.put(block)
+    stream.add(joiner.finish())
+    return joiner
+
+
+def _block_consumer(
+    job: PredictionJob,
+    spec: ModelSpec,
+    settings: InstanceSettings,
+    dst: DatasetWriter | None,
+    stream: PolygonStream,
+    joiner: SeamJoiner,
+) -> Callable[[Block], None]:
+    """What happens to each finished probability block, in row-major order."""
     contact = job.classes.index("contact") if "contact" in job.classes else None
     building = job.classes.index("building") if "building" in job.classes else 0
-    assembler, params = None, None
     if "separation" in job.classes:
         with open_raster(job.raster) as src:
             pixel = ground_resolution_m(src)
         params = settings.params(pixel)
-        halo = halo_pixels(pixel, BLOCK)
-        assembler = HaloAssembler(job.grid.width, job.grid.height, BLOCK, halo)
+        assembler = HaloAssembler(job.grid.width, job.grid.height, BLOCK, halo_pixels(pixel, BLOCK))
         separation = job.classes.index("separation")
-    for block in probability_blocks(job, progress, workdir):
-        if dst is not None:
-            dst.write(block.data, window=block.window)
-        if assembler is not None and params is not None:
+
+        def instances(block: Block) -> None:
+            if dst is not None:
+                dst.write(block.data, window=block.window)
             for ready in assembler.add(block.window, block.data, block.valid):
                 done = label_block(ready, params, building, separation)
                 valid = ready.core(ready.valid)
                 stream.add(
                     joiner.add_labels(done.window, done.labels, done.probability, done.ring, valid)
                 )
-            continue
+
+        return instances
+
+    def plain(block: Block) -> None:
+        if dst is not None:
+            dst.write(block.data, window=block.window)
         valid = block.valid
         if contact is not None:
             valid = valid & (block.data[contact] < spec.contact_threshold)
         stream.add(joiner.add(block.window, block.data[building], valid))
-    stream.add(joiner.finish())
-    return joiner
+
+    return plain
 
 
 def detect_with_model(
