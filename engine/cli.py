@@ -14,7 +14,6 @@ import importlib
 import json
 import signal
 import sys
-import traceback
 import types
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -29,6 +28,7 @@ from engine.config import (
     VectorizeConfig,
     option_flag,
 )
+from engine.errorlog import log_traceback, quiet_unraisable
 from engine.errors import CancelledError, FootprintError
 from engine.events import CANCEL, JsonEvents, NullProgress, Progress, TerminalProgress
 
@@ -210,7 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress.log(f"Using {threads} torch thread(s): the CPUs this process may use.")
     previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        result = COMMANDS[args.command].run(args, progress)
+        with quiet_unraisable():
+            result = COMMANDS[args.command].run(args, progress)
     except CancelledError as exc:
         _report_error(progress, exc)
         return EXIT_INTERRUPTED
@@ -218,9 +219,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         _report_error(progress, exc)
         return EXIT_ERROR
     except Exception as exc:  # noqa: BLE001 - last resort: report, never a bare traceback
-        if args.events != "json":
-            traceback.print_exc()
-        _report_error(progress, exc, prefix="Internal error (please report it): ")
+        log = log_traceback(exc, " ".join(["python -m engine", *(argv or sys.argv[1:])]))
+        text = str(exc).strip().rstrip(".") or type(exc).__name__
+        _report_error(
+            progress,
+            RuntimeError(f"{text}. The full traceback is in {log}; please attach it."),
+            prefix="Internal error (please report it): ",
+        )
         return EXIT_ERROR
     finally:
         for s, handler in previous.items():
@@ -236,5 +241,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _report_error(progress: Progress, exc: BaseException, prefix: str = "") -> None:
     message = f"{prefix}{exc}"
     if isinstance(progress, JsonEvents):
-        progress.emit("error", type=type(exc).__name__, message=message)
+        kind = "InternalError" if prefix else type(exc).__name__
+        progress.emit("error", type=kind, message=message)
     print(f"Error: {message}", file=sys.stderr)

@@ -141,7 +141,9 @@ def detect_with_model(
     if keep:
         check_output(keep, config.overwrite)
     device = device or resolve_device(config.device)
-    with tempfile.TemporaryDirectory(prefix=".footprint-", dir=out.parent) as workdir:
+    with tempfile.TemporaryDirectory(
+        prefix=".footprint-", dir=out.parent, ignore_cleanup_errors=True
+    ) as workdir:
         job = prepare_job(config.raster, config, model, spec, device, progress, workdir)
         source = "the model's" if config.threshold is None else "given"
         progress.log(

@@ -30,7 +30,7 @@ from engine.events import NullProgress, Progress, SubProgress, check_canceled
 from engine.geo import labels
 from engine.geo.outputs import atomic_output, check_output
 from engine.geo.rasters import RASTER_SUFFIXES, ground_resolution_m, open_raster
-from engine.geo.vectors import write_vector
+from engine.geo.vectors import DAMAGED_LAYER_HINT, VECTOR_READ_ERRORS, write_vector
 from engine.geo.windows import Grid
 from engine.results import EvaluateResult
 from engine.scoring.metrics import ConfusionCounts, Matching, match_objects, object_scores
@@ -144,10 +144,11 @@ def read_polygons(path: str | Path, role: str) -> gpd.GeoDataFrame:
         raise LabelsError(f"The {role} layer {p} does not exist; check the path.")
     try:
         frame = gpd.read_file(p, columns=[], engine="pyogrio")
-    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError) as exc:
+    except VECTOR_READ_ERRORS as exc:
         raise LabelsError(
             f"The {role} layer {p} cannot be read as vector data ({exc}); give a polygon layer"
             " in a format GDAL/OGR reads (GeoPackage, Shapefile, GeoJSON, ...)."
+            f" {DAMAGED_LAYER_HINT}"
         ) from exc
     if frame.crs is None:
         raise LabelsError(

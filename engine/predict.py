@@ -39,7 +39,9 @@ def predict_with_model(
     start = time.monotonic()
     out = check_output(config.output, config.overwrite)
     device = device or resolve_device(config.device)
-    with tempfile.TemporaryDirectory(prefix=".footprint-", dir=out.parent) as workdir:
+    with tempfile.TemporaryDirectory(
+        prefix=".footprint-", dir=out.parent, ignore_cleanup_errors=True
+    ) as workdir:
         job = prepare_job(config.raster, config, model, spec, device, progress, workdir)
         _log_start(job, config, progress)
         with atomic_output(out, config.overwrite) as tmp, open_probability(tmp, job) as dst:

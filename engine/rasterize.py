@@ -54,12 +54,18 @@ def rasterize_labels(config: RasterizeConfig, progress: Progress) -> RasterizeRe
             crs_wkt = src.crs.to_wkt()
             margin = (BOUNDARY_WIDTH + 1) * max(abs(src.transform.a), abs(src.transform.e))
             index, buildings = labels_for_extent(
-                config.labels, crs_wkt, tuple(src.bounds), margin=margin
+                config.labels, crs_wkt, tuple(src.bounds), margin=margin, allow_empty=True
             )
-            progress.log(
-                f"Rasterizing {buildings} building polygon(s) onto {src.width}x{src.height}"
-                f" pixels of {config.raster}."
-            )
+            if buildings:
+                progress.log(
+                    f"Rasterizing {buildings} building polygon(s) onto {src.width}x{src.height}"
+                    f" pixels of {config.raster}."
+                )
+            else:
+                progress.log(
+                    f"The label layer(s) hold no features: writing an all-background mask of"
+                    f" {src.width}x{src.height} pixels (an area known to hold no buildings)."
+                )
             with atomic_output(out, config.overwrite) as part:
                 counts = _write_mask(src, index, part, config, progress)
             width, height = src.width, src.height

@@ -28,6 +28,7 @@ from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
 from engine.errors import LabelsError
+from engine.geo.vectors import DAMAGED_LAYER_HINT, VECTOR_READ_ERRORS
 
 Bounds = tuple[float, float, float, float]
 
@@ -59,10 +60,10 @@ def _layer_crs(path: str, layer: str | None) -> str:
         raise LabelsError(f"Label layer {path} does not exist; check the path.")
     try:
         info = pyogrio.read_info(path, layer=layer)
-    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as exc:
+    except VECTOR_READ_ERRORS as exc:
         raise LabelsError(
             f"{path} is not a vector layer OGR can read ({exc}); give a GeoPackage, GeoJSON or"
-            " Shapefile of building polygons."
+            f" Shapefile of building polygons. {DAMAGED_LAYER_HINT}"
         ) from exc
     crs = info.get("crs")
     if not crs:
@@ -99,10 +100,10 @@ def _read_one(source: str, crs_wkt: str, bounds: Bounds | None) -> gpd.GeoSeries
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="More than one layer found")
             frame = pyogrio.read_dataframe(path, layer=layer, columns=[], bbox=bbox)
-    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as exc:
+    except VECTOR_READ_ERRORS as exc:
         raise LabelsError(
-            f"{path} is not a vector layer OGR can read ({exc}); give a GeoPackage, GeoJSON or"
-            " Shapefile of building polygons."
+            f"Cannot read the features of {path} ({exc}); give a GeoPackage, GeoJSON or"
+            f" Shapefile of building polygons. {DAMAGED_LAYER_HINT}"
         ) from exc
     if not isinstance(frame, gpd.GeoDataFrame):
         raise LabelsError(f"{source} is a table without geometries; give a polygon layer.")
@@ -208,15 +209,22 @@ def overlap_error(
 
 
 def labels_for_extent(
-    paths: Sequence[str] | str, crs_wkt: str, bounds: Bounds, margin: float = 0.0
+    paths: Sequence[str] | str,
+    crs_wkt: str,
+    bounds: Bounds,
+    margin: float = 0.0,
+    allow_empty: bool = False,
 ) -> tuple[LabelIndex, int]:
     """Index of the polygons near ``bounds`` and how many of them intersect ``bounds``.
 
     Polygons within ``margin`` (CRS units) outside ``bounds`` are kept too, so that contact
-    strips at the edge are right.
+    strips at the edge are right. With ``allow_empty``, layers without a single feature give
+    an empty index (an area known to hold no buildings).
 
     Raises:
-        LabelsError: the layers hold no polygons at all, or none intersect ``bounds``.
+        LabelsError: the layers hold no polygons at all (features that are not polygons or
+            cannot be projected; or no feature, unless ``allow_empty``), or none intersect
+            ``bounds``.
     """
     near = (bounds[0] - margin, bounds[1] - margin, bounds[2] + margin, bounds[3] + margin)
     index = LabelIndex(read_labels(paths, crs_wkt, near))
@@ -225,6 +233,8 @@ def labels_for_extent(
         return index, inside
     everything = read_labels(paths, crs_wkt)
     names = ", ".join(str(p) for p in ([paths] if isinstance(paths, str) else paths))
+    if allow_empty and not everything.attrs.get("features", 0):
+        return index, 0
     if not len(everything):
         read = everything.attrs
         why = ""

@@ -6,12 +6,43 @@ A failed or cancelled run leaves neither a half-written file nor a changed user 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from engine.errors import OutputError
+from engine.errors import FootprintError, OutputError
+
+#: Likely cause and fix of a failed write, by errno and by the words of GDAL's or torch's error.
+_CAUSES: tuple[tuple[int | None, tuple[str, ...], str], ...] = (
+    (errno.ENOSPC, ("no space left",), "the disk is full; free some space or write elsewhere"),
+    (errno.EDQUOT, ("quota exceeded",), "the disk quota is used up; free some space"),
+    (
+        errno.ENOENT,
+        ("no such file or directory",),
+        "its folder was removed or renamed during the run; choose an existing folder",
+    ),
+    (errno.EROFS, ("read-only file system",), "the disk is read-only; write elsewhere"),
+    (
+        errno.EACCES,
+        ("permission denied",),
+        "the folder or file is not writable (any more); choose another folder",
+    ),
+    (errno.EIO, ("input/output error",), "the disk reported an I/O error; check it"),
+    (None, ("write failed", "failed writing", "write error"), "the disk refused the data"),
+)
+
+
+def write_failure(exc: BaseException) -> str | None:
+    """What went wrong when writing failed with ``exc`` (None: ``exc`` is not a write failure)."""
+    code = exc.errno if isinstance(exc, OSError) else None
+    text = f"{exc} {exc.__cause__ or ''} {exc.__context__ or ''}".lower()
+    for number, words, cause in _CAUSES:
+        if (number is not None and code == number) or any(w in text for w in words):
+            detail = str(exc).strip().rstrip(".") or type(exc).__name__
+            return f"{cause} ({detail})"
+    return None
 
 
 def check_output(path: str | os.PathLike[str], overwrite: bool) -> Path:
@@ -55,13 +86,18 @@ def temporary_sibling(out: Path) -> Path:
     return out.with_name(f".{out.stem}.part-{uuid.uuid4().hex[:8]}{out.suffix}")
 
 
-def _remove(path: Path) -> None:
-    """Remove a file and its GDAL/OGR sidecars (.aux.xml, -wal, -shm, shapefile parts)."""
-    candidates = [path, Path(str(path) + ".aux.xml"), Path(str(path) + "-wal")]
+def _sidecars(path: Path) -> list[Path]:
+    """The GDAL/OGR files that go with ``path`` (.aux.xml, -wal, -shm, shapefile parts)."""
+    candidates = [Path(str(path) + ".aux.xml"), Path(str(path) + "-wal")]
     candidates += [Path(str(path) + "-shm"), Path(str(path) + "-journal")]
     if path.suffix.lower() == ".shp":
         candidates += [path.with_suffix(s) for s in (".shx", ".dbf", ".prj", ".cpg", ".qix")]
-    for candidate in candidates:
+    return candidates
+
+
+def _remove(path: Path, keep_main: bool = False) -> None:
+    """Remove a file (unless ``keep_main``) and its sidecars."""
+    for candidate in _sidecars(path) + ([] if keep_main else [path]):
         with contextlib.suppress(FileNotFoundError):
             candidate.unlink()
 
@@ -91,10 +127,26 @@ def atomic_output(path: str | os.PathLike[str], overwrite: bool = False) -> Iter
     try:
         yield tmp
         if not tmp.exists():
-            raise OutputError(f"Internal error: {tmp} was not written.")
+            if not out.parent.is_dir():
+                raise OutputError(
+                    f"Writing {out} failed: its folder was removed or renamed during the run;"
+                    " choose an existing folder. Nothing was written."
+                )
+            raise OutputError(
+                f"Writing {out} failed: its temporary file {tmp.name} disappeared during the run"
+                " (removed by another program?). Nothing was written."
+            )
+        # the old file is replaced in one step (os.replace): if that fails, it is still there;
+        # its sidecars go first (a stale -wal or .aux.xml must not meet the new file)
         if out.exists():
-            _remove(out)
+            _remove(out, keep_main=out.suffix.lower() != ".shp")
         _rename(tmp, out)
-    except BaseException:
+    except FootprintError:
         _remove(tmp)
         raise
+    except BaseException as exc:
+        _remove(tmp)
+        why = write_failure(exc)
+        if why is None:
+            raise
+        raise OutputError(f"Writing {out} failed: {why}. Nothing was written.") from exc

@@ -10,14 +10,17 @@ import glob
 import math
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import escape
 
 import numpy as np
 import rasterio
 from affine import Affine
+from rasterio._err import CPLE_BaseError
 from rasterio.enums import ColorInterp, Resampling
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
@@ -45,6 +48,55 @@ class RasterInfo:
         return Affine(*self.transform)
 
 
+#: What GDAL raises through rasterio when reading fails: damaged or incomplete data (GDAL's
+#: messages about binary garbage may not even decode as text).
+READ_ERRORS: tuple[type[BaseException], ...] = (
+    rasterio.errors.RasterioError,
+    CPLE_BaseError,
+    UnicodeDecodeError,
+)
+
+
+def gdal_detail(exc: BaseException) -> str:
+    """GDAL's own words for a failure (rasterio's "See previous exception" points to them)."""
+    text = str(exc)
+    cause = exc.__cause__ or exc.__context__
+    if "previous exception" in text and cause is not None:
+        text = str(cause)
+    return text.strip().rstrip(".") or type(exc).__name__
+
+
+def damaged_file_message(name: str, where: str, exc: BaseException) -> str:
+    """The error for data that cannot be read from ``name``: what, where, likely cause, fix."""
+    return (
+        f"Cannot read {where} of {name} ({gdal_detail(exc)}). The file is damaged or"
+        f" incomplete (a broken download or copy?): copy it again, or check it with"
+        f" gdalinfo -checksum {name}"
+    )
+
+
+def source_name(src: Any) -> str:
+    """The file behind a dataset (a WarpedVRT's source file, not its VRT text)."""
+    inner = getattr(src, "src_dataset", None)
+    return str(getattr(inner, "name", None) or getattr(src, "name", "the raster"))
+
+
+@contextmanager
+def reading(src: Any, window: Window | None = None) -> Iterator[None]:
+    """Turn a read failure of ``src`` (in ``window``) into a :class:`RasterError` that names
+    the file, the window and the fix."""
+    try:
+        yield
+    except READ_ERRORS as exc:
+        where = "the pixels"
+        if window is not None:
+            where = (
+                f"the window of {int(window.width)} x {int(window.height)} px at column"
+                f" {int(window.col_off)}, row {int(window.row_off)}"
+            )
+        raise RasterError(damaged_file_message(source_name(src), where, exc)) from exc
+
+
 def open_raster(path: str | os.PathLike[str]) -> DatasetReader:
     """Open a raster for reading, checking that it exists, is a raster and is georeferenced.
 
@@ -59,10 +111,11 @@ def open_raster(path: str | os.PathLike[str]) -> DatasetReader:
         raise RasterError(f"Raster {p} is a folder; give a raster file (or use resolve_raster).")
     try:
         src = rasterio.open(p)
-    except rasterio.errors.RasterioIOError as exc:
+    except READ_ERRORS as exc:
         raise RasterError(
-            f"{p} is not a raster that GDAL can read ({exc}); give a GeoTIFF, VRT or a JPEG/PNG"
-            " with a world file or .aux.xml georeference."
+            f"{p} is not a raster that GDAL can read ({gdal_detail(exc)}); give a GeoTIFF, VRT"
+            " or a JPEG/PNG with a world file or .aux.xml georeference (if it is one, the file"
+            f" may be damaged or incomplete: copy it again, or check it with gdalinfo {p})."
         ) from exc
     try:
         check_georeferenced(src)
@@ -146,6 +199,18 @@ def read_window(
     shape = out_shape or (int(window.height), int(window.width))
     # Boundless reads go through a temporary VRT (about 100x slower): only when needed.
     boundless = not _inside(window, src.width, src.height)
+    with reading(src, window):
+        return _read_window(src, window, bands, shape, boundless, resampling)
+
+
+def _read_window(
+    src: DatasetReader,
+    window: Window,
+    bands: Sequence[int],
+    shape: tuple[int, int],
+    boundless: bool,
+    resampling: Resampling,
+) -> tuple[np.ndarray, np.ndarray]:
     data = src.read(
         list(bands),
         window=window,

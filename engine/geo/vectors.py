@@ -9,8 +9,29 @@ from typing import Any
 
 import geopandas as gpd
 import pandas as pd
+import pyogrio
+import shapely
 
 from engine.geo.outputs import atomic_output
+
+#: What reading a vector layer raises when the file is damaged, incomplete or not vector data
+#: (OGR's errors; GEOS's for geometries that cannot be built, e.g. a ring whose bytes were
+#: changed so that it no longer closes).
+VECTOR_READ_ERRORS: tuple[type[BaseException], ...] = (
+    pyogrio.errors.DataSourceError,
+    pyogrio.errors.DataLayerError,
+    pyogrio.errors.FieldError,
+    pyogrio.errors.GeometryError,
+    shapely.errors.GEOSException,
+    UnicodeDecodeError,
+    OSError,
+)
+
+#: What to tell a user whose vector file cannot be read.
+DAMAGED_LAYER_HINT = (
+    "If it is one, the file may be damaged or incomplete (a broken download or copy?): copy it"
+    " again, or open it in QGIS to check it."
+)
 
 #: Extensions with an explicit driver; others are left to pyogrio to infer.
 DRIVERS = {

@@ -22,6 +22,7 @@ from shapely.geometry.base import BaseGeometry
 
 from engine.errors import ConfigError
 from engine.events import Progress
+from engine.geo.vectors import DAMAGED_LAYER_HINT, VECTOR_READ_ERRORS
 
 
 def _extent_geometry(extent: Sequence[float]) -> BaseGeometry:
@@ -41,9 +42,10 @@ def _aoi_geometry(path: str, crs: CRS, progress: Progress) -> BaseGeometry:
         raise ConfigError(f"AOI layer {path} does not exist; check the path.")
     try:
         frame = gpd.read_file(path)
-    except Exception as exc:  # pyogrio raises several types for unreadable files
+    except VECTOR_READ_ERRORS as exc:
         raise ConfigError(
             f"AOI layer {path} cannot be read ({exc}); give a polygon file such as a GeoPackage."
+            f" {DAMAGED_LAYER_HINT}"
         ) from exc
     if frame.crs is None:
         progress.log(f"AOI layer {path} has no CRS; assuming the raster's CRS.")

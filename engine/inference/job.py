@@ -39,7 +39,7 @@ from engine.config import InferenceOptions
 from engine.errors import RasterError
 from engine.events import Progress, SubProgress, check_canceled
 from engine.geo.normalize import BandStats
-from engine.geo.rasters import ground_resolution_m, open_raster, resolve_raster
+from engine.geo.rasters import ground_resolution_m, open_raster, reading, resolve_raster
 from engine.geo.windows import Grid
 from engine.geo.workarea import area_mask, load_work_area
 from engine.inference.blend import NODATA, Block
@@ -248,7 +248,8 @@ def _resampled_back(job: PredictionJob, path: Path, progress: Progress) -> Itera
     ):
         for index, window in enumerate(windows):
             check_canceled(progress)
-            data = vrt.read(window=window).astype(np.float32, copy=False)
+            with reading(prob, window):
+                data = vrt.read(window=window).astype(np.float32, copy=False)
             _, valid = read_inside(src, window, job.bands)
             valid &= data[0] != NODATA
             data[:, ~valid] = NODATA

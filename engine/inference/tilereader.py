@@ -23,6 +23,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from engine.geo.normalize import BandStats, normalize
+from engine.geo.rasters import reading
 from engine.geo.windows import clip_to_grid
 
 #: Opens the dataset to read (a DatasetReader or a WarpedVRT), as a context manager.
@@ -49,8 +50,9 @@ def read_inside(src: Any, window: Window, bands: Sequence[int]) -> tuple[np.ndar
     Unlike :func:`engine.geo.rasters.read_window` this never reads boundless, so it also works on
     a WarpedVRT. A pixel is invalid where any band is masked (nodata) or NaN.
     """
-    data = src.read(list(bands), window=window, masked=False).astype(np.float32, copy=False)
-    masks = src.read_masks(list(bands), window=window)
+    with reading(src, window):
+        data = src.read(list(bands), window=window, masked=False).astype(np.float32, copy=False)
+        masks = src.read_masks(list(bands), window=window)
     valid = np.all(masks > 0, axis=0)
     if src.nodata is not None and math.isnan(src.nodata):
         valid &= ~np.any(np.isnan(data), axis=0)

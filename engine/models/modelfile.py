@@ -117,13 +117,16 @@ def _read(path: str | os.PathLike[str], mmap: bool) -> tuple[dict[str, Any], Mod
     """The file's payload and spec, checked."""
     file = Path(path).expanduser()
     hint = "give a .pt written by `train`"
+    if file.is_dir():
+        raise ModelFileError(f"Model file {file} is a folder; {hint}.")
     if not file.is_file():
         raise ModelFileError(f"Model file {file} does not exist; {hint}.")
     try:
         payload = torch.load(file, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as err:  # torch raises many types for a corrupt or foreign file
         raise ModelFileError(
-            f"{file} is not a Footprint model file ({_short(err)}); {hint}."
+            f"{file} is not a Footprint model file ({_short(err)}); {hint} (if it is one, it is"
+            " damaged or incomplete, e.g. a broken download or copy: copy it again)."
         ) from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         what = "no 'format' key" if isinstance(payload, dict) else type(payload).__name__

@@ -187,16 +187,25 @@ def test_boundary_puts_class_2_between_two_squares_sharing_a_wall(
     assert result["contact_pixels"] == 24 and result["building_pixels"] == 200 - 20
 
 
-def test_empty_labels_are_an_error(
+def test_empty_labels_give_a_background_mask_but_points_are_an_error(
     tmp_path: Path,
     utm_raster: Path,
     labels_factory: Callable[..., Path],
 ) -> None:
-    labels = labels_factory("empty.gpkg", [])
+    """A layer without features is an area known to hold no buildings: all background (as
+    gdal_rasterize gives); a layer of points is a mistake."""
+    from shapely.geometry import Point
 
-    with pytest.raises(LabelsError, match="No building polygons in .*empty.gpkg"):
-        run(utm_raster, [labels], tmp_path / "m.tif")
-    assert not (tmp_path / "m.tif").exists()
+    empty = labels_factory("empty.gpkg", [])
+    result = run(utm_raster, [empty], tmp_path / "m.tif")
+    with rasterio.open(tmp_path / "m.tif") as out:
+        mask = out.read(1)
+    assert result["buildings"] == 0 and set(np.unique(mask)) <= {0, 255}
+    assert (mask == 0).any()
+    points = labels_factory("points.gpkg", [Point(v, v) for v in (1.0, 2.0)])
+    with pytest.raises(LabelsError, match="No building polygons in .*points.gpkg.*not polygons"):
+        run(utm_raster, [points], tmp_path / "p.tif")
+    assert not (tmp_path / "p.tif").exists()
 
 
 def test_labels_elsewhere_are_an_error(

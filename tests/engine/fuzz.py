@@ -1,0 +1,417 @@
+"""Damaged inputs for every command: generated, seeded, run in-process.
+
+For each input kind (GeoTIFF, VRT, JPEG with ``.aux.xml``, GeoJSON, GeoPackage, Shapefile,
+model file) a small valid file is made and damaged in every way of :data:`DAMAGES` (truncated
+at several offsets, bytes flipped, header zeroed, empty, a folder in its place, a text file,
+valid content under another extension). Every command that takes that kind runs on each
+(``engine.cli.main``, in this process) and the case is *handled* when it ends either
+
+- with exit code 0 and its output written (some damage leaves a file readable), or
+- with exit code 1 and an error that names the damaged file,
+
+and never with a traceback, an "internal error", or a partial output left behind.
+
+    .venv/bin/python -m tests.engine.fuzz      # prints the table recorded in docs/
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+
+CRS = "EPSG:32645"
+ORIGIN = Affine(0.5, 0, 330_000.0, 0, -0.5, 3_060_000.0)
+SIDE = 64
+#: Boxes (col0, row0, col1, row1) of the generated buildings, in pixels.
+BOXES = [(4, 4, 20, 16), (30, 6, 44, 22), (8, 36, 24, 56), (40, 40, 58, 60)]
+
+
+# ------------------------------------------------------------------------- valid inputs
+
+
+def _image() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    image = rng.integers(40, 90, size=(3, SIDE, SIDE), dtype=np.uint8)
+    for c0, r0, c1, r1 in BOXES:
+        image[:, r0:r1, c0:c1] = 200
+    return image
+
+
+def make_geotiff(path: Path) -> list[Path]:
+    """A 3-band uint8 GeoTIFF (deflate, tiled: damage lands in compressed tiles)."""
+    with rasterio.open(
+        path, "w", driver="GTiff", width=SIDE, height=SIDE, count=3, dtype="uint8", crs=CRS,
+        transform=ORIGIN, tiled=True, blockxsize=32, blockysize=32, compress="deflate",
+    ) as dst:  # fmt: skip
+        dst.write(_image())
+    return [path]
+
+
+def make_vrt(path: Path) -> list[Path]:
+    """A VRT over a GeoTIFF beside it (the VRT is what gets damaged)."""
+    tif = path.with_name(path.stem + "-source.tif")
+    make_geotiff(tif)
+    bands = "".join(
+        f'<VRTRasterBand dataType="Byte" band="{b}"><SimpleSource>'
+        f'<SourceFilename relativeToVRT="1">{tif.name}</SourceFilename>'
+        f"<SourceBand>{b}</SourceBand></SimpleSource></VRTRasterBand>"
+        for b in (1, 2, 3)
+    )
+    with rasterio.open(tif) as src:
+        srs, gt = src.crs.to_wkt(), ", ".join(str(v) for v in src.transform.to_gdal())
+    path.write_text(
+        f'<VRTDataset rasterXSize="{SIDE}" rasterYSize="{SIDE}"><SRS>{srs}</SRS>'
+        f"<GeoTransform>{gt}</GeoTransform>{bands}</VRTDataset>",
+        encoding="utf-8",
+    )
+    return [path]
+
+
+def make_jpeg(path: Path) -> list[Path]:
+    """A JPEG georeferenced by its ``.aux.xml`` sidecar (as the Banepa chips are)."""
+    with rasterio.open(
+        path, "w", driver="JPEG", width=SIDE, height=SIDE, count=3, dtype="uint8", crs=CRS,
+        transform=ORIGIN,
+    ) as dst:  # fmt: skip
+        dst.write(_image())
+    return [path, Path(str(path) + ".aux.xml")]
+
+
+def _frame() -> object:
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    polygons = []
+    for c0, r0, c1, r1 in BOXES:
+        x0, y0 = ORIGIN * (c0, r1)
+        x1, y1 = ORIGIN * (c1, r0)
+        polygons.append(box(x0, y0, x1, y1))
+    return gpd.GeoDataFrame({"kind": ["house"] * len(polygons)}, geometry=polygons, crs=CRS)
+
+
+def make_vector(driver: str) -> Callable[[Path], list[Path]]:
+    """A maker of a building layer with ``driver``."""
+
+    def make(path: Path) -> list[Path]:
+        _frame().to_file(path, driver=driver)  # type: ignore[attr-defined]
+        if driver == "ESRI Shapefile":
+            return [path.with_suffix(s) for s in (".shp", ".shx", ".dbf", ".prj")]
+        return [path]
+
+    return make
+
+
+def make_model(path: Path) -> list[Path]:
+    """A small model file (compact network, 3 bands)."""
+    import torch
+
+    from engine.models.modelfile import ModelSpec, save_model
+    from engine.models.registry import create_model
+
+    torch.manual_seed(0)
+    spec = ModelSpec(
+        architecture="compact", encoder="none", in_channels=3, classes=("building",),
+        bands=(1, 2, 3), mean=(100.0,) * 3, std=(50.0,) * 3, tile_size=32, resolution_m=0.5,
+    )  # fmt: skip
+    save_model(path, create_model("compact", "none", 3, 1), spec, overwrite=True)
+    return [path]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """An input kind: its file name, how to make a valid one, the commands that take it."""
+
+    name: str
+    filename: str
+    make: Callable[[Path], list[Path]]
+    role: str  # raster, labels or model
+
+
+KINDS = (
+    Kind("GeoTIFF", "scene.tif", make_geotiff, "raster"),
+    Kind("VRT", "scene.vrt", make_vrt, "raster"),
+    Kind("JPEG + .aux.xml", "scene.jpg", make_jpeg, "raster"),
+    Kind("GeoJSON", "labels.geojson", make_vector("GeoJSON"), "labels"),
+    Kind("GeoPackage", "labels.gpkg", make_vector("GPKG"), "labels"),
+    Kind("Shapefile", "labels.shp", make_vector("ESRI Shapefile"), "labels"),
+    Kind("model file", "model.pt", make_model, "model"),
+)
+
+
+# ------------------------------------------------------------------------------ damage
+
+
+def _truncate(fraction: float) -> Callable[[Path, np.random.Generator], None]:
+    def damage(path: Path, rng: np.random.Generator) -> None:
+        data = path.read_bytes()
+        path.write_bytes(data[: int(len(data) * fraction)])
+
+    return damage
+
+
+def _flip(count: int) -> Callable[[Path, np.random.Generator], None]:
+    def damage(path: Path, rng: np.random.Generator) -> None:
+        data = bytearray(path.read_bytes())
+        for at in rng.integers(0, len(data), size=count):
+            data[at] ^= 0xFF
+        path.write_bytes(bytes(data))
+
+    return damage
+
+
+def _zero_header(path: Path, rng: np.random.Generator) -> None:
+    data = bytearray(path.read_bytes())
+    n = min(512, len(data) // 2)
+    data[:n] = bytes(n)
+    path.write_bytes(bytes(data))
+
+
+def _empty(path: Path, rng: np.random.Generator) -> None:
+    path.write_bytes(b"")
+
+
+def _folder(path: Path, rng: np.random.Generator) -> None:
+    path.unlink()
+    path.mkdir()
+
+
+def _text(path: Path, rng: np.random.Generator) -> None:
+    path.write_text("These are not the buildings you are looking for.\n" * 20, encoding="utf-8")
+
+
+def _other_extension(path: Path, rng: np.random.Generator) -> None:
+    """Valid content of another kind under this name (a GeoTIFF named .geojson, etc.)."""
+    other = path.with_name("other" + (".gpkg" if path.suffix == ".tif" else ".tif"))
+    made = make_vector("GPKG")(other) if other.suffix == ".gpkg" else make_geotiff(other)
+    shutil.copyfile(made[0], path)
+
+
+DAMAGES: dict[str, Callable[[Path, np.random.Generator], None]] = {
+    "truncated 10%": _truncate(0.10),
+    "truncated 33%": _truncate(0.33),
+    "truncated 66%": _truncate(0.66),
+    "truncated 95%": _truncate(0.95),
+    "4 bytes flipped": _flip(4),
+    "64 bytes flipped": _flip(64),
+    "header zeroed": _zero_header,
+    "empty file": _empty,
+    "a folder instead": _folder,
+    "a text file": _text,
+    "another kind's content": _other_extension,
+}
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+def commands(kind: Kind, damaged: Path, work: Path) -> Iterator[tuple[str, list[str], Path]]:
+    """(command name, argv, output) for every command taking ``kind``, the rest valid."""
+    raster, labels, model = work / "ok.tif", work / "ok.gpkg", work / "ok.pt"
+    use = {"raster": raster, "labels": labels, "model": model}
+    use[kind.role] = damaged
+    out = work / "out"
+    r, lab, m = str(use["raster"]), str(use["labels"]), str(use["model"])
+    if kind.role in ("raster", "model"):
+        yield (
+            "predict",
+            ["predict", "--raster", r, "--model", m, "--output", f"{out}.tif"],
+            out.with_suffix(".tif"),
+        )
+        yield (
+            "detect",
+            ["detect", "--raster", r, "--model", m, "--output", f"{out}.gpkg"],
+            out.with_suffix(".gpkg"),
+        )
+    if kind.role == "raster":
+        yield (
+            "vectorize",
+            ["vectorize", "--raster", r, "--output", f"{out}.gpkg", "--threshold", "100"],
+            out.with_suffix(".gpkg"),
+        )
+    if kind.role in ("raster", "labels"):
+        yield (
+            "rasterize-labels",
+            ["rasterize-labels", "--raster", r, "--label", lab, "--output", f"{out}.tif"],
+            out.with_suffix(".tif"),
+        )
+        yield (
+            "train",
+            [
+                "train",
+                "--raster",
+                r,
+                "--label",
+                lab,
+                "--output",
+                f"{out}.pt",
+                "--architecture",
+                "compact",
+                "--encoder",
+                "none",
+                "--tile-size",
+                "32",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "4",
+                "--device",
+                "cpu",
+            ],
+            out.with_suffix(".pt"),
+        )
+    if kind.role == "labels":
+        yield (
+            "evaluate",
+            ["evaluate", "--predicted", lab, "--reference", str(labels), "--output", f"{out}.gpkg"],
+            out.with_suffix(".gpkg"),
+        )
+        yield (
+            "detect (AOI)",
+            [
+                "detect",
+                "--raster",
+                str(raster),
+                "--model",
+                str(model),
+                "--output",
+                f"{out}.gpkg",
+                "--aoi",
+                lab,
+            ],
+            out.with_suffix(".gpkg"),
+        )
+    # fmt: skip
+
+
+@dataclass
+class Outcome:
+    """How one case ended."""
+
+    kind: str
+    damage: str
+    command: str
+    code: int
+    message: str
+    problem: str  # empty when handled
+    printed: str = ""  # what the command printed, kept when it was not handled
+
+    @property
+    def ending(self) -> str:
+        """``result`` or ``clear error``, or what went wrong."""
+        if self.problem:
+            return self.problem
+        return "result" if self.code == 0 else "clear error"
+
+
+def run_case(argv: list[str]) -> tuple[int, str]:
+    """Run one command in this process: exit code and everything it printed."""
+    from engine.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([*argv, "--events", "json"])
+    return code, out.getvalue() + err.getvalue()
+
+
+def _error_message(printed: str) -> str:
+    for line in reversed(printed.splitlines()):
+        if line.startswith("{") and '"error"' in line:
+            return str(json.loads(line).get("message", ""))
+    return ""
+
+
+def judge(code: int, printed: str, output: Path, damaged: Path, before: set[Path]) -> str:
+    """Empty when the case was handled (see the module doc), else what went wrong."""
+    folder = output.parent
+    left = {p for p in folder.iterdir()} - before - {output}
+    if "Traceback" in printed:
+        return "traceback"
+    message = _error_message(printed)
+    if "internal error" in message.lower():
+        return "internal error: " + message[:200]
+    if code == 0:
+        if not output.exists():
+            return "exit 0 without output"
+        left -= {folder / f"{output.stem}_report"}  # train's report, beside its model
+        return "left " + ", ".join(sorted(p.name for p in left)) if left else ""
+    if code != 1:
+        return f"exit code {code}"
+    if output.exists() or left:
+        return "partial output: " + ", ".join(sorted(p.name for p in left | {output} if p.exists()))
+    if damaged.name not in message:
+        return "error does not name the file: " + message[:200]
+    return ""
+
+
+def fuzz(work: Path, kinds: tuple[Kind, ...] = KINDS, seed: int = 0) -> list[Outcome]:
+    """Every kind x damage x command in ``work``; returns the outcomes."""
+    rng = np.random.default_rng(seed)
+    good = work / "good"
+    good.mkdir()
+    make_geotiff(good / "ok.tif")
+    make_vector("GPKG")(good / "ok.gpkg")
+    make_model(good / "ok.pt")
+    outcomes = []
+    for n, kind in enumerate(kinds):
+        for d, (damage_name, damage) in enumerate(DAMAGES.items()):
+            case = work / f"case-{n}-{d}"
+            case.mkdir()
+            for name in ("ok.tif", "ok.gpkg", "ok.pt"):
+                shutil.copy(good / name, case / name)
+            files = kind.make(case / kind.filename)
+            damaged = files[0]
+            damage(damaged, rng)
+            for command, argv, output in commands(kind, damaged, case):
+                before = set(case.iterdir())
+                code, printed = run_case(argv)
+                problem = judge(code, printed, output, damaged, before)
+                message = _error_message(printed)
+                kept = printed[-3000:] if problem else ""
+                outcomes.append(
+                    Outcome(kind.name, damage_name, command, code, message, problem, kept)
+                )
+                for made in (output, case / f"{output.stem}_report"):
+                    if made.is_dir():
+                        shutil.rmtree(made)
+                    elif made.exists():
+                        made.unlink()
+    return outcomes
+
+
+def table(outcomes: list[Outcome]) -> str:
+    """Markdown: cases per input kind and how they ended."""
+    lines = [
+        "| input kind | cases | result | clear error | not handled |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for kind in dict.fromkeys(o.kind for o in outcomes):
+        counts = Counter("bad" if o.problem else o.ending for o in outcomes if o.kind == kind)
+        total = sum(counts.values())
+        lines.append(
+            f"| {kind} | {total} | {counts['result']} | {counts['clear error']} | {counts['bad']} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        found = fuzz(Path(tmp))
+    print(table(found))
+    for o in found:
+        if o.problem:
+            print(f"- {o.kind} / {o.damage} / {o.command}: {o.problem}")
+            if "-v" in sys.argv:
+                print(o.printed)
