@@ -153,3 +153,34 @@ def test_output_under_a_file(tmp_path: Path) -> None:
     )
     assert f"cannot create the folder {blocker}" in message and "is a file" in message
     still_running(tmp_path)
+
+
+def test_damaged_raster_and_model_give_the_engines_message(tmp_path: Path) -> None:
+    """A GeoTIFF cut off a third of the way in (it opens, then a window cannot be read) and a
+    model file cut in half: the engine's message naming the file, nothing written."""
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    data = rng.integers(0, 255, size=(3, 600, 600)).astype(np.uint8)
+    raster = write_raster(tmp_path / "cut.tif", data)
+    whole = raster.read_bytes()
+    raster.write_bytes(whole[: len(whole) // 3])
+    model = synthetic_model()["OUTPUT"]
+    out = tmp_path / "b.gpkg"
+    message = engine_error(
+        "footprint:detect", {"INPUT": str(raster), "MODEL": model, "OUTPUT": str(out)}
+    )
+    assert message.startswith("RasterError:") and str(raster) in message
+    assert "damaged or incomplete" in message and "gdalinfo -checksum" in message
+    cut_model = tmp_path / "cut.pt"
+    blob = Path(model).read_bytes()
+    cut_model.write_bytes(blob[: len(blob) // 2])
+    scene = make_scene(tmp_path, "ok")
+    message = engine_error(
+        "footprint:predict",
+        {"INPUT": str(scene.raster), "MODEL": str(cut_model), "OUTPUT": str(tmp_path / "p.tif")},
+    )
+    assert message.startswith("ModelFileError:") and str(cut_model) in message
+    assert "damaged or incomplete" in message
+    assert not out.exists() and not (tmp_path / "p.tif").exists()
+    still_running(tmp_path)

@@ -116,6 +116,29 @@ def test_qgis_process_reports_the_engine_error(
     assert not (tmp_path / "b.gpkg").exists()
 
 
+def test_qgis_process_names_a_damaged_raster(
+    qgis_process: Callable[..., Any], tmp_path: Path
+) -> None:
+    """A raster cut off mid-way: the engine's message, no traceback, no output."""
+    _, test = synthetic_scenes()
+    cut = tmp_path / "cut.tif"
+    whole = Path(test.raster).read_bytes()
+    cut.write_bytes(whole[: len(whole) // 3])
+    done, _ = qgis_process(
+        "run",
+        "footprint:detect",
+        "--",
+        f"INPUT={cut}",
+        f"MODEL={synthetic_model()['OUTPUT']}",
+        f"OUTPUT={tmp_path / 'b.gpkg'}",
+    )
+    printed = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert "RasterError" in printed and "damaged or incomplete" in printed and str(cut) in printed
+    assert "Traceback" not in printed
+    assert not (tmp_path / "b.gpkg").exists()
+
+
 def test_relative_paths_are_read_from_the_working_folder(
     qgis_process: Callable[..., Any], tmp_path: Path
 ) -> None:
