@@ -35,10 +35,11 @@ ENGINE_PACKAGES = {
     "segmentation_models_pytorch": "segmentation-models-pytorch",
 }
 HOW_TO = (
-    "Footprint needs its engine environment: run `bash scripts/setup.sh` in the plugin folder"
-    " ({folder}), or set Plugins > Footprint > Settings > Python interpreter / the"
-    " FOOTPRINT_PYTHON environment variable to a Python with torch, rasterio, geopandas and"
-    " segmentation-models-pytorch."
+    "Footprint needs its engine: open Plugins > Footprint > Settings and click Install engine"
+    " (a private Python environment in your QGIS profile, about 6 GB, a few minutes). If you"
+    " manage your own environment, choose its Python interpreter there, or set the"
+    " FOOTPRINT_PYTHON environment variable, to a Python with torch, rasterio, geopandas and"
+    " segmentation-models-pytorch (developers: bash scripts/setup.sh in {folder})."
 )
 #: Variables QGIS may set for its own Python/GDAL/PROJ that would break another interpreter.
 QGIS_ONLY_VARIABLES = (

@@ -2,7 +2,9 @@
 
 ``engine_python()`` finds the interpreter of the engine environment: the ``footprint/python``
 setting, else the ``FOOTPRINT_PYTHON`` environment variable, else ``.venv`` in the plugin
-folder (made by ``scripts/setup.sh``), else "" (the runner then explains how to set it up).
+folder (made by ``scripts/setup.sh``, for developers), else the environment that *Install
+engine* made in the QGIS profile (:func:`engine_root`), else "" (the runner then explains how
+to set it up).
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from qgis.core import QgsSettings
+from qgis.core import QgsApplication, QgsSettings
 from qgis.PyQt.QtGui import QIcon
+
+from .installer import installed_python
 
 PREFIX = "footprint/"
 KEY_PYTHON = PREFIX + "python"
@@ -42,15 +46,29 @@ def venv_python(folder: Path | None = None) -> str:
     return ""
 
 
-def engine_python() -> str:
-    """The engine interpreter: setting, then FOOTPRINT_PYTHON, then the plugin's .venv, or ""."""
-    value = str(QgsSettings().value(KEY_PYTHON, "", type=str) or "").strip()
-    if value:
-        return value
+def engine_root() -> Path:
+    """Where *Install engine* puts the engine's environments: the QGIS profile's folder."""
+    return Path(QgsApplication.qgisSettingsDirPath()) / "footprint"
+
+
+def requirements_file() -> Path:
+    """The pinned requirements shipped with the plugin (``scripts/setup.sh`` uses them too)."""
+    return PLUGIN_DIR / "requirements.txt"
+
+
+def fallback_python() -> str:
+    """The interpreter used when the setting is empty: FOOTPRINT_PYTHON, the plugin's .venv,
+    then the installed engine, or ""."""
     env = os.environ.get(ENV_PYTHON, "").strip()
     if env:
         return env
-    return venv_python()
+    return venv_python() or installed_python(engine_root())
+
+
+def engine_python() -> str:
+    """The engine interpreter: the setting, else :func:`fallback_python`."""
+    value = str(QgsSettings().value(KEY_PYTHON, "", type=str) or "").strip()
+    return value or fallback_python()
 
 
 def engine_device() -> str:

@@ -1,35 +1,50 @@
-"""The settings dialog (Plugins > Footprint > Settings): engine interpreter, device, Check."""
+"""The settings dialog (Plugins > Footprint > Settings): engine interpreter, device, Check, and
+Install / Update / Remove engine (:mod:`plugin.installer`, run as a ``QgsTask``)."""
 
 from __future__ import annotations
 
-import os
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
 
 from qgis.core import QgsApplication, QgsSettings
 from qgis.gui import QgsFileWidget
 from qgis.PyQt.QtCore import QCoreApplication, Qt
 from qgis.PyQt.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
     QFormLayout,
+    QHBoxLayout,
     QLabel,
+    QProgressBar,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
+from .install_task import InstallTask
+from .installer import Installer, current_env, installed_variant, needs_update, remove_engine
 from .runner import EngineCheckError, check_engine
 from .settings import (
     DEVICES,
-    ENV_PYTHON,
     KEY_PYTHON,
     engine_device,
     engine_python,
+    engine_root,
+    fallback_python,
     plugin_icon,
+    requirements_file,
     set_engine_device,
     set_engine_python,
-    venv_python,
 )
+
+
+def has_nvidia_gpu() -> bool:
+    """True when an NVIDIA driver is present (then torch's CUDA build is worth its size)."""
+    return Path("/proc/driver/nvidia").exists() or shutil.which("nvidia-smi") is not None
 
 
 def _tr(text: str) -> str:
@@ -37,7 +52,7 @@ def _tr(text: str) -> str:
 
 
 class SettingsDialog(QDialog):
-    """Interpreter path (with a file picker), device, and a button that checks the engine."""
+    """Interpreter path (with a file picker), device, Check, and the engine's installer."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -52,13 +67,40 @@ class SettingsDialog(QDialog):
         self.device.setCurrentText(engine_device())
         self.check_button = QPushButton(_tr("Check"))
         self.check_button.clicked.connect(self.check)
-        self.result = QLabel(_tr("Leave the interpreter empty to use FOOTPRINT_PYTHON or .venv."))
+        self.result = QLabel(
+            _tr(
+                "Leave the interpreter empty to use FOOTPRINT_PYTHON, .venv or the installed"
+                " engine."
+            )
+        )
         self.result.setWordWrap(True)
         self.result.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.install_button = QPushButton(_tr("Install engine"))
+        self.install_button.clicked.connect(self.install)
+        self.remove_button = QPushButton(_tr("Remove engine"))
+        self.remove_button.clicked.connect(self.remove)
+        self.cancel_button = QPushButton(_tr("Cancel installation"))
+        self.cancel_button.clicked.connect(self.cancel_install)
+        self.gpu = QCheckBox(_tr("CUDA build of PyTorch (for an NVIDIA GPU; about 4 GB more)"))
+        variant = installed_variant(engine_root())
+        self.gpu.setChecked(variant == "" if variant is not None else has_nvidia_gpu())
+        self.gpu.setVisible(sys.platform.startswith("linux"))
+        self.engine_state = QLabel()
+        self.engine_state.setWordWrap(True)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 100)
+        self.task: InstallTask | None = None
+        engine_buttons = QHBoxLayout()
+        for button in (self.install_button, self.cancel_button, self.remove_button):
+            engine_buttons.addWidget(button)
         form = QFormLayout()
         form.addRow(_tr("Python interpreter"), self.python)
         form.addRow(_tr("Device"), self.device)
         form.addRow("", self.check_button)
+        form.addRow(_tr("Engine"), self.engine_state)
+        form.addRow("", self.gpu)
+        form.addRow("", engine_buttons)
+        form.addRow("", self.progress)
         buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
@@ -66,14 +108,15 @@ class SettingsDialog(QDialog):
         layout.addLayout(form)
         layout.addWidget(self.result)
         layout.addWidget(buttons)
-        self.resize(560, 200)
+        self.resize(640, 300)
+        self.show_engine_state()
 
     def chosen_python(self) -> str:
         """The interpreter the dialog would use: the field, or the fallbacks when empty."""
         typed = self.python.filePath().strip()
         if typed:
             return str(typed)
-        return os.environ.get(ENV_PYTHON, "").strip() or venv_python()
+        return fallback_python()
 
     def check(self) -> str:
         """Check the chosen interpreter, show and return the outcome."""
@@ -86,6 +129,67 @@ class SettingsDialog(QDialog):
             QgsApplication.restoreOverrideCursor()
         self.result.setText(text)
         return text
+
+    def show_engine_state(self) -> None:
+        """Installed or not, up to date or not; which buttons make sense now."""
+        root, running = engine_root(), self.task is not None
+        env = current_env(root)
+        if running:
+            state = _tr("installing… (the log is in View > Panels > Log Messages > Footprint)")
+        elif env is None:
+            state = _tr("not installed (Install engine makes it in your QGIS profile: ") + (
+                f"{root})"
+            )
+        elif needs_update(root, requirements_file()):
+            state = _tr("installed, but this plugin version needs other packages: Update engine")
+        else:
+            state = _tr("installed in ") + str(env)
+        self.engine_state.setText(state)
+        update = env is not None and needs_update(root, requirements_file())
+        self.install_button.setText(_tr("Update engine") if update else _tr("Install engine"))
+        self.install_button.setEnabled(not running)
+        self.remove_button.setEnabled(not running and env is not None)
+        self.cancel_button.setEnabled(running)
+        self.gpu.setEnabled(not running)
+        self.progress.setVisible(running)
+
+    def make_installer(
+        self, log: Callable[[str], None], progress: Callable[[float], None]
+    ) -> Installer:
+        """The installer the Install button runs (tests replace it with a small one)."""
+        return Installer(
+            engine_root(), requirements_file(), log, progress, gpu=self.gpu.isChecked()
+        )
+
+    def install(self) -> None:
+        """Start installing (or updating) the engine as a background task."""
+        self.result.setText(_tr("Installing the engine: a few minutes (about 6 GB)…"))
+        self.progress.setValue(0)
+        self.task = InstallTask(_tr("Installing the Footprint engine"), self.make_installer,
+                                self._installed)  # fmt: skip
+        self.task.progressChanged.connect(lambda value: self.progress.setValue(int(value)))
+        QgsApplication.taskManager().addTask(self.task)
+        self.show_engine_state()
+
+    def cancel_install(self) -> None:
+        """Cancel the running installation (what it made is removed)."""
+        if self.task is not None:
+            self.task.cancel()
+
+    def _installed(self, python: str, error: str) -> None:
+        self.task = None
+        self.show_engine_state()
+        if error:
+            self.result.setText(error)
+            return
+        self.result.setText(_tr("Engine installed: ") + python)
+        self.check()
+
+    def remove(self) -> None:
+        """Delete the installed engine (not an interpreter of your own)."""
+        gone = remove_engine(engine_root())
+        self.show_engine_state()
+        self.result.setText(_tr("Engine removed.") if gone else _tr("No engine was installed."))
 
     def accept(self) -> None:
         """Store the settings and close."""

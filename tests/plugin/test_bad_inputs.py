@@ -137,7 +137,7 @@ def test_missing_engine_interpreter(
         scene.mask_parameters(tmp_path / "m.tif"),
     )
     assert "/nonexistent/python does not exist" in message, message
-    assert "bash scripts/setup.sh" in message and "FOOTPRINT_PYTHON" in message
+    assert "Install engine" in message and "FOOTPRINT_PYTHON" in message
     monkeypatch.undo()
     still_running(tmp_path)
     assert raster_info(tmp_path / "ok.tif")["size"] == (128, 128)

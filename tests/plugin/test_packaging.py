@@ -93,7 +93,7 @@ def test_metadata_has_what_qgis_and_the_plugin_repository_need(built_zip: Path) 
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     left_out = [key for key in PUBLISHING_KEYS if key not in meta]
     assert all(f"`{key}`" in readme for key in left_out), left_out
-    assert "scripts/setup.sh" in meta["about"]
+    assert "scripts/setup.sh" in meta["about"] and "Install engine" in meta["about"]
     assert f"footprint/{meta['icon']}" in zipfile.ZipFile(built_zip).namelist()
     tags = {t.strip() for t in meta["tags"].split(",")}
     assert {"buildings", "footprints", "segmentation", "deep learning", "u-net"} <= tags

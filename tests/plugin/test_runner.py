@@ -167,7 +167,8 @@ def test_missing_interpreter_explains_the_set_up(tmp_path: Path) -> None:
             run_engine("predict", [], RecordingFeedback(), python=python)
         message = str(info.value)
         assert why in message
-        assert "bash scripts/setup.sh" in message and "FOOTPRINT_PYTHON" in message
+        assert "Install engine" in message and "FOOTPRINT_PYTHON" in message
+        assert "bash scripts/setup.sh" in message
 
 
 def test_interpreter_that_is_not_executable(tmp_path: Path) -> None:
