@@ -155,17 +155,16 @@ def remove_engine(root: Path) -> int:
 
 
 def _python_candidates() -> list[str]:
-    """Interpreters to try as the base of the environment, QGIS's own first."""
+    """Interpreters to try as the base of the environment, QGIS's own first (inside QGIS
+    ``sys.executable`` is QGIS itself, so its Python is found from ``sys.base_prefix``)."""
     found: list[str] = []
-    exe = Path(sys.executable)
-    if exe.name.lower().startswith("python"):
-        found.append(str(exe))
-    base = Path(getattr(sys, "_base_executable", "") or "")
-    if base.name.lower().startswith("python"):
-        found.append(str(base))
     prefix = Path(sys.base_prefix)
-    for rel in ("bin/python3", "bin/python", "python.exe", "python3.exe"):
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    for rel in (f"bin/python{version}", "bin/python3", "bin/python", "python.exe", "python3.exe"):
         found.append(str(prefix / rel))
+    for exe in (Path(sys.executable), Path(getattr(sys, "_base_executable", "") or "")):
+        if exe.name.lower().startswith("python"):
+            found.append(str(exe))
     for name in ("python3", "python"):
         which = shutil.which(name)
         if which:

@@ -59,10 +59,13 @@ def shoot() -> None:
         print("the footprint plugin is not loaded", file=sys.stderr)
         QgsApplication.exit(1)
         return
-    dialog = SettingsDialog(iface.mainWindow())
+    window = iface.mainWindow()
+    window.setGeometry(QgsApplication.primaryScreen().availableGeometry())
+    iface.openMessageLog()  # the installer's output, tab Footprint
+    dialog = SettingsDialog(window)
     dialog.make_installer = _installer_factory(dialog)  # type: ignore[method-assign]
     dialog.show()
-    dialog.move(300, 180)
+    dialog.move(330, 150)
     dialog.install()
 
     def grab() -> None:

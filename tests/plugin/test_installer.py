@@ -210,3 +210,49 @@ def test_settings_dialog_installs_as_a_task(
     assert "needs other packages" in dialog.engine_state.text()
     dialog.remove()
     assert installed_python(root) == "" and "not installed" in dialog.engine_state.text()
+
+
+@pytest.mark.skipif(
+    not os.environ.get("FOOTPRINT_TEST_REAL_INSTALL"),
+    reason="downloads and installs the real requirements (~6 GB, minutes): run by hand with"
+    " FOOTPRINT_TEST_REAL_INSTALL=1 (recorded in README.md)",
+)
+def test_real_install_into_a_fresh_profile_then_detect(tmp_path: Path) -> None:
+    """The real requirements into a fresh QGIS profile, then detect through qgis_process with
+    nothing else to find the engine by (no FOOTPRINT_PYTHON, no .venv in the plugin folder)."""
+    import shutil
+    import subprocess
+
+    from .conftest import REPO
+    from .helpers import json_tail, make_scene, synthetic_model
+
+    home = tmp_path / "home"
+    profile = home / ".local" / "share" / "QGIS" / "QGIS3" / "profiles" / "default"
+    lines: list[str] = []
+    start = time.monotonic()
+    python = Installer(profile / "footprint", REPO / "requirements.txt", lines.append).install()
+    minutes = (time.monotonic() - start) / 60
+    print(f"installed in {minutes:.1f} min: {python}")
+    plugins = tmp_path / "plugins" / "footprint"
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
+    for name in tracked:  # the plugin as a user has it: no .venv beside it
+        (plugins / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, plugins / name)
+    binary = subprocess.run(
+        ["bash", str(REPO / "scripts" / "qgis_process_path.sh")], capture_output=True, text=True
+    ).stdout.strip()
+    env = {k: v for k, v in os.environ.items() if k != "FOOTPRINT_PYTHON"}
+    env.update(HOME=str(home), QGIS_PLUGINPATH=str(plugins.parent), QT_QPA_PLATFORM="offscreen")
+    run = [binary, "plugins", "enable", "footprint"]
+    assert subprocess.run(run, env=env, capture_output=True, timeout=300).returncode == 0
+    scene = make_scene(tmp_path, "scene")
+    out = tmp_path / "b.gpkg"
+    done = subprocess.run(
+        [binary, "--json", "run", "footprint:detect", "--", f"INPUT={scene.raster}",
+         f"MODEL={synthetic_model()['OUTPUT']}", f"OUTPUT={out}"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json_tail(done.stdout)["results"]["BUILDINGS"] > 0 and out.is_file()
