@@ -256,3 +256,25 @@ def test_real_install_into_a_fresh_profile_then_detect(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert json_tail(done.stdout)["results"]["BUILDINGS"] > 0 and out.is_file()
+
+
+def test_uv_makes_the_environment_where_no_python_can(
+    tmp_path: Path, packages: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No interpreter with venv + ensurepip (Debian without python3-venv): uv makes it."""
+    from .conftest import REPO
+
+    uv = REPO / ".venv" / "bin" / "uv"
+    if not uv.is_file():
+        pytest.skip("uv is not installed in the engine's .venv (requirements-dev.txt has it)")
+    monkeypatch.setattr(installer_module, "can_make_venv", lambda python: False)
+    monkeypatch.setattr(
+        installer_module.shutil, "which", lambda name: str(uv) if name == "uv" else None
+    )
+    assert find_base_python() == ("uv", str(uv))
+    monkeypatch.setenv("UV_NO_CONFIG", "1")
+    installer, log = small_installer(tmp_path / "footprint", packages)
+    python = installer.install()
+    assert installed_python(tmp_path / "footprint") == python
+    assert any(line.startswith(f"$ {uv} venv") for line in log)
+    assert any(f"{uv} pip install" in line for line in log)
