@@ -1,17 +1,18 @@
 """Seams: overlapping windows with blended weights vs non-overlapping tiles, in numbers and a
 picture.
 
-    .venv/bin/python bench/seams.py MODEL [--tag NAME]
+    .venv/bin/python bench/seams.py MODEL [--window 512] [--tag NAME]
 
-Predicts the Banepa test mosaic with the same model three ways: windows overlapping by a
-quarter tile on each side (margin ``tile/4``: each pixel predicted about 4 times) or an eighth
-(``tile/8``: about 1.8 times), blended with weights that fall off towards their edges, and
-tiles side by side (margin 0). The *seam step* is the mean absolute change of probability
-between neighbouring pixels across the seams (every ``tile - 2 x margin`` pixels, where the
+Predicts the Banepa test mosaic with the same model on ``--window``-px prediction windows
+(detect's CPU default; the last of a row or column only as large as needed) three ways:
+overlapping by a quarter of the model's training tile on each side (margin ``tile/4``) or an
+eighth (``tile/8``, the default margin), blended with weights that fall off towards their
+edges, and side by side (margin 0). The *seam step* is the mean absolute change of probability
+between neighbouring pixels across the seams (every ``window - 2 x margin`` pixels, where the
 windows' cores meet) divided by the same change everywhere else: 1 means the seams cannot be
 told apart from the rest of the map. Writes docs/images/seams_<tag>.png (probability crops:
-blended left, tiles right) and appends the figures to docs/BENCHMARKS.md. MODEL is a model
-file, e.g. one kept by ``bench/accuracy.py --keep-model``.
+blended left, side by side right) and appends the figures to docs/BENCHMARKS.md. MODEL is a
+model file, e.g. one kept by ``bench/accuracy.py --keep-model``.
 """
 
 from __future__ import annotations
@@ -77,12 +78,13 @@ def main() -> int:
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("model", type=Path)
+    parser.add_argument("--window", type=int, default=512, help="prediction window (px)")
     parser.add_argument("--tag", default="cpu")
     args = parser.parse_args()
     data = DATASETS["banepa"]
     if not (DATA / data.test).is_dir():
         raise SystemExit(f"Banepa data not found at {DATA / data.test}: set FOOTPRINT_DATA")
-    tile = read_spec(args.model).tile_size
+    tile, window = read_spec(args.model).tile_size, args.window
     probs, seconds = {}, {}
     margins = {"blended": tile // 4, "blended8": tile // 8, "tiles": 0}
     with tempfile.TemporaryDirectory(prefix="footprint-seams-") as tmp:
@@ -90,20 +92,22 @@ def main() -> int:
         for name, margin in margins.items():
             out = Path(tmp) / f"{name}.tif"
             start = time.monotonic()
-            predict(PredictConfig(test, str(args.model), str(out), margin=margin), NullProgress())
+            config = PredictConfig(test, str(args.model), str(out), margin=margin, window=window)
+            predict(config, NullProgress())
             seconds[name] = time.monotonic() - start
             with rasterio.open(out) as src:
                 probs[name] = src.read(1)
-    steps = {name: seam_step(p, tile - 2 * margins[name]) for name, p in probs.items()}
+    steps = {name: seam_step(p, window - 2 * margins[name]) for name, p in probs.items()}
     image = ROOT / "docs" / "images" / f"seams_{args.tag}.png"
-    picture(probs["blended"], probs["tiles"], tile, image)
+    picture(probs["blended"], probs["tiles"], window, image)
     text = "\n".join(
         [
             f"### seams: {args.tag} ({time.strftime('%Y-%m-%d')})",
             "",
             f"- command: `python bench/seams.py {' '.join(sys.argv[1:])}`",
             f"- hardware: {_hardware()}",
-            f"- model: {args.model.name}, {tile}-px windows; Banepa test mosaic",
+            f"- model: {args.model.name} (trained on {tile}-px tiles), {window}-px prediction"
+            " windows (the last of a row or column only as large as needed); Banepa test mosaic",
             "",
             "| prediction | seam step (1 = invisible) | time |",
             "| --- | --- | --- |",
