@@ -33,6 +33,8 @@ class TrainResult(TypedDict):
     epochs_run: int
     train_windows: int
     val_windows: int
+    weights_sha256: str  # of the best weights (equal on every rank of a torchrun run)
+    ranks: int  # processes that trained together (torchrun's world size, else 1)
 
 
 class PredictResult(TypedDict):

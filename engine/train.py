@@ -7,17 +7,21 @@ that maximises IoU on that epoch's validation pixels, and writes the model file 
 report. A checkpoint is saved in the report folder after every epoch; ``resume`` continues
 from it. On CPU a run is repeatable: everything random is seeded by ``config.seed``.
 
-It runs unchanged under ``torchrun``: with ``torch.distributed`` initialised the model is
-wrapped in DistributedDataParallel, each rank gets its share of windows, validation counts are
-summed over ranks, and only rank 0 logs and writes files.
+It runs under ``torchrun`` (:func:`distributed_from_env`: the process group that torchrun's
+environment describes, gloo on CPUs, NCCL on GPUs): the model is wrapped in
+DistributedDataParallel, each rank trains on its share of the training windows, every rank
+validates on all validation windows (so every rank chooses the same best epoch, threshold and
+seed settings, equal to one process's), and only rank 0 logs and writes files.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import time
-from collections.abc import Sized
+from collections.abc import Iterator, Mapping, Sized
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
@@ -107,6 +111,33 @@ def _rank() -> tuple[int, int]:
     return 0, 1
 
 
+@contextmanager
+def distributed_from_env(device: str) -> Iterator[None]:
+    """Join the process group torchrun describes (``WORLD_SIZE`` > 1) for one run, and leave
+    it after; nothing happens in a plain process or when a group already exists."""
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world <= 1 or not dist.is_available() or dist.is_initialized():
+        yield
+        return
+    cuda = resolve_device(device).type == "cuda"
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group("nccl" if cuda and dist.is_nccl_available() else "gloo")
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def weights_digest(state: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 of a state dict's names and values (equal weights, equal digest)."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        digest.update(name.encode())
+        digest.update(state[name].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def resolve_encoder_weights(config: TrainConfig) -> str | None:
     """What ``encoder_weights`` means: ``none`` random weights; unset, the packaged ImageNet
     weights where the encoder has them (random weights otherwise); else as given."""
@@ -178,6 +209,7 @@ def make_loader(
 ) -> DataLoader[Any]:
     """Batches of ``dataset``; shuffled by a seeded sampler (re-seeded each epoch)."""
     _, world = _rank()
+    world = world if shuffle else 1  # every rank validates on all validation windows
     sampler: Any = None
     if world > 1:
         sampler = DistributedSampler(dataset, shuffle=shuffle, seed=config.seed)
@@ -329,10 +361,6 @@ class Loop:
                 labels = mask.reshape(len(mask), *mask.shape[-2:]).numpy()
                 windows.add(prob[:, 0], prob[:, s], labels)
             total += torch.stack([loss.double() * len(image), total.new_tensor(len(image))])
-        _all_reduce(total)
-        hist.all_reduce()
-        if contact is not None:
-            contact.all_reduce()
         return Validation(float(total[0] / total[1].clamp(min=1)), hist, contact, windows)
 
 
@@ -459,15 +487,23 @@ def _spec(
 def train(config: TrainConfig, progress: Progress) -> TrainResult:
     """Train a model on ``config``'s rasters and labels; write the model file and report.
 
+    Under ``torchrun`` every rank runs this; they train together (see the module doc).
+
     Returns:
         ``output`` (model file), ``report`` (folder), ``best_epoch``, ``threshold``,
         ``metrics`` (validation scores at that threshold), ``epochs_run``, ``train_windows``,
-        ``val_windows``.
+        ``val_windows``, ``weights_sha256`` (of the best weights: equal on every rank),
+        ``ranks`` (processes that trained together: 1, or torchrun's world size).
 
     Raises:
         ConfigError, RasterError, LabelsError, ModelFileError (bad checkpoint), OutputError,
         CancelledError (the model file is not written; the last checkpoint stays).
     """
+    with distributed_from_env(config.device):
+        return _train(config, progress)
+
+
+def _train(config: TrainConfig, progress: Progress) -> TrainResult:
     rank, _ = _rank()
     if rank != 0:
         progress = _RankProgress(progress)
@@ -527,6 +563,8 @@ def train(config: TrainConfig, progress: Progress) -> TrainResult:
         "epochs_run": state.epoch,
         "train_windows": len(data.train),
         "val_windows": len(data.val),
+        "weights_sha256": weights_digest(state.best_state),
+        "ranks": _rank()[1],
     }
     if rank == 0:
         loop.bare.load_state_dict(state.best_state)

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import distributed as dist
 
 from engine.config import TrainConfig
 from engine.errors import ConfigError, ModelFileError
@@ -45,12 +44,6 @@ class ProbabilityHistogram:
         bins = (prob.detach().float() * self.BINS).long().clamp_(0, self.BINS - 1)
         self.pos += torch.bincount(bins[truth & valid], minlength=self.BINS)
         self.neg += torch.bincount(bins[~truth & valid], minlength=self.BINS)
-
-    def all_reduce(self) -> None:
-        """Sum the counts over the ranks of a distributed run."""
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            dist.all_reduce(self.pos)
-            dist.all_reduce(self.neg)
 
     def counts(self, threshold: float) -> ConfusionCounts:
         """Pixel counts when probabilities >= ``threshold`` are called building."""
