@@ -289,6 +289,24 @@ class InferenceOptions:
         default=None, metadata=_h("xmin ymin xmax ymax in the raster's CRS limiting the work.")
     )
     aoi: str | None = field(default=None, metadata=_h("Polygon layer limiting the work."))
+    dask_workers: int = field(
+        default=0,
+        metadata=_h(
+            "Run on a local Dask cluster of this many worker processes, each with its share of"
+            " the cores (0: in this process).",
+            "Local workers (Dask)",
+            0,
+            256,
+        ),
+    )
+    scheduler: str | None = field(
+        default=None,
+        metadata=_h(
+            "Address of a running Dask scheduler to run on (e.g. tcp://HOST:8786); its workers"
+            " need this engine's environment and must see the raster and model paths.",
+            "Dask scheduler address",
+        ),
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

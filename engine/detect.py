@@ -30,6 +30,7 @@ import torch
 from rasterio.io import DatasetWriter
 
 from engine.background import BackgroundConsumer
+from engine.cluster import distributed, run_on_cluster
 from engine.config import DetectConfig
 from engine.events import Progress, SubProgress, check_canceled
 from engine.geo.outputs import atomic_output, check_output
@@ -46,7 +47,7 @@ from engine.inference.job import (
 from engine.models.device import resolve_device
 from engine.models.modelfile import ModelSpec, load_model
 from engine.polygons.blocks import HaloAssembler, halo_pixels, label_block
-from engine.polygons.instances import InstanceSettings
+from engine.polygons.instances import InstanceParams, InstanceSettings
 from engine.polygons.seams import PolygonStream, SeamJoiner, check_polygon_options
 from engine.results import DetectResult
 
@@ -60,6 +61,13 @@ def model_settings(spec: ModelSpec) -> InstanceSettings:
     )
 
 
+def _instance_setup(job: PredictionJob, settings: InstanceSettings) -> tuple[InstanceParams, int]:
+    """The seeds + watershed parameters in the raster's pixels, and the blocks' halo."""
+    with open_raster(job.raster) as src:
+        pixel = ground_resolution_m(src)
+    return settings.params(pixel), halo_pixels(pixel, BLOCK)
+
+
 def _polygonize(
     job: PredictionJob,
     threshold: float,
@@ -69,11 +77,17 @@ def _polygonize(
     stream: PolygonStream,
     progress: Progress,
     workdir: str,
+    config: DetectConfig,
 ) -> SeamJoiner:
     """Buildings from the job's probability blocks into ``stream`` (blocks also written to
     ``dst`` when given). The blocks are polygonized in a worker thread while the model
-    predicts the next ones (:mod:`engine.background`), at most a row of blocks behind."""
+    predicts the next ones (:mod:`engine.background`), at most a row of blocks behind; on a
+    Dask cluster the workers predict and label strips (:mod:`engine.cluster`)."""
     joiner = SeamJoiner(job.grid.width, job.grid.height, threshold)
+    if distributed(config):
+        _polygonize_on_cluster(job, spec, settings, dst, stream, joiner, progress, config)
+        stream.add(joiner.finish())
+        return joiner
     consume = _block_consumer(job, spec, settings, dst, stream, joiner)
     row_blocks = -(-job.grid.width // BLOCK)
     with BackgroundConsumer(consume, row_blocks, "footprint-polygonize") as worker:
@@ -81,6 +95,37 @@ def _polygonize(
             worker.put(block)
     stream.add(joiner.finish())
     return joiner
+
+
+def _polygonize_on_cluster(
+    job: PredictionJob,
+    spec: ModelSpec,
+    settings: InstanceSettings,
+    dst: DatasetWriter | None,
+    stream: PolygonStream,
+    joiner: SeamJoiner,
+    progress: Progress,
+    config: DetectConfig,
+) -> None:
+    """The cluster's strips, in order, into the joiner (and ``dst``)."""
+    params, halo = None, 0
+    if "separation" in job.classes:
+        params, halo = _instance_setup(job, settings)
+    contact = spec.contact_threshold if "contact" in job.classes else None
+    results = run_on_cluster(
+        job, config.model, config, progress, halo=halo, probability=dst is not None,
+        polygons=True, instances=params, contact_threshold=contact,
+    )  # fmt: skip
+    for result in results:
+        for block in result.probability:
+            if dst is not None:
+                dst.write(block.data, window=block.window)
+        for done, valid in result.labelled:
+            stream.add(
+                joiner.add_labels(done.window, done.labels, done.probability, done.ring, valid)
+            )
+        for window, probability, ok in result.plain:
+            stream.add(joiner.add(window, probability, ok))
 
 
 def _block_consumer(
@@ -95,10 +140,8 @@ def _block_consumer(
     contact = job.classes.index("contact") if "contact" in job.classes else None
     building = job.classes.index("building") if "building" in job.classes else 0
     if "separation" in job.classes:
-        with open_raster(job.raster) as src:
-            pixel = ground_resolution_m(src)
-        params = settings.params(pixel)
-        assembler = HaloAssembler(job.grid.width, job.grid.height, BLOCK, halo_pixels(pixel, BLOCK))
+        params, halo = _instance_setup(job, settings)
+        assembler = HaloAssembler(job.grid.width, job.grid.height, BLOCK, halo)
         separation = job.classes.index("separation")
 
         def instances(block: Block) -> None:
@@ -167,6 +210,7 @@ def detect_with_model(
                 stream,
                 SubProgress(progress, 0, 95),
                 workdir,
+                config,
             )
             check_canceled(progress)
             stream.close()

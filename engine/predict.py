@@ -17,6 +17,7 @@ import time
 
 import torch
 
+from engine.cluster import distributed, run_on_cluster
 from engine.config import PredictConfig
 from engine.events import Progress
 from engine.geo.outputs import atomic_output, check_output
@@ -45,8 +46,13 @@ def predict_with_model(
         job = prepare_job(config.raster, config, model, spec, device, progress, workdir)
         _log_start(job, config, progress)
         with atomic_output(out, config.overwrite) as tmp, open_probability(tmp, job) as dst:
-            for block in probability_blocks(job, progress, workdir):
-                dst.write(block.data, window=block.window)
+            if distributed(config):
+                for result in run_on_cluster(job, config.model, config, progress):
+                    for block in result.probability:
+                        dst.write(block.data, window=block.window)
+            else:
+                for block in probability_blocks(job, progress, workdir):
+                    dst.write(block.data, window=block.window)
     progress.set_progress(100.0)
     return _result(job, str(out), time.monotonic() - start, progress)
 

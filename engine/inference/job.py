@@ -278,12 +278,13 @@ def probability_blocks(job: PredictionJob, progress: Progress, workdir: str) -> 
                 _warped(job), g.width, g.height, g.transform, job.area, SubProgress(progress, 0, 90)
             ):
                 dst.write(block.data, window=block.window)
-        _check_any_valid(job)
+        check_any_valid(job)
         yield from _resampled_back(job, tmp, SubProgress(progress, 90, 100))
-    _check_any_valid(job)
+    check_any_valid(job)
 
 
-def _check_any_valid(job: PredictionJob) -> None:
+def check_any_valid(job: PredictionJob) -> None:
+    """Raise RasterError when the job predicted no window (all nodata, or none in the area)."""
     if job.predictor.windows_predicted == 0:
         where = " inside the extent/AOI" if job.area is not None else ""
         raise RasterError(

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from affine import Affine
+from rasterio.windows import Window
 from shapely.geometry.base import BaseGeometry
 
 from engine.errors import ConfigError, ModelFileError
@@ -97,6 +98,7 @@ class TiledPredictor:
     peak_blocks: int = 0
     total_blocks: int = 0
     heap_trims: int = 0
+    _first_row: int = 0
 
     def run(
         self,
@@ -106,20 +108,31 @@ class TiledPredictor:
         transform: Affine,
         area: BaseGeometry | None,
         progress: Progress,
+        rows: tuple[int, int] | None = None,
     ) -> Iterator[Block]:
         """Yield the finished blocks of the ``width`` x ``height`` grid, in row-major order.
 
         ``open_source`` opens the dataset on that grid (in the reader thread). Windows not
         meeting ``area`` are not predicted (their pixels are left to other windows, or
         nodata). Progress (0-100) and cancel are checked once per batch.
+
+        ``rows`` (first, end) limits the work to those rows of the grid: the windows of the
+        whole grid's plan that meet them are predicted and blended, so every pixel there gets
+        the value the whole grid would give it (a strip of a distributed job); block windows
+        are then relative to the first row.
         """
         check_tiling(self.window, self.margin, self.batch_size)
         plan = PredictionPlan(width, height, self.window, self.margin, self.align, self.margin)
-        windows = list(plan)
+        first, end = rows if rows is not None else (0, height)
+        row_spans = [(r - first, n) for r, n in plan.rows if r < end and r + n > first]
+        windows = [
+            Window(col, r + first, n_col, n) for r, n in row_spans for col, n_col in plan.columns
+        ]
         wanted = windows_in_area(area, windows, transform)
         blender = BlockBlender(
-            width, height, self.margin, self.channels, plan.rows, plan.columns, self.block
+            width, end - first, self.margin, self.channels, row_spans, plan.columns, self.block
         )
+        self._first_row = first
         self.windows_total, self.windows_predicted = len(windows), 0
         self.pixels_predicted = 0
         self.total_blocks = blender.total_blocks
@@ -152,10 +165,14 @@ class TiledPredictor:
         index = 0
         for job in batch:
             if job.data is None or probs is None:
-                yield from blender.add(job.window, None, None)
+                yield from blender.add(self._local(job.window), None, None)
                 continue
-            yield from blender.add(job.window, probs[index], job.valid)
+            yield from blender.add(self._local(job.window), probs[index], job.valid)
             index += 1
+
+    def _local(self, window: Window) -> Window:
+        """``window`` on the blender's grid (which starts at the first row worked on)."""
+        return Window(window.col_off, window.row_off - self._first_row, window.width, window.height)
 
     def _check_output(self, probs: np.ndarray, shape: tuple[int, ...]) -> None:
         expected = (self.channels, *shape)

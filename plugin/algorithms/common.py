@@ -47,9 +47,12 @@ def model_parameter(name: str, label: str) -> QgsProcessingParameterFile:
 def inference_options(
     batch: str, tta: str, margin: str, native: str, window: str
 ) -> tuple[Option, ...]:
-    """The advanced inference parameters of predict and detect, named ``batch``, ``tta``,
-    ``margin``, ``native`` and ``window`` there."""
+    """The inference parameters of predict and detect, named ``batch``, ``tta``, ``margin``,
+    ``native`` and ``window`` there (advanced), and the Dask cluster's ``DASK_WORKERS`` (local
+    workers) and ``SCHEDULER`` (advanced)."""
     return (
+        Option("DASK_WORKERS", InferenceOptions, "dask_workers", optional=True),
+        Option("SCHEDULER", InferenceOptions, "scheduler", advanced=True),
         Option(tta, InferenceOptions, "tta", advanced=True),
         Option(batch, InferenceOptions, "batch_size", advanced=True),
         Option(window, InferenceOptions, "window", advanced=True),

@@ -57,7 +57,10 @@ class Detect(FootprintAlgorithm):
         "and score (mean probability) per building. <b>Probability</b> (optional, skipped by "
         "default): also keep the probability GeoTIFF. Existing files are replaced "
         "(Processing asks first). Outputs also the number of buildings and the threshold "
-        "used. Uses the device of Plugins > Footprint > Settings."
+        "used. Uses the device of Plugins > Footprint > Settings.\n"
+        "<b>Local workers (Dask)</b>: 0 runs in QGIS's engine process; N starts N worker "
+        "processes on this machine (strips of the raster as tasks, the same result). Advanced: "
+        "<b>Dask scheduler address</b> runs on an existing cluster."
     )
 
     INPUT = "INPUT"

@@ -39,7 +39,10 @@ class Predict(FootprintAlgorithm):
         "the raster's resolution</b> (by default imagery is resampled to the ground "
         "resolution the model was trained at).\n"
         "<b>Probability</b>: the GeoTIFF to write (replaced if it exists: Processing asks "
-        "first). Uses the device of Plugins > Footprint > Settings."
+        "first). Uses the device of Plugins > Footprint > Settings.\n"
+        "<b>Local workers (Dask)</b>: 0 runs in QGIS's engine process; N starts N worker "
+        "processes on this machine (strips of the raster as tasks, the same result). Advanced: "
+        "<b>Dask scheduler address</b> runs on an existing cluster."
     )
 
     INPUT = "INPUT"

@@ -280,6 +280,36 @@ def test_detect_finds_the_buildings_of_an_unseen_scene(tmp_path: Path) -> None:
     assert strict["PROBABILITY"] is None and not (tmp_path / "none.tif").exists()
 
 
+def test_detect_and_predict_on_local_dask_workers(tmp_path: Path) -> None:
+    """The Local workers parameter runs the job on a local Dask cluster: the same buildings
+    and probabilities as in one process."""
+    _, test = synthetic_scenes()
+    model = synthetic_model()["OUTPUT"]
+    outputs = {}
+    for workers in (0, 2):
+        outputs[workers] = run(
+            "footprint:detect",
+            {
+                "INPUT": str(test.raster),
+                "MODEL": model,
+                "DASK_WORKERS": workers,
+                "OUTPUT": str(tmp_path / f"d{workers}.gpkg"),
+            },
+        )
+        run(
+            "footprint:predict",
+            {
+                "INPUT": str(test.raster),
+                "MODEL": model,
+                "DASK_WORKERS": workers,
+                "OUTPUT": str(tmp_path / f"p{workers}.tif"),
+            },
+        )
+    assert outputs[0]["BUILDINGS"] == outputs[2]["BUILDINGS"] > 0
+    assert feature_count(outputs[2]["OUTPUT"]) == outputs[0]["BUILDINGS"]
+    assert raster_info(tmp_path / "p2.tif")["size"] == raster_info(tmp_path / "p0.tif")["size"]
+
+
 def test_evaluate_scores_detections_against_the_reference(tmp_path: Path) -> None:
     _, test = synthetic_scenes()
     detected = run(
