@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -88,18 +89,39 @@ def _hwm_kib(pid: int) -> int:
     return 0
 
 
-def _run(args: list[str]) -> dict[str, Any]:
+def _tree_kib(pid: int, peaks: dict[int, int]) -> int:
+    """Resident memory (KiB) of ``pid`` and its descendants now; records each one's VmHWM in
+    ``peaks``."""
+    import psutil
+
+    total = 0
+    try:
+        root = psutil.Process(pid)
+        for process in [root, *root.children(recursive=True)]:
+            try:
+                total += process.memory_info().rss // 1024
+            except psutil.Error:
+                continue
+            peaks[process.pid] = max(peaks.get(process.pid, 0), _hwm_kib(process.pid))
+    except psutil.Error:
+        pass
+    return total
+
+
+def _run(args: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run a command in its own process: wall time, that process's peak resident memory (MiB)
-    and the ``result`` of its last JSON line.
+    and the ``result`` of its last JSON line; with workers (Dask) also the peak of the whole
+    process tree at once (``tree_peak_mib``) and each worker's own peak (``worker_peak_mib``).
 
     Peak memory is ``VmHWM`` polled every 20 ms (it only grows, and is the new program's own:
     ``ru_maxrss`` would include this parent's memory at fork)."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         start = time.monotonic()
-        proc = subprocess.Popen(args, stdout=out, stderr=err, text=True)
-        peak = 0
+        proc = subprocess.Popen(args, stdout=out, stderr=err, text=True, env=env)
+        peak, tree, peaks = 0, 0, dict[int, int]()
         while proc.poll() is None:
             peak = max(peak, _hwm_kib(proc.pid))
+            tree = max(tree, _tree_kib(proc.pid, peaks))
             time.sleep(0.02)
         wall = time.monotonic() - start
         out.seek(0)
@@ -113,7 +135,14 @@ def _run(args: list[str]) -> dict[str, Any]:
             event = json.loads(line)
             result = event.get("result", event)
             break
-    return {"wall_s": wall, "peak_mib": peak / 1024, "result": result}
+    workers = [v for k, v in peaks.items() if k != proc.pid]
+    return {
+        "wall_s": wall,
+        "peak_mib": peak / 1024,
+        "tree_peak_mib": tree / 1024,
+        "worker_peak_mib": max(workers, default=0) / 1024,
+        "result": result,
+    }
 
 
 def naive_detect(
@@ -357,6 +386,46 @@ def sweep(model: Path, args: Any, work: Path) -> list[dict]:
     return rows
 
 
+def workers_compare(model: Path, side: int, work: Path) -> list[dict[str, Any]]:
+    """Detect on one ``side`` raster in one process and on 1 and 2 local Dask workers, one
+    torch thread each (``OMP_NUM_THREADS=1``), in turn."""
+    raster = work / f"workers_{side}.tif"
+    make_raster(raster, side, resolve_test_mosaic(work))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    rows = []
+    for workers in (0, 1, 2):
+        run = _run(
+            [PYTHON, "-m", "engine", "detect", "--raster", str(raster), "--model", str(model),
+             "--output", str(work / f"w{workers}.gpkg"), "--overwrite", "--dask-workers",
+             str(workers), "--events", "json"], env=env,
+        )  # fmt: skip
+        rows.append({"workers": workers, **run})
+        print(json.dumps(rows[-1], default=str), flush=True)
+    raster.unlink()
+    return rows
+
+
+def workers_record(rows: list[dict[str, Any]], side: int) -> str:
+    """Markdown for the 1 vs 2 workers comparison."""
+    base = rows[0]["wall_s"]
+    lines = [
+        f"Dask: detect on a {side} x {side} raster, one torch thread per process"
+        " (`OMP_NUM_THREADS=1`):",
+        "",
+        "| workers | wall (s) | speed-up vs one process | buildings | peak, main process (MiB)"
+        " | peak, each worker (MiB) | peak, all processes at once (MiB) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        name = "none (one process)" if row["workers"] == 0 else str(row["workers"])
+        lines.append(
+            f"| {name} | {row['wall_s']:.1f} | {base / row['wall_s']:.2f} |"
+            f" {row['result'].get('buildings')} | {row['peak_mib']:.0f} |"
+            f" {row['worker_peak_mib']:.0f} | {row['tree_peak_mib']:.0f} |"
+        )
+    return "\n".join([*lines, ""])
+
+
 def resolve_test_mosaic(work: Path) -> str:
     """The Banepa test chips as one GeoTIFF (the scene's texture)."""
     from engine.geo.rasters import resolve_raster
@@ -499,6 +568,10 @@ def main() -> int:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--vector-side", type=int, default=8192)
     parser.add_argument("--skip-training", action="store_true")
+    parser.add_argument(
+        "--workers-side", type=int, default=0, help="also compare 0, 1 and 2 Dask workers here"
+    )
+    parser.add_argument("--only-workers", action="store_true", help="skip everything else")
     parser.add_argument("--tag", default="cpu")
     args = parser.parse_args()
     check_device(args.device)
@@ -508,6 +581,14 @@ def main() -> int:
         model = args.model or work / "quick.pt"
         if not args.model:
             quick_model(model)
+        if args.only_workers:
+            rows = workers_compare(model, args.workers_side, work)
+            append_record(
+                f"### scale: {args.tag} ({time.strftime('%Y-%m-%d')})\n\n- command: `python"
+                f" bench/scale.py {' '.join(sys.argv[1:])}`\n- hardware: {_hardware()}\n\n"
+                + workers_record(rows, args.workers_side)
+            )
+            return 0
         default = "train's default (Lite0 U-Net, ImageNet encoder, separation class), 1 epoch"
         args.model_name = default if not args.model else model.name
         rows = sweep(model, args, work)

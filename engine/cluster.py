@@ -270,7 +270,10 @@ def run_on_cluster(
 
 
 def threads_per_worker(options: InferenceOptions) -> int:
-    """Torch threads for each local worker: its share of this machine's cores."""
+    """Torch threads for each worker: ``OMP_NUM_THREADS`` when set, else a local worker's
+    share of this machine's cores (1 on a shared cluster)."""
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     workers = max(1, options.dask_workers)
     return max(1, math.floor((cores or 1) / workers)) if not options.scheduler else 1
