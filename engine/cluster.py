@@ -218,21 +218,30 @@ def dask_client(options: InferenceOptions, progress: Progress) -> Iterator[Any]:
             ) from exc
         progress.log(f"Using the Dask cluster at {options.scheduler}.")
     else:
+        # workers killed on cancel leave semaphores that the resource tracker would warn about
+        os.environ.setdefault(
+            "PYTHONWARNINGS", "ignore::UserWarning:multiprocessing.resource_tracker"
+        )
         cluster = dask.LocalCluster(
             n_workers=options.dask_workers,
             threads_per_worker=1,
             processes=True,
             dashboard_address=None,
-            silence_logs=logging.ERROR,
+            silence_logs=logging.CRITICAL,
         )
         client = dask.Client(cluster)
         progress.log(f"Started a local Dask cluster of {options.dask_workers} worker(s).")
+    failed = True
     try:
         yield client
+        failed = False
     finally:
-        client.close()
+        if failed and cluster is not None:  # cancel or error: stop at once, do not wait
+            _kill_workers()
+        client.close(timeout=1 if failed else CONNECT_TIMEOUT_S)
         if cluster is not None:
-            cluster.close()
+            with contextlib.suppress(Exception):
+                cluster.close(timeout=1 if failed else None)
 
 
 def distributed(options: InferenceOptions) -> bool:
@@ -267,6 +276,17 @@ def run_on_cluster(
             predictor.pixels_predicted += result.pixels
             yield result
     check_any_valid(job)
+
+
+def _kill_workers() -> None:
+    """Kill this process's local Dask worker processes (a task in the middle of a batch does
+    not stop by itself)."""
+    import psutil  # type: ignore[import-untyped]
+
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if "spawn_main" in " ".join(child.cmdline()):
+                child.kill()
 
 
 def threads_per_worker(options: InferenceOptions) -> int:
