@@ -163,3 +163,30 @@ def test_an_unreachable_scheduler_is_a_clear_error(
     with pytest.raises(ConfigError, match="Cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
         _run(raster, model, tmp_path / "b.gpkg", scheduler="tcp://127.0.0.1:9")
     assert not (tmp_path / "b.gpkg").exists()
+
+
+def test_cancel_on_a_shared_cluster_cancels_only_the_jobs_tasks(
+    inputs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """On a cluster given by its scheduler address, cancel releases the job's tasks and leaves
+    the cluster running for others."""
+    from distributed import Client, LocalCluster
+
+    raster, model = inputs
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        with pytest.raises(CancelledError):
+            _run(raster, model, tmp_path / "b.gpkg", RecordingProgress(cancel_after=2),
+                 scheduler=cluster.scheduler_address)  # fmt: skip
+        deadline = time.monotonic() + 20
+
+        def tasks(dask_scheduler: Any) -> int:
+            return len(dask_scheduler.tasks)
+
+        while client.run_on_scheduler(tasks) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert client.run_on_scheduler(tasks) == 0
+        assert client.submit(sum, [1, 2]).result() == 3  # still serving others
+    assert not (tmp_path / "b.gpkg").exists()
