@@ -30,15 +30,18 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+import torch
 from rasterio.windows import Window
 
 from engine.config import InferenceOptions
 from engine.errors import ConfigError
 from engine.events import NullProgress, Progress, check_canceled
+from engine.geo.rasters import open_raster
 from engine.geo.windows import Grid
 from engine.inference.blend import Block
-from engine.inference.job import BLOCK, PredictionJob, check_any_valid
-from engine.polygons.blocks import HaloBlock, LabelledBlock, label_block
+from engine.inference.job import BLOCK, PredictionJob, check_any_valid, prepare_job, with_area
+from engine.models.device import resolve_device
+from engine.polygons.blocks import LabelledBlock, halo_from, label_block
 from engine.polygons.instances import InstanceParams
 
 #: Block rows per task.
@@ -97,11 +100,6 @@ def _model(path: str, device: str) -> Any:
 
 def run_strip(job: StripJob) -> StripResult:
     """Predict, blend and label one strip (runs on a worker)."""
-    import torch
-
-    from engine.inference.job import _with_area, prepare_job
-    from engine.models.device import resolve_device
-
     torch.set_num_threads(job.threads)
     device = resolve_device(job.options.device)
     model, spec = _model(job.model, str(device))
@@ -111,8 +109,6 @@ def run_strip(job: StripJob) -> StripResult:
     first, end = max(0, job.first - job.halo), min(g.height, job.end + job.halo)
     data = np.zeros((len(pj.classes), end - first, g.width), np.float32)
     valid = np.zeros((end - first, g.width), bool)
-    from engine.geo.rasters import open_raster
-
     blocks = pj.predictor.run(
         lambda: open_raster(pj.raster), g.width, g.height, g.transform, pj.area,
         NullProgress(), rows=(first, end),
@@ -120,7 +116,7 @@ def run_strip(job: StripJob) -> StripResult:
     for block in blocks:
         w = block.window
         window = Window(w.col_off, w.row_off + first, w.width, w.height)
-        block = _with_area(Block(block.index, window, block.data, block.valid), pj, g.transform)
+        block = with_area(Block(block.index, window, block.data, block.valid), pj, g.transform)
         rows = slice(int(window.row_off) - first, int(window.row_off + window.height) - first)
         cols = slice(int(window.col_off), int(window.col_off + window.width))
         data[:, rows, cols], valid[rows, cols] = block.data, block.valid
@@ -138,7 +134,7 @@ def run_strip(job: StripJob) -> StripResult:
         if not job.polygons:
             continue
         if job.instances is not None:
-            halo = _halo_block(data, valid, first, window, job.halo)
+            halo = halo_from(data, valid, (first, 0), window, job.halo)
             done = label_block(halo, job.instances, building, classes.index("separation"))
             result.labelled.append((done, halo.core(halo.valid)))
             continue
@@ -147,24 +143,6 @@ def run_strip(job: StripJob) -> StripResult:
             ok = ok & (data[classes.index("contact"), rows, cols] < job.contact_threshold)
         result.plain.append((window, data[building, rows, cols], ok))
     return result
-
-
-def _halo_block(
-    data: np.ndarray, valid: np.ndarray, first: int, window: Window, halo: int
-) -> HaloBlock:
-    """``window`` with ``halo`` pixels around it from a strip starting at row ``first``
-    (invalid beyond the raster), as :class:`engine.polygons.blocks.HaloAssembler` makes it."""
-    k = halo
-    col, row = int(window.col_off), int(window.row_off) - first
-    h, w = int(window.height), int(window.width)
-    out = np.zeros((data.shape[0], h + 2 * k, w + 2 * k), np.float32)
-    ok = np.zeros((h + 2 * k, w + 2 * k), bool)
-    top, left = max(row - k, 0), max(col - k, 0)
-    bottom, right = min(row + h + k, data.shape[1]), min(col + w + k, data.shape[2])
-    dst = (slice(top - row + k, bottom - row + k), slice(left - col + k, right - col + k))
-    out[(slice(None), *dst)] = data[:, top:bottom, left:right]
-    ok[dst] = valid[top:bottom, left:right]
-    return HaloBlock(window, k, out, ok)
 
 
 def strip_jobs(

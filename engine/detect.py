@@ -121,9 +121,7 @@ def _polygonize_on_cluster(
             if dst is not None:
                 dst.write(block.data, window=block.window)
         for done, valid in result.labelled:
-            stream.add(
-                joiner.add_labels(done.window, done.labels, done.probability, done.ring, valid)
-            )
+            stream.add(joiner.add_block(done, valid))
         for window, probability, ok in result.plain:
             stream.add(joiner.add(window, probability, ok))
 
@@ -149,10 +147,7 @@ def _block_consumer(
                 dst.write(block.data, window=block.window)
             for ready in assembler.add(block.window, block.data, block.valid):
                 done = label_block(ready, params, building, separation)
-                valid = ready.core(ready.valid)
-                stream.add(
-                    joiner.add_labels(done.window, done.labels, done.probability, done.ring, valid)
-                )
+                stream.add(joiner.add_block(done, ready.core(ready.valid)))
 
         return instances
 

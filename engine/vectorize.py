@@ -89,10 +89,7 @@ def vectorize(config: VectorizeConfig, progress: Progress) -> VectorizeResult:
             if params is not None and separation is not None:
                 block = read_halo_block(src, window, halo, [band, separation])
                 done = label_block(block, params)
-                valid = block.core(block.valid)
-                stream.add(
-                    joiner.add_labels(window, done.labels, done.probability, done.ring, valid)
-                )
+                stream.add(joiner.add_block(done, block.core(block.valid)))
             else:
                 data, valid = read_window(src, window, [band])
                 stream.add(joiner.add(window, data[0], valid))

@@ -202,7 +202,7 @@ def open_probability(
         yield dst
 
 
-def _with_area(block: Block, job: PredictionJob, transform: Affine) -> Block:
+def with_area(block: Block, job: PredictionJob, transform: Affine) -> Block:
     """``block`` with pixels outside the work area set to nodata."""
     mask = area_mask(job.area, block.window, transform)
     if mask is None:
@@ -253,7 +253,7 @@ def _resampled_back(job: PredictionJob, path: Path, progress: Progress) -> Itera
             _, valid = read_inside(src, window, job.bands)
             valid &= data[0] != NODATA
             data[:, ~valid] = NODATA
-            yield _with_area(Block(index, window, data, valid), job, g.transform)
+            yield with_area(Block(index, window, data, valid), job, g.transform)
             progress.set_progress(100.0 * (index + 1) / len(windows))
 
 
@@ -269,7 +269,7 @@ def probability_blocks(job: PredictionJob, progress: Progress, workdir: str) -> 
         for block in p.run(
             lambda: open_raster(job.raster), g.width, g.height, g.transform, job.area, progress
         ):
-            yield _with_area(block, job, g.transform)
+            yield with_area(block, job, g.transform)
     else:
         g = job.model_grid
         tmp = Path(workdir) / "model-grid-probability.tif"

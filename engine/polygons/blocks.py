@@ -155,6 +155,30 @@ class HaloAssembler:
         return HaloBlock(window, k, data, valid)
 
 
+def halo_from(
+    data: np.ndarray, valid: np.ndarray, origin: tuple[int, int], window: Window, halo: int
+) -> HaloBlock:
+    """``window`` with ``halo`` pixels around it, cut from arrays (C, H, W) and (H, W) whose
+    top-left pixel is at (``row``, ``col``) = ``origin`` of the grid; what they do not cover
+    (beyond the raster) is invalid."""
+    row0, col0 = origin
+    col, row = int(window.col_off), int(window.row_off)
+    h, w = int(window.height), int(window.width)
+    top, left = max(row - halo, row0), max(col - halo, col0)
+    bottom = min(row + h + halo, row0 + data.shape[1])
+    right = min(col + w + halo, col0 + data.shape[2])
+    out = np.zeros((data.shape[0], h + 2 * halo, w + 2 * halo), np.float32)
+    ok = np.zeros((h + 2 * halo, w + 2 * halo), bool)
+    dst = (
+        slice(top - row + halo, bottom - row + halo),
+        slice(left - col + halo, right - col + halo),
+    )
+    src = (slice(top - row0, bottom - row0), slice(left - col0, right - col0))
+    out[(slice(None), *dst)] = data[(slice(None), *src)]
+    ok[dst] = valid[src]
+    return HaloBlock(window, halo, out, ok)
+
+
 def read_halo_block(
     src: DatasetReader, window: Window, halo: int, bands: Sequence[int]
 ) -> HaloBlock:
@@ -163,14 +187,5 @@ def read_halo_block(
     h, w = int(window.height), int(window.width)
     left, top = max(col - halo, 0), max(row - halo, 0)
     right, bottom = min(col + w + halo, src.width), min(row + h + halo, src.height)
-    inner = Window(left, top, right - left, bottom - top)
-    values, ok = read_window(src, inner, bands)
-    data = np.zeros((len(bands), h + 2 * halo, w + 2 * halo), np.float32)
-    valid = np.zeros((h + 2 * halo, w + 2 * halo), bool)
-    dst = (
-        slice(top - row + halo, bottom - row + halo),
-        slice(left - col + halo, right - col + halo),
-    )
-    data[(slice(None), *dst)] = values
-    valid[dst] = ok
-    return HaloBlock(window, halo, data, valid)
+    values, ok = read_window(src, Window(left, top, right - left, bottom - top), bands)
+    return halo_from(values, ok, (top, left), window, halo)

@@ -44,7 +44,7 @@ from engine.config import PolygonOptions
 from engine.errors import ConfigError
 from engine.geo.vectors import VectorWriter
 from engine.heap import release_free_memory
-from engine.polygons.blocks import Ring
+from engine.polygons.blocks import LabelledBlock, Ring
 from engine.polygons.instances import component_labels
 from engine.polygons.shapes import canonical_polygon, finalize_polygons
 
@@ -118,6 +118,10 @@ class SeamJoiner:
         )
         labels = component_labels(valid & (probability >= self.threshold))
         return self.add_labels(window, labels, probability, None)
+
+    def add_block(self, block: LabelledBlock, valid: np.ndarray | None = None) -> list[Building]:
+        """:meth:`add_labels` of a labelled block (:func:`engine.polygons.blocks.label_block`)."""
+        return self.add_labels(block.window, block.labels, block.probability, block.ring, valid)
 
     def add_labels(
         self,
