@@ -99,7 +99,12 @@ def test_two_ranks_train_one_model_with_one_process_scores(tmp_path: Path) -> No
     from engine.train import weights_digest
 
     assert weights_digest(loop.bare.state_dict()) == results[0]["weights_sha256"]
-    validation = loop.validate(NullProgress())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each rank ran (OMP_NUM_THREADS=1): the same arithmetic
+    try:
+        validation = loop.validate(NullProgress())
+    finally:
+        torch.set_num_threads(threads)
     counts = validation.hist.counts(results[0]["threshold"])
     assert counts.iou == pytest.approx(results[0]["metrics"]["iou"], abs=1e-9)
     assert spec.threshold == pytest.approx(results[0]["threshold"])
