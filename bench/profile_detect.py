@@ -61,11 +61,12 @@ def profile(raster: Path, model_file: Path, window: int | None, work: Path) -> d
     from engine.geo.windows import PredictionPlan
     from engine.inference.blend import BlockBlender
     from engine.inference.job import BLOCK, PROFILE, prepare_job
+    from engine.inference.predictor import window_pad
     from engine.inference.tilereader import read_reflected
     from engine.inference.tta import predict_probabilities
     from engine.models.modelfile import load_model
     from engine.models.registry import output_stride
-    from engine.polygons.blocks import HaloAssembler, halo_pixels, label_block
+    from engine.polygons.blocks import INSTANCE_BLOCK, HaloAssembler, halo_pixels, label_block
     from engine.polygons.seams import PolygonStream, SeamJoiner
 
     model, spec = load_model(str(model_file), device="cpu")
@@ -75,7 +76,10 @@ def profile(raster: Path, model_file: Path, window: int | None, work: Path) -> d
     p = job.predictor
     side = window or p.window
     g = job.grid
-    plan = PredictionPlan(g.width, g.height, side, p.margin, output_stride(model), p.margin)
+    align = output_stride(model)
+    plan = PredictionPlan(
+        g.width, g.height, side, p.margin, align, window_pad(p.margin, align, side)
+    )
     blender = BlockBlender(
         job.grid.width, job.grid.height, p.margin, p.channels, plan.rows, plan.columns, BLOCK
     )
@@ -84,7 +88,9 @@ def profile(raster: Path, model_file: Path, window: int | None, work: Path) -> d
     settings = model_settings(spec)
     params = settings.params(pixel)
     building, separation = spec.classes.index("building"), spec.classes.index("separation")
-    assembler = HaloAssembler(job.grid.width, job.grid.height, BLOCK, halo_pixels(pixel, BLOCK))
+    assembler = HaloAssembler(
+        job.grid.width, job.grid.height, INSTANCE_BLOCK, halo_pixels(pixel, BLOCK), BLOCK
+    )
     joiner = SeamJoiner(job.grid.width, job.grid.height, spec.threshold)
     clock = Clock()
     predicted = 0

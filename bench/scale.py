@@ -146,16 +146,26 @@ def _run(args: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
 
 
 def naive_detect(
-    raster: str, model_file: str, output: str, tile: int, batch_size: int, device: str
+    raster: str,
+    model_file: str,
+    output: str,
+    tile: int,
+    batch_size: int,
+    device: str,
+    streams: int = 1,
 ) -> dict[str, Any]:
     """The naive way: whole raster in memory, non-overlapping ``tile`` windows into a full-size
-    probability array, the whole mask polygonised at once."""
+    probability array (``streams`` batches at once, as detect), the whole mask polygonised at
+    once."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import geopandas as gpd
     import torch
     from rasterio import features
     from shapely.geometry import shape
 
     from engine.geo.normalize import normalize
+    from engine.inference.sizing import model_threads
     from engine.inference.tta import predict_probabilities
     from engine.models.modelfile import load_model
 
@@ -166,28 +176,32 @@ def naive_detect(
         transform, crs = src.transform, src.crs
     _, h, w = image.shape
     prob = np.zeros((h, w), np.float32)
-    batch: list[tuple[int, int, np.ndarray]] = []
     stats = _stats(spec)
 
-    def flush() -> None:
+    def batches() -> Any:
+        batch: list[tuple[int, int, np.ndarray]] = []
+        for row in range(0, h, tile):
+            for col in range(0, w, tile):
+                window = np.zeros((image.shape[0], tile, tile), image.dtype)
+                part = image[:, row : row + tile, col : col + tile]
+                window[:, : part.shape[1], : part.shape[2]] = part
+                valid = np.ones((tile, tile), bool)
+                batch.append((row, col, normalize(window, valid, stats)))
+                if len(batch) == batch_size:
+                    yield batch
+                    batch = []
+        if batch:
+            yield batch
+
+    def predict(batch: list[tuple[int, int, np.ndarray]]) -> None:
         stack = np.stack([b[2] for b in batch])
         probs = predict_probabilities(model, stack, torch.device(device))
         for (row, col, _), p in zip(batch, probs, strict=True):
             rh, cw = min(tile, h - row), min(tile, w - col)
             prob[row : row + rh, col : col + cw] = p[0, :rh, :cw]
-        batch.clear()
 
-    for row in range(0, h, tile):
-        for col in range(0, w, tile):
-            window = np.zeros((image.shape[0], tile, tile), image.dtype)
-            part = image[:, row : row + tile, col : col + tile]
-            window[:, : part.shape[1], : part.shape[2]] = part
-            valid = np.ones((tile, tile), bool)
-            batch.append((row, col, normalize(window, valid, stats)))
-            if len(batch) == batch_size:
-                flush()
-    if batch:
-        flush()
+    with model_threads(streams), ThreadPoolExecutor(streams) as pool:
+        list(pool.map(predict, batches()))
     mask = (prob >= spec.threshold).astype(np.uint8)
     shapes = features.shapes(mask, mask=mask.astype(bool), transform=transform)
     frame = gpd.GeoDataFrame(geometry=[shape(g) for g, _ in shapes], crs=crs)
@@ -202,11 +216,20 @@ def _stats(spec: Any) -> Any:
 
 
 def bare_throughput(
-    model_file: str, window: int, batch_size: int, device: str, seconds: float = 10.0
+    model_file: str,
+    window: int,
+    batch_size: int,
+    device: str,
+    streams: int = 1,
+    seconds: float = 10.0,
 ) -> dict[str, Any]:
-    """Window pixels per second of the model alone on random tensors already in memory."""
+    """Window pixels per second of the model alone on random tensors already in memory,
+    ``streams`` batches at once (each on its share of torch's threads, as detect)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import torch
 
+    from engine.inference.sizing import model_threads
     from engine.inference.tta import predict_probabilities
     from engine.models.modelfile import load_model
 
@@ -216,13 +239,25 @@ def bare_throughput(
     x = np.random.default_rng(0).standard_normal(
         (batch_size, spec.in_channels, window, window), dtype=np.float32
     )
-    predict_probabilities(model, x, torch.device(device))  # warm-up
-    done, start = 0, time.monotonic()
-    while time.monotonic() - start < seconds:
-        predict_probabilities(model, x, torch.device(device))
-        done += batch_size
-    rate = done * window * window / (time.monotonic() - start)
-    return {"pixels_per_s": rate, "window": window, "batch": batch_size}
+
+    def loop(until: float) -> int:
+        done = 0
+        while time.monotonic() < until:
+            predict_probabilities(model, x, torch.device(device))
+            done += batch_size
+        return done
+
+    with model_threads(streams), ThreadPoolExecutor(streams) as pool:
+        warm = [
+            pool.submit(predict_probabilities, model, x, torch.device(device))
+            for _ in range(streams)
+        ]
+        for future in warm:
+            future.result()  # warm-up: one batch each
+        start = time.monotonic()
+        done = sum(pool.map(loop, [start + seconds] * streams))
+        rate = done * window * window / (time.monotonic() - start)
+    return {"pixels_per_s": rate, "window": window, "batch": batch_size, "streams": streams}
 
 
 def make_mask(path: Path, side: int, spacing: int = 24) -> int:
@@ -369,7 +404,7 @@ def sweep(model: Path, args: Any, work: Path) -> list[dict]:
                 row["detect"] = _run(detect)
                 sizes = row["detect"]["result"]
             bare = [*me, "--bare", str(model), str(sizes["window"]), str(sizes["batch_size"]),
-                    args.device]  # fmt: skip
+                    args.device, str(sizes["streams"])]  # fmt: skip
             row["bare"] = _run(bare)
             if "detect" not in row:
                 row["detect"] = _run(detect)
@@ -378,7 +413,8 @@ def sweep(model: Path, args: Any, work: Path) -> list[dict]:
                 result = row["detect"]["result"]
                 row["naive"] = _run(
                     [*me, "--naive", str(raster), str(model), str(work / f"n_{side}.gpkg"),
-                     str(result["window"]), str(result["batch_size"]), args.device]
+                     str(result["window"]), str(result["batch_size"]), args.device,
+                     str(result["streams"])]
                 )  # fmt: skip
             rows.append(row)
             print(json.dumps(row, default=str), flush=True)
@@ -550,12 +586,13 @@ def record(rows: list[dict], vec: dict | None, training: dict | None, args: Any)
 def main() -> int:
     """Command line entry point."""
     if sys.argv[1:2] == ["--naive"]:
-        raster, model, out, window, batch, device = sys.argv[2:8]
-        print(json.dumps(naive_detect(raster, model, out, int(window), int(batch), device)))
+        raster, model, out, window, batch, device, streams = sys.argv[2:9]
+        result = naive_detect(raster, model, out, int(window), int(batch), device, int(streams))
+        print(json.dumps(result))
         return 0
     if sys.argv[1:2] == ["--bare"]:
-        model, window, batch, device = sys.argv[2:6]
-        print(json.dumps(bare_throughput(model, int(window), int(batch), device)))
+        model, window, batch, device, streams = sys.argv[2:7]
+        print(json.dumps(bare_throughput(model, int(window), int(batch), device, int(streams))))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path)

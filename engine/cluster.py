@@ -8,7 +8,8 @@ here runs.
 A task (:func:`run_strip`) is a strip of :data:`STRIP_BLOCKS` block rows across the raster,
 with ``halo`` rows above and below: the worker predicts the windows of the *whole raster's*
 plan that meet those rows and blends them (so every pixel gets the value one process gives
-it), then labels the strip's blocks with their halo exactly as one process's
+it), then labels the strip's blocks (:data:`engine.polygons.blocks.INSTANCE_BLOCK`, a strip
+holds a whole number of them) with their halo exactly as one process's
 :class:`engine.polygons.blocks.HaloAssembler` would see them. The main process takes the
 strips in order, writes their probability blocks (predict, ``--keep-probability``) and feeds
 their labelled blocks to the one :class:`engine.polygons.seams.SeamJoiner`, so polygons are
@@ -41,7 +42,7 @@ from engine.geo.windows import Grid
 from engine.inference.blend import Block
 from engine.inference.job import BLOCK, PredictionJob, check_any_valid, prepare_job, with_area
 from engine.models.device import resolve_device
-from engine.polygons.blocks import LabelledBlock, halo_from, label_block
+from engine.polygons.blocks import INSTANCE_BLOCK, LabelledBlock, halo_from, label_block
 from engine.polygons.instances import InstanceParams
 
 #: Block rows per task.
@@ -123,7 +124,8 @@ def run_strip(job: StripJob) -> StripResult:
     result = StripResult([], [], [], pj.predictor.windows_predicted, pj.predictor.pixels_predicted)
     classes = pj.classes
     building = classes.index("building") if "building" in classes else 0
-    for window in Grid(g.width, g.height, g.transform).blocks(job.block):
+    grid = Grid(g.width, g.height, g.transform)
+    for window in grid.blocks(job.block):
         top = int(window.row_off)
         if not job.first <= top < job.end:
             continue
@@ -131,17 +133,19 @@ def run_strip(job: StripJob) -> StripResult:
         cols = slice(int(window.col_off), int(window.col_off + window.width))
         if job.probability:
             result.probability.append(Block(0, window, data[:, rows, cols], valid[rows, cols]))
-        if not job.polygons:
-            continue
-        if job.instances is not None:
-            halo = halo_from(data, valid, (first, 0), window, job.halo)
-            done = label_block(halo, job.instances, building, classes.index("separation"))
-            result.labelled.append((done, halo.core(halo.valid)))
+        if not job.polygons or job.instances is not None:
             continue
         ok = valid[rows, cols]
         if job.contact_threshold is not None:
             ok = ok & (data[classes.index("contact"), rows, cols] < job.contact_threshold)
         result.plain.append((window, data[building, rows, cols], ok))
+    if job.polygons and job.instances is not None:
+        separation = classes.index("separation")
+        for window in grid.blocks(INSTANCE_BLOCK):
+            if job.first <= int(window.row_off) < job.end:
+                halo = halo_from(data, valid, (first, 0), window, job.halo)
+                done = label_block(halo, job.instances, building, separation)
+                result.labelled.append((done, halo.core(halo.valid)))
     return result
 
 

@@ -46,7 +46,7 @@ from engine.inference.job import (
 )
 from engine.models.device import resolve_device
 from engine.models.modelfile import ModelSpec, load_model
-from engine.polygons.blocks import HaloAssembler, halo_pixels, label_block
+from engine.polygons.blocks import INSTANCE_BLOCK, HaloAssembler, halo_pixels, label_block
 from engine.polygons.instances import InstanceParams, InstanceSettings
 from engine.polygons.seams import PolygonStream, SeamJoiner, check_polygon_options
 from engine.results import DetectResult
@@ -139,7 +139,7 @@ def _block_consumer(
     building = job.classes.index("building") if "building" in job.classes else 0
     if "separation" in job.classes:
         params, halo = _instance_setup(job, settings)
-        assembler = HaloAssembler(job.grid.width, job.grid.height, BLOCK, halo)
+        assembler = HaloAssembler(job.grid.width, job.grid.height, INSTANCE_BLOCK, halo, BLOCK)
         separation = job.classes.index("separation")
 
         def instances(block: Block) -> None:
@@ -255,6 +255,7 @@ def _result(
         "windows": job.predictor.windows_predicted,
         "window": job.predictor.window,
         "batch_size": job.predictor.batch_size,
+        "streams": job.predictor.streams,
         "predicted_megapixels": round(job.predictor.pixels_predicted / 1e6, 3),
         "device": job.device,
         "seconds": round(seconds, 3),
@@ -274,7 +275,7 @@ def detect(config: DetectConfig, progress: Progress) -> DetectResult:
     Returns:
         ``output``, ``buildings``, ``total_area_m2``, ``probability`` (path or None),
         ``threshold``, ``width``, ``height``, ``windows``, ``window``, ``batch_size``,
-        ``predicted_megapixels``, ``device``, ``seconds``,
+        ``streams``, ``predicted_megapixels``, ``device``, ``seconds``,
         ``megapixels_per_second``, ``resampled``, ``score_mean``.
     """
     check_output(config.output, config.overwrite)

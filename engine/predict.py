@@ -82,6 +82,7 @@ def _result(job: PredictionJob, output: str, seconds: float, progress: Progress)
         "windows_total": p.windows_total,
         "window": p.window,
         "batch_size": p.batch_size,
+        "streams": p.streams,
         "predicted_megapixels": round(p.pixels_predicted / 1e6, 3),
         "device": job.device,
         "seconds": round(seconds, 3),
@@ -97,7 +98,7 @@ def predict(config: PredictConfig, progress: Progress) -> PredictResult:
 
     Returns:
         ``output``, ``width``, ``height``, ``windows`` (predicted), ``windows_total``,
-        ``window`` (side), ``batch_size``, ``predicted_megapixels``,
+        ``window`` (side), ``batch_size``, ``streams``, ``predicted_megapixels``,
         ``device``, ``seconds``, ``megapixels_per_second`` (raster pixels), ``resampled``,
         ``model_grid`` (width, height where the model ran), ``classes``.
 

@@ -47,6 +47,7 @@ class PredictResult(TypedDict):
     windows_total: int
     window: int  # prediction window side (px)
     batch_size: int
+    streams: int  # windows predicted at once (model threads)
     predicted_megapixels: float  # window pixels the model saw, overlap included
     device: str
     seconds: float
@@ -77,6 +78,7 @@ class DetectResult(TypedDict):
     windows: int
     window: int  # prediction window side (px)
     batch_size: int
+    streams: int  # windows predicted at once (model threads)
     predicted_megapixels: float  # window pixels the model saw, overlap included
     device: str
     seconds: float

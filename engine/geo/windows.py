@@ -114,10 +114,10 @@ class PredictionPlan:
     """The model's windows over a ``width`` x ``height`` grid (see the module doc).
 
     Windows are ``window`` pixels (a multiple of ``align``) and start every
-    ``window - 2 x margin`` pixels from ``-pad``; the last along an axis reaches
-    ``size + pad`` with the fewest pixels that are a multiple of ``align`` (it may reach a
-    little further: the reader mirrors the raster there). Windows start on multiples of
-    ``align`` from ``-pad`` when the stride is one.
+    ``window - 2 x margin`` pixels from ``-pad``; the last along an axis reaches ``size +
+    margin`` (so its core reaches the grid's end) with the fewest pixels that are a multiple of
+    ``align`` (it may reach a little further: the reader mirrors the raster there). Windows
+    start on multiples of ``align`` from ``-pad`` when the stride is one.
     """
 
     width: int
@@ -151,7 +151,7 @@ class PredictionPlan:
 
     def spans(self, size: int) -> list[Span]:
         """(start, length) of the windows along an axis of ``size`` pixels."""
-        end, start = size + self.pad, -self.pad
+        end, start = size + self.margin, -self.pad
         spans = []
         while start + self.window < end:
             spans.append((start, self.window))

@@ -44,7 +44,7 @@ from engine.geo.windows import Grid
 from engine.geo.workarea import area_mask, load_work_area
 from engine.inference.blend import NODATA, Block
 from engine.inference.predictor import TiledPredictor, check_tiling, default_margin
-from engine.inference.sizing import prediction_batch, prediction_window
+from engine.inference.sizing import prediction_batch, prediction_streams, prediction_window
 from engine.inference.tilereader import read_inside
 from engine.models.device import describe_device
 from engine.models.modelfile import ModelSpec, check_bands
@@ -166,6 +166,7 @@ def prepare_job(
         config.tta,
         BLOCK,
         align,
+        prediction_streams(device),
     )
     return PredictionJob(
         raster,

@@ -11,7 +11,9 @@ row-major order as soon as they are final.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,33 +25,48 @@ from shapely.geometry.base import BaseGeometry
 from engine.errors import ConfigError, ModelFileError
 from engine.events import Progress, check_canceled
 from engine.geo.normalize import BandStats
-from engine.geo.windows import PredictionPlan
+from engine.geo.windows import PredictionPlan, round_up
 from engine.geo.workarea import windows_in_area
 from engine.heap import HeapKeeper
 from engine.inference.blend import Block, BlockBlender
+from engine.inference.sizing import model_threads
 from engine.inference.tilereader import BatchReader, SourceOpener, TileJob
 from engine.inference.tta import predict_probabilities
 
+#: A batch's probabilities (N, K, H, W), None when it had no window to predict.
+_Predicted = np.ndarray | None
+
 
 def default_margin(tile: int, align: int = 1) -> int:
-    """The overlap margin used unless one is given: about an eighth of the tile, a multiple of
-    ``align`` (the model's output stride) when the tile allows.
+    """The overlap margin used unless one is given: about a sixteenth of the training tile, a
+    multiple of half ``align`` (the model's output stride) when the tile allows, so that the
+    step between windows (``window - 2 x margin``) stays a multiple of the stride.
 
-    Windows then step by about three quarters of a tile (each pixel predicted about 1.8 times,
-    not 4 as with a quarter-tile margin) and the blended seams stay invisible: on the Banepa
-    benchmark a quarter and an eighth give the same pixel IoU and seam step ~1 (docs/
-    BENCHMARKS.md, ``bench/seams.py``), while tiles side by side show seams. With the margin
-    (and the tile) a multiple of the output stride, every window starts on the stride's grid,
-    as training windows do: a U-Net is shift-equivariant only by multiples of its stride, and
-    a closely fitted model predicts markedly worse off that grid (single-image fit: pixel F1
-    0.76 with a 16-px margin vs 0.95 with 32 for a stride-32 model; docs/BENCHMARKS.md).
+    Each window gives up ``margin`` pixels on every side to the blend, so the margin sets how
+    many pixels the model predicts twice: 512-px windows with a 16-px margin predict 1.14x the
+    raster's pixels, with 32 px 1.34x. The blended seams stay invisible and the Banepa scores
+    the same with 16 px as with 32 or 64 (docs/BENCHMARKS.md, ``bench/seams.py``,
+    ``bench/accuracy.py``); tiles side by side (0) show seams.
     """
-    margin = tile // 8
-    if align > 1 and tile % align == 0:
-        aligned = max(align, margin // align * align)
+    margin = tile // 16
+    half = align // 2
+    if half > 1 and tile % align == 0:
+        aligned = max(half, margin // half * half)
         if 2 * aligned < tile:
             return aligned
     return margin
+
+
+def window_pad(margin: int, align: int, window: int) -> int:
+    """How far before the grid's first pixel the first window starts: ``margin`` rounded up to
+    a multiple of ``align`` where the window's core still reaches into the grid (else
+    ``margin``). Windows then start on the stride's grid whenever the step between them is a
+    multiple of it, as training windows do (a grid from pixel (0, 0)): a U-Net is
+    shift-equivariant only by multiples of its stride, and a closely fitted model predicts
+    markedly worse off that grid (single-image fit: pixel F1 0.76 off the grid vs 0.95 on it
+    for a stride-32 model; docs/BENCHMARKS.md)."""
+    aligned = round_up(margin, align) if margin else 0
+    return aligned if aligned + margin < window else margin
 
 
 def check_tiling(tile: int, margin: int, batch_size: int = 1) -> None:
@@ -92,6 +109,7 @@ class TiledPredictor:
     tta: bool = False
     block: int = 256
     align: int = 1
+    streams: int = 1
     windows_total: int = 0
     windows_predicted: int = 0
     pixels_predicted: int = 0
@@ -122,7 +140,14 @@ class TiledPredictor:
         are then relative to the first row.
         """
         check_tiling(self.window, self.margin, self.batch_size)
-        plan = PredictionPlan(width, height, self.window, self.margin, self.align, self.margin)
+        plan = PredictionPlan(
+            width,
+            height,
+            self.window,
+            self.margin,
+            self.align,
+            window_pad(self.margin, self.align, self.window),
+        )
         first, end = rows if rows is not None else (0, height)
         row_spans = [(r - first, n) for r, n in plan.rows if r < end and r + n > first]
         windows = [
@@ -140,10 +165,10 @@ class TiledPredictor:
         keeper = HeapKeeper()
         self.model.eval()
         reader = BatchReader(open_source, windows, wanted, self.bands, self.stats, self.batch_size)
-        with reader:
-            for batch in reader:
-                check_canceled(progress)
-                yield from self._predict_batch(batch, blender)
+        streams = max(1, self.streams)
+        with reader, model_threads(streams):
+            for batch, probs in self._predicted(reader, streams, progress):
+                yield from self._blend(batch, probs, blender)
                 done += len(batch)
                 self.peak_blocks = blender.peak_blocks
                 keeper.check()
@@ -153,20 +178,49 @@ class TiledPredictor:
         if not blender.complete:  # pragma: no cover - guards the block bookkeeping
             raise RuntimeError("Internal error: some output blocks were never finished.")
 
-    def _predict_batch(self, batch: list[TileJob], blender: BlockBlender) -> Iterator[Block]:
-        jobs = [job for job in batch if job.data is not None]
-        probs: np.ndarray | None = None
-        if jobs:
-            stack = np.stack([job.data for job in jobs if job.data is not None])
-            probs = predict_probabilities(self.model, stack, self.device, self.tta)
-            self._check_output(probs, stack.shape[2:])
-            self.windows_predicted += len(jobs)
-            self.pixels_predicted += stack.shape[0] * stack.shape[2] * stack.shape[3]
+    def _predicted(
+        self, batches: Iterable[list[TileJob]], streams: int, progress: Progress
+    ) -> Iterator[tuple[list[TileJob], _Predicted]]:
+        """``batches`` with their probabilities, in order, predicted by ``streams`` model
+        threads at once (each a batch; see :func:`engine.inference.sizing.prediction_streams`).
+        """
+        pending: deque[tuple[list[TileJob], Future[_Predicted]]] = deque()
+        with ThreadPoolExecutor(streams, thread_name_prefix="footprint-model") as pool:
+            try:
+                for batch in batches:
+                    check_canceled(progress)
+                    pending.append((batch, pool.submit(self._forward, batch)))
+                    if len(pending) == streams:
+                        batch, future = pending.popleft()
+                        yield batch, future.result()
+                while pending:
+                    batch, future = pending.popleft()
+                    yield batch, future.result()
+            finally:
+                for _, future in pending:
+                    future.cancel()
+
+    def _forward(self, batch: list[TileJob]) -> _Predicted:
+        """The model's probabilities for the windows of ``batch`` that have data (a model
+        thread)."""
+        stack = [job.data for job in batch if job.data is not None]
+        if not stack:
+            return None
+        x = np.stack(stack)
+        probs = predict_probabilities(self.model, x, self.device, self.tta)
+        self._check_output(probs, x.shape[2:])
+        return probs
+
+    def _blend(
+        self, batch: list[TileJob], probs: _Predicted, blender: BlockBlender
+    ) -> Iterator[Block]:
         index = 0
         for job in batch:
             if job.data is None or probs is None:
                 yield from blender.add(self._local(job.window), None, None)
                 continue
+            self.windows_predicted += 1
+            self.pixels_predicted += job.shape[0] * job.shape[1]
             yield from blender.add(self._local(job.window), probs[index], job.valid)
             index += 1
 

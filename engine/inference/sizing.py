@@ -9,12 +9,21 @@ measured on a 2-core AMD EPYC (Lite0 U-Net, docs/BENCHMARKS.md) 256-px windows x
 and 512 x 1 all ran ~1.1 Mpx/s, 512 x 2 and 768 x 1 ~0.82 and 1024 x 1 ~0.65. So a CPU
 predicts on 512-px windows, one at a time (about :data:`CPU_BATCH_PIXELS` a batch).
 
+On a CPU the model also runs two windows at once, each on half of torch's threads
+(:func:`prediction_streams`): one window on every thread spends part of its time with threads
+waiting for each other at every layer, two side by side keep the cores busier (2 cores: 1.10-
+1.17 Mpx/s against 1.01-1.06), and threads that are not in a parallel layer leave the cores to
+the polygonizing thread of ``detect`` instead of spinning.
+
 A GPU is fastest with large windows and batches: 1024-px windows, as many per batch as fit a
 share of the free memory at an estimated :data:`CUDA_BYTES_PER_PIXEL` (bf16 autocast, the
 activations of a U-Net decoder at full resolution, with headroom), at most :data:`MAX_BATCH`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -31,6 +40,8 @@ CUDA_BYTES_PER_PIXEL = 4096
 CUDA_MEMORY_SHARE = 0.5
 #: Most windows in a batch.
 MAX_BATCH = 64
+#: Windows predicted at once on a CPU (each on its share of torch's threads).
+CPU_STREAMS = 2
 #: A window is at least this many margins wide, so the blend wastes at most a quarter of it.
 MARGINS_PER_WINDOW = 8
 
@@ -72,3 +83,30 @@ def prediction_batch(device: torch.device, window: int, requested: int | None = 
     free, _ = torch.cuda.mem_get_info(device)
     budget = CUDA_MEMORY_SHARE * free / (CUDA_BYTES_PER_PIXEL * pixels)
     return max(1, min(MAX_BATCH, int(budget)))
+
+
+def prediction_streams(device: torch.device) -> int:
+    """Windows predicted at once: :data:`CPU_STREAMS` on a CPU where torch has that many
+    threads, else one (a GPU runs its batches one after another)."""
+    if device.type != "cpu":
+        return 1
+    import os  # EXPERIMENT
+
+    if os.environ.get("FP_STREAMS"):
+        return int(os.environ["FP_STREAMS"])
+    return max(1, min(CPU_STREAMS, torch.get_num_threads()))
+
+
+@contextmanager
+def model_threads(streams: int) -> Iterator[int]:
+    """Torch's threads shared among ``streams`` model threads for the duration; yields the
+    threads each gets. torch's thread count is the process's: it is restored on leaving."""
+    total = torch.get_num_threads()
+    each = max(1, total // max(1, streams))
+    if each != total:
+        torch.set_num_threads(each)
+    try:
+        yield each
+    finally:
+        if each != total:
+            torch.set_num_threads(total)

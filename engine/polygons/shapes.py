@@ -18,6 +18,8 @@ import pandas as pd
 import shapely
 from affine import Affine
 from pyproj import CRS, Geod
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from shapely import affinity
 from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
@@ -132,25 +134,49 @@ def _fill_small_holes(
 
 
 def simplify_coverage(geoms: np.ndarray, tolerance: float) -> np.ndarray:
-    """Simplify polygons that tile without overlaps (pixel outlines) as one coverage: an edge
-    two neighbours share is simplified once, so they still share it (no gaps, no overlaps).
+    """Simplify polygons that tile without overlaps (pixel outlines) as a coverage: an edge two
+    neighbours share is simplified once, so they still share it (no gaps, no overlaps).
 
     The polygons are first given a vertex at every pixel corner of their outline so that
-    shared edges match vertex for vertex, as GEOS's coverage simplification needs. Should GEOS
-    refuse the coverage, each polygon is simplified on its own instead.
+    shared edges match vertex for vertex, as GEOS's coverage simplification needs. Each group
+    of touching polygons is simplified on its own (:func:`touching_groups`), its members in a
+    fixed order: GEOS's time grows faster than the number of vertices (one call on the 2,073
+    buildings of a 4k raster took 3.2x as long as a call per group, with the same result),
+    and its result depends on the order of the polygons, so the order is made independent of
+    how the raster was cut into blocks. Should GEOS refuse a group, its polygons are
+    simplified each on its own instead.
     """
     if not len(geoms):
         return geoms
     noded = shapely.segmentize(geoms, 1.0)
-    try:
-        out = shapely.coverage_simplify(noded, tolerance)
-    except shapely.errors.GEOSException:
-        out = shapely.simplify(geoms, tolerance, preserve_topology=True)
+    out = np.empty(len(geoms), dtype=object)
+    for group in touching_groups(geoms):
+        try:
+            out[group] = shapely.coverage_simplify(noded[group], tolerance)
+        except shapely.errors.GEOSException:
+            out[group] = shapely.simplify(geoms[group], tolerance, preserve_topology=True)
     out = np.where(shapely.is_empty(out), geoms, out)  # never lose a building to simplification
     parts = [g if isinstance(g, Polygon) else _largest_polygon(g) for g in out]
     arr = np.empty(len(parts), dtype=object)
     arr[:] = parts
     return np.asarray(shapely.normalize(arr), dtype=object).reshape(len(parts))
+
+
+def touching_groups(geoms: np.ndarray) -> list[np.ndarray]:
+    """Indices of the groups of polygons that touch one another (directly or through others),
+    each in a fixed order (by bounds, then area), the groups in the order of their first."""
+    tree = shapely.STRtree(geoms)
+    left, right = tree.query(geoms, predicate="intersects")
+    n = len(geoms)
+    graph = coo_matrix((np.ones(len(left), np.int8), (left, right)), shape=(n, n))
+    _, group = connected_components(graph, directed=False)
+    bounds = shapely.bounds(geoms)
+    keys = (shapely.area(geoms), bounds[:, 3], bounds[:, 2], bounds[:, 0], bounds[:, 1])
+    order = np.lexsort(keys)
+    members: dict[int, list[int]] = {}
+    for i in order.tolist():
+        members.setdefault(int(group[i]), []).append(i)
+    return [np.asarray(m, dtype=np.intp) for m in members.values()]
 
 
 def _clean(geoms: np.ndarray, transform: Affine, crs: CRS, config: PolygonOptions) -> np.ndarray:

@@ -121,13 +121,16 @@ def test_bad_parameters_are_refused(bad: dict[str, float]) -> None:
         InstanceParams(**bad)  # type: ignore[arg-type]
 
 
-def polygons_by_blocks(prob: np.ndarray, block: int, halo: int) -> list[Building]:
-    """Buildings from halo blocks of a ``block`` grid fed in row-major order."""
+def polygons_by_blocks(
+    prob: np.ndarray, block: int, halo: int, incoming: int | None = None
+) -> list[Building]:
+    """Buildings from halo blocks of a ``block`` grid, assembled from the blocks of an
+    ``incoming`` grid fed in row-major order."""
     _, height, width = prob.shape
     joiner = SeamJoiner(width, height, PARAMS.threshold)
-    assembler = HaloAssembler(width, height, block, halo)
+    assembler = HaloAssembler(width, height, block, halo, incoming)
     out: list[Building] = []
-    for window in Grid(width, height, Affine.identity()).blocks(block):
+    for window in Grid(width, height, Affine.identity()).blocks(incoming or block):
         r, c = int(window.row_off), int(window.col_off)
         h, w = int(window.height), int(window.width)
         data = prob[:, r : r + h, c : c + w]
@@ -143,13 +146,17 @@ def as_set(buildings: list[Building]) -> set[bytes]:
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-@pytest.mark.parametrize(("block", "halo"), [(64, 40), (50, 50), (96, 48)])
-def test_blocks_give_the_whole_raster_result(seed: int, block: int, halo: int) -> None:
+@pytest.mark.parametrize(
+    ("block", "halo", "incoming"), [(64, 40, None), (50, 50, None), (96, 48, None), (96, 40, 48)]
+)
+def test_blocks_give_the_whole_raster_result(
+    seed: int, block: int, halo: int, incoming: int | None
+) -> None:
     truth = terraces(seed)
     prob = probabilities(truth, seed, gaps=True)
     whole = polygons_by_blocks(prob, max(truth.shape), 1)
     assert len(whole) == truth.max()
-    blocks = polygons_by_blocks(prob, block, halo)
+    blocks = polygons_by_blocks(prob, block, halo, incoming)
     assert as_set(blocks) == as_set(whole)  # houses cut by block edges are one polygon each
     assert sorted(b.pixels for b in blocks) == sorted(b.pixels for b in whole)
 
@@ -195,20 +202,32 @@ def test_simplified_neighbours_share_their_edges() -> None:
     assert parts(union) == parts(raw_union) and holes(union) == holes(raw_union)  # no gaps
 
 
-def test_halo_blocks_match_the_raster_around_them() -> None:
+@pytest.mark.parametrize(
+    ("size", "block", "incoming", "count"),
+    [((90, 70), 32, 32, 9), ((90, 70), 32, 16, 9), ((90, 70), 48, 16, 4), ((40, 20), 64, 16, 1)],
+)
+def test_halo_blocks_match_the_raster_around_them(
+    size: tuple[int, int], block: int, incoming: int, count: int
+) -> None:
+    """Halo blocks cut from the incoming blocks equal the padded raster around each block,
+    whatever the block sizes and however the raster ends (a block may be larger than it)."""
+    width, height = size
     rng = np.random.default_rng(0)
-    prob = rng.random((2, 70, 90)).astype(np.float32)
-    assembler = HaloAssembler(90, 70, 32, 10)
+    prob = rng.random((2, height, width)).astype(np.float32)
+    assembler = HaloAssembler(width, height, block, 10, incoming)
     got: list[HaloBlock] = []
-    for window in Grid(90, 70, Affine.identity()).blocks(32):
+    for window in Grid(width, height, Affine.identity()).blocks(incoming):
         r, c = int(window.row_off), int(window.col_off)
         h, w = int(window.height), int(window.width)
         got += assembler.add(window, prob[:, r : r + h, c : c + w], np.ones((h, w), bool))
-    assert len(got) == 9
+    assert len(got) == count
+    assert sorted((b.window.row_off, b.window.col_off) for b in got) == sorted(
+        (float(r), float(c)) for r in range(0, height, block) for c in range(0, width, block)
+    )
     padded = np.pad(prob, ((0, 0), (10, 10), (10, 10)))
-    inside = np.pad(np.ones((70, 90), bool), 10)
-    for block in got:
-        r, c = int(block.window.row_off), int(block.window.col_off)
-        h, w = int(block.window.height), int(block.window.width)
-        np.testing.assert_array_equal(block.data, padded[:, r : r + h + 20, c : c + w + 20])
-        np.testing.assert_array_equal(block.valid, inside[r : r + h + 20, c : c + w + 20])
+    inside = np.pad(np.ones((height, width), bool), 10)
+    for one in got:
+        r, c = int(one.window.row_off), int(one.window.col_off)
+        h, w = int(one.window.height), int(one.window.width)
+        np.testing.assert_array_equal(one.data, padded[:, r : r + h + 20, c : c + w + 20])
+        np.testing.assert_array_equal(one.valid, inside[r : r + h + 20, c : c + w + 20])
