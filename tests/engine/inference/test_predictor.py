@@ -136,29 +136,31 @@ def test_streaming_holds_one_row_of_windows(
 
 @pytest.mark.parametrize(
     ("tile", "align", "margin"),
-    [(256, 32, 16), (512, 32, 32), (128, 32, 16), (64, 32, 16), (256, 4, 16), (100, 1, 6)],
+    [(256, 32, 32), (512, 32, 64), (128, 32, 32), (64, 32, 8), (256, 4, 32), (100, 1, 12)],
 )
 def test_default_margin_keeps_windows_on_the_models_stride(
     tile: int, align: int, margin: int
 ) -> None:
-    """The default margin is a sixteenth of the tile, a multiple of half the stride, so that
-    windows of any multiple of the stride, padded by :func:`window_pad`, all start on the
-    stride's grid from pixel (0, 0), as training windows do."""
+    """The default margin is an eighth of the tile, a multiple of the stride when the tile
+    allows, so that windows of any multiple of the stride, padded by :func:`window_pad`, all
+    start on the stride's grid from pixel (0, 0), as training windows do; so do windows with
+    a margin of half the stride (16 px for a stride of 32)."""
     from engine.inference.predictor import default_margin, window_pad
 
     got = default_margin(tile, align)
     assert got == margin
     check_tiling(tile, got)
     for window in (tile, 2 * tile, 512):
-        if window % align or (window - 2 * got) % align:
-            continue
-        pad = window_pad(got, align, window)
-        assert pad >= got
-        plan = PredictionPlan(1000, 700, window, got, align, pad)
-        assert all(c % align == 0 for c, _ in plan.columns)
-        assert all(r % align == 0 for r, _ in plan.rows)
-        assert plan.columns[-1][0] + plan.columns[-1][1] - got >= 1000  # the cores reach the end
-        assert plan.rows[-1][0] + plan.rows[-1][1] - got >= 700
+        for m in {got, align // 2} - {0}:
+            if window % align or (window - 2 * m) % align or 2 * m >= window:
+                continue
+            pad = window_pad(m, align, window)
+            assert pad >= m
+            plan = PredictionPlan(1000, 700, window, m, align, pad)
+            assert all(c % align == 0 for c, _ in plan.columns)
+            assert all(r % align == 0 for r, _ in plan.rows)
+            assert plan.columns[-1][0] + plan.columns[-1][1] - m >= 1000  # cores reach the end
+            assert plan.rows[-1][0] + plan.rows[-1][1] - m >= 700
 
 
 def test_finished_blocks_are_made_one_at_a_time() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from rasterio.windows import Window
+from torch import nn
 
 from engine.errors import ConfigError
 from engine.geo.normalize import BandStats
@@ -16,7 +18,9 @@ from engine.inference.sizing import (
     CPU_BATCH_PIXELS,
     CUDA_BYTES_PER_PIXEL,
     MAX_BATCH,
+    model_threads,
     prediction_batch,
+    prediction_streams,
     prediction_window,
 )
 from engine.inference.tilereader import BatchReader
@@ -95,3 +99,41 @@ def test_probabilities_do_not_depend_on_the_window(tmp_path: Path, window: int |
     np.testing.assert_allclose(values[0], sig(data), atol=5e-6)
     assert result["window"] == (window or 512)
     assert result["predicted_megapixels"] * 1e6 >= data.size
+
+
+class Slow(nn.Module):
+    """A 5x5 convolution that takes a little time, so that two windows are in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(1, 1, 5, padding=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(0.01)
+        return self.conv(x)
+
+
+def test_two_streams_give_what_one_gives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows predicted two at a time (a CPU's default) give the same raster as one at a
+    time, blended in plan order; torch's thread count is given back afterwards."""
+    import engine.inference.job as job
+
+    data = smooth(150, 170, seed=3)
+    outputs = {}
+    threads = torch.get_num_threads()
+    for streams in (1, 2):
+        monkeypatch.setattr(job, "prediction_streams", lambda device, n=streams: n)
+        result, outputs[streams] = run(tmp_path, data, model=Slow(), name=f"s{streams}.tif")
+        assert result["streams"] == streams and result["windows"] > 4
+        assert torch.get_num_threads() == threads
+    np.testing.assert_array_equal(outputs[1], outputs[2])
+
+
+def test_model_threads_share_torchs_threads() -> None:
+    threads = torch.get_num_threads()
+    with model_threads(2) as each:
+        assert each == max(1, threads // 2) == torch.get_num_threads()
+    assert torch.get_num_threads() == threads
+    assert prediction_streams(CPU) == min(2, threads)
+    assert prediction_streams(CUDA) == 1

@@ -9,14 +9,15 @@ import shapely
 from affine import Affine
 from rasterio.windows import Window
 from scipy import ndimage
+from skimage.segmentation import watershed
 
 from engine.config import PolygonOptions
 from engine.errors import ConfigError
 from engine.geo.windows import Grid
 from engine.polygons.blocks import HaloAssembler, HaloBlock, label_block, read_halo_block
-from engine.polygons.instances import InstanceParams, label_instances
+from engine.polygons.instances import FOUR, InstanceParams, _grow, label_instances
 from engine.polygons.seams import Building, SeamJoiner
-from engine.polygons.shapes import finalize_polygons
+from engine.polygons.shapes import finalize_polygons, simplify_coverage, touching_groups
 
 PARAMS = InstanceParams(threshold=0.5, seed_threshold=0.5, min_seed_px=20, erode_px=2)
 
@@ -113,6 +114,20 @@ def test_invalid_pixels_are_never_building() -> None:
     assert not labels[:, 150:].any() and labels[:, :150].any()
 
 
+@pytest.mark.parametrize(("seed", "crop"), [(0, 0), (1, 0), (2, 17)])
+def test_growing_from_seed_outlines_gives_the_plain_watershed(seed: int, crop: int) -> None:
+    """Seeds' inner pixels are left out of the flooding (a speed-up): the labels are those of
+    scikit-image's marker watershed over the whole area, also where seeds touch the edge."""
+    truth = terraces(seed)
+    prob = probabilities(truth, seed, gaps=True)[:, crop:, crop:]
+    area = prob[0] >= 0.5
+    score = np.where(area, prob[0] * (1 - prob[1]), 0).astype(np.float32)
+    markers, n = ndimage.label(score >= 0.5, structure=FOUR)
+    assert n >= 4 and (markers[0] > 0).any() == (crop > 0)
+    plain = watershed(-score, markers, mask=area, connectivity=1)
+    np.testing.assert_array_equal(_grow(score, markers, area), plain)
+
+
 @pytest.mark.parametrize(
     "bad", [{"threshold": 0.0}, {"seed_threshold": 1.5}, {"min_seed_px": 0}, {"erode_px": -1}]
 )
@@ -200,6 +215,31 @@ def test_simplified_neighbours_share_their_edges() -> None:
     parts = lambda g: len(getattr(g, "geoms", [g]))  # noqa: E731
     holes = lambda g: sum(len(p.interiors) for p in getattr(g, "geoms", [g]))  # noqa: E731
     assert parts(union) == parts(raw_union) and holes(union) == holes(raw_union)  # no gaps
+
+
+def test_simplification_does_not_depend_on_the_order_of_buildings() -> None:
+    """GEOS's coverage simplification depends on the order of the polygons given; groups of
+    touching buildings are simplified in a fixed order, so buildings that blocks of another
+    size emit in another order come out the same."""
+    truth = terraces(5)
+    prob = probabilities(truth, 5)
+    prob[0] += 0.2 * np.sin(np.arange(truth.shape[1]) / 3.0)[None, :]  # ragged outlines
+    raw = np.asarray([b.geometry for b in polygons_by_blocks(prob, 64, 40)], dtype=object)
+    first = simplify_coverage(raw, 1.5)
+    assert sum(map(shapely.get_num_coordinates, first)) < 0.8 * sum(
+        map(shapely.get_num_coordinates, shapely.simplify(raw, 0))
+    )
+    for seed in range(3):
+        order = np.random.default_rng(seed).permutation(len(raw))
+        again = simplify_coverage(raw[order], 1.5)
+        assert shapely.equals_exact(first[order], again, 0).all()
+
+
+def test_touching_groups_are_the_connected_neighbours() -> None:
+    squares = [shapely.box(x, y, x + 2, y + 2) for x, y in [(0, 0), (2, 0), (4, 0), (9, 9), (0, 5)]]
+    geoms = np.asarray(squares, dtype=object)
+    groups = touching_groups(geoms[::-1])
+    assert sorted(sorted(g.tolist()) for g in groups) == [[0], [1], [2, 3, 4]]
 
 
 @pytest.mark.parametrize(
