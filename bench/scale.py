@@ -3,6 +3,7 @@ and against a naive whole-raster pipeline, side by side in one run.
 
     .venv/bin/python bench/scale.py [--model FILE] [--sizes 2048 4096 8192 16384]
         [--repeat 3] [--repeat-up-to 8192] [--naive-up-to N] [--window W] [--batch-size B]
+        [--margin M]
         [--device cpu|cuda] [--tag NAME] [--skip-training]
 
 For each size it writes a GeoTIFF of that many pixels a side (the Banepa test mosaic repeated:
@@ -13,12 +14,12 @@ memory is the process's own:
 - ``detect`` (``python -m engine detect``): wall time, peak memory, and its *rate*: raster
   pixels per second of detect's own timer (from the opened model to the written layer);
 - the model's *bare* rate: window pixels per second of the model alone on tensors already in
-  memory, on windows and batches of the size detect chose (its result says), on the same
-  device, just before and just after detect (it drifts on a shared machine; the mean is used).
+  memory, on windows and batches of the size detect chose, as many at once as detect predicts
+  (its result says), on the same device, just before and just after detect (it drifts on a shared machine; the mean is used).
   *detect / bare* is detect's rate over the bare rate: 1 would mean that the overlap of the
   windows and everything besides the model cost nothing;
 - the *naive* pipeline (:func:`naive_detect`: read the whole raster, predict non-overlapping
-  windows of the same size and batch into a full-size array, polygonise the whole mask at
+  windows of the same size and batch, as many at once, into a full-size array, polygonise the whole mask at
   once: fast, seams, no separation of touching buildings) up to ``--naive-up-to`` pixels;
   *detect / naive* is the ratio of their wall times (both processes start the same way).
 
@@ -396,6 +397,8 @@ def sweep(model: Path, args: Any, work: Path) -> list[dict]:
                 detect += ["--window", str(args.window)]
             if args.batch_size:
                 detect += ["--batch-size", str(args.batch_size)]
+            if args.margin is not None:
+                detect += ["--margin", str(args.margin)]
             row: dict[str, Any] = {"side": side, "run": run + 1}
             # the bare model just before and just after detect, on detect's windows and batch
             # (its first run says which): it drifts by ~20% between samples on a shared machine
@@ -519,10 +522,11 @@ def record(rows: list[dict], vec: dict | None, training: dict | None, args: Any)
         f"- command: `python bench/scale.py {' '.join(sys.argv[1:])}`",
         f"- hardware: {_hardware()}",
         f"- model: {args.model_name}; detect's windows {first['window']} px, batch"
-        f" {first['batch_size']}, device {first['device']}",
+        f" {first['batch_size']}, {first['streams']} at once, device {first['device']}",
         "- rate: raster pixels per second of detect's own timer; bare: window pixels per second"
-        " of the model alone on windows of the same size and batch in memory (mean of just"
-        " before and just after); overlap: window pixels predicted / raster pixels; model"
+        " of the model alone on windows of the same size, batch and number at once in memory"
+        " (mean of just before and just after); naive: the same windows, batch and number at"
+        " once, without overlap; overlap: window pixels predicted / raster pixels; model"
         " share: the time the bare model needs for detect's windows / detect's time;"
         " detect/naive: wall times (same start-up)",
         "",
@@ -602,6 +606,7 @@ def main() -> int:
     parser.add_argument("--naive-up-to", type=int, default=16384)
     parser.add_argument("--window", type=int, help="detect's --window (default: its own)")
     parser.add_argument("--batch-size", type=int, help="detect's --batch-size (default: its own)")
+    parser.add_argument("--margin", type=int, help="detect's --margin (default: its own)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--vector-side", type=int, default=8192)
     parser.add_argument("--skip-training", action="store_true")

@@ -4,15 +4,16 @@ picture.
     .venv/bin/python bench/seams.py MODEL [--window 512] [--tag NAME]
 
 Predicts the Banepa test mosaic with the same model on ``--window``-px prediction windows
-(detect's CPU default; the last of a row or column only as large as needed) three ways:
-overlapping by a quarter of the model's training tile on each side (margin ``tile/4``) or an
-eighth (``tile/8``, the default margin), blended with weights that fall off towards their
-edges, and side by side (margin 0). The *seam step* is the mean absolute change of probability
-between neighbouring pixels across the seams (every ``window - 2 x margin`` pixels, where the
-windows' cores meet) divided by the same change everywhere else: 1 means the seams cannot be
-told apart from the rest of the map. Writes docs/images/seams_<tag>.png (probability crops:
-blended left, side by side right) and appends the figures to docs/BENCHMARKS.md. MODEL is a
-model file, e.g. one kept by ``bench/accuracy.py --keep-model``.
+(detect's CPU default; the last of a row or column only as large as needed) four ways:
+overlapping by a quarter of the model's training tile on each side (margin ``tile/4``), an
+eighth (``tile/8``, the default margin) or a sixteenth (``--margin 16`` for 256-px tiles),
+blended with weights that fall off towards their edges, and side by side (margin 0). The
+*seam step* is the mean absolute change of probability between neighbouring pixels across the
+seams (every ``window - 2 x margin`` pixels, where the windows' cores meet) divided by the
+same change everywhere else: 1 means the seams cannot be told apart from the rest of the map.
+Writes docs/images/seams_<tag>.png (probability crops: blended left, side by side right) and
+appends the figures to docs/BENCHMARKS.md. MODEL is a model file, e.g. one kept by
+``bench/accuracy.py --keep-model``.
 """
 
 from __future__ import annotations
@@ -33,18 +34,27 @@ from bench.accuracy import DATA, DATASETS, _hardware, append_record  # noqa: E40
 from engine.config import PredictConfig  # noqa: E402
 from engine.events import NullProgress  # noqa: E402
 from engine.geo.rasters import resolve_raster  # noqa: E402
+from engine.inference.predictor import window_pad  # noqa: E402
 from engine.models.modelfile import read_spec  # noqa: E402
 from engine.predict import predict  # noqa: E402
 
 
-def seam_step(prob: np.ndarray, tile: int) -> float:
-    """Mean |change| between neighbours across seams every ``tile`` px / elsewhere (rows and
-    columns together)."""
+def output_stride_of(model: Path) -> int:
+    """The output stride of the network in a model file."""
+    from engine.models.modelfile import load_model
+    from engine.models.registry import output_stride
+
+    return output_stride(load_model(str(model), device="cpu")[0])
+
+
+def seam_step(prob: np.ndarray, tile: int, offset: int = 0) -> float:
+    """Mean |change| between neighbours across seams every ``tile`` px from ``offset`` /
+    elsewhere (rows and columns together)."""
     seams, rest = [], []
     for axis in (0, 1):
         step = np.abs(np.diff(prob, axis=axis))  # step[i] is between pixel i and i + 1
         at = np.zeros(step.shape[axis], bool)
-        at[tile - 1 :: tile] = True
+        at[(offset - 1) % tile :: tile] = True
         seams.append(np.compress(at, step, axis=axis).ravel())
         rest.append(np.compress(~at, step, axis=axis).ravel())
     return float(np.concatenate(seams).mean() / np.concatenate(rest).mean())
@@ -86,7 +96,7 @@ def main() -> int:
         raise SystemExit(f"Banepa data not found at {DATA / data.test}: set FOOTPRINT_DATA")
     tile, window = read_spec(args.model).tile_size, args.window
     probs, seconds = {}, {}
-    margins = {"blended": tile // 4, "blended8": tile // 8, "tiles": 0}
+    margins = {"blended": tile // 4, "blended8": tile // 8, "blended16": tile // 16, "tiles": 0}
     with tempfile.TemporaryDirectory(prefix="footprint-seams-") as tmp:
         test = resolve_raster(str(DATA / data.test), workdir=tmp)
         for name, margin in margins.items():
@@ -97,7 +107,11 @@ def main() -> int:
             seconds[name] = time.monotonic() - start
             with rasterio.open(out) as src:
                 probs[name] = src.read(1)
-    steps = {name: seam_step(p, window - 2 * margins[name]) for name, p in probs.items()}
+    align = output_stride_of(args.model)
+    steps = {}
+    for name, p in probs.items():
+        m = margins[name]  # cores meet every window - 2 m px from m - pad
+        steps[name] = seam_step(p, window - 2 * m, m - window_pad(m, align, window))
     image = ROOT / "docs" / "images" / f"seams_{args.tag}.png"
     picture(probs["blended"], probs["tiles"], window, image)
     text = "\n".join(
@@ -115,6 +129,8 @@ def main() -> int:
             f" {seconds['blended']:.1f} s |",
             f"| overlapping windows, blended (margin {tile // 8}) | {steps['blended8']:.2f} |"
             f" {seconds['blended8']:.1f} s |",
+            f"| overlapping windows, blended (margin {tile // 16}) | {steps['blended16']:.2f} |"
+            f" {seconds['blended16']:.1f} s |",
             f"| tiles side by side (margin 0) | {steps['tiles']:.2f} | {seconds['tiles']:.1f} s |",
             "",
             f"![seams]({image.relative_to(ROOT / 'docs')})",

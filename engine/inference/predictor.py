@@ -189,7 +189,7 @@ class TiledPredictor:
                 for batch in batches:
                     check_canceled(progress)
                     pending.append((batch, pool.submit(self._forward, batch)))
-                    if len(pending) == streams:
+                    if len(pending) > streams:  # one more queued, so no stream waits
                         batch, future = pending.popleft()
                         yield batch, future.result()
                 while pending:

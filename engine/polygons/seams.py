@@ -378,9 +378,12 @@ class PolygonStream:
     """Cleans buildings (:func:`finalize_polygons`) and writes them batch by batch as they are
     finished, so memory holds one batch, never the whole layer; ids run on across batches
     (reading order within a batch). Counts what it wrote.
+
+    Batches are small enough that the last one, cleaned after the model has finished, adds
+    little to detect's time (a GeoPackage append costs ~10-30 ms).
     """
 
-    BATCH = 4096
+    BATCH = 1024
 
     def __init__(
         self, writer: VectorWriter, crs: Any, config: PolygonOptions, transform: Affine
