@@ -15,12 +15,13 @@ memory is the process's own:
   pixels per second of detect's own timer (from the opened model to the written layer);
 - the model's *bare* rate: window pixels per second of the model alone on tensors already in
   memory, on windows and batches of the size detect chose, as many at once as detect predicts
-  (its result says), on the same device, just before and just after detect (it drifts on a shared machine; the mean is used).
+  (its result says), on the same device, just before and just after detect (it drifts on a
+  shared machine; the mean is used).
   *detect / bare* is detect's rate over the bare rate: 1 would mean that the overlap of the
   windows and everything besides the model cost nothing;
 - the *naive* pipeline (:func:`naive_detect`: read the whole raster, predict non-overlapping
-  windows of the same size and batch, as many at once, into a full-size array, polygonise the whole mask at
-  once: fast, seams, no separation of touching buildings) up to ``--naive-up-to`` pixels;
+  windows of the same size and batch, as many at once, into a full-size array, polygonise the
+  whole mask at once: fast, seams, no separation of touching buildings) up to ``--naive-up-to`` pixels;
   *detect / naive* is the ratio of their wall times (both processes start the same way).
 
 ``--device cuda`` runs everything on the GPU (and refuses clearly where there is none).
