@@ -22,7 +22,8 @@ memory is the process's own:
 - the *naive* pipeline (:func:`naive_detect`: read the whole raster, predict non-overlapping
   windows of the same size and batch, as many at once, into a full-size array, polygonise the
   whole mask at once: fast, seams, no separation of touching buildings) up to
-  ``--naive-up-to`` pixels; *detect / naive* is the ratio of their wall times (both processes start the same way).
+  ``--naive-up-to`` pixels; *detect / naive* is the ratio of their wall times (both
+  processes start the same way).
 
 ``--device cuda`` runs everything on the GPU (and refuses clearly where there is none).
 
