@@ -10,10 +10,10 @@ and 512 x 1 all ran ~1.1 Mpx/s, 512 x 2 and 768 x 1 ~0.82 and 1024 x 1 ~0.65. So
 predicts on 512-px windows, one at a time (about :data:`CPU_BATCH_PIXELS` a batch).
 
 On a CPU the model also runs two windows at once, each on half of torch's threads
-(:func:`prediction_streams`): one window on every thread spends part of its time with threads
-waiting for each other at every layer, two side by side keep the cores busier (2 cores: 1.10-
-1.17 Mpx/s against 1.01-1.06), and threads that are not in a parallel layer leave the cores to
-the polygonizing thread of ``detect`` instead of spinning.
+(:func:`prediction_streams`): one window on all threads spends part of its time with threads
+waiting for each other at every layer; two side by side keep the cores busier (2 cores, 512-px
+windows: 1.10-1.17 Mpx/s against 1.01-1.06; detect 7% faster) for the memory of a second
+window's activations (~170 MB).
 
 A GPU is fastest with large windows and batches: 1024-px windows, as many per batch as fit a
 share of the free memory at an estimated :data:`CUDA_BYTES_PER_PIXEL` (bf16 autocast, the
@@ -90,10 +90,6 @@ def prediction_streams(device: torch.device) -> int:
     threads, else one (a GPU runs its batches one after another)."""
     if device.type != "cpu":
         return 1
-    import os  # EXPERIMENT
-
-    if os.environ.get("FP_STREAMS"):
-        return int(os.environ["FP_STREAMS"])
     return max(1, min(CPU_STREAMS, torch.get_num_threads()))
 
 

@@ -11,7 +11,7 @@ be computed anywhere (a cluster worker later).
 Two ways to get halo blocks:
 
 - :class:`HaloAssembler` from finished probability blocks given in row-major order (detect:
-  holds three rows of blocks, so the halo is at most one block);
+  256-px blocks in, :data:`INSTANCE_BLOCK` halo blocks out; it holds a strip of the raster);
 - :func:`read_halo_block` straight from a raster (vectorize).
 """
 
