@@ -17,7 +17,7 @@ Two ways to get halo blocks:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -127,39 +127,40 @@ class HaloAssembler:
         self._data: np.ndarray | None = None  # (C, halo + block + incoming, width) from top - halo
         self._valid = np.zeros((halo + block + incoming, width), bool)
 
-    def add(self, window: Window, data: np.ndarray, valid: np.ndarray) -> list[HaloBlock]:
-        """Take one block; return the halo blocks that are now complete."""
+    def add(self, window: Window, data: np.ndarray, valid: np.ndarray) -> Iterator[HaloBlock]:
+        """Take one block; return the halo blocks that are now complete, each made as it is
+        taken (so a row of them never exists at once: ~116 MB over a 16k-wide raster). Take
+        them all before the next :meth:`add`."""
         if self._data is None:
             self._data = np.zeros((data.shape[0], *self._valid.shape), np.float32)
         row, col = int(window.row_off) - self._top + self.halo, int(window.col_off)
         rows, cols = slice(row, row + data.shape[1]), slice(col, col + data.shape[2])
         self._data[:, rows, cols], self._valid[rows, cols] = data, valid
         if int(window.col_off + window.width) < self.width:
-            return []
-        end = int(window.row_off + window.height)
-        ready: list[HaloBlock] = []
+            return iter(())
+        return self._ready(int(window.row_off + window.height))
+
+    def _ready(self, end: int) -> Iterator[HaloBlock]:
+        """The rows of halo blocks complete once the incoming rows reach ``end``."""
         while self._top < self.height:
             if end < min(self._top + self.block + self.halo, self.height):
-                break  # the row's halo below is not all here yet
-            ready += self._emit()
-        return ready
+                return  # the row's halo below is not all here yet
+            yield from self._emit()
 
-    def _emit(self) -> list[HaloBlock]:
-        """The halo blocks of the row at ``_top``; then the strip moves down a row."""
+    def _emit(self) -> Iterator[HaloBlock]:
+        """The halo blocks of the row at ``_top``, one at a time; then the strip moves down a
+        row."""
         assert self._data is not None
         top, h = self._top, min(self.block, self.height - self._top)
         origin = (top - self.halo, 0)
-        out = [
-            halo_from(self._data, self._valid, origin, Window(col, top, w, h), self.halo)
-            for col, w in _spans(self.width, self.block)
-        ]
+        for col, w in _spans(self.width, self.block):
+            yield halo_from(self._data, self._valid, origin, Window(col, top, w, h), self.halo)
         kept = self.halo + self.incoming  # the next row's halo above it and its first rows
         self._data[:, :kept] = self._data[:, self.block : self.block + kept]
         self._valid[:kept] = self._valid[self.block : self.block + kept]
         self._data[:, kept:] = 0.0
         self._valid[kept:] = False
         self._top += self.block
-        return out
 
 
 def _spans(size: int, step: int) -> list[tuple[int, int]]:
