@@ -1,11 +1,12 @@
 """Tiled, blended, streaming model inference over one raster grid.
 
 :class:`TiledPredictor` plans ``window`` windows every ``window - 2 * margin`` pixels over the
-grid padded by ``margin`` on each side, the last of a row or column only as large as needed
-(:class:`engine.geo.windows.PredictionPlan`; window and batch chosen for the device by
-:mod:`engine.inference.sizing`), reads them with reflect padding in a background thread
-(:mod:`engine.inference.tilereader`), predicts them in batches (:mod:`engine.inference.tta`)
-and blends them into finished blocks (:mod:`engine.inference.blend`), which it yields in
+grid from :func:`window_pad` before its first pixel (the margin, rounded up to the model's
+stride), the last of a row or column only as large as needed
+(:class:`engine.geo.windows.PredictionPlan`; window, batch and streams chosen for the device
+by :mod:`engine.inference.sizing`), reads them with reflect padding in a background thread
+(:mod:`engine.inference.tilereader`), predicts them in batches (:mod:`engine.inference.tta`),
+``streams`` batches at once in model threads, and blends them into finished blocks (:mod:`engine.inference.blend`), which it yields in
 row-major order as soon as they are final.
 """
 

@@ -7,7 +7,7 @@ loses ``2 x margin`` pixels per axis to the blend, so larger windows waste fewer
 On a CPU a model's speed per pixel falls once a batch's activations outgrow the caches:
 measured on a 2-core AMD EPYC (Lite0 U-Net, docs/BENCHMARKS.md) 256-px windows x 4, 384 x 2
 and 512 x 1 all ran ~1.1 Mpx/s, 512 x 2 and 768 x 1 ~0.82 and 1024 x 1 ~0.65. So a CPU
-predicts on 512-px windows, one at a time (about :data:`CPU_BATCH_PIXELS` a batch).
+predicts on 512-px windows, one per batch (about :data:`CPU_BATCH_PIXELS` a batch).
 
 On a CPU the model also runs two windows at once, each on half of torch's threads
 (:func:`prediction_streams`): one window on all threads spends part of its time with threads
