@@ -6,8 +6,8 @@ stride), the last of a row or column only as large as needed
 (:class:`engine.geo.windows.PredictionPlan`; window, batch and streams chosen for the device
 by :mod:`engine.inference.sizing`), reads them with reflect padding in a background thread
 (:mod:`engine.inference.tilereader`), predicts them in batches (:mod:`engine.inference.tta`),
-``streams`` batches at once in model threads, and blends them into finished blocks (:mod:`engine.inference.blend`), which it yields in
-row-major order as soon as they are final.
+``streams`` batches at once in model threads, and blends them into finished blocks
+(:mod:`engine.inference.blend`), which it yields in row-major order as soon as they are final.
 """
 
 from __future__ import annotations
