@@ -153,7 +153,7 @@ def _grow(score: np.ndarray, markers: np.ndarray, area: np.ndarray) -> np.ndarra
     building area on real predictions: 2.2x faster, the same labels).
     """
     seeds = markers > 0
-    inner = ndimage.binary_erosion(seeds, structure=FOUR, border_value=1) & seeds
+    inner = ndimage.binary_erosion(seeds, structure=FOUR, border_value=1)
     outline = np.where(inner, 0, markers)
     labels = np.asarray(
         watershed(-score, outline, mask=area & ~inner, connectivity=1), dtype=np.int32

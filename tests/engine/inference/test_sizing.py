@@ -102,16 +102,13 @@ def test_probabilities_do_not_depend_on_the_window(tmp_path: Path, window: int |
 
 
 class Slow(nn.Module):
-    """A 5x5 convolution that takes a little time, so that two windows are in flight."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv = nn.Conv2d(1, 1, 5, padding=2)
+    """A pixel-wise model that takes a little time, so that two windows are in flight; its
+    values do not depend on torch's thread count, so the comparison holds on any CPU (a
+    window blended in another window's place would show)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         time.sleep(0.01)
-        return self.conv(x)
+        return 10.0 * (x[:, :1] - 0.5)
 
 
 def test_two_streams_give_what_one_gives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
