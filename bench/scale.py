@@ -174,6 +174,7 @@ def naive_detect(
 
     start = time.monotonic()
     model, spec = load_model(model_file, device=device)
+    model.to(memory_format=torch.channels_last)  # as detect does
     with rasterio.open(raster) as src:
         image = src.read(list(spec.bands))
         transform, crs = src.transform, src.crs
@@ -237,8 +238,7 @@ def bare_throughput(
     from engine.models.modelfile import load_model
 
     model, spec = load_model(model_file, device=device)
-    if device.startswith("cuda"):
-        model.to(memory_format=torch.channels_last)  # as detect does
+    model.to(memory_format=torch.channels_last)  # as detect does
     x = np.random.default_rng(0).standard_normal(
         (batch_size, spec.in_channels, window, window), dtype=np.float32
     )
@@ -591,6 +591,10 @@ def record(rows: list[dict], vec: dict | None, training: dict | None, args: Any)
 
 def main() -> int:
     """Command line entry point."""
+    if sys.argv[1:2] in (["--naive"], ["--bare"]):
+        from engine.heap import tune_allocator
+
+        tune_allocator()  # as the engine's command line does
     if sys.argv[1:2] == ["--naive"]:
         raster, model, out, window, batch, device, streams = sys.argv[2:9]
         result = naive_detect(raster, model, out, int(window), int(batch), device, int(streams))

@@ -203,8 +203,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     progress = _progress_for(args.events)
     if args.command in ("train", "predict", "detect"):
+        from engine.heap import tune_allocator
         from engine.models.device import fit_threads_to_cpu
 
+        tune_allocator()
         threads = fit_threads_to_cpu()
         if threads is not None:
             progress.log(f"Using {threads} torch thread(s): the CPUs this process may use.")

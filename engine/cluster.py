@@ -39,6 +39,7 @@ from engine.errors import ConfigError
 from engine.events import NullProgress, Progress, check_canceled
 from engine.geo.rasters import open_raster
 from engine.geo.windows import Grid
+from engine.heap import tune_allocator
 from engine.inference.blend import Block
 from engine.inference.job import BLOCK, PredictionJob, check_any_valid, prepare_job, with_area
 from engine.models.device import resolve_device
@@ -101,6 +102,7 @@ def _model(path: str, device: str) -> Any:
 
 def run_strip(job: StripJob) -> StripResult:
     """Predict, blend and label one strip (runs on a worker)."""
+    tune_allocator()  # the worker's model threads: see engine.heap
     torch.set_num_threads(job.threads)
     device = resolve_device(job.options.device)
     model, spec = _model(job.model, str(device))

@@ -24,26 +24,57 @@ import sys
 from collections.abc import Callable
 from functools import cache
 
-__all__ = ["HeapKeeper", "release_free_memory", "resident_bytes"]
+__all__ = ["HeapKeeper", "release_free_memory", "resident_bytes", "tune_allocator"]
+
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
+#: Allocations above this get pages of their own (none of a model's activations).
+MMAP_THRESHOLD = 1 << 30
+#: Free memory at the heap's top beyond this goes back at once (else when trimmed).
+TRIM_THRESHOLD = 1 << 30
+#: glibc settings a user may have made in the environment (they win).
+_USER_SETTINGS = (
+    "GLIBC_TUNABLES",
+    "MALLOC_ARENA_MAX",
+    "MALLOC_MMAP_THRESHOLD_",
+    "MALLOC_TRIM_THRESHOLD_",
+)
 
 
 @cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    """Glibc's ``malloc_trim``, or None where there is none (macOS, Windows, musl)."""
+def _glibc_function(name: str, *argtypes: type) -> Callable[..., int] | None:
+    """Glibc's function ``name``, or None where there is none (macOS, Windows, musl)."""
     if not sys.platform.startswith("linux"):
         return None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
+        function = getattr(libc, name)
     except (OSError, AttributeError):
         return None
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return trim
+    function.argtypes, function.restype = list(argtypes), ctypes.c_int
+    return function  # type: ignore[no-any-return]
+
+
+def tune_allocator() -> bool:
+    """Set glibc's allocator for a process that runs a model (see the module's docstring):
+    one arena, no mmap for allocations under :data:`MMAP_THRESHOLD`, the heap's top kept up
+    to :data:`TRIM_THRESHOLD`. Call it at the start of the process, before its threads
+    allocate. Does nothing where glibc is absent or the user set glibc's allocator in the
+    environment. True when every setting took."""
+    mallopt = _glibc_function("mallopt", ctypes.c_int, ctypes.c_int)
+    if mallopt is None or any(os.environ.get(name) for name in _USER_SETTINGS):
+        return False
+    settings = (
+        (_M_ARENA_MAX, 1),
+        (_M_MMAP_THRESHOLD, MMAP_THRESHOLD),
+        (_M_TRIM_THRESHOLD, TRIM_THRESHOLD),
+    )
+    return all([mallopt(param, value) == 1 for param, value in settings])
 
 
 def release_free_memory() -> bool:
     """Return freed heap pages to the OS where the C library can; True if it could try."""
-    trim = _malloc_trim()
+    trim = _glibc_function("malloc_trim", ctypes.c_size_t)
     if trim is None:
         return False
     trim(0)

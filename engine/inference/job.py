@@ -153,8 +153,7 @@ def prepare_job(
         config.extent, config.aoi, crs, grid.transform, grid.width, grid.height, progress
     )
     model.to(device).eval()
-    if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)  # matches the batches (engine.inference.tta)
+    model.to(memory_format=torch.channels_last)  # matches the batches (engine.inference.tta)
     predictor = TiledPredictor(
         model,
         device,
