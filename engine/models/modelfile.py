@@ -95,7 +95,11 @@ def save_model(
         OutputError: the file exists and ``overwrite`` is False, or it cannot be written.
     """
     bare = getattr(model, "module", model)  # DistributedDataParallel wraps the network
-    state = {k: v.detach().cpu().clone() for k, v in bare.state_dict().items()}
+    # a standard layout whatever the model was trained in (channels-last, engine.train)
+    state = {
+        k: v.detach().cpu().clone(memory_format=torch.contiguous_format)
+        for k, v in bare.state_dict().items()
+    }
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
