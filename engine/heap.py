@@ -13,6 +13,16 @@ in the joiner, ~6 ms after a model's batch); elsewhere it does nothing. :class:`
 calls it only once resident memory has grown by a slack beyond its level after the last
 trim (~1 trim per row of windows over an 8k raster), so the cost stays small where trimming
 after every batch would not (10% of detect's time on 2 cores).
+
+:func:`tune_allocator` keeps a model's activations in the heap between forward passes. By
+default glibc gives every allocation over its mmap threshold (at most 32 MB) pages of its own
+and unmaps them on free, and a thread other than the main one allocates from heaps of at most
+64 MB: a forward pass's large activations were mapped, zero-filled page by page and unmapped
+again for every window (with two model threads ~830 bytes of page faults per window pixel on
+512-px windows, ~2.3 KB on 1024-px ones). With one arena and no mmap threshold they are
+reused (2-13 bytes a pixel): on a 2-core AMD EPYC the bare Lite0 U-Net ran 1.35x faster on
+512-px windows, 1024-px windows as fast per pixel as 512-px ones instead of 0.7x, and a
+training step 1.3x faster (docs/BENCHMARKS.md, ``bench/allocator.py``).
 """
 
 from __future__ import annotations

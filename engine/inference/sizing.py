@@ -4,10 +4,14 @@ The model is fully convolutional, so it need not predict on its training tile: e
 loses ``2 x margin`` pixels per axis to the blend, so larger windows waste fewer pixels
 (windows of 512 px with a 32-px margin see 1.31x the raster's pixels, of 256 px 1.78x).
 
-On a CPU a model's speed per pixel falls once a batch's activations outgrow the caches:
-measured on a 2-core AMD EPYC (Lite0 U-Net, docs/BENCHMARKS.md) 256-px windows x 4, 384 x 2
-and 512 x 1 all ran ~1.1 Mpx/s, 512 x 2 and 768 x 1 ~0.82 and 1024 x 1 ~0.65. So a CPU
-predicts on 512-px windows, one per batch (about :data:`CPU_BATCH_PIXELS` a batch).
+On a CPU, with the engine's allocator settings (:func:`engine.heap.tune_allocator`) and the
+model in channels-last, 512-, 768- and 1024-px windows run at about the same speed per pixel
+(2-core AMD EPYC, Lite0 U-Net, two at once: 1.75, 1.74 and 1.69 Mpx/s; with glibc's defaults
+larger windows were markedly slower, 1.11, 0.91 and 0.78, their activations mapped afresh for
+every window; docs/BENCHMARKS.md), but their activations grow with the window: two 768-px
+windows at once peaked ~330 MB above two 512-px ones, for detect 2.5% faster on a 4k raster.
+So a CPU predicts on 512-px windows, one per batch (about :data:`CPU_BATCH_PIXELS` a batch),
+and the whole of detect stays under 2 GB at 16k.
 
 On a CPU the model also runs two windows at once, each on half of torch's threads
 (:func:`prediction_streams`): one window on all threads spends part of its time with threads
