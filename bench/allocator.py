@@ -12,8 +12,7 @@ other:
 - *train step*: samples per second of forward + backward + AdamW step of ``train``'s default
   network (random weights, batch 8 of 256-px tiles, three classes).
 
-Each with glibc's default allocator (``MALLOC_ARENA_MAX`` set to glibc's own default, so
-:func:`engine.heap.tune_allocator` leaves it alone) or the engine's
+Each with glibc's default allocator (``FOOTPRINT_ALLOCATOR=glibc``) or the engine's
 (:func:`engine.heap.tune_allocator`: one arena, no mmap threshold), and with the model and
 its input in the standard layout or in channels-last. Appends a record to
 docs/BENCHMARKS.md.
@@ -35,9 +34,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.accuracy import _hardware, append_record  # noqa: E402
-
-#: glibc's default number of arenas on a 64-bit machine: 8 per core.
-GLIBC_ARENAS = str(8 * (os.cpu_count() or 1))
 
 
 def _faults() -> int:
@@ -125,7 +121,7 @@ def train_case(layout: str, seconds: float) -> dict[str, Any]:
 def _run_case(allocator: str, args: list[str]) -> dict[str, Any]:
     env = dict(os.environ)
     if allocator == "glibc":
-        env["MALLOC_ARENA_MAX"] = GLIBC_ARENAS
+        env["FOOTPRINT_ALLOCATOR"] = "glibc"
     done = subprocess.run(
         [sys.executable, __file__, "--case", allocator, *args],
         env=env,
@@ -141,7 +137,7 @@ def _case_main(argv: list[str]) -> int:
     from engine.heap import tune_allocator
 
     allocator, kind, *rest = argv
-    took = tune_allocator()
+    took = bool(tune_allocator())
     if took != (allocator == "engine"):
         raise SystemExit(f"allocator {allocator}: tune_allocator() returned {took}")
     if kind == "forward":

@@ -170,11 +170,13 @@ def naive_detect(
     from engine.geo.normalize import normalize
     from engine.inference.sizing import model_threads
     from engine.inference.tta import predict_probabilities
+    from engine.models.fold import fold_batch_norms
     from engine.models.modelfile import load_model
 
     start = time.monotonic()
     model, spec = load_model(model_file, device=device)
-    model.to(memory_format=torch.channels_last)  # as detect does
+    model = fold_batch_norms(model, spec.in_channels)  # as detect does
+    model.to(memory_format=torch.channels_last)
     with rasterio.open(raster) as src:
         image = src.read(list(spec.bands))
         transform, crs = src.transform, src.crs
@@ -235,10 +237,12 @@ def bare_throughput(
 
     from engine.inference.sizing import model_threads
     from engine.inference.tta import predict_probabilities
+    from engine.models.fold import fold_batch_norms
     from engine.models.modelfile import load_model
 
     model, spec = load_model(model_file, device=device)
-    model.to(memory_format=torch.channels_last)  # as detect does
+    model = fold_batch_norms(model, spec.in_channels)  # as detect does
+    model.to(memory_format=torch.channels_last)
     x = np.random.default_rng(0).standard_normal(
         (batch_size, spec.in_channels, window, window), dtype=np.float32
     )

@@ -42,13 +42,15 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
 MMAP_THRESHOLD = 1 << 30
 #: Free memory at the heap's top beyond this goes back at once (else when trimmed).
 TRIM_THRESHOLD = 1 << 30
-#: glibc settings a user may have made in the environment (they win).
-_USER_SETTINGS = (
-    "GLIBC_TUNABLES",
-    "MALLOC_ARENA_MAX",
-    "MALLOC_MMAP_THRESHOLD_",
-    "MALLOC_TRIM_THRESHOLD_",
+#: The allocator's parameters tune_allocator sets: (mallopt parameter, value, the environment
+#: variable and the glibc tunable that set it, for a user who wants their own).
+_SETTINGS = (
+    (_M_ARENA_MAX, 1, "MALLOC_ARENA_MAX", "glibc.malloc.arena_max"),
+    (_M_MMAP_THRESHOLD, MMAP_THRESHOLD, "MALLOC_MMAP_THRESHOLD_", "glibc.malloc.mmap_threshold"),
+    (_M_TRIM_THRESHOLD, TRIM_THRESHOLD, "MALLOC_TRIM_THRESHOLD_", "glibc.malloc.trim_threshold"),
 )
+#: ``FOOTPRINT_ALLOCATOR=glibc`` keeps glibc's defaults altogether.
+KEEP_GLIBC = ("FOOTPRINT_ALLOCATOR", "glibc")
 
 
 @cache
@@ -65,21 +67,25 @@ def _glibc_function(name: str, *argtypes: type) -> Callable[..., int] | None:
     return function  # type: ignore[no-any-return]
 
 
-def tune_allocator() -> bool:
+def tune_allocator() -> tuple[str, ...]:
     """Set glibc's allocator for a process that runs a model (see the module's docstring):
     one arena, no mmap for allocations under :data:`MMAP_THRESHOLD`, the heap's top kept up
     to :data:`TRIM_THRESHOLD`. Call it at the start of the process, before its threads
-    allocate. Does nothing where glibc is absent or the user set glibc's allocator in the
-    environment. True when every setting took."""
+    allocate. A parameter the environment sets (``MALLOC_ARENA_MAX``, ``GLIBC_TUNABLES``, ...;
+    Dask sets ``MALLOC_TRIM_THRESHOLD_`` for its workers) is left as set; nothing is changed
+    where glibc is absent or ``FOOTPRINT_ALLOCATOR=glibc``. Returns the variables' names of
+    the parameters it set."""
     mallopt = _glibc_function("mallopt", ctypes.c_int, ctypes.c_int)
-    if mallopt is None or any(os.environ.get(name) for name in _USER_SETTINGS):
-        return False
-    settings = (
-        (_M_ARENA_MAX, 1),
-        (_M_MMAP_THRESHOLD, MMAP_THRESHOLD),
-        (_M_TRIM_THRESHOLD, TRIM_THRESHOLD),
-    )
-    return all([mallopt(param, value) == 1 for param, value in settings])
+    if mallopt is None or os.environ.get(KEEP_GLIBC[0]) == KEEP_GLIBC[1]:
+        return ()
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    done = []
+    for param, value, variable, tunable in _SETTINGS:
+        if variable in os.environ or tunable in tunables:
+            continue
+        if mallopt(param, value) == 1:
+            done.append(variable)
+    return tuple(done)
 
 
 def release_free_memory() -> bool:

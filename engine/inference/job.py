@@ -48,6 +48,7 @@ from engine.inference.predictor import TiledPredictor, check_tiling, default_mar
 from engine.inference.sizing import prediction_batch, prediction_streams, prediction_window
 from engine.inference.tilereader import read_inside
 from engine.models.device import describe_device
+from engine.models.fold import fold_batch_norms
 from engine.models.modelfile import ModelSpec, check_bands
 from engine.models.registry import output_stride
 
@@ -152,7 +153,7 @@ def prepare_job(
     area = load_work_area(
         config.extent, config.aoi, crs, grid.transform, grid.width, grid.height, progress
     )
-    model.to(device).eval()
+    model = fold_batch_norms(model.to(device).eval(), spec.in_channels)
     model.to(memory_format=torch.channels_last)  # matches the batches (engine.inference.tta)
     predictor = TiledPredictor(
         model,

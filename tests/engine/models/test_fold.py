@@ -1,0 +1,86 @@
+"""Batch norms folded into their convolutions for inference (engine.models.fold)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from engine.models.fold import fold_batch_norms
+from engine.models.registry import create_model
+
+
+def _norms(model: nn.Module) -> int:
+    return sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def _randomise_stats(model: nn.Module) -> None:
+    """Running statistics and affine terms far from the identity, so folding matters."""
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=g))
+            m.running_var.copy_(torch.rand(n, generator=g) * 2 + 0.5)
+            m.weight.data.copy_(torch.randn(n, generator=g))
+            m.bias.data.copy_(torch.randn(n, generator=g))
+
+
+def _probabilities(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():
+        return torch.sigmoid(model(x))
+
+
+class _Residual(nn.Module):
+    """conv -> norm, and the conv's output added again after the norm: not foldable."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.norm = nn.BatchNorm2d(3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return self.norm(y) + y
+
+
+def test_unet_with_timm_encoder_folds_every_norm_and_keeps_its_output() -> None:
+    model = create_model("unet", "tu-tf_efficientnet_lite0", 3, 2).eval()
+    _randomise_stats(model)
+    x = torch.randn(2, 3, 96, 96)
+    before = _probabilities(model, x)
+    assert _norms(model) > 40  # timm's BatchNormAct2d in the encoder, BatchNorm2d in the decoder
+
+    folded = fold_batch_norms(model, 3)
+
+    assert _norms(folded) == 0
+    assert torch.allclose(_probabilities(folded, x), before, atol=1e-4)
+    assert _norms(model) > 40  # the model given is left as it was
+    assert torch.equal(_probabilities(model, x), before)
+    assert fold_batch_norms(folded, 3) is folded  # nothing left to fold
+
+
+def test_a_norm_whose_input_is_used_elsewhere_is_not_folded() -> None:
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 3, 1), _Residual()
+    ).eval()
+    _randomise_stats(model)
+
+    # the residual's norm, folded, would change the sum: the check against the original
+    # network catches it, and the original is kept
+    assert fold_batch_norms(model, 3) is model
+
+
+def test_foldable_norms_are_folded_beside_a_kind_it_does_not_know() -> None:
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 4, 3, padding=1), nn.SyncBatchNorm(4), nn.ReLU(),
+    ).eval()  # fmt: skip
+    _randomise_stats(model)
+    x = torch.randn(1, 3, 32, 32)
+
+    folded = fold_batch_norms(model, 3)
+
+    assert [
+        type(m) for m in folded.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+    ] == [nn.SyncBatchNorm]
+    assert torch.allclose(_probabilities(folded, x), _probabilities(model, x), atol=1e-5)
