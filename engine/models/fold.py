@@ -92,14 +92,22 @@ def _set(model: nn.Module, name: str, module: nn.Module) -> None:
 
 def fold_batch_norms(model: nn.Module, in_channels: int) -> nn.Module:
     """``model`` (in eval mode) with its batch norms folded into the convolutions before them,
-    a new module; ``model`` itself if there is nothing to fold, or if the folded network does
-    not give the same probabilities (within :data:`TOLERANCE`)."""
+    a new module; ``model`` itself if there is nothing to fold, if the folded network does
+    not give the same probabilities (within :data:`TOLERANCE`), or if the network does not
+    take a :data:`PROBE_SIDE` input (it is then used as it is)."""
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     probe = torch.randn(
         1, in_channels, PROBE_SIDE, PROBE_SIDE, generator=torch.Generator().manual_seed(0)
     ).to(device)
     model.eval()
+    try:
+        return _folded(model, probe)
+    except RuntimeError:  # e.g. an encoder that needs a larger input: no folding
+        return model
+
+
+def _folded(model: nn.Module, probe: torch.Tensor) -> nn.Module:
     pairs = _pairs(model, probe)
     if not pairs:
         return model

@@ -84,3 +84,22 @@ def test_foldable_norms_are_folded_beside_a_kind_it_does_not_know() -> None:
         type(m) for m in folded.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
     ] == [nn.SyncBatchNorm]
     assert torch.allclose(_probabilities(folded, x), _probabilities(model, x), atol=1e-5)
+
+
+class _NeedsLargeInput(nn.Module):
+    """A network that refuses inputs under 128 px (as some transformer encoders do)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.norm = nn.BatchNorm2d(3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] < 128:
+            raise RuntimeError("input too small")
+        return self.norm(self.conv(x))
+
+
+def test_a_network_the_probe_does_not_fit_is_used_as_it_is() -> None:
+    model = _NeedsLargeInput().eval()
+    assert fold_batch_norms(model, 3) is model
