@@ -168,15 +168,14 @@ def naive_detect(
     from shapely.geometry import shape
 
     from engine.geo.normalize import normalize
+    from engine.inference.job import inference_model
     from engine.inference.sizing import model_threads
     from engine.inference.tta import predict_probabilities
-    from engine.models.fold import fold_batch_norms
     from engine.models.modelfile import load_model
 
     start = time.monotonic()
     model, spec = load_model(model_file, device=device)
-    model = fold_batch_norms(model, spec.in_channels)  # as detect does
-    model.to(memory_format=torch.channels_last)
+    model = inference_model(model, spec.in_channels, torch.device(device))  # as detect does
     with rasterio.open(raster) as src:
         image = src.read(list(spec.bands))
         transform, crs = src.transform, src.crs
@@ -235,14 +234,13 @@ def bare_throughput(
 
     import torch
 
+    from engine.inference.job import inference_model
     from engine.inference.sizing import model_threads
     from engine.inference.tta import predict_probabilities
-    from engine.models.fold import fold_batch_norms
     from engine.models.modelfile import load_model
 
     model, spec = load_model(model_file, device=device)
-    model = fold_batch_norms(model, spec.in_channels)  # as detect does
-    model.to(memory_format=torch.channels_last)
+    model = inference_model(model, spec.in_channels, torch.device(device))  # as detect does
     x = np.random.default_rng(0).standard_normal(
         (batch_size, spec.in_channels, window, window), dtype=np.float32
     )

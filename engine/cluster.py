@@ -41,7 +41,14 @@ from engine.geo.rasters import open_raster
 from engine.geo.windows import Grid
 from engine.heap import tune_allocator
 from engine.inference.blend import Block
-from engine.inference.job import BLOCK, PredictionJob, check_any_valid, prepare_job, with_area
+from engine.inference.job import (
+    BLOCK,
+    PredictionJob,
+    check_any_valid,
+    inference_model,
+    prepare_job,
+    with_area,
+)
 from engine.models.device import resolve_device
 from engine.polygons.blocks import INSTANCE_BLOCK, LabelledBlock, halo_from, label_block
 from engine.polygons.instances import InstanceParams
@@ -91,12 +98,14 @@ def _distributed() -> Any:
 
 
 def _model(path: str, device: str) -> Any:
-    """The model of ``path`` on ``device``, loaded once per worker process."""
+    """The model of ``path`` on ``device``, loaded and made ready to predict
+    (:func:`engine.inference.job.inference_model`) once per worker process, not per strip."""
     key = (path, device)
     if key not in _MODELS:
         from engine.models.modelfile import load_model
 
-        _MODELS[key] = load_model(path, device=device)
+        model, spec = load_model(path, device=device)
+        _MODELS[key] = inference_model(model, spec.in_channels, torch.device(device)), spec
     return _MODELS[key]
 
 

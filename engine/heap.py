@@ -49,8 +49,6 @@ _SETTINGS = (
     (_M_MMAP_THRESHOLD, MMAP_THRESHOLD, "MALLOC_MMAP_THRESHOLD_", "glibc.malloc.mmap_threshold"),
     (_M_TRIM_THRESHOLD, TRIM_THRESHOLD, "MALLOC_TRIM_THRESHOLD_", "glibc.malloc.trim_threshold"),
 )
-#: ``FOOTPRINT_ALLOCATOR=glibc`` keeps glibc's defaults altogether.
-KEEP_GLIBC = ("FOOTPRINT_ALLOCATOR", "glibc")
 
 
 @cache
@@ -76,7 +74,7 @@ def tune_allocator() -> tuple[str, ...]:
     where glibc is absent or ``FOOTPRINT_ALLOCATOR=glibc``. Returns the variables' names of
     the parameters it set."""
     mallopt = _glibc_function("mallopt", ctypes.c_int, ctypes.c_int)
-    if mallopt is None or os.environ.get(KEEP_GLIBC[0]) == KEEP_GLIBC[1]:
+    if mallopt is None or os.environ.get("FOOTPRINT_ALLOCATOR") == "glibc":
         return ()
     tunables = os.environ.get("GLIBC_TUNABLES", "")
     done = []

@@ -124,6 +124,16 @@ def _model_grid(src: Any, spec: ModelSpec, native: bool, progress: Progress) -> 
     return Grid(width, height, transform)
 
 
+def inference_model(
+    model: torch.nn.Module, in_channels: int, device: torch.device
+) -> torch.nn.Module:
+    """``model`` ready to predict on ``device``: in eval mode, its batch norms folded
+    (:func:`engine.models.fold.fold_batch_norms`), in channels-last (the batches' layout,
+    :mod:`engine.inference.tta`)."""
+    model = fold_batch_norms(model.to(device).eval(), in_channels)
+    return model.to(memory_format=torch.channels_last)
+
+
 def prepare_job(
     raster_name: str,
     config: InferenceOptions,
@@ -153,8 +163,7 @@ def prepare_job(
     area = load_work_area(
         config.extent, config.aoi, crs, grid.transform, grid.width, grid.height, progress
     )
-    model = fold_batch_norms(model.to(device).eval(), spec.in_channels)
-    model.to(memory_format=torch.channels_last)  # matches the batches (engine.inference.tta)
+    model = inference_model(model, spec.in_channels, device)
     predictor = TiledPredictor(
         model,
         device,

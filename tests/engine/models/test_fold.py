@@ -30,13 +30,17 @@ def _probabilities(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(model(x))
 
 
-class _Residual(nn.Module):
-    """conv -> norm, and the conv's output added again after the norm: not foldable."""
+class _ConvNorm(nn.Module):
+    """A convolution and a batch norm; subclasses say how they are used."""
 
     def __init__(self) -> None:
         super().__init__()
         self.conv = nn.Conv2d(3, 3, 3, padding=1)
         self.norm = nn.BatchNorm2d(3)
+
+
+class _Residual(_ConvNorm):
+    """conv -> norm, and the conv's output added again after the norm: not foldable."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv(x)
@@ -86,13 +90,8 @@ def test_foldable_norms_are_folded_beside_a_kind_it_does_not_know() -> None:
     assert torch.allclose(_probabilities(folded, x), _probabilities(model, x), atol=1e-5)
 
 
-class _NeedsLargeInput(nn.Module):
+class _NeedsLargeInput(_ConvNorm):
     """A network that refuses inputs under 128 px (as some transformer encoders do)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 3, 3, padding=1)
-        self.norm = nn.BatchNorm2d(3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] < 128:
