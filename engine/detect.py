@@ -26,10 +26,11 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
+import numpy as np
 import torch
 from rasterio.io import DatasetWriter
 
-from engine.background import BackgroundConsumer
+from engine.background import BackgroundConsumer, OrderedPool
 from engine.cluster import distributed, run_on_cluster
 from engine.config import DetectConfig
 from engine.events import Progress, SubProgress, check_canceled
@@ -44,11 +45,25 @@ from engine.inference.job import (
     prepare_job,
     probability_blocks,
 )
+from engine.inference.sizing import polygon_workers
 from engine.models.device import resolve_device
 from engine.models.modelfile import ModelSpec, load_model
-from engine.polygons.blocks import INSTANCE_BLOCK, HaloAssembler, halo_pixels, label_block
+from engine.polygons.blocks import (
+    INSTANCE_BLOCK,
+    HaloAssembler,
+    HaloBlock,
+    LabelledBlock,
+    halo_pixels,
+    label_block,
+)
 from engine.polygons.instances import InstanceParams, InstanceSettings
-from engine.polygons.seams import PolygonStream, SeamJoiner, check_polygon_options
+from engine.polygons.seams import (
+    Pieces,
+    PolygonStream,
+    SeamJoiner,
+    block_pieces,
+    check_polygon_options,
+)
 from engine.results import DetectResult
 
 __all__ = ["detect", "detect_with_model"]
@@ -78,21 +93,25 @@ def _polygonize(
     progress: Progress,
     workdir: str,
     config: DetectConfig,
+    workers: int,
 ) -> SeamJoiner:
     """Buildings from the job's probability blocks into ``stream`` (blocks also written to
     ``dst`` when given). The blocks are polygonized in a worker thread while the model
-    predicts the next ones (:mod:`engine.background`), at most a row of blocks behind; on a
-    Dask cluster the workers predict and label strips (:mod:`engine.cluster`)."""
+    predicts the next ones (:mod:`engine.background`), at most a row of blocks behind, their
+    seeds + watershed and polygon pieces in ``workers`` threads side by side; on a Dask
+    cluster the workers predict and label strips (:mod:`engine.cluster`)."""
     joiner = SeamJoiner(job.grid.width, job.grid.height, threshold)
     if distributed(config):
         _polygonize_on_cluster(job, spec, settings, dst, stream, joiner, progress, config)
         stream.add(joiner.finish())
         return joiner
-    consume = _block_consumer(job, spec, settings, dst, stream, joiner)
     row_blocks = -(-job.grid.width // BLOCK)
-    with BackgroundConsumer(consume, row_blocks, "footprint-polygonize") as worker:
-        for block in probability_blocks(job, progress, workdir):
-            worker.put(block)
+    with ExitStack() as stack:
+        consume, finish = _block_consumer(job, spec, settings, dst, stream, joiner, workers, stack)
+        with BackgroundConsumer(consume, row_blocks, "footprint-polygonize") as worker:
+            for block in probability_blocks(job, progress, workdir):
+                worker.put(block)
+        finish()
     stream.add(joiner.finish())
     return joiner
 
@@ -133,8 +152,13 @@ def _block_consumer(
     dst: DatasetWriter | None,
     stream: PolygonStream,
     joiner: SeamJoiner,
-) -> Callable[[Block], None]:
-    """What happens to each finished probability block, in row-major order."""
+    workers: int,
+    stack: ExitStack,
+) -> tuple[Callable[[Block], None], Callable[[], None]]:
+    """What happens to each finished probability block, in row-major order, and what ends
+    the work once the last was given. Seeds + watershed and the polygon pieces of each halo
+    block run in a pool of ``workers`` threads (kept open on ``stack``); the pieces are joined
+    across seams and written in order."""
     contact = job.classes.index("contact") if "contact" in job.classes else None
     building = job.classes.index("building") if "building" in job.classes else 0
     if "separation" in job.classes:
@@ -142,14 +166,28 @@ def _block_consumer(
         assembler = HaloAssembler(job.grid.width, job.grid.height, INSTANCE_BLOCK, halo, BLOCK)
         separation = job.classes.index("separation")
 
+        def cut(ready: HaloBlock) -> tuple[LabelledBlock, np.ndarray, Pieces]:
+            done = label_block(ready, params, building, separation)
+            col, row = int(done.window.col_off), int(done.window.row_off)
+            return (
+                done,
+                ready.core(ready.valid),
+                block_pieces(done.labels, done.probability, col, row),
+            )
+
+        pool = stack.enter_context(OrderedPool(cut, workers, "footprint-instances"))
+
+        def join(results: list[tuple[LabelledBlock, np.ndarray, Pieces]]) -> None:
+            for done, valid, pieces in results:
+                stream.add(joiner.add_block(done, valid, pieces))
+
         def instances(block: Block) -> None:
             if dst is not None:
                 dst.write(block.data, window=block.window)
             for ready in assembler.add(block.window, block.data, block.valid):
-                done = label_block(ready, params, building, separation)
-                stream.add(joiner.add_block(done, ready.core(ready.valid)))
+                join(pool.submit(ready))
 
-        return instances
+        return instances, lambda: join(pool.drain())
 
     def plain(block: Block) -> None:
         if dst is not None:
@@ -159,7 +197,7 @@ def _block_consumer(
             valid = valid & (block.data[contact] < spec.contact_threshold)
         stream.add(joiner.add(block.window, block.data[building], valid))
 
-    return plain
+    return plain, lambda: None
 
 
 def detect_with_model(
@@ -206,6 +244,7 @@ def detect_with_model(
                 SubProgress(progress, 0, 95),
                 workdir,
                 config,
+                polygon_workers(device),
             )
             check_canceled(progress)
             stream.close()

@@ -31,7 +31,7 @@ import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import shapely
@@ -119,9 +119,13 @@ class SeamJoiner:
         labels = component_labels(valid & (probability >= self.threshold))
         return self.add_labels(window, labels, probability, None)
 
-    def add_block(self, block: LabelledBlock, valid: np.ndarray | None = None) -> list[Building]:
+    def add_block(
+        self, block: LabelledBlock, valid: np.ndarray | None = None, pieces: Pieces | None = None
+    ) -> list[Building]:
         """:meth:`add_labels` of a labelled block (:func:`engine.polygons.blocks.label_block`)."""
-        return self.add_labels(block.window, block.labels, block.probability, block.ring, valid)
+        return self.add_labels(
+            block.window, block.labels, block.probability, block.ring, valid, pieces
+        )
 
     def add_labels(
         self,
@@ -130,11 +134,13 @@ class SeamJoiner:
         probability: np.ndarray,
         ring: Ring | None,
         valid: np.ndarray | None = None,
+        pieces: Pieces | None = None,
     ) -> list[Building]:
         """Polygonize one window of instance labels (0 = none); return the buildings now
         complete. ``ring`` holds the window's labels one pixel outside it (None: pieces that
         touch across a seam are one building); ``valid`` (optional) marks the pixels whose
-        probability counts for the largest value seen."""
+        probability counts for the largest value seen; ``pieces``, the window's
+        :func:`block_pieces` when already made (else they are made here)."""
         if valid is not None and valid.any():
             peak = float(np.nanmax(np.where(valid, probability, -np.inf)))
             self.max_value = max(self.max_value, peak)
@@ -144,9 +150,11 @@ class SeamJoiner:
             raise ValueError(f"Arrays {labels.shape} do not match window {w}x{h}.")
         if col == 0 and row > 0:
             release_free_memory()
-        index, pieces, label_of, cluster_of = self._label(labels, probability, col, row)
+        if pieces is None:
+            pieces = block_pieces(labels, probability, col, row)
+        index, found, label_of, cluster_of = pieces
         base = self._next_id - 1
-        self._next_id += len(pieces)
+        self._next_id += len(found)
         left, top = _global(index[:, 0], base), _global(index[0, :], base)
         mine = (
             (left, labels[:, 0], None if ring is None else ring.left),
@@ -156,12 +164,12 @@ class SeamJoiner:
         has_right, has_bottom = col + w < self.width, row + h < self.height
         right = _global(index[:, -1], base) if has_right else np.zeros(0, np.int64)
         bottom = _global(index[-1, :], base) if has_bottom else np.zeros(0, np.int64)
-        waiting = np.zeros(len(pieces) + 1, np.int64)
+        waiting = np.zeros(len(found) + 1, np.int64)
         waiting[_ids_on(right) - base] += 1
         waiting[_ids_on(bottom) - base] += 1
         first_label: dict[int, int] = {}
         first_cluster: dict[int, int] = {}
-        for i, piece in enumerate(pieces, start=1):
+        for i, piece in enumerate(found, start=1):
             gid = base + i
             self._parent[gid], self._members[gid], self._same[gid] = gid, [gid], gid
             self._waiting[gid], self._pieces[gid] = int(waiting[i]), piece
@@ -196,41 +204,6 @@ class SeamJoiner:
         self._right.clear()
         self._bottom.clear()
         return self._emit_complete(list(roots))
-
-    def _label(
-        self, labels: np.ndarray, probability: np.ndarray, col: int, row: int
-    ) -> tuple[np.ndarray, list[Building], np.ndarray, np.ndarray]:
-        """Piece index image (0 = none, 1..n), the n pieces of one window, and each piece's
-        label and touching-cluster number (index 0 unused)."""
-        building = labels > 0
-        if not building.any():
-            empty = np.zeros(1, np.int64)
-            return np.zeros(labels.shape, np.int32), [], empty, empty
-        shift = Affine.translation(col, row)
-        outlines = [
-            g
-            for g, _ in features.shapes(
-                labels.astype(np.int32, copy=False), mask=building, connectivity=4, transform=shift
-            )
-        ]
-        geoms = _polygons(outlines)
-        index = features.rasterize(  # from the GeoJSON outlines: no round trip through GEOS
-            ((g, i) for i, g in enumerate(outlines, start=1)),
-            out_shape=labels.shape,
-            transform=shift,
-            fill=0,
-            dtype="int32",
-        )
-        flat = index.ravel()
-        n = len(geoms)
-        counts = np.bincount(flat, minlength=n + 1)
-        sums = np.bincount(flat, weights=np.clip(probability, 0.0, 1.0).ravel(), minlength=n + 1)
-        label_of = np.zeros(n + 1, np.int64)
-        label_of[flat] = labels.ravel()
-        cluster_of = np.zeros(n + 1, np.int64)
-        cluster_of[flat] = component_labels(building).ravel()
-        pieces = [Building(g, int(counts[i]), float(sums[i])) for i, g in enumerate(geoms, start=1)]
-        return index, pieces, label_of, cluster_of
 
     def _take_neighbours(
         self,
@@ -304,6 +277,52 @@ class SeamJoiner:
                 del self._same[g]
             done += [_join(parts) for parts in groups.values()]
         return done
+
+
+class Pieces(NamedTuple):
+    """One window's pieces (:func:`block_pieces`): the piece index image (0 = none, 1..n), the
+    n pieces, and each piece's label and touching-cluster number (index 0 unused)."""
+
+    image: np.ndarray
+    pieces: list[Building]
+    label_of: np.ndarray
+    cluster_of: np.ndarray
+
+
+def block_pieces(labels: np.ndarray, probability: np.ndarray, col: int, row: int) -> Pieces:
+    """The pieces of one window of instance labels whose top-left pixel is (``row``, ``col``)
+    of the grid: a function of the window alone, so windows can be cut into pieces in any
+    thread (:class:`engine.background.OrderedPool`) before :meth:`SeamJoiner.add_labels` joins
+    them in order."""
+    building = labels > 0
+    if not building.any():
+        empty = np.zeros(1, np.int64)
+        return Pieces(np.zeros(labels.shape, np.int32), [], empty, empty)
+    shift = Affine.translation(col, row)
+    outlines = [
+        g
+        for g, _ in features.shapes(
+            labels.astype(np.int32, copy=False), mask=building, connectivity=4, transform=shift
+        )
+    ]
+    geoms = _polygons(outlines)
+    index = features.rasterize(  # from the GeoJSON outlines: no round trip through GEOS
+        ((g, i) for i, g in enumerate(outlines, start=1)),
+        out_shape=labels.shape,
+        transform=shift,
+        fill=0,
+        dtype="int32",
+    )
+    flat = index.ravel()
+    n = len(geoms)
+    counts = np.bincount(flat, minlength=n + 1)
+    sums = np.bincount(flat, weights=np.clip(probability, 0.0, 1.0).ravel(), minlength=n + 1)
+    label_of = np.zeros(n + 1, np.int64)
+    label_of[flat] = labels.ravel()
+    cluster_of = np.zeros(n + 1, np.int64)
+    cluster_of[flat] = component_labels(building).ravel()
+    pieces = [Building(g, int(counts[i]), float(sums[i])) for i, g in enumerate(geoms, start=1)]
+    return Pieces(index, pieces, label_of, cluster_of)
 
 
 def _root(parent: dict[int, int], gid: int) -> int:
