@@ -140,9 +140,12 @@ def weights_digest(state: Mapping[str, torch.Tensor]) -> str:
 
 def resolve_encoder_weights(config: TrainConfig) -> str | None:
     """What ``encoder_weights`` means: ``none`` random weights; unset, the packaged ImageNet
-    weights where the encoder has them (random weights otherwise); else as given."""
+    weights where the encoder has them (random weights otherwise), none when fine-tuning (the
+    initial model's weights replace them, so their package is not needed); else as given."""
     value = config.encoder_weights
     if value is not None and value.strip().lower() == "none":
+        return None
+    if value is None and config.init_model:
         return None
     if value is None:
         has = config.encoder in OFFLINE and config.architecture.lower() != "compact"

@@ -118,6 +118,10 @@ class PredictionPlan:
     margin`` (so its core reaches the grid's end) with the fewest pixels that are a multiple of
     ``align`` (it may reach a little further: the reader mirrors the raster there). Windows
     start on multiples of ``align`` from ``-pad`` when the stride is one.
+
+    With ``uniform`` every window is ``window`` pixels, the last ones reaching further into the
+    mirrored raster: one shape for every batch (a GPU builds its convolution plans once per
+    input shape and thread, ~2 s each on an H200, far more than it needs for the extra pixels).
     """
 
     width: int
@@ -126,6 +130,7 @@ class PredictionPlan:
     margin: int
     align: int = 1
     pad: int = 0
+    uniform: bool = False
 
     def __post_init__(self) -> None:
         if self.width < 1 or self.height < 1:
@@ -156,7 +161,8 @@ class PredictionPlan:
         while start + self.window < end:
             spans.append((start, self.window))
             start += self.stride
-        spans.append((start, min(self.window, round_up(end - start, self.align))))
+        last = self.window if self.uniform else round_up(end - start, self.align)
+        spans.append((start, min(self.window, last)))
         return spans
 
     @property

@@ -177,6 +177,7 @@ def prepare_job(
         BLOCK,
         align,
         prediction_streams(device),
+        uniform=device.type == "cuda",
     )
     return PredictionJob(
         raster,

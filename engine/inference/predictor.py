@@ -88,7 +88,10 @@ class TiledPredictor:
     """Applies ``model`` to a grid window by window; counts what it did.
 
     ``window`` is the prediction window's side (a multiple of ``align``, the model's output
-    stride; the model's training tile needs not be it), ``margin`` the blend margin.
+    stride; the model's training tile needs not be it), ``margin`` the blend margin. With
+    ``uniform`` every batch the model sees has one shape, ``batch_size`` windows of ``window``
+    pixels (:class:`engine.geo.windows.PredictionPlan`; short batches are filled with empty
+    windows): a GPU's choice, which builds its convolution plans once per shape.
 
     Attributes after :meth:`run`: ``windows_total``, ``windows_predicted``,
     ``pixels_predicted`` (window pixels the model saw, overlap included), ``peak_blocks``
@@ -110,6 +113,7 @@ class TiledPredictor:
     block: int = 256
     align: int = 1
     streams: int = 1
+    uniform: bool = False
     windows_total: int = 0
     windows_predicted: int = 0
     pixels_predicted: int = 0
@@ -147,6 +151,7 @@ class TiledPredictor:
             self.margin,
             self.align,
             window_pad(self.margin, self.align, self.window),
+            self.uniform,
         )
         first, end = rows if rows is not None else (0, height)
         row_spans = [(r - first, n) for r, n in plan.rows if r < end and r + n > first]
@@ -206,8 +211,11 @@ class TiledPredictor:
         stack = [job.data for job in batch if job.data is not None]
         if not stack:
             return None
+        count = len(stack)
+        if self.uniform and count < self.batch_size:  # the batch's shape stays the same
+            stack += [np.zeros_like(stack[0])] * (self.batch_size - count)
         x = np.stack(stack)
-        probs = predict_probabilities(self.model, x, self.device, self.tta)
+        probs = predict_probabilities(self.model, x, self.device, self.tta)[:count]
         self._check_output(probs, x.shape[2:])
         return probs
 

@@ -450,4 +450,7 @@ def test_encoder_weights_default_to_the_packaged_imagenet_where_they_exist(
     assert train_module.resolve_encoder_weights(replace(lite, encoder="resnet18")) is None
     assert train_module.resolve_encoder_weights(make_config()) is None  # compact
     assert train_module.resolve_encoder_weights(replace(lite, encoder_weights="w.pt")) == "w.pt"
+    # fine-tuning: the initial model's weights replace the encoder's (found on a GPU machine
+    # without the ImageNet package: fine-tuning refused to start)
+    assert train_module.resolve_encoder_weights(replace(lite, init_model="m.pt")) is None
     assert TrainConfig.__dataclass_fields__["encoder"].default in OFFLINE

@@ -142,6 +142,18 @@ def test_prediction_plan_overlap_costs_the_margins_only() -> None:
     assert len(old) * 256**2 / 4096**2 > 1.8
 
 
+@pytest.mark.parametrize(("width", "height"), [(4096, 300), (100, 40)])
+def test_a_uniform_plan_has_full_windows_at_the_same_places(width: int, height: int) -> None:
+    """Every window of a uniform plan is a full window, starting where the usual plan's do;
+    only the last of a row or column reaches further."""
+    usual = PredictionPlan(width, height, 512, 32, 32, 32)
+    uniform = PredictionPlan(width, height, 512, 32, 32, 32, uniform=True)
+    for a, b in ((usual.columns, uniform.columns), (usual.rows, uniform.rows)):
+        assert [s for s, _ in a] == [s for s, _ in b]
+        assert all(n == 512 for _, n in b) and a[:-1] == b[:-1]
+    assert {(w.width, w.height) for w in uniform} == {(512, 512)}
+
+
 def test_bad_prediction_plans() -> None:
     with pytest.raises(ConfigError, match="multiple of the model's output stride 32"):
         PredictionPlan(100, 100, 500, 8, 32)

@@ -31,12 +31,13 @@ def _ones(window: Any, classes: int = 1) -> tuple[np.ndarray, np.ndarray]:
     return np.ones((classes, *shape), np.float32), np.ones(shape, bool)
 
 
+@pytest.mark.parametrize("uniform", [False, True])
 @pytest.mark.parametrize(("window", "align"), [(32, 8), (48, 16), (40, 4)])
-def test_blend_weights_sum_to_one_over_a_plan(window: int, align: int) -> None:
+def test_blend_weights_sum_to_one_over_a_plan(window: int, align: int, uniform: bool) -> None:
     """Blending windows that all predict 1 gives exactly 1 everywhere, the smaller last
-    windows of rows and columns included."""
+    windows of rows and columns included (or, uniform, the full ones reaching beyond)."""
     margin, width, height = 8, 90, 70
-    plan = PredictionPlan(width, height, window, margin, align, pad=margin)
+    plan = PredictionPlan(width, height, window, margin, align, pad=margin, uniform=uniform)
     blender = BlockBlender(width, height, margin, 1, plan.rows, plan.columns, block=16)
     out = np.zeros((height, width), np.float32)
     for win in plan:
@@ -196,3 +197,50 @@ def test_open_blocks_hold_sums_and_validity_only() -> None:
     assert blender.complete and blender.peak_blocks > 0
     for b in blocks:  # constant windows blend to the same constant: weights sum to one
         assert np.allclose(b.data[0], 0.25) and np.allclose(b.data[1], 0.75) and b.valid.all()
+
+
+class ShapeRecorder(Pointwise):
+    """The pixel-wise model, recording the shape of every batch it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shapes: list[tuple[int, ...]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.shapes.append(tuple(x.shape))
+        return super().forward(x)
+
+
+@pytest.mark.parametrize(("width", "height"), [(300, 200), (40, 70)])
+def test_uniform_batches_have_one_shape_and_give_the_same_raster(
+    tmp_path: Path, width: int, height: int
+) -> None:
+    """A GPU's uniform plan: every batch the model sees is ``batch_size`` full windows (short
+    batches filled with empty ones, the last windows reaching into the mirrored raster, even
+    beyond a raster smaller than a window), and the blended raster is what the usual plan
+    gives (a pixel-wise model: the values do not depend on the window)."""
+    path = tmp_path / "r.tif"
+    with rasterio.open(
+        path, "w", driver="GTiff", width=width, height=height, count=1, dtype="float32",
+        crs="EPSG:32616", transform=GRID,
+    ) as dst:  # fmt: skip
+        dst.write(smooth(height, width)[None])
+    rasters = {}
+    for uniform in (False, True):
+        model = ShapeRecorder()
+        predictor = TiledPredictor(
+            model, torch.device("cpu"), 64, 8, 1, (1,), BandStats((0.0,), (1.0,)),
+            batch_size=3, block=32, align=16, uniform=uniform,
+        )  # fmt: skip
+        out = np.zeros((height, width), np.float32)
+        blocks = predictor.run(lambda: open_raster(path), width, height, GRID, None, NullProgress())
+        for b in blocks:
+            w = b.window
+            out[w.row_off : w.row_off + w.height, w.col_off : w.col_off + w.width] = b.data[0]
+        rasters[uniform] = out
+        shapes = set(model.shapes)
+        if uniform:
+            assert shapes == {(3, 1, 64, 64)}
+        else:
+            assert len(shapes) > 1  # short last windows and batches
+    np.testing.assert_allclose(rasters[True], rasters[False], atol=1e-6)
