@@ -20,6 +20,7 @@ extent/AOI, are :data:`NODATA` (-1, outside the 0-1 range of probabilities).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -129,9 +130,17 @@ def inference_model(
 ) -> torch.nn.Module:
     """``model`` ready to predict on ``device``: in eval mode, its batch norms folded
     (:func:`engine.models.fold.fold_batch_norms`), in channels-last (the batches' layout,
-    :mod:`engine.inference.tta`)."""
-    model = fold_batch_norms(model.to(device).eval(), in_channels)
-    return model.to(memory_format=torch.channels_last)
+    :mod:`engine.inference.tta`).
+
+    The folding is made and checked on the CPU (on a copy of a model that is elsewhere, so
+    ``model`` itself does not move): a GPU would build convolution plans for the check's input
+    shape, which prediction never uses (about 2 s per shape on an H200, docs/BENCHMARKS.md).
+    """
+    param = next(model.parameters(), None)
+    if param is not None and param.device.type != "cpu":
+        model = copy.deepcopy(model).to("cpu")
+    model = fold_batch_norms(model.eval(), in_channels)
+    return model.to(device).to(memory_format=torch.channels_last)
 
 
 def prepare_job(

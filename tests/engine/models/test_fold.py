@@ -102,3 +102,22 @@ class _NeedsLargeInput(_ConvNorm):
 def test_a_network_the_probe_does_not_fit_is_used_as_it_is() -> None:
     model = _NeedsLargeInput().eval()
     assert fold_batch_norms(model, 3) is model
+
+
+class _Plain(_ConvNorm):
+    """conv -> norm: foldable."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.conv(x))
+
+
+def test_inference_model_folds_on_the_cpu_whatever_the_device() -> None:
+    """The fold is checked on the CPU and the result moved to the device: on the meta device
+    (shapes only, no values) a check there could not pass, yet the norm is folded."""
+    from engine.inference.job import inference_model
+
+    model = _Plain()
+    _randomise_stats(model)
+    ready = inference_model(model, 3, torch.device("meta"))
+    assert _norms(ready) == 0
+    assert {p.device.type for p in ready.parameters()} == {"meta"}
