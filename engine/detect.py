@@ -20,13 +20,13 @@ contact threshold, as they always did.
 
 from __future__ import annotations
 
+import functools
 import tempfile
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
-import numpy as np
 import torch
 from rasterio.io import DatasetWriter
 
@@ -48,21 +48,14 @@ from engine.inference.job import (
 from engine.inference.sizing import polygon_workers
 from engine.models.device import resolve_device
 from engine.models.modelfile import ModelSpec, load_model
-from engine.polygons.blocks import (
-    INSTANCE_BLOCK,
-    HaloAssembler,
-    HaloBlock,
-    LabelledBlock,
-    halo_pixels,
-    label_block,
-)
+from engine.polygons.blocks import INSTANCE_BLOCK, HaloAssembler, halo_pixels
 from engine.polygons.instances import InstanceParams, InstanceSettings
 from engine.polygons.seams import (
-    Pieces,
+    CutBlock,
     PolygonStream,
     SeamJoiner,
-    block_pieces,
     check_polygon_options,
+    cut_block,
 )
 from engine.results import DetectResult
 
@@ -166,20 +159,12 @@ def _block_consumer(
         assembler = HaloAssembler(job.grid.width, job.grid.height, INSTANCE_BLOCK, halo, BLOCK)
         separation = job.classes.index("separation")
 
-        def cut(ready: HaloBlock) -> tuple[LabelledBlock, np.ndarray, Pieces]:
-            done = label_block(ready, params, building, separation)
-            col, row = int(done.window.col_off), int(done.window.row_off)
-            return (
-                done,
-                ready.core(ready.valid),
-                block_pieces(done.labels, done.probability, col, row),
-            )
-
+        cut = functools.partial(cut_block, params=params, building=building, separation=separation)
         pool = stack.enter_context(OrderedPool(cut, workers, "footprint-instances"))
 
-        def join(results: list[tuple[LabelledBlock, np.ndarray, Pieces]]) -> None:
-            for done, valid, pieces in results:
-                stream.add(joiner.add_block(done, valid, pieces))
+        def join(results: list[CutBlock]) -> None:
+            for done in results:
+                stream.add(joiner.add_block(*done))
 
         def instances(block: Block) -> None:
             if dst is not None:

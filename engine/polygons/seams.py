@@ -44,8 +44,8 @@ from engine.config import PolygonOptions
 from engine.errors import ConfigError
 from engine.geo.vectors import VectorWriter
 from engine.heap import release_free_memory
-from engine.polygons.blocks import LabelledBlock, Ring
-from engine.polygons.instances import component_labels
+from engine.polygons.blocks import HaloBlock, LabelledBlock, Ring, label_block
+from engine.polygons.instances import InstanceParams, component_labels
 from engine.polygons.shapes import canonical_polygon, finalize_polygons
 
 
@@ -323,6 +323,23 @@ def block_pieces(labels: np.ndarray, probability: np.ndarray, col: int, row: int
     cluster_of[flat] = component_labels(building).ravel()
     pieces = [Building(g, int(counts[i]), float(sums[i])) for i, g in enumerate(geoms, start=1)]
     return Pieces(index, pieces, label_of, cluster_of)
+
+
+#: A halo block cut for :meth:`SeamJoiner.add_block`: its labels, its own pixels' validity
+#: and its pieces.
+CutBlock = tuple[LabelledBlock, np.ndarray, Pieces]
+
+
+def cut_block(
+    block: HaloBlock, params: InstanceParams, building: int = 0, separation: int = 1
+) -> CutBlock:
+    """Seeds + watershed on a halo block (:func:`engine.polygons.blocks.label_block`) and its
+    pieces (:func:`block_pieces`): everything about a block that needs no other block, so
+    blocks can be cut side by side (:class:`engine.background.OrderedPool`) and then joined
+    in order (``joiner.add_block(*cut)``)."""
+    done = label_block(block, params, building, separation)
+    col, row = int(done.window.col_off), int(done.window.row_off)
+    return done, block.core(block.valid), block_pieces(done.labels, done.probability, col, row)
 
 
 def _root(parent: dict[int, int], gid: int) -> int:

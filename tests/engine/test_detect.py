@@ -384,3 +384,27 @@ def test_polygon_workers_give_what_one_gives(
         == shapely.to_wkb(layers[4].geometry.values).tolist()
     )
     assert layers[1]["score"].tolist() == layers[4]["score"].tolist()
+
+
+def test_vectorize_cuts_blocks_side_by_side_and_joins_them_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Vectorize with several threads cutting blocks gives what one thread gives."""
+    import engine.vectorize
+
+    truth = terraces(12, (700, 760))
+    raster = write(tmp_path / "terraces.tif", probabilities(truth, 12, gaps=True))
+    keep = tmp_path / "p.tif"
+    model = spec(SEPARATION, **SEEDS)
+    detect_with_model(
+        config(raster, tmp_path / "d.gpkg", keep=keep), WithContact(), model, NullProgress()
+    )
+    wkb = {}
+    for workers in (1, 3):
+        monkeypatch.setattr(engine.vectorize, "spare_cores", lambda reserved, n=workers: n)
+        cfg = VectorizeConfig(
+            str(keep), str(tmp_path / f"v{workers}.gpkg"), threshold=0.5, window_size=256, **SEEDS
+        )
+        assert vectorize(cfg, NullProgress())["buildings"] == truth.max()
+        wkb[workers] = shapely.to_wkb(gpd.read_file(cfg.output).geometry.values).tolist()
+    assert wkb[1] == wkb[3]
