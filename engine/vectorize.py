@@ -88,7 +88,7 @@ def vectorize(config: VectorizeConfig, progress: Progress) -> VectorizeResult:
             )
         if params is not None and separation is not None:
             # seeds + watershed and pieces of blocks side by side on every core (this thread
-            # mostly waits for them: 2 cores, 4k raster: 4.4-4.6 s against 5.7-6.0 s with one)
+            # mostly waits for them: 2 cores, 4k raster: 4.0-4.8 s against 4.7-6.0 s with one)
             cut = functools.partial(cut_block, params=params)
             with OrderedPool(cut, spare_cores(0), "footprint-instances") as pool:
                 for i, window in enumerate(windows, start=1):
