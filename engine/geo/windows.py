@@ -9,7 +9,8 @@ Two plans cover a grid exactly (every pixel lies in at least one window):
 - :class:`PredictionPlan` (inference): windows of one size every ``window - 2 x margin``
   pixels over the grid padded by ``pad``, the last one in a row or column only as large as
   needed (rounded up to the model's output stride) instead of shifted back, so the overlap
-  costs ``2 x margin`` pixels per window along each axis and nothing more.
+  costs ``2 x margin`` pixels per window along each axis and nothing more (on a GPU every
+  window is full, ``uniform``: one input shape for the model).
 """
 
 from __future__ import annotations

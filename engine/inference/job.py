@@ -5,10 +5,10 @@ How it works (see :mod:`engine.inference.predictor`): prediction windows (512 px
 1024 on a GPU, see :mod:`engine.inference.sizing`; the model's training tile sets only the
 margin) every ``window - 2 * margin`` pixels over the grid padded by the margin rounded up
 to the model's stride (reflect-filled outside the raster), the last of a row or column only
-as large as needed, predicted in batches (two at once on a CPU; optionally with 8-way TTA),
-blended with smooth weights that sum to one per pixel, and released block by block as soon
-as a block is final. Memory holds about ``(window + 512) x raster width`` pixels of
-accumulators, never a scene-sized array.
+as large as needed (on a CPU; a GPU's are full, one batch shape), predicted in batches (two
+at once on a CPU; optionally with 8-way TTA), blended with smooth weights that sum to one per
+pixel, and released block by block as soon as a block is final. Memory holds about
+``(window + 512) x raster width`` pixels of accumulators, never a scene-sized array.
 
 The model runs at its training resolution: when the raster's ground resolution differs by
 more than 5 % (and ``native_resolution`` is off), windows are read from a virtual raster

@@ -2,7 +2,7 @@
 
 :class:`TiledPredictor` plans ``window`` windows every ``window - 2 * margin`` pixels over the
 grid from :func:`window_pad` before its first pixel (the margin, rounded up to the model's
-stride), the last of a row or column only as large as needed
+stride), the last of a row or column only as large as needed (full on a GPU, ``uniform``)
 (:class:`engine.geo.windows.PredictionPlan`; window, batch and streams chosen for the device
 by :mod:`engine.inference.sizing`), reads them with reflect padding in a background thread
 (:mod:`engine.inference.tilereader`), predicts them in batches (:mod:`engine.inference.tta`),
