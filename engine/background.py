@@ -11,7 +11,6 @@ independent items of such a stage in several threads and gives their results bac
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 from collections import deque
@@ -19,6 +18,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, Generic, TypeVar
+
+from engine.cores import usable_cores
 
 T = TypeVar("T")
 
@@ -98,8 +99,7 @@ MAX_POOL_WORKERS = 8
 def spare_cores(reserved: int) -> int:
     """Threads for a pool when ``reserved`` cores are kept for other threads: the cores this
     process may run on (its CPU affinity) less those, from 1 to :data:`MAX_POOL_WORKERS`."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(MAX_POOL_WORKERS, (cores or 1) - reserved))
+    return max(1, min(MAX_POOL_WORKERS, usable_cores() - reserved))
 
 
 class OrderedPool(Generic[T, R]):

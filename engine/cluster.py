@@ -35,6 +35,7 @@ import torch
 from rasterio.windows import Window
 
 from engine.config import InferenceOptions
+from engine.cores import usable_cores
 from engine.errors import ConfigError
 from engine.events import NullProgress, Progress, check_canceled
 from engine.geo.rasters import open_raster
@@ -287,9 +288,8 @@ def threads_per_worker(options: InferenceOptions) -> int:
     share of this machine's cores (1 on a shared cluster)."""
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():
         return max(1, int(os.environ["OMP_NUM_THREADS"]))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     workers = max(1, options.dask_workers)
-    return max(1, math.floor((cores or 1) / workers)) if not options.scheduler else 1
+    return max(1, math.floor(usable_cores() / workers)) if not options.scheduler else 1
 
 
 def strip_results(

@@ -21,6 +21,7 @@ extent/AOI, are :data:`NODATA` (-1, outside the 0-1 range of probabilities).
 from __future__ import annotations
 
 import copy
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -125,6 +126,10 @@ def _model_grid(src: Any, spec: ModelSpec, native: bool, progress: Progress) -> 
     return Grid(width, height, transform)
 
 
+#: Models :func:`inference_model` made, and the device each is ready for.
+_READY: weakref.WeakKeyDictionary[torch.nn.Module, torch.device] = weakref.WeakKeyDictionary()
+
+
 def inference_model(
     model: torch.nn.Module, in_channels: int, device: torch.device
 ) -> torch.nn.Module:
@@ -135,12 +140,18 @@ def inference_model(
     The folding is made and checked on the CPU (on a copy of a model that is elsewhere, so
     ``model`` itself does not move): a GPU would build convolution plans for the check's input
     shape, which prediction never uses (about 2 s per shape on an H200, docs/BENCHMARKS.md).
+    A model this function made is returned as it is (a cluster worker's cached model goes
+    through :func:`prepare_job` for every strip).
     """
+    if _READY.get(model) == device:
+        return model
     param = next(model.parameters(), None)
     if param is not None and param.device.type != "cpu":
         model = copy.deepcopy(model).to("cpu")
     model = fold_batch_norms(model.eval(), in_channels)
-    return model.to(device).to(memory_format=torch.channels_last)
+    ready = model.to(device).to(memory_format=torch.channels_last)
+    _READY[ready] = device
+    return ready
 
 
 def prepare_job(

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from engine.cores import usable_cores
 from engine.errors import ConfigError
 
 
@@ -111,13 +112,13 @@ class CpuFacts:
 def cpu_facts() -> CpuFacts:
     """The model, vector flags, torch's kernels and threads, usable cores and quota of this CPU."""
     name, flags = _cpuinfo()
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    usable = usable_cores()
     return CpuFacts(
         model=name or platform.processor() or platform.machine(),
         flags=tuple(flag for flag in _SPEED_FLAGS if flag in flags),
         torch_capability=str(torch.backends.cpu.get_cpu_capability()),
         torch_threads=torch.get_num_threads(),
-        cores_usable=usable or 1,
+        cores_usable=usable,
         quota=cpu_quota(),
     )
 

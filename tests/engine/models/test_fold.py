@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -121,3 +122,18 @@ def test_inference_model_folds_on_the_cpu_whatever_the_device() -> None:
     ready = inference_model(model, 3, torch.device("meta"))
     assert _norms(ready) == 0
     assert {p.device.type for p in ready.parameters()} == {"meta"}
+
+
+def test_a_prepared_model_is_not_prepared_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cluster worker's cached model goes through prepare_job for every strip: folded and
+    checked once, then used as it is on the same device."""
+    import engine.inference.job as job
+
+    folds: list[nn.Module] = []
+    fold = job.fold_batch_norms
+    monkeypatch.setattr(job, "fold_batch_norms", lambda m, c: folds.append(m) or fold(m, c))
+    cpu = torch.device("cpu")
+    ready = job.inference_model(_Plain(), 3, cpu)
+    assert job.inference_model(ready, 3, cpu) is ready and len(folds) == 1
+    job.inference_model(ready, 3, torch.device("meta"))  # another device: made again
+    assert len(folds) == 2
