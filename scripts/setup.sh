@@ -43,12 +43,24 @@ fi
 STAMP="$VENV/.footprint-requirements"
 WANT=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
-  say "Installing pinned Python packages into $VENV (torch with CUDA support, ~5 GB, a few minutes)"
+  # The packages take ~6.5 GB installed; pip also holds the downloaded wheels (~3 GB) in its
+  # temporary folder until the end. Check both places first: a full disk part-way leaves a
+  # half-made environment and an error that does not say what to do.
+  NEED_MB=${FOOTPRINT_SETUP_NEED_MB:-10000}
+  free_mb() { df -Pm "$1" | awk 'NR == 2 {print $4}'; }
+  TMP_DIR=${TMPDIR:-/tmp}
+  for where in "$VENV" "$TMP_DIR"; do
+    have=$(free_mb "$where")
+    if [ "$have" -lt "$NEED_MB" ]; then
+      die "only $((have / 1024)) GB free on the disk of $where; installing the Python packages needs about $((NEED_MB / 1024)) GB there (torch with CUDA support). Free some space, or put the environment on a larger disk (FOOTPRINT_VENV=/path/to/venv) and pip's temporary files there too (TMPDIR=/path/to/tmp), then run this again"
+    fi
+  done
+  say "Installing pinned Python packages into $VENV (torch with CUDA support, ~6.5 GB, a few minutes)"
   LOG=$(mktemp)
   "$VENV/bin/python" -m pip install -q --upgrade pip >"$LOG" 2>&1 || { cat "$LOG"; die "pip upgrade failed"; }
   # requirements.txt pins torch==2.14.1: the registry's build, not the local CPU-only 2.13 wheel
   # that has no matching torchvision.
-  "$VENV/bin/python" -m pip install -q -r requirements.txt -r requirements-dev.txt >"$LOG" 2>&1 \
+  "$VENV/bin/python" -m pip install -q --no-cache-dir -r requirements.txt -r requirements-dev.txt >"$LOG" 2>&1 \
     || { grep -v "is ignored: it is neither" "$LOG"; die "pip install -r requirements.txt failed"; }
   rm -f "$LOG"
   echo "$WANT" > "$STAMP.tmp"
