@@ -31,6 +31,7 @@ from engine.config import (
 from engine.errorlog import log_traceback, quiet_unraisable
 from engine.errors import CancelledError, FootprintError
 from engine.events import CANCEL, JsonEvents, NullProgress, Progress, TerminalProgress
+from engine.geo.temporary import remove_scratch
 
 EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 130
 #: What a command returns (one of :mod:`engine.results`).
@@ -230,6 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_ERROR
     finally:
+        remove_scratch()
         for s, handler in previous.items():
             signal.signal(s, handler)
     if isinstance(progress, JsonEvents):

@@ -39,6 +39,7 @@ from engine.cores import usable_cores
 from engine.errors import ConfigError
 from engine.events import NullProgress, Progress, check_canceled
 from engine.geo.rasters import open_raster
+from engine.geo.temporary import scratch_prefix
 from engine.geo.windows import Grid
 from engine.heap import tune_allocator
 from engine.inference.blend import Block
@@ -116,7 +117,7 @@ def run_strip(job: StripJob) -> StripResult:
     torch.set_num_threads(job.threads)
     device = resolve_device(job.options.device)
     model, spec = _model(job.model, str(device))
-    with tempfile.TemporaryDirectory(prefix="footprint-strip-") as workdir:
+    with tempfile.TemporaryDirectory(prefix=scratch_prefix("strip")) as workdir:
         pj = prepare_job(job.raster, job.options, model, spec, device, NullProgress(), workdir)
     g = pj.grid
     first, end = max(0, job.first - job.halo), min(g.height, job.end + job.halo)

@@ -34,8 +34,10 @@ from engine.background import BackgroundConsumer, OrderedPool
 from engine.cluster import distributed, run_on_cluster
 from engine.config import DetectConfig
 from engine.events import Progress, SubProgress, check_canceled
-from engine.geo.outputs import atomic_output, check_output
-from engine.geo.rasters import ground_resolution_m, open_raster
+from engine.geo.labels import layer_inputs
+from engine.geo.outputs import atomic_output, check_output, file_input, prepare_outputs
+from engine.geo.rasters import ground_resolution_m, open_raster, raster_inputs
+from engine.geo.temporary import work_prefix
 from engine.geo.vectors import VectorWriter
 from engine.inference.blend import Block
 from engine.inference.job import (
@@ -197,13 +199,11 @@ def detect_with_model(
     threshold = float(spec.threshold if config.threshold is None else config.threshold)
     check_polygon_options(config, threshold)
     settings = model_settings(spec).with_options(config, threshold)
-    out = check_output(config.output, config.overwrite)
+    out = check_paths(config)
     keep = config.keep_probability or None
-    if keep:
-        check_output(keep, config.overwrite)
     device = device or resolve_device(config.device)
     with tempfile.TemporaryDirectory(
-        prefix=".footprint-", dir=out.parent, ignore_cleanup_errors=True
+        prefix=work_prefix(), dir=out.parent, ignore_cleanup_errors=True
     ) as workdir:
         job = prepare_job(config.raster, config, model, spec, device, progress, workdir)
         source = "the model's" if config.threshold is None else "given"
@@ -235,6 +235,23 @@ def detect_with_model(
             stream.close()
     seconds = time.monotonic() - start
     return _result(job, stream, writer.path, keep, threshold, seconds, joiner, progress)
+
+
+def check_paths(config: DetectConfig) -> Path:
+    """Check the outputs before any work (writable, not inputs, not one file); return the
+    polygon output, absolute.
+
+    Raises:
+        OutputError: see :func:`engine.geo.outputs.check_output` and
+            :func:`engine.geo.outputs.check_not_inputs`.
+    """
+    out = check_output(config.output, config.overwrite)
+    keep = config.keep_probability
+    kept = check_output(keep, config.overwrite) if keep else None
+    inputs = raster_inputs(config.raster) + file_input("model file", config.model)
+    outputs = {"output": out, "kept probability raster": kept}
+    prepare_outputs(outputs, inputs + layer_inputs("AOI", config.aoi))
+    return out
 
 
 def _split_note(spec: ModelSpec, settings: InstanceSettings) -> str:
@@ -302,7 +319,7 @@ def detect(config: DetectConfig, progress: Progress) -> DetectResult:
         ``streams``, ``predicted_megapixels``, ``device``, ``seconds``,
         ``megapixels_per_second``, ``resampled``, ``score_mean``.
     """
-    check_output(config.output, config.overwrite)
+    check_paths(config)
     device = resolve_device(config.device)
     model, spec = load_model(config.model, device=str(device))
     return detect_with_model(config, model, spec, progress, device)

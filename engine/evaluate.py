@@ -28,8 +28,9 @@ from engine.config import EvaluateConfig
 from engine.errors import ConfigError, InputError, LabelsError, OutputError, RasterError
 from engine.events import NullProgress, Progress, SubProgress, check_canceled
 from engine.geo import labels
-from engine.geo.outputs import atomic_output, check_output
-from engine.geo.rasters import RASTER_SUFFIXES, ground_resolution_m, open_raster
+from engine.geo.labels import layer_inputs
+from engine.geo.outputs import Input, atomic_output, check_output, prepare_outputs
+from engine.geo.rasters import RASTER_SUFFIXES, ground_resolution_m, open_raster, raster_inputs
 from engine.geo.vectors import DAMAGED_LAYER_HINT, VECTOR_READ_ERRORS, write_vector
 from engine.geo.windows import Grid
 from engine.results import EvaluateResult
@@ -119,12 +120,17 @@ def _check_config(config: EvaluateConfig) -> tuple[Path | None, Path | None]:
                 f"Cannot tell the vector format of {output} from its extension; use .gpkg,"
                 " .shp, .geojson or .fgb."
             ) from exc
-    inputs = {Path(p).expanduser().absolute() for p in (config.predicted, config.reference)}
-    if output is not None and output == report:
-        raise ConfigError(f"Output layer and report are the same file {output}; name them apart.")
-    if inputs & {output, report}:
-        raise ConfigError("An output would replace an input layer; choose another output name.")
+    prepare_outputs({"output layer": output, "report": report}, evaluate_inputs(config))
     return output, report
+
+
+def evaluate_inputs(config: EvaluateConfig) -> list[Input]:
+    """The files ``evaluate`` reads: both layers and the area (a raster: with VRT sources)."""
+    inputs = layer_inputs("predicted layer", config.predicted)
+    inputs += layer_inputs("reference layer", config.reference)
+    if config.area and Path(config.area).suffix.lower() in RASTER_SUFFIXES:
+        return inputs + raster_inputs(config.area, "area raster")
+    return inputs + layer_inputs("area layer", config.area)
 
 
 # ----------------------------------------------------------------------------- reading

@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
 from engine.cluster import distributed, run_on_cluster
 from engine.config import PredictConfig
 from engine.events import Progress
-from engine.geo.outputs import atomic_output, check_output
+from engine.geo.labels import layer_inputs
+from engine.geo.outputs import atomic_output, check_output, file_input, prepare_outputs
+from engine.geo.rasters import raster_inputs
+from engine.geo.temporary import work_prefix
 from engine.inference.job import PredictionJob, open_probability, prepare_job, probability_blocks
 from engine.models.device import resolve_device
 from engine.models.modelfile import ModelSpec, load_model
@@ -38,10 +42,10 @@ def predict_with_model(
 ) -> PredictResult:
     """:func:`predict` with a model already in memory (``config.model`` is not read)."""
     start = time.monotonic()
-    out = check_output(config.output, config.overwrite)
+    out = check_paths(config)
     device = device or resolve_device(config.device)
     with tempfile.TemporaryDirectory(
-        prefix=".footprint-", dir=out.parent, ignore_cleanup_errors=True
+        prefix=work_prefix(), dir=out.parent, ignore_cleanup_errors=True
     ) as workdir:
         job = prepare_job(config.raster, config, model, spec, device, progress, workdir)
         _log_start(job, config, progress)
@@ -55,6 +59,19 @@ def predict_with_model(
                     dst.write(block.data, window=block.window)
     progress.set_progress(100.0)
     return _result(job, str(out), time.monotonic() - start, progress)
+
+
+def check_paths(config: PredictConfig) -> Path:
+    """Check the output before any work (writable, not an input); return it, absolute.
+
+    Raises:
+        OutputError: see :func:`engine.geo.outputs.check_output` and
+            :func:`engine.geo.outputs.check_not_inputs`.
+    """
+    out = check_output(config.output, config.overwrite)
+    inputs = raster_inputs(config.raster) + file_input("model file", config.model)
+    prepare_outputs({"output": out}, inputs + layer_inputs("AOI", config.aoi))
+    return out
 
 
 def _log_start(job: PredictionJob, config: PredictConfig, progress: Progress) -> None:
@@ -106,7 +123,7 @@ def predict(config: PredictConfig, progress: Progress) -> PredictResult:
         ModelFileError, RasterError, ConfigError, OutputError, CancelledError (nothing is
         written then).
     """
-    check_output(config.output, config.overwrite)
+    check_paths(config)
     device = resolve_device(config.device)
     model, spec = load_model(config.model, device=str(device))
     return predict_with_model(config, model, spec, progress, device)

@@ -16,11 +16,18 @@ from rasterio.io import DatasetReader
 from rasterio.windows import transform as window_transform
 
 from engine.config import RasterizeConfig
-from engine.errors import ConfigError, OutputError
+from engine.errors import ConfigError
 from engine.events import Progress, check_canceled
-from engine.geo.labels import BUILDING, CONTACT, LabelIndex, labels_for_extent
-from engine.geo.outputs import atomic_output, check_output
-from engine.geo.rasters import default_bands, open_raster, read_window, resolve_raster
+from engine.geo.labels import BUILDING, CONTACT, LabelIndex, labels_for_extent, layer_inputs
+from engine.geo.outputs import atomic_output, check_output, prepare_outputs
+from engine.geo.rasters import (
+    default_bands,
+    open_raster,
+    raster_inputs,
+    read_window,
+    resolve_raster,
+)
+from engine.geo.temporary import scratch_prefix
 from engine.geo.windows import Grid
 from engine.results import RasterizeResult
 
@@ -46,10 +53,10 @@ def rasterize_labels(config: RasterizeConfig, progress: Progress) -> RasterizeRe
     if not config.labels:
         raise ConfigError("No label layer given; give at least one building polygon layer.")
     out = check_output(config.output, config.overwrite)
-    with tempfile.TemporaryDirectory(prefix="footprint-rasterize-") as workdir:
+    inputs = raster_inputs(config.raster) + layer_inputs("label layer", config.labels)
+    prepare_outputs({"output": out}, inputs)
+    with tempfile.TemporaryDirectory(prefix=scratch_prefix("rasterize")) as workdir:
         raster = resolve_raster(config.raster, workdir=workdir)
-        if Path(raster).resolve() == out.resolve():
-            raise OutputError(f"Output {out} is the input raster; choose another output name.")
         with open_raster(raster) as src:
             crs_wkt = src.crs.to_wkt()
             margin = (BOUNDARY_WIDTH + 1) * max(abs(src.transform.a), abs(src.transform.e))

@@ -35,7 +35,15 @@ from engine import __version__
 from engine.config import TrainConfig
 from engine.errors import ConfigError
 from engine.events import NullProgress, Progress, SubProgress, check_canceled
-from engine.geo.outputs import check_output
+from engine.geo.labels import layer_inputs
+from engine.geo.outputs import (
+    Input,
+    check_not_inputs,
+    check_output,
+    file_input,
+    prepare_outputs,
+)
+from engine.geo.rasters import raster_inputs
 from engine.models.device import describe_device, resolve_device
 from engine.models.modelfile import ModelSpec, read_spec, save_model
 from engine.models.pretrained import (
@@ -196,6 +204,40 @@ def report_dir_for(config: TrainConfig) -> Path:
         return Path(config.report_dir).expanduser().absolute()
     out = Path(config.output).expanduser().absolute()
     return out.with_name(out.stem + "_report")
+
+
+#: The files ``train`` writes in its report folder (the checkpoint may be the resumed one).
+REPORT_FILES = ("history.json", "summary.json", "loss.png", "metrics.png")
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def train_inputs(config: TrainConfig) -> list[Input]:
+    """Every file ``train`` reads: rasters (with folders, globs and VRT sources), label,
+    validation and labelled-area layers, the initial model and local encoder weights."""
+    inputs = [i for item in config.rasters for i in raster_inputs(item, "training raster")]
+    inputs += layer_inputs("label layer", config.labels)
+    inputs += layer_inputs("validation areas layer", config.validation)
+    inputs += layer_inputs("labelled area layer", config.labelled_area)
+    inputs += file_input("initial model", config.init_model)
+    if config.encoder_weights not in (None, IMAGENET):
+        inputs += file_input("encoder weights file", config.encoder_weights)
+    return inputs
+
+
+def check_paths(config: TrainConfig) -> None:
+    """Check the model file and the report before any work: writable, not an input (the
+    checkpoint may be the one resumed from).
+
+    Raises:
+        OutputError: see :func:`engine.geo.outputs.check_output` and
+            :func:`engine.geo.outputs.check_not_inputs`.
+    """
+    out = check_output(config.output, config.overwrite)
+    report = report_dir_for(config)
+    outputs: dict[str, str | Path | None] = {"model file": out}
+    outputs.update({f"report file {name}": report / name for name in REPORT_FILES})
+    check_not_inputs(outputs, file_input("checkpoint to resume from", config.resume))
+    prepare_outputs({**outputs, "checkpoint": report / CHECKPOINT_NAME}, train_inputs(config))
 
 
 def make_device(config: TrainConfig) -> torch.device:
@@ -514,7 +556,7 @@ def _train(config: TrainConfig, progress: Progress) -> TrainResult:
         progress = _RankProgress(progress)
     config = replace(config, encoder_weights=resolve_encoder_weights(config))
     check_config(config)
-    check_output(config.output, config.overwrite)
+    check_paths(config)
     start_spec = initial_spec(config)
     if start_spec is not None:
         config = finetune_config(config, start_spec, progress)
@@ -524,7 +566,7 @@ def _train(config: TrainConfig, progress: Progress) -> TrainResult:
     if start_spec is not None:
         check_fits(start_spec, len(data.bands), data.input_dtype, str(config.init_model))
     report = report_dir_for(config)
-    checkpoint = report / "checkpoint.pt"
+    checkpoint = report / CHECKPOINT_NAME
     seed_everything(config.seed)  # the same initial weights whatever the data builder drew
     loop = Loop(config, data, device)
     n_params = sum(p.numel() for p in loop.bare.parameters())

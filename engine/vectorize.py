@@ -21,8 +21,14 @@ from engine.background import OrderedPool, spare_cores
 from engine.config import VectorizeConfig
 from engine.errors import ConfigError
 from engine.events import Progress, check_canceled
-from engine.geo.outputs import check_output
-from engine.geo.rasters import ground_resolution_m, open_raster, read_window, select_bands
+from engine.geo.outputs import check_output, prepare_outputs
+from engine.geo.rasters import (
+    ground_resolution_m,
+    open_raster,
+    raster_inputs,
+    read_window,
+    select_bands,
+)
 from engine.geo.vectors import VectorWriter
 from engine.geo.windows import Grid
 from engine.polygons.blocks import halo_pixels, read_halo_block
@@ -68,7 +74,8 @@ def vectorize(config: VectorizeConfig, progress: Progress) -> VectorizeResult:
         ``{"output": path, "buildings": n, "total_area_m2": float}``.
     """
     check_vectorize_config(config)
-    check_output(config.output, config.overwrite)
+    out = check_output(config.output, config.overwrite)
+    prepare_outputs({"output": out}, raster_inputs(config.raster))
     with (
         open_raster(config.raster) as src,
         VectorWriter(config.output, config.overwrite, "Polygon") as writer,

@@ -28,6 +28,7 @@ from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
 from engine.errors import LabelsError
+from engine.geo.outputs import Input
 from engine.geo.vectors import DAMAGED_LAYER_HINT, VECTOR_READ_ERRORS
 
 Bounds = tuple[float, float, float, float]
@@ -52,6 +53,14 @@ def split_source(source: str | os.PathLike[str]) -> tuple[str, str | None]:
         if key.strip().lower() == "layername" and value:
             layer = value
     return path, layer
+
+
+def layer_inputs(role: str, sources: str | Sequence[str] | None) -> list[Input]:
+    """The files of vector layer ``sources`` (``file.gpkg|layername=roofs`` reads file.gpkg)."""
+    if not sources:
+        return []
+    items = [sources] if isinstance(sources, str) else list(sources)
+    return [Input(split_source(s)[0], f"the {role} {split_source(s)[0]}") for s in items]
 
 
 def _layer_crs(path: str, layer: str | None) -> str:

@@ -9,10 +9,12 @@ import contextlib
 import errno
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import FootprintError, OutputError
+from engine.geo.temporary import part_name, probe_name, sweep_stale
 
 #: Likely cause and fix of a failed write, by errno and by the words of GDAL's or torch's error.
 _CAUSES: tuple[tuple[int | None, tuple[str, ...], str], ...] = (
@@ -72,7 +74,7 @@ def _can_create_in(folder: Path) -> bool:
     and says nothing about read-only mounts)."""
     if not os.access(folder, os.W_OK):
         return False
-    probe = folder / f".footprint-probe-{uuid.uuid4().hex[:8]}"
+    probe = folder / probe_name(uuid.uuid4().hex[:8])
     try:
         probe.touch(exist_ok=False)
     except OSError:
@@ -82,8 +84,72 @@ def _can_create_in(folder: Path) -> bool:
 
 
 def temporary_sibling(out: Path) -> Path:
-    """A temporary path next to ``out`` with the same extension (so drivers match)."""
-    return out.with_name(f".{out.stem}.part-{uuid.uuid4().hex[:8]}{out.suffix}")
+    """A temporary path next to ``out`` with the same extension (so drivers match), named by
+    this process (see :mod:`engine.geo.temporary`)."""
+    return out.with_name(part_name(out, uuid.uuid4().hex[:8]))
+
+
+@dataclass(frozen=True)
+class Input:
+    """A file a command reads, and how to name it to a user (``the input raster a.tif``)."""
+
+    path: str
+    what: str
+
+
+def file_input(role: str, path: str | os.PathLike[str] | None) -> list[Input]:
+    """``path`` as an input of ``role`` (none when not given)."""
+    return [Input(str(path), f"the {role} {path}")] if path else []
+
+
+def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """True when ``a`` and ``b`` are one file: :func:`os.path.samefile` when both exist (links,
+    other spellings), else the same resolved path."""
+    pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    try:
+        if pa.exists() and pb.exists():
+            return os.path.samefile(pa, pb)
+        return pa.resolve() == pb.resolve()
+    except (OSError, RuntimeError):
+        return pa.absolute() == pb.absolute()
+
+
+def prepare_outputs(
+    outputs: Mapping[str, str | os.PathLike[str] | None], inputs: Iterable[Input]
+) -> None:
+    """What every command does before any work: refuse an output that is an input
+    (:func:`check_not_inputs`), then remove what dead runs left in the outputs' folders and
+    the temporary folder (:func:`engine.geo.temporary.sweep_stale`)."""
+    check_not_inputs(outputs, inputs)
+    sweep_stale(Path(p).expanduser().absolute().parent for p in outputs.values() if p)
+
+
+def check_not_inputs(
+    outputs: Mapping[str, str | os.PathLike[str] | None], inputs: Iterable[Input]
+) -> None:
+    """Refuse, before any work, an output that is one of the ``inputs`` or another output.
+
+    ``outputs`` maps how each output is called (``output``, ``report``) to its path (None:
+    not written).
+
+    Raises:
+        OutputError: naming the output and the input it would destroy.
+    """
+    named = [(name, Path(path)) for name, path in outputs.items() if path]
+    inputs = list(inputs)
+    for i, (name, out) in enumerate(named):
+        for other, earlier in named[:i]:
+            if same_file(out, earlier):
+                raise OutputError(
+                    f"The {other} and the {name} are the same file {out}; give them different"
+                    " names."
+                )
+        for item in inputs:
+            if same_file(out, item.path):
+                raise OutputError(
+                    f"{name[0].upper()}{name[1:]} {out} is {item.what}; choose another {name}"
+                    " name (writing it would destroy that input)."
+                )
 
 
 def _sidecars(path: Path) -> list[Path]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import glob
 import math
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +25,8 @@ from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
 from engine.errors import ConfigError, RasterError
+from engine.geo.outputs import Input
+from engine.geo.temporary import make_scratch
 
 
 @dataclass(frozen=True)
@@ -283,20 +284,56 @@ def list_rasters(path: str | os.PathLike[str]) -> list[str]:
     return files
 
 
+def raster_inputs(item: str | os.PathLike[str] | None, role: str = "input raster") -> list[Input]:
+    """The files a raster input reads: the file, each file of a folder or glob, and the
+    source files of every VRT among them (none when ``item`` lists nothing: the command
+    reports that itself)."""
+    if not item:
+        return []
+    text = str(item)
+    try:
+        files = list_rasters(text)
+    except RasterError:
+        return []
+    found = []
+    for f in files:
+        what = f"the {role} {f}" if files == [text] else f"{f}, a file of the {role} {text}"
+        found.append(Input(f, what))
+        found += vrt_sources(f)
+    return found
+
+
+def vrt_sources(path: str, seen: frozenset[str] = frozenset()) -> list[Input]:
+    """The files a VRT reads (as GDAL lists them), nested VRTs included; none for other files
+    or a VRT that does not open."""
+    if not path.lower().endswith(".vrt") or path in seen or not os.path.isfile(path):
+        return []
+    try:
+        with rasterio.open(path) as src:
+            files = [f for f in src.files if os.path.abspath(f) != os.path.abspath(path)]
+    except READ_ERRORS:
+        return []
+    found = []
+    for f in files:
+        found.append(Input(f, f"{f}, a source file of the VRT {path}"))
+        found += vrt_sources(f, seen | {path})
+    return found
+
+
 def resolve_raster(
     paths: str | os.PathLike[str] | Sequence[str], workdir: str | None = None
 ) -> str:
     """One raster path for ``paths``: the file itself, or a VRT mosaic of several files.
 
-    A folder or glob, or a list of several files, becomes a VRT written in ``workdir`` (a
-    temporary folder by default). The files must share CRS, band count, data type and
-    pixel size.
+    A folder or glob, or a list of several files, becomes a VRT written in ``workdir`` (by
+    default a scratch folder removed when the command ends). The files must share CRS, band
+    count, data type and pixel size.
     """
     items = [str(paths)] if isinstance(paths, (str, os.PathLike)) else [str(p) for p in paths]
     files = [f for item in items for f in list_rasters(item)]
     if len(files) == 1:
         return files[0]
-    folder = workdir or tempfile.mkdtemp(prefix="footprint-vrt-")
+    folder = workdir or make_scratch("vrt")
     out = Path(folder) / "mosaic.vrt"
     out.write_text(build_vrt_xml(files))
     return str(out)

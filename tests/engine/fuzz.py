@@ -11,6 +11,11 @@ valid content under another extension). Every command that takes that kind runs 
 
 and never with a traceback, an "internal error", or a partial output left behind.
 
+:data:`SAME_FILE_CASES` name an input as an output (with ``--overwrite``) for every command
+and input kind (raster file, a chip of a folder, a file of a glob, a VRT's source, labels,
+areas, model files): each must be refused with exit code 1 and a message naming the input,
+every file as it was.
+
     .venv/bin/python -m tests.engine.fuzz      # prints the table recorded in docs/
 """
 
@@ -388,6 +393,236 @@ def fuzz(work: Path, kinds: tuple[Kind, ...] = KINDS, seed: int = 0) -> list[Out
     return outcomes
 
 
+# ------------------------------------------------------------ outputs that are inputs
+
+#: The training options of every ``train`` case (tiny and quick, were it ever to run).
+_TRAIN = ["--architecture", "compact", "--encoder", "none", "--tile-size", "32", "--epochs", "1"]
+_TRAIN += ["--batch-size", "4", "--device", "cpu"]
+
+
+def make_same_file_inputs(work: Path) -> None:
+    """The inputs of the output = input cases: a GeoTIFF, a folder of two chips, a VRT over a
+    GeoTIFF, two polygon layers and a model file."""
+    make_geotiff(work / "scene.tif")
+    (work / "chips").mkdir()
+    make_geotiff(work / "chips" / "a.tif")
+    make_geotiff(work / "chips" / "b.tif")
+    make_vrt(work / "mosaic.vrt")  # reads mosaic-source.tif
+    make_vector("GPKG")(work / "labels.gpkg")
+    make_vector("GPKG")(work / "areas.gpkg")
+    make_model(work / "model.pt")
+
+
+def _case(command: str, victim: str, **options: str) -> Callable[[Path], tuple[list[str], Path]]:
+    """A case: ``command`` with ``options`` (``{}`` in a value is the work folder), which
+    names ``victim`` (a file of the work folder) as an output."""
+
+    def build(work: Path) -> tuple[list[str], Path]:
+        argv = [command]
+        for name, value in options.items():
+            argv += [f"--{name.replace('_', '-')}", value.format(work)]
+        if command == "train":
+            argv += _TRAIN
+        return [*argv, "--overwrite"], work / victim
+
+    return build
+
+
+#: Every command x every input kind, each with an output that is that input (``--overwrite``
+#: given, as the Processing algorithms always do): each must be refused, naming the input.
+SAME_FILE_CASES: dict[str, Callable[[Path], tuple[list[str], Path]]] = {
+    "rasterize-labels / raster file": _case(
+        "rasterize-labels", "scene.tif", raster="{}/scene.tif", label="{}/labels.gpkg",
+        output="{}/scene.tif",
+    ),
+    "rasterize-labels / folder chip": _case(
+        "rasterize-labels", "chips/b.tif", raster="{}/chips", label="{}/labels.gpkg",
+        output="{}/chips/b.tif",
+    ),
+    "rasterize-labels / glob file": _case(
+        "rasterize-labels", "chips/a.tif", raster="{}/chips/*.tif", label="{}/labels.gpkg",
+        output="{}/chips/a.tif",
+    ),
+    "rasterize-labels / VRT source": _case(
+        "rasterize-labels", "mosaic-source.tif", raster="{}/mosaic.vrt",
+        label="{}/labels.gpkg", output="{}/mosaic-source.tif",
+    ),
+    "rasterize-labels / labels": _case(
+        "rasterize-labels", "labels.gpkg", raster="{}/scene.tif", label="{}/labels.gpkg",
+        output="{}/labels.gpkg",
+    ),
+    "train / raster file": _case(
+        "train", "scene.tif", raster="{}/scene.tif", label="{}/labels.gpkg",
+        output="{}/scene.tif",
+    ),
+    "train / folder chip": _case(
+        "train", "chips/a.tif", raster="{}/chips", label="{}/labels.gpkg",
+        output="{}/chips/a.tif",
+    ),
+    "train / glob file": _case(
+        "train", "chips/b.tif", raster="{}/chips/*.tif", label="{}/labels.gpkg",
+        output="{}/chips/b.tif",
+    ),
+    "train / VRT source": _case(
+        "train", "mosaic-source.tif", raster="{}/mosaic.vrt", label="{}/labels.gpkg",
+        output="{}/mosaic-source.tif",
+    ),
+    "train / labels": _case(
+        "train", "labels.gpkg", raster="{}/scene.tif", label="{}/labels.gpkg",
+        output="{}/labels.gpkg",
+    ),
+    "train / validation areas": _case(
+        "train", "areas.gpkg", raster="{}/scene.tif", label="{}/labels.gpkg",
+        validation="{}/areas.gpkg", output="{}/areas.gpkg",
+    ),
+    "train / labelled area": _case(
+        "train", "areas.gpkg", raster="{}/scene.tif", label="{}/labels.gpkg",
+        labelled_area="{}/areas.gpkg", output="{}/areas.gpkg",
+    ),
+    "train / initial model": _case(
+        "train", "model.pt", raster="{}/scene.tif", label="{}/labels.gpkg",
+        init_model="{}/model.pt", output="{}/model.pt",
+    ),
+    "train / resumed checkpoint": _case(
+        "train", "model.pt", raster="{}/scene.tif", label="{}/labels.gpkg",
+        resume="{}/model.pt", output="{}/model.pt",
+    ),
+    "train / report file is a raster": _case(
+        "train", "chips/summary.json", raster="{}/chips/summary.json", label="{}/labels.gpkg",
+        output="{}/new.pt", report_dir="{}/chips",
+    ),
+    "predict / raster file": _case(
+        "predict", "scene.tif", raster="{}/scene.tif", model="{}/model.pt",
+        output="{}/scene.tif",
+    ),
+    "predict / folder chip": _case(
+        "predict", "chips/a.tif", raster="{}/chips", model="{}/model.pt",
+        output="{}/chips/a.tif",
+    ),
+    "predict / glob file": _case(
+        "predict", "chips/b.tif", raster="{}/chips/*.tif", model="{}/model.pt",
+        output="{}/chips/b.tif",
+    ),
+    "predict / VRT source": _case(
+        "predict", "mosaic-source.tif", raster="{}/mosaic.vrt", model="{}/model.pt",
+        output="{}/mosaic-source.tif",
+    ),
+    "predict / model file": _case(
+        "predict", "model.pt", raster="{}/scene.tif", model="{}/model.pt",
+        output="{}/model.pt",
+    ),
+    "predict / AOI": _case(
+        "predict", "areas.gpkg", raster="{}/scene.tif", model="{}/model.pt",
+        aoi="{}/areas.gpkg", output="{}/areas.gpkg",
+    ),
+    "vectorize / raster file": _case(
+        "vectorize", "scene.tif", raster="{}/scene.tif", output="{}/scene.tif",
+    ),
+    "vectorize / VRT source": _case(
+        "vectorize", "mosaic-source.tif", raster="{}/mosaic.vrt",
+        output="{}/mosaic-source.tif",
+    ),
+    "detect / raster file": _case(
+        "detect", "scene.tif", raster="{}/scene.tif", model="{}/model.pt",
+        output="{}/scene.tif",
+    ),
+    "detect / kept probability = raster file": _case(
+        "detect", "scene.tif", raster="{}/scene.tif", model="{}/model.pt",
+        output="{}/out.gpkg", keep_probability="{}/scene.tif",
+    ),
+    "detect / kept probability = folder chip": _case(
+        "detect", "chips/a.tif", raster="{}/chips", model="{}/model.pt",
+        output="{}/out.gpkg", keep_probability="{}/chips/a.tif",
+    ),
+    "detect / kept probability = glob file": _case(
+        "detect", "chips/b.tif", raster="{}/chips/*.tif", model="{}/model.pt",
+        output="{}/out.gpkg", keep_probability="{}/chips/b.tif",
+    ),
+    "detect / kept probability = VRT source": _case(
+        "detect", "mosaic-source.tif", raster="{}/mosaic.vrt", model="{}/model.pt",
+        output="{}/out.gpkg", keep_probability="{}/mosaic-source.tif",
+    ),
+    "detect / model file": _case(
+        "detect", "model.pt", raster="{}/scene.tif", model="{}/model.pt",
+        output="{}/model.pt",
+    ),
+    "detect / AOI": _case(
+        "detect", "areas.gpkg", raster="{}/scene.tif", model="{}/model.pt",
+        aoi="{}/areas.gpkg", output="{}/areas.gpkg",
+    ),
+    "evaluate / predicted layer": _case(
+        "evaluate", "labels.gpkg", predicted="{}/labels.gpkg", reference="{}/areas.gpkg",
+        output="{}/labels.gpkg",
+    ),
+    "evaluate / reference layer": _case(
+        "evaluate", "areas.gpkg", predicted="{}/labels.gpkg", reference="{}/areas.gpkg",
+        output="{}/areas.gpkg",
+    ),
+    "evaluate / report = predicted layer": _case(
+        "evaluate", "labels.gpkg", predicted="{}/labels.gpkg", reference="{}/areas.gpkg",
+        report="{}/labels.gpkg",
+    ),
+    "evaluate / area raster's VRT source": _case(
+        "evaluate", "mosaic-source.tif", predicted="{}/labels.gpkg",
+        reference="{}/areas.gpkg", area="{}/mosaic.vrt", report="{}/mosaic-source.tif",
+    ),
+}  # fmt: skip
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` and a digest of its bytes."""
+    import hashlib
+
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def judge_same_file(code: int, printed: str, victim: Path) -> str:
+    """Empty when an output = input case was refused (exit 1, a message naming the input),
+    else what went wrong."""
+    message = _error_message(printed)
+    if "Traceback" in printed:
+        return "traceback"
+    if code != 1:
+        return f"exit code {code} (not refused): {message[:200]}"
+    if str(victim) not in message or "choose another" not in message:
+        return "error does not name the input: " + message[:200]
+    return ""
+
+
+def same_file_case(name: str, case: Path) -> Outcome:
+    """Run the case ``name`` of :data:`SAME_FILE_CASES` on the inputs in ``case``."""
+    argv, victim = SAME_FILE_CASES[name](case)
+    if name.startswith("train / report file"):
+        shutil.copy(case / "scene.tif", victim)  # a raster named as a report file
+    before = _digests(case)
+    code, printed = run_case(argv)
+    problem = judge_same_file(code, printed, victim)
+    if not problem and _digests(case) != before:
+        problem = "the work folder changed"
+    command, _, kind = name.partition(" / ")
+    message = _error_message(printed)
+    kept = printed[-3000:] if problem else ""
+    return Outcome(kind, "output = input", command, code, message, problem, kept)
+
+
+def same_file(work: Path, names: list[str] | None = None) -> list[Outcome]:
+    """Run the :data:`SAME_FILE_CASES` (``names``: these only), each in a fresh copy of the
+    inputs under ``work``; returns the outcomes."""
+    good = work / "same-file-inputs"
+    good.mkdir()
+    make_same_file_inputs(good)
+    outcomes = []
+    for n, name in enumerate(names or list(SAME_FILE_CASES)):
+        case = work / f"same-{n}"
+        shutil.copytree(good, case)
+        outcomes.append(same_file_case(name, case))
+    return outcomes
+
+
 def table(outcomes: list[Outcome]) -> str:
     """Markdown: cases per input kind and how they ended."""
     lines = [
@@ -408,7 +643,7 @@ if __name__ == "__main__":
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        found = fuzz(Path(tmp))
+        found = fuzz(Path(tmp)) + same_file(Path(tmp))
     print(table(found))
     for o in found:
         if o.problem:

@@ -175,7 +175,7 @@ def test_overwrite_rules_and_atomic_output(tmp_path: Path, offset_pair: tuple[Pa
     assert len(gpd.read_file(out, layer="status")) == 1
     with pytest.raises(OutputError, match="extension"):
         run(tmp_path, predicted=pred, reference=ref, output=tmp_path / "x.unknown")
-    with pytest.raises(ConfigError, match="input"):
+    with pytest.raises(OutputError, match="is the reference layer"):
         run(tmp_path, predicted=pred, reference=ref, output=ref, overwrite=True)
     config = EvaluateConfig(str(pred), str(ref), output=str(tmp_path / "new.gpkg"), resolution=0.1)
     with pytest.raises(CancelledError):
