@@ -9,6 +9,7 @@ Nothing here imports torch, rasterio, geopandas or the engine itself.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -177,6 +178,16 @@ def _platform_options() -> dict[str, Any]:
     return {}
 
 
+def _group_options() -> dict[str, Any]:
+    """Start the engine in a process group of its own, so that cancel reaches every process
+    it started (Dask workers, data loaders) and nothing of QGIS's: a new session on POSIX, a
+    new process group on Windows."""
+    if sys.platform == "win32":
+        flags = getattr(subprocess, "CREATE_NO_WINDOW", 0)
+        return {"creationflags": flags | getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
+    return {"start_new_session": True}
+
+
 def run_engine(
     command: str,
     args: Sequence[str],
@@ -221,7 +232,7 @@ def follow_process(
             encoding="utf-8",
             errors="replace",
             bufsize=1,
-            **_platform_options(),
+            **_group_options(),
         )
     except OSError as err:
         raise EngineCheckError(f"Cannot start the engine ({err}). " + _how_to()) from err
@@ -238,24 +249,45 @@ def follow_process(
 
 
 def stop_process(proc: subprocess.Popen[str], grace: float | None = None) -> None:
-    """Ask ``proc`` to stop (SIGTERM: the engine cleans up), kill it after ``grace`` seconds.
+    """Ask ``proc`` and its process group to stop (SIGTERM: the engine cleans up), kill them
+    after ``grace`` seconds; whatever of the group outlives ``proc`` is killed too.
 
-    ``grace`` defaults to :data:`TERMINATE_GRACE_SECONDS`.
+    ``grace`` defaults to :data:`TERMINATE_GRACE_SECONDS`. On Windows only ``proc`` itself
+    is terminated.
     """
+    kill = getattr(signal, "SIGKILL", signal.SIGTERM)
     if proc.poll() is not None:
+        _signal_group(proc, kill)
         return
     grace = TERMINATE_GRACE_SECONDS if grace is None else grace
     try:
-        if sys.platform == "win32":
-            proc.terminate()
-        else:
-            proc.send_signal(signal.SIGTERM)
+        if not _signal_group(proc, signal.SIGTERM):
+            proc.terminate()  # Windows, or a process without a group of its own
         proc.wait(timeout=grace)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
     except OSError:
         pass
+    _signal_group(proc, kill)
+
+
+def _signal_group(proc: subprocess.Popen[str], signum: int) -> bool:
+    """Send ``signum`` to the process group that ``proc`` leads (POSIX, started with
+    :func:`_group_options`); False when it leads none (Windows, another group: QGIS's own
+    is never signalled)."""
+    if sys.platform == "win32":
+        return False
+    try:
+        if os.getpgid(proc.pid) != proc.pid:
+            return False
+    except ProcessLookupError:
+        pass  # the leader is reaped; its group may live on under the same id
+    except OSError:
+        return False
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signum)
+    return True
 
 
 def _pump(stream: Any, tag: str, lines: queue.Queue[tuple[str, str | None]]) -> None:

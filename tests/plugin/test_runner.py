@@ -158,6 +158,40 @@ def test_cancel_kills_an_engine_that_ignores_sigterm(tmp_path: Path, monkeypatch
     assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
 
 
+def _gone(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status")
+    try:
+        return "zombie" in status.read_text()
+    except OSError:
+        return True
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="process groups are POSIX")
+def test_cancel_stops_the_engines_whole_process_group(tmp_path: Path, monkeypatch) -> None:
+    """A child of the engine (a Dask worker, a data loader) that even ignores SIGTERM dies
+    with it; QGIS's own group is not signalled."""
+    monkeypatch.setattr(runner, "TERMINATE_GRACE_SECONDS", 0.5)
+    child_pid = tmp_path / "child"
+    child = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+    argv = fake_engine(
+        tmp_path,
+        f"""
+        import subprocess
+        kid = subprocess.Popen([sys.executable, "-c", {child!r}])
+        open({str(child_pid)!r}, "w").write(str(kid.pid))
+        emit(event="progress", percent=1)
+        time.sleep(60)
+        """,
+    )
+    with pytest.raises(EngineCancelledError):
+        follow_process(argv, str(tmp_path), RecordingFeedback(cancel_at=1))
+    pid = int(child_pid.read_text())
+    deadline = time.monotonic() + 2.0
+    while not _gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _gone(pid), "the engine's child outlived the cancel"
+
+
 # --- the engine interpreter ---------------------------------------------------------
 
 
