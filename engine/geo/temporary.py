@@ -110,6 +110,7 @@ def _windows_pid_alive(pid: int) -> bool:
     import ctypes
 
     kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined,unused-ignore]
+    kernel32.OpenProcess.restype = ctypes.c_void_p
     handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
     if not handle:
         return bool(kernel32.GetLastError() == 5)  # access denied: it exists
