@@ -355,7 +355,8 @@ def scheduler_security(options: InferenceOptions) -> Any:
             " as pickles, so whoever runs or can reach a plain tcp:// scheduler can run any"
             " program as you here. Use tls://HOST:PORT with certificates (--scheduler-ca,"
             " --scheduler-cert, --scheduler-key), a scheduler on this machine"
-            " (tcp://127.0.0.1:PORT), or, on a network you trust, --scheduler-insecure."
+            " (tcp://127.0.0.1:PORT), or, on a network you trust, --scheduler-insecure (in"
+            " QGIS: 'Allow an unencrypted scheduler on another machine')."
         )
     return None
 
@@ -466,6 +467,27 @@ def threads_per_worker(options: InferenceOptions) -> int:
     return max(1, math.floor(usable_cores() / workers)) if not options.scheduler else 1
 
 
+def _result(future: Any) -> StripResult:
+    """A strip's result; a scheduler or worker without this engine's environment is a clear
+    error.
+
+    Raises:
+        ConfigError: the scheduler cannot read the task, or a worker cannot import a module.
+    """
+    remedy = (
+        " start the scheduler and the workers in this engine's environment (the same Python"
+        " packages, and PYTHONPATH=/path/to/footprint): see the README's cluster section."
+    )
+    try:
+        return future.result()  # type: ignore[no-any-return]
+    except ImportError as exc:
+        raise ConfigError(f"A Dask worker cannot import {exc.name or exc}:{remedy}") from exc
+    except RuntimeError as exc:
+        if "deserialization" not in str(exc):
+            raise
+        raise ConfigError(f"The Dask scheduler cannot read this engine's tasks:{remedy}") from exc
+
+
 def in_flight_limit(client: Any) -> int:
     """Strips to keep submitted and not yet taken: :data:`IN_FLIGHT_PER_THREAD` per worker
     thread of the cluster now (at least 2)."""
@@ -499,7 +521,7 @@ def strip_results(
                 with contextlib.suppress(TimeoutError):
                     wait([head], timeout=0.5)
             check_canceled(progress)
-            result = head.result()
+            result = _result(head)
             pending.popleft().release()
             taken += 1
             top_up()

@@ -405,6 +405,30 @@ def test_at_most_two_strips_per_worker_thread_are_in_flight(
     assert not inproc_client.futures
 
 
+def _missing_engine(job: Any) -> Any:
+    raise ModuleNotFoundError("No module named 'engine'", name="engine")
+
+
+def _foreign_scheduler(job: Any) -> Any:
+    raise RuntimeError("Error during deserialization of the task graph. This frequently occurs")
+
+
+@pytest.mark.parametrize(
+    ("fails", "message"),
+    [
+        (_missing_engine, "A Dask worker cannot import engine: start the scheduler and"),
+        (_foreign_scheduler, "The Dask scheduler cannot read this engine's tasks: start"),
+    ],
+)
+def test_a_cluster_without_the_engines_environment_is_a_clear_error(
+    inproc_client: Any, monkeypatch: pytest.MonkeyPatch, fails: Any, message: str
+) -> None:
+    monkeypatch.setattr(cluster_module, "run_strip", fails)
+    with pytest.raises(ConfigError, match=message):
+        list(cluster_module.strip_results(inproc_client, [1, 2, 3], NullProgress()))  # type: ignore[list-item]
+    assert not inproc_client.futures
+
+
 def _perturbed(path: Path, other: Path) -> None:
     """Write to ``other`` the model of ``path`` with other weights."""
     model, spec = load_model(path)
