@@ -309,7 +309,8 @@ def _check_tls_files(files: dict[str, str], address: str) -> None:
         )
     for flag, path in files.items():
         if not os.path.isfile(path) or "\n" in path:
-            raise ConfigError(f"{flag} {path}: no such file; give the path of a PEM file.")
+            what = "is a folder" if os.path.isdir(path) else "does not exist"
+            raise ConfigError(f"{flag} {path} {what}; give the path of a PEM file.")
     ca, cert, key = files["--scheduler-ca"], files["--scheduler-cert"], files.get("--scheduler-key")
     try:
         context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
@@ -373,7 +374,7 @@ def dask_client(options: InferenceOptions, progress: Progress) -> Iterator[Any]:
             client = dask.Client(
                 options.scheduler, timeout=f"{CONNECT_TIMEOUT_S}s", security=security
             )
-        except (OSError, TimeoutError, ssl.SSLError) as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever answers there, it is no scheduler
             hint = (
                 " and that its certificate is signed by --scheduler-ca and it trusts"
                 " --scheduler-cert's CA"
@@ -381,7 +382,7 @@ def dask_client(options: InferenceOptions, progress: Progress) -> Iterator[Any]:
                 else ""
             )
             raise ConfigError(
-                f"Cannot reach the Dask scheduler at {options.scheduler} ({exc}); check the"
+                f"Cannot reach the Dask scheduler at {options.scheduler} ({exc!r:.300}); check the"
                 f" address (tls://HOST:8786) and that the scheduler is running{hint}, or use"
                 " local workers instead."
             ) from exc

@@ -174,6 +174,30 @@ def test_an_unreachable_scheduler_is_a_clear_error(
     assert not (tmp_path / "b.gpkg").exists()
 
 
+def test_a_server_that_is_no_scheduler_is_a_clear_error(
+    inputs: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An HTTP server at the address (seen: a proxy answering every port) is no internal error."""
+    import socketserver
+    import threading
+
+    class NotDask(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            self.request.sendall(b"HTTP/1.1 404 Not Found\r\nserver: keryx\r\n\r\n" * 64)
+
+    raster, model = inputs
+    monkeypatch.setattr(cluster_module, "CONNECT_TIMEOUT_S", 2)
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), NotDask) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        address = f"tcp://127.0.0.1:{server.server_address[1]}"
+        try:
+            with pytest.raises(ConfigError, match=f"Cannot reach the Dask scheduler at {address}"):
+                _run(raster, model, tmp_path / "b.gpkg", scheduler=address)
+        finally:
+            server.shutdown()
+    assert not list(tmp_path.iterdir())
+
+
 def test_cancel_on_a_shared_cluster_cancels_only_the_jobs_tasks(
     inputs: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -356,8 +380,10 @@ def test_tls_certificates_are_checked_before_connecting(
 
     with pytest.raises(ConfigError, match="uses TLS.*missing: --scheduler-ca, --scheduler-cert"):
         check()
-    with pytest.raises(ConfigError, match="--scheduler-ca .*nowhere.pem: no such file"):
+    with pytest.raises(ConfigError, match="--scheduler-ca .*nowhere.pem does not exist"):
         check(**{**tls, "scheduler_ca": str(tmp_path / "nowhere.pem")})
+    with pytest.raises(ConfigError, match="--scheduler-cert .* is a folder; give the path"):
+        check(**{**tls, "scheduler_cert": str(tmp_path)})
     text = tmp_path / "text.pem"
     text.write_text("not a certificate\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="--scheduler-ca .*text.pem is not a PEM CA"):
