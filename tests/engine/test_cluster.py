@@ -270,6 +270,19 @@ def test_a_plain_scheduler_on_this_machine_is_accepted(address: str) -> None:
     assert cluster_module.scheduler_security(InferenceOptions(scheduler=address)) is None
 
 
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [
+        ("nonsense", "'nonsense' is not a Dask scheduler address .*missing port"),
+        ("tls://", "'tls://' is not a Dask scheduler address"),
+        ("tcp://:8786", "'tcp://:8786' names no host"),
+    ],
+)
+def test_a_malformed_scheduler_address_is_a_clear_error(address: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        cluster_module.scheduler_security(InferenceOptions(scheduler=address))
+
+
 def test_a_refused_scheduler_leaves_no_output(inputs: tuple[Path, Path], tmp_path: Path) -> None:
     raster, model = inputs
     with pytest.raises(ConfigError, match="Refusing the unencrypted scheduler address"):
