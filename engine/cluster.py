@@ -15,16 +15,27 @@ strips in order, writes their probability blocks (predict, ``--keep-probability`
 their labelled blocks to the one :class:`engine.polygons.seams.SeamJoiner`, so polygons are
 joined across strips and blocks as in one process. A worker that dies has its tasks rerun
 elsewhere by Dask (tasks are pure); cancel cancels the job's tasks (and stops a local
-cluster's workers) and leaves no output.
+cluster's workers) and leaves no output. At most :data:`IN_FLIGHT_PER_THREAD` strips per worker
+thread are submitted and not yet taken, so memory does not grow with the raster.
+
+A scheduler runs whatever code it sends to its clients and workers (Dask pickles functions and
+results): :func:`scheduler_security` accepts a plain ``tcp://`` scheduler only on this machine
+(loopback) unless the user opts in (``--scheduler-insecure``), and a ``tls://`` one with the
+cluster's certificates. Workers check that they run the client's engine version and reload a
+model file that changed (cache key: path, size and modification time).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import math
 import os
+import socket
+import ssl
 import tempfile
+from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -34,9 +45,10 @@ import numpy as np
 import torch
 from rasterio.windows import Window
 
+import engine
 from engine.config import InferenceOptions
 from engine.cores import usable_cores
-from engine.errors import ConfigError
+from engine.errors import ConfigError, ModelFileError
 from engine.events import NullProgress, Progress, check_canceled
 from engine.geo.rasters import open_raster
 from engine.geo.temporary import scratch_prefix
@@ -59,8 +71,13 @@ from engine.polygons.instances import InstanceParams
 STRIP_BLOCKS = 4
 #: Seconds to wait for a scheduler given by address.
 CONNECT_TIMEOUT_S = 10
+#: Strips submitted and not yet taken by the main process, per worker thread of the cluster.
+IN_FLIGHT_PER_THREAD = 2
+#: Address schemes whose connections are encrypted and authenticated with certificates.
+SECURE_SCHEMES = ("tls", "wss")
 
-_MODELS: dict[tuple[str, str], Any] = {}
+#: Loaded models by (path, size, mtime_ns, device): a model file rewritten in place is reloaded.
+_MODELS: dict[tuple[str, int, int, str], Any] = {}
 
 
 @dataclass(frozen=True)
@@ -79,6 +96,7 @@ class StripJob:
     instances: InstanceParams | None  # seeds + watershed (separation models)
     contact_threshold: float | None  # contact split (contact models)
     threads: int
+    version: str = engine.__version__  # the client's engine version
 
 
 @dataclass
@@ -101,18 +119,47 @@ def _distributed() -> Any:
 
 def _model(path: str, device: str) -> Any:
     """The model of ``path`` on ``device``, loaded and made ready to predict
-    (:func:`engine.inference.job.inference_model`) once per worker process, not per strip."""
-    key = (path, device)
+    (:func:`engine.inference.job.inference_model`) once per worker process and version of the
+    file (its size and modification time), not per strip; older versions are dropped.
+
+    Raises:
+        ModelFileError: the worker cannot see the file.
+    """
+    try:
+        stat = os.stat(path)
+    except OSError as exc:
+        raise ModelFileError(
+            f"The Dask worker on {socket.gethostname()} cannot read the model file {path}"
+            f" ({exc.strerror}); put it on storage every worker sees, at the same path."
+        ) from exc
+    key = (path, stat.st_size, stat.st_mtime_ns, device)
     if key not in _MODELS:
         from engine.models.modelfile import load_model
 
+        for stale in [k for k in _MODELS if (k[0], k[3]) == (path, device)]:
+            del _MODELS[stale]
         model, spec = load_model(path, device=device)
         _MODELS[key] = inference_model(model, spec.in_channels, torch.device(device)), spec
     return _MODELS[key]
 
 
+def check_version(job: StripJob) -> None:
+    """Refuse a strip sent by a client of another engine version (runs on a worker).
+
+    Raises:
+        ConfigError: the versions differ.
+    """
+    if job.version != engine.__version__:
+        raise ConfigError(
+            f"The Dask worker on {socket.gethostname()} runs Footprint engine"
+            f" {engine.__version__}, this client {job.version}: install the same version in"
+            " every worker's environment and restart the workers."
+        )
+
+
 def run_strip(job: StripJob) -> StripResult:
     """Predict, blend and label one strip (runs on a worker)."""
+    check_version(job)
     tune_allocator()  # the worker's model threads: see engine.heap
     torch.set_num_threads(job.threads)
     device = resolve_device(job.options.device)
@@ -177,7 +224,10 @@ def strip_jobs(
 ) -> list[StripJob]:
     """The tasks of a raster ``height`` rows high, in order."""
     step = STRIP_BLOCKS * block
-    local = replace(options, dask_workers=0, scheduler=None)
+    local = replace(
+        options, dask_workers=0, scheduler=None, scheduler_ca=None, scheduler_cert=None,
+        scheduler_key=None,
+    )  # fmt: skip
     return [
         StripJob(
             raster,
@@ -197,19 +247,145 @@ def strip_jobs(
     ]
 
 
+def _scheduler_host(address: str) -> tuple[str, str]:
+    """The scheme (``tcp`` when none is given) and host of a scheduler address.
+
+    Raises:
+        ConfigError: it is not an address.
+    """
+    addressing = _distributed().comm.addressing
+    try:
+        scheme, location = addressing.parse_address(address)
+        host, _ = addressing.parse_host_port(location)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(
+            f"{address!r} is not a Dask scheduler address ({exc}); give tls://HOST:PORT, or"
+            " tcp://127.0.0.1:PORT for a scheduler on this machine."
+        ) from exc
+    if not host:
+        raise ConfigError(f"The scheduler address {address!r} names no host; give HOST:PORT.")
+    return str(scheme), str(host)
+
+
+def is_loopback(host: str) -> bool:
+    """True when every address ``host`` resolves to is this machine's loopback (127.0.0.0/8,
+    ::1).
+
+    Raises:
+        ConfigError: the host name does not resolve.
+    """
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except (OSError, UnicodeError) as exc:
+        raise ConfigError(
+            f"Cannot resolve the Dask scheduler's host {host!r} ({exc}); check the address."
+        ) from exc
+    ips = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+    mapped = [ip.ipv4_mapped or ip if isinstance(ip, ipaddress.IPv6Address) else ip for ip in ips]
+    return bool(mapped) and all(ip.is_loopback for ip in mapped)
+
+
+def _tls_files(options: InferenceOptions) -> dict[str, str]:
+    """The certificate options given, by their command-line option."""
+    given = {
+        "--scheduler-ca": options.scheduler_ca,
+        "--scheduler-cert": options.scheduler_cert,
+        "--scheduler-key": options.scheduler_key,
+    }
+    return {flag: path for flag, path in given.items() if path}
+
+
+def _check_tls_files(files: dict[str, str], address: str) -> None:
+    """The CA and client certificate are given, every file exists and loads.
+
+    Raises:
+        ConfigError: one is missing, not a file, or not a PEM certificate or key.
+    """
+    missing = [flag for flag in ("--scheduler-ca", "--scheduler-cert") if flag not in files]
+    if missing:
+        raise ConfigError(
+            f"The scheduler address {address} uses TLS: give the cluster's CA certificate"
+            " (--scheduler-ca) and this client's certificate signed by it (--scheduler-cert,"
+            f" with --scheduler-key); missing: {', '.join(missing)}."
+        )
+    for flag, path in files.items():
+        if not os.path.isfile(path) or "\n" in path:
+            what = "is a folder" if os.path.isdir(path) else "does not exist"
+            raise ConfigError(f"{flag} {path} {what}; give the path of a PEM file.")
+    ca, cert, key = files["--scheduler-ca"], files["--scheduler-cert"], files.get("--scheduler-key")
+    try:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise ConfigError(f"--scheduler-ca {ca} is not a PEM CA certificate ({exc}).") from exc
+    try:
+        context.load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        named = f"{cert} and --scheduler-key {key}" if key else f"{cert} (no --scheduler-key)"
+        raise ConfigError(
+            f"--scheduler-cert {named}: not a PEM certificate and its private key ({exc})."
+        ) from exc
+
+
+def scheduler_security(options: InferenceOptions) -> Any:
+    """The Dask ``Security`` for ``options.scheduler``: the certificates for a ``tls://``
+    address, None for a plain one on this machine (or any, with ``scheduler_insecure``).
+
+    Raises:
+        ConfigError: a plain address of another machine without ``scheduler_insecure``,
+            certificates with a plain address, missing or unreadable certificates.
+    """
+    address = str(options.scheduler)
+    scheme, host = _scheduler_host(address)
+    files = _tls_files(options)
+    if scheme in SECURE_SCHEMES:
+        _check_tls_files(files, address)
+        return _distributed().Security(
+            tls_ca_file=files["--scheduler-ca"],
+            tls_client_cert=files["--scheduler-cert"],
+            tls_client_key=files.get("--scheduler-key"),
+            require_encryption=True,
+        )
+    if files:
+        raise ConfigError(
+            f"{', '.join(files)} given but the scheduler address {address} is not tls://:"
+            f" use tls://{host}:PORT with a scheduler started with certificates (see the"
+            " README's cluster section), or leave the certificates out."
+        )
+    if not options.scheduler_insecure and not is_loopback(host):
+        raise ConfigError(
+            f"Refusing the unencrypted scheduler address {address}: Dask sends code to run"
+            " as pickles, so whoever runs or can reach a plain tcp:// scheduler can run any"
+            " program as you here. Use tls://HOST:PORT with certificates (--scheduler-ca,"
+            " --scheduler-cert, --scheduler-key), a scheduler on this machine"
+            " (tcp://127.0.0.1:PORT), or, on a network you trust, --scheduler-insecure (in"
+            " QGIS: 'Allow an unencrypted scheduler on another machine')."
+        )
+    return None
+
+
 @contextmanager
 def dask_client(options: InferenceOptions, progress: Progress) -> Iterator[Any]:
-    """A client of a local cluster (``dask_workers``) or of ``scheduler``; closed after."""
+    """A client of a local cluster (``dask_workers``) or of ``scheduler`` (checked by
+    :func:`scheduler_security`); closed after."""
     dask = _distributed()
     cluster = None
     if options.scheduler:
+        security = scheduler_security(options)
         try:
-            client = dask.Client(options.scheduler, timeout=f"{CONNECT_TIMEOUT_S}s")
-        except (OSError, TimeoutError) as exc:
+            client = dask.Client(
+                options.scheduler, timeout=f"{CONNECT_TIMEOUT_S}s", security=security
+            )
+        except Exception as exc:  # noqa: BLE001 - whatever answers there, it is no scheduler
+            hint = (
+                " and that its certificate is signed by --scheduler-ca and it trusts"
+                " --scheduler-cert's CA"
+                if security is not None
+                else ""
+            )
             raise ConfigError(
-                f"Cannot reach the Dask scheduler at {options.scheduler} ({exc}); check the"
-                " address (tcp://HOST:8786) and that the scheduler is running, or use local"
-                " workers instead."
+                f"Cannot reach the Dask scheduler at {options.scheduler} ({exc!r:.300}); check the"
+                f" address (tls://HOST:8786) and that the scheduler is running{hint}, or use"
+                " local workers instead."
             ) from exc
         progress.log(f"Using the Dask cluster at {options.scheduler}.")
     else:
@@ -293,25 +469,65 @@ def threads_per_worker(options: InferenceOptions) -> int:
     return max(1, math.floor(usable_cores() / workers)) if not options.scheduler else 1
 
 
+def _result(future: Any) -> StripResult:
+    """A strip's result; a scheduler or worker without this engine's environment is a clear
+    error.
+
+    Raises:
+        ConfigError: the scheduler cannot read the task, or a worker cannot import a module.
+    """
+    remedy = (
+        " start the scheduler and the workers in this engine's environment (the same Python"
+        " packages, and PYTHONPATH=/path/to/footprint): see the README's cluster section."
+    )
+    try:
+        return future.result()  # type: ignore[no-any-return]
+    except ImportError as exc:
+        raise ConfigError(f"A Dask worker cannot import {exc.name or exc}:{remedy}") from exc
+    except RuntimeError as exc:
+        if "deserialization" not in str(exc):
+            raise
+        raise ConfigError(f"The Dask scheduler cannot read this engine's tasks:{remedy}") from exc
+
+
+def in_flight_limit(client: Any) -> int:
+    """Strips to keep submitted and not yet taken: :data:`IN_FLIGHT_PER_THREAD` per worker
+    thread of the cluster now (at least 2)."""
+    return max(2, IN_FLIGHT_PER_THREAD * int(sum(client.nthreads().values())))
+
+
 def strip_results(
     client: Any, jobs: Sequence[StripJob], progress: Progress
 ) -> Iterator[StripResult]:
-    """Run ``jobs`` on the cluster; yield their results in order (progress counts finished
+    """Run ``jobs`` on the cluster; yield their results in order, with at most
+    :func:`in_flight_limit` strips submitted and not yet yielded (progress counts finished
     strips across workers; cancel cancels the job's tasks)."""
     wait = _distributed().wait
-    futures: list[Any] = client.map(run_strip, jobs, pure=False)
+    rest = iter(jobs)
+    pending: deque[Any] = deque()  # submitted, in order
+    taken = 0
+
+    def top_up() -> None:
+        limit = in_flight_limit(client)
+        while len(pending) < limit and (job := next(rest, None)) is not None:
+            pending.append(client.submit(run_strip, job, pure=False))
+
     try:
-        for index, future in enumerate(futures):
-            while not future.done():
+        top_up()
+        while pending:
+            head = pending[0]
+            while not head.done():
                 check_canceled(progress)
-                done = sum(f is None or f.done() for f in futures)
-                progress.set_progress(100.0 * done / len(futures))
+                done = taken + sum(f.done() for f in pending)
+                progress.set_progress(100.0 * done / len(jobs))
                 with contextlib.suppress(TimeoutError):
-                    wait([future], timeout=0.5)
+                    wait([head], timeout=0.5)
             check_canceled(progress)
-            yield future.result()
-            futures[index] = None
-            future.release()
+            result = _result(head)
+            pending.popleft().release()
+            taken += 1
+            top_up()
+            yield result
         progress.set_progress(100.0)
     finally:
-        client.cancel([f for f in futures if f is not None])
+        client.cancel(list(pending))

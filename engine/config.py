@@ -302,9 +302,44 @@ class InferenceOptions:
     scheduler: str | None = field(
         default=None,
         metadata=_h(
-            "Address of a running Dask scheduler to run on (e.g. tcp://HOST:8786); its workers"
-            " need this engine's environment and must see the raster and model paths.",
+            "Address of a running Dask scheduler to run on (tls://HOST:8786 with certificates,"
+            " or tcp://127.0.0.1:8786 on this machine); its workers need this engine's"
+            " environment and must see the raster and model paths.",
             "Dask scheduler address",
+        ),
+    )
+    scheduler_insecure: bool = field(
+        default=False,
+        metadata=_h(
+            "Allow a plain tcp:// scheduler address that is not this machine (loopback). Dask"
+            " sends code and data as pickles without authentication: whoever runs that"
+            " scheduler, or can reach its port, can run any program as you in this process"
+            " and read your files. Use it only on a network you trust; prefer tls:// with"
+            " certificates.",
+            "Allow an unencrypted scheduler on another machine (it can run any code here)",
+        ),
+    )
+    scheduler_ca: str | None = field(
+        default=None,
+        metadata=_h(
+            "CA certificate (PEM) that signed the cluster's certificates, for a tls://"
+            " scheduler address.",
+            "Scheduler CA certificate (tls://)",
+        ),
+    )
+    scheduler_cert: str | None = field(
+        default=None,
+        metadata=_h(
+            "This client's certificate (PEM, signed by the cluster's CA), for a tls://"
+            " scheduler address.",
+            "Client certificate (tls://)",
+        ),
+    )
+    scheduler_key: str | None = field(
+        default=None,
+        metadata=_h(
+            "Private key of the client certificate (PEM; default: in the certificate file).",
+            "Client private key (tls://)",
         ),
     )
 

@@ -49,10 +49,21 @@ def inference_options(
 ) -> tuple[Option, ...]:
     """The inference parameters of predict and detect, named ``batch``, ``tta``, ``margin``,
     ``native`` and ``window`` there (advanced), and the Dask cluster's ``DASK_WORKERS`` (local
-    workers) and ``SCHEDULER`` (advanced)."""
+    workers), ``SCHEDULER``, its TLS certificates and the opt-in to a plain scheduler of another
+    machine (advanced)."""
     return (
         Option("DASK_WORKERS", InferenceOptions, "dask_workers", optional=True),
         Option("SCHEDULER", InferenceOptions, "scheduler", advanced=True),
+        Option("SCHEDULER_CA", InferenceOptions, "scheduler_ca", advanced=True, optional=True),
+        Option("SCHEDULER_CERT", InferenceOptions, "scheduler_cert", advanced=True, optional=True),
+        Option("SCHEDULER_KEY", InferenceOptions, "scheduler_key", advanced=True, optional=True),
+        Option(
+            "SCHEDULER_INSECURE",
+            InferenceOptions,
+            "scheduler_insecure",
+            advanced=True,
+            optional=True,
+        ),
         Option(tta, InferenceOptions, "tta", advanced=True),
         Option(batch, InferenceOptions, "batch_size", advanced=True),
         Option(window, InferenceOptions, "window", advanced=True),

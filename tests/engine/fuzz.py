@@ -132,6 +132,35 @@ def make_model(path: Path) -> list[Path]:
     return [path]
 
 
+_CERTIFICATES: dict[str, bytes] = {}
+
+
+def make_certificates(path: Path) -> list[Path]:
+    """A CA certificate at ``path`` (PEM) and beside it ``client.pem`` and ``client.key``, which
+    it signs (made once with the openssl command, then copied)."""
+    import subprocess
+    import tempfile
+
+    if not _CERTIFICATES:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder, key = Path(tmp), ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
+            for argv in (
+                ["req", "-x509", *key, "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days",
+                 "1", "-subj", "/CN=fuzz CA"],
+                ["req", *key, "-nodes", "-keyout", "client.key", "-out", "client.csr", "-subj",
+                 "/CN=fuzz client"],
+                ["x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                 "-CAcreateserial", "-out", "client.pem", "-days", "1"],
+            ):  # fmt: skip
+                subprocess.run(["openssl", *argv], cwd=folder, check=True, capture_output=True)
+            for name in ("ca.pem", "client.pem", "client.key"):
+                _CERTIFICATES[name] = (folder / name).read_bytes()
+    path.write_bytes(_CERTIFICATES["ca.pem"])
+    for name in ("client.pem", "client.key"):
+        (path.parent / name).write_bytes(_CERTIFICATES[name])
+    return [path, path.parent / "client.pem", path.parent / "client.key"]
+
+
 @dataclass(frozen=True)
 class Kind:
     """An input kind: its file name, how to make a valid one, the commands that take it."""
@@ -139,7 +168,7 @@ class Kind:
     name: str
     filename: str
     make: Callable[[Path], list[Path]]
-    role: str  # raster, labels or model
+    role: str  # raster, labels, model or certificate (a tls:// scheduler's CA)
 
 
 KINDS = (
@@ -150,6 +179,7 @@ KINDS = (
     Kind("GeoPackage", "labels.gpkg", make_vector("GPKG"), "labels"),
     Kind("Shapefile", "labels.shp", make_vector("ESRI Shapefile"), "labels"),
     Kind("model file", "model.pt", make_model, "model"),
+    Kind("TLS CA certificate", "ca.pem", make_certificates, "certificate"),
 )
 
 
@@ -274,6 +304,13 @@ def commands(kind: Kind, damaged: Path, work: Path) -> Iterator[tuple[str, list[
             ],
             out.with_suffix(".pt"),
         )
+    if kind.role == "certificate":  # checked before connecting to the (absent) scheduler
+        tls = ["--scheduler", "tls://127.0.0.1:9", "--scheduler-ca", str(damaged),
+               "--scheduler-cert", str(work / "client.pem"),
+               "--scheduler-key", str(work / "client.key")]  # fmt: skip
+        for name, suffix in (("predict", ".tif"), ("detect", ".gpkg")):
+            argv = [name, "--raster", r, "--model", m, "--output", f"{out}{suffix}", *tls]
+            yield f"{name} (tls://)", argv, out.with_suffix(suffix)
     if kind.role == "labels":
         yield (
             "evaluate",

@@ -96,6 +96,19 @@ def test_parameters_take_the_engines_defaults_ranges_and_help(provider: Any) -> 
     assert seen >= 30  # train's 16, detect's 9, predict's 4, vectorize's 5, ...
 
 
+def test_cluster_security_parameters_are_advanced(provider: Any) -> None:
+    """Detect and predict take the scheduler's TLS files and an opt-in to a plain scheduler of
+    another machine, off by default, whose help says what it grants."""
+    for name in ("detect", "predict"):
+        alg = provider.algorithm(name)
+        for param in ("SCHEDULER_CA", "SCHEDULER_CERT", "SCHEDULER_KEY", "SCHEDULER_INSECURE"):
+            flags = alg.parameterDefinition(param).flags()
+            assert flags & QgsProcessingParameterDefinition.FlagAdvanced, (name, param)
+        insecure = alg.parameterDefinition("SCHEDULER_INSECURE")
+        assert insecure.type() == "boolean" and insecure.defaultValue() is False
+        assert "can run any program as you" in insecure.help()
+
+
 def test_rasterizelabels_burns_labels_from_another_crs(tmp_path: Path) -> None:
     scene = make_scene(tmp_path, "scene", labels_epsg=WGS84)
     assert layer_epsg(scene.labels) == WGS84

@@ -184,3 +184,18 @@ def test_damaged_raster_and_model_give_the_engines_message(tmp_path: Path) -> No
     assert "damaged or incomplete" in message
     assert not out.exists() and not (tmp_path / "p.tif").exists()
     still_running(tmp_path)
+
+
+def test_a_plain_scheduler_of_another_machine_is_refused(tmp_path: Path) -> None:
+    """Dask runs the code a scheduler sends: a plain tcp:// one elsewhere needs the opt-in."""
+    scene = make_scene(tmp_path, "scene")
+    out = tmp_path / "buildings.gpkg"
+    parameters = {
+        "INPUT": str(scene.raster),
+        "MODEL": synthetic_model()["OUTPUT"],
+        "SCHEDULER": "tcp://203.0.113.5:8786",
+        "OUTPUT": str(out),
+    }
+    message = engine_error("footprint:detect", parameters)
+    assert "Refusing the unencrypted scheduler address tcp://203.0.113.5:8786" in message
+    assert "Allow an unencrypted scheduler on another machine" in message and not out.exists()
