@@ -632,3 +632,28 @@ def test_the_committed_lock_matches_requirements_txt() -> None:
     cpu = plan(REPO / "requirements.txt", "linux-x86_64-cp311", "cpu")
     assert [s.name for s in cpu] == ["install PyTorch", "install the requirements"]
     assert cpu[0].index == TORCH_CPU_INDEX and cpu[0].complete and cpu[1].index is None
+
+
+def test_the_runner_marks_the_environment_of_a_running_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While run_engine runs an engine of an installed environment, that environment counts
+    as in use (its mark goes when the engine ends, even on failure)."""
+    from footprint.plugin import runner
+
+    env = tmp_path / "footprint" / "engine-0123"
+    (env / "bin").mkdir(parents=True)
+    (env / "bin" / "python").symlink_to(sys.executable)
+    (env / COMPLETE).write_text("0123 \n")
+    seen: list[list[int] | None] = []
+
+    def follow(argv: list[str], cwd: str, feedback: object = None) -> dict[str, Any]:
+        seen.append(envlock.engine_users(env))
+        raise runner.EngineError("the engine failed")
+
+    monkeypatch.setattr(runner, "check_engine", lambda python: "ok")
+    monkeypatch.setattr(runner, "follow_process", follow)
+    monkeypatch.setattr(envlock, "_proc_users", lambda env: [])
+    with pytest.raises(runner.EngineError):
+        runner.run_engine("detect", [], python=str(env / "bin" / "python"))
+    assert seen == [[os.getpid()]] and envlock.engine_users(env) == []
