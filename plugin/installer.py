@@ -504,8 +504,12 @@ class Installer:
                     f" '{pip_step.name}' checks the packages by their pinned versions only"
                 )
             cpu_torch = pip_step.index is not None and pip_step.index == self.cpu_index
+            # A step with its own index takes nothing from pip's configured extra indexes or
+            # local folders either: variables override pip's configuration files (a blank, not
+            # an empty value, which pip skips, so that they name no index and no folder).
+            alone = {"PIP_EXTRA_INDEX_URL": " ", "PIP_FIND_LINKS": " "} if pip_step.index else {}
             self._run(pip_step.name, self._pip(tool, base, python, pip_step), on_line,
-                      cwd=env, index=pip_step.index, cpu_torch=cpu_torch)  # fmt: skip
+                      cwd=env, index=pip_step.index, cpu_torch=cpu_torch, extra=alone)  # fmt: skip
 
     def _check_torch(self, python: str, env: Path) -> None:
         """The torch build must be the one asked for: CPU-only for ``cpu``, else CUDA on Linux."""
@@ -596,15 +600,18 @@ class Installer:
         cwd: Path | None = None,
         index: str | None = None,
         cpu_torch: bool = False,
+        extra: dict[str, str] | None = None,
     ) -> list[str]:
         """Run one step's command in ``cwd``, isolated from QGIS's Python variables, its output
         to the log; return its lines. Raise InstallError on failure (``index``, ``cpu_torch``:
-        the step's package index, named when it cannot be reached)."""
+        the step's package index, named when it cannot be reached; ``extra``: environment
+        variables)."""
         if self._cancel.is_set():
             raise InstallCancelledError(step)
         self.log("$ " + " ".join(command))
         lines: list[str] = []
         env = child_environment(PIP_NO_INPUT="1", PYTHONUNBUFFERED="1", **UV_FAIL_FAST)
+        env.update(extra or {})
         try:
             self._process = subprocess.Popen(
                 command,

@@ -588,20 +588,22 @@ def test_an_unreachable_torch_index_fails_fast_and_says_which(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """PyTorch's CPU index cannot be reached: one short try, then an error naming that index
-    and what to do (not PyPI's CUDA torch, not minutes of retries)."""
-    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)  # no index or links of this machine
-    monkeypatch.delenv("PIP_FIND_LINKS", raising=False)
-    monkeypatch.delenv("PIP_EXTRA_INDEX_URL", raising=False)
+    and what to do; no torch from anywhere else (here a local folder that pip's settings name,
+    holding a torch of that version), no minutes of retries."""
     down = "http://127.0.0.1:9/whl/cpu"  # nothing listens on the discard port
     installer, log = locked_installer(
-        tmp_path, cuda=None, torch_lock="torch-cpu.txt", hashed=False, gpu=False,
+        tmp_path, cuda="13.0", torch_lock="torch-cpu.txt", hashed=False, gpu=False,
         pip_args=(), cpu_index=down,
     )  # fmt: skip
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)  # no index or links of this machine
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "locked-packages"))  # has that torch
+    monkeypatch.delenv("PIP_EXTRA_INDEX_URL", raising=False)
     with pytest.raises(InstallError) as caught:
         installer.install()
     message = str(caught.value)
     assert caught.value.step == "install PyTorch" and f"({down}) cannot be reached" in message
     assert "tick 'CUDA build of PyTorch'" in message
+    assert any("(from versions: none)" in line for line in log)
     assert not any("total=2" in line for line in log)  # pip's default is 5 retries
     assert len(_pip_runs(log)) == 1 and _left(tmp_path / "footprint") == []
 
