@@ -51,7 +51,7 @@ def pip_env() -> dict[str, str]:
 
 
 def resolve(python: str, args: list[str], report: Path) -> list[dict[str, object]]:
-    """pip's resolution of ``args`` (nothing installed): the report's ``install`` items."""
+    """The resolution by pip of ``args`` (nothing installed): the report's ``install`` items."""
     command = [python, "-I", "-m", "pip", "install", "--dry-run", "--ignore-installed",
                "--only-binary", ":all:", "--quiet", "--report", str(report), *args]  # fmt: skip
     subprocess.run(command, check=True, env=pip_env())
