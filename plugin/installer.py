@@ -500,8 +500,8 @@ class Installer:
         for pip_step in steps:
             if not pip_step.hashed:
                 self.log(
-                    f"No hash lock for this platform ({tag}) in {self.requirements.parent / LOCKS}:"
-                    f" '{pip_step.name}' checks the packages by their pinned versions only"
+                    f"'{pip_step.name}' runs without hash checks (no hashes for {tag} in"
+                    f" {self.requirements.parent / LOCKS}): only the pinned versions hold"
                 )
             cpu_torch = pip_step.index is not None and pip_step.index == self.cpu_index
             # A step with its own index takes nothing from pip's configured extra indexes or
@@ -573,17 +573,17 @@ class Installer:
                 *FAIL_FAST, *args]  # fmt: skip
 
     def _count_progress(self, wanted: int) -> Callable[[str], None]:
-        """Progress from pip's lines: each package collected, then installing, 8-90%."""
-        seen = [0]
+        """Progress from pip's lines over every step: each package collected, 8-90%."""
+        seen, top = [0], [8.0]
 
         def on_line(line: str) -> None:
             lower = line.lower()
-            if lower.startswith(("collecting", "downloading", "using cached")):
-                if lower.startswith("collecting"):
-                    seen[0] += 1
-                self.progress(8.0 + 80.0 * min(1.0, seen[0] / max(1, wanted)))
-            elif lower.startswith("installing collected packages"):
-                self.progress(8.0 + 80.0 * min(1.0, seen[0] / max(1, wanted)) + 1.0)
+            if lower.startswith("collecting"):
+                seen[0] += 1
+            elif not lower.startswith(("downloading", "using cached", "installing collected")):
+                return
+            top[0] = max(top[0], 8.0 + 82.0 * min(1.0, seen[0] / max(1, wanted)))
+            self.progress(top[0])
 
         return on_line
 

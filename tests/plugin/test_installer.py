@@ -113,7 +113,7 @@ def test_install_update_and_remove(tmp_path: Path, packages: Path) -> None:
     newer = second.install()
     assert newer != python and installed_python(root) == newer
     assert not Path(python).exists()  # the old environment went once the new one was complete
-    assert any("No hash lock for this platform" in line for line in log)  # none made here
+    assert any("runs without hash checks" in line for line in log)  # no lock made here
     assert remove_engine(root) == (1, []) and installed_python(root) == "" and _left(root) == []
 
 
@@ -549,7 +549,7 @@ def test_installs_torch_then_the_rest_from_hash_locks(tmp_path: Path) -> None:
         assert "--require-hashes" in run and "--no-deps" in run and "--only-binary :all:" in run
         assert "--extra-index-url" not in run and "--retries 1" in run
     assert "torch.txt" in torch_run and "engine.txt" in rest_run
-    assert not any("No hash lock" in line for line in log)
+    assert not any("without hash checks" in line for line in log)
     assert installed_python(tmp_path / "footprint") == python
 
 
@@ -634,6 +634,11 @@ def test_the_committed_lock_matches_requirements_txt() -> None:
     cpu = plan(REPO / "requirements.txt", "linux-x86_64-cp311", "cpu")
     assert [s.name for s in cpu] == ["install PyTorch", "install the requirements"]
     assert cpu[0].index == TORCH_CPU_INDEX and cpu[0].complete and cpu[1].index is None
+    elsewhere = plan(REPO / "requirements.txt", "win32-amd64-cp312", "cpu")  # no lock there
+    assert elsewhere[0].args == ("torch==2.14.1", "torchvision==0.29.2")
+    assert elsewhere[0].index == TORCH_CPU_INDEX and elsewhere[0].complete
+    assert elsewhere[1].args[-1].endswith("requirements.txt") and not elsewhere[1].complete
+    assert not any(s.hashed for s in elsewhere)
 
 
 def test_the_runner_marks_the_environment_of_a_running_engine(
