@@ -26,6 +26,8 @@ from typing import Any
 
 from qgis.core import QgsProcessingException, QgsProcessingFeedback
 
+from .childenv import child_environment
+from .envlock import engine_use
 from .settings import PLUGIN_DIR, engine_python
 
 #: Packages the engine environment must import, with the names pip knows them by.
@@ -41,15 +43,6 @@ HOW_TO = (
     " manage your own environment, choose its Python interpreter there, or set the"
     " FOOTPRINT_PYTHON environment variable, to a Python with torch, rasterio, geopandas and"
     " segmentation-models-pytorch (developers: bash scripts/setup.sh in {folder})."
-)
-#: Variables QGIS may set for its own Python/GDAL/PROJ that would break another interpreter.
-QGIS_ONLY_VARIABLES = (
-    "PYTHONPATH",
-    "PYTHONHOME",
-    "GDAL_DATA",
-    "GDAL_DRIVER_PATH",
-    "PROJ_LIB",
-    "PROJ_DATA",
 )
 POLL_SECONDS = 0.1
 TERMINATE_GRACE_SECONDS = 3.0
@@ -87,9 +80,7 @@ class EngineCancelledError(EngineError):
 
 def engine_environment() -> dict[str, str]:
     """The environment for the engine: ours minus QGIS's Python/GDAL/PROJ paths, unbuffered."""
-    env = {k: v for k, v in os.environ.items() if k not in QGIS_ONLY_VARIABLES}
-    env.update(PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8")
-    return env
+    return child_environment(PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8")
 
 
 def _how_to() -> str:
@@ -207,7 +198,8 @@ def run_engine(
     interpreter = resolve_interpreter(python if python is not None else engine_python())
     check_engine(interpreter)
     argv = [interpreter, "-m", "engine", command, "--events", "json", *map(str, args)]
-    return follow_process(argv, str(PLUGIN_DIR), feedback)
+    with engine_use(interpreter):  # the installer leaves this environment in place meanwhile
+        return follow_process(argv, str(PLUGIN_DIR), feedback)
 
 
 def follow_process(

@@ -25,8 +25,16 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
+from .envlock import install_running
 from .install_task import InstallTask
-from .installer import Installer, current_env, installed_variant, needs_update, remove_engine
+from .installer import (
+    Installer,
+    InstallError,
+    current_env,
+    installed_variant,
+    needs_update,
+    remove_engine,
+)
 from .runner import EngineCheckError, check_engine
 from .settings import (
     DEVICES,
@@ -61,7 +69,6 @@ class SettingsDialog(QDialog):
         self.python = QgsFileWidget()
         self.python.setStorageMode(QgsFileWidget.GetFile)
         self.python.setFilePath(str(QgsSettings().value(KEY_PYTHON, "", type=str) or ""))
-        self.python.lineEdit().setPlaceholderText(engine_python() or _tr("not found"))
         self.device = QComboBox()
         self.device.addItems(DEVICES)
         self.device.setCurrentText(engine_device())
@@ -132,10 +139,16 @@ class SettingsDialog(QDialog):
 
     def show_engine_state(self) -> None:
         """Installed or not, up to date or not; which buttons make sense now."""
-        root, running = engine_root(), self.task is not None
+        root = engine_root()
+        other = install_running(root) if self.task is None else None
+        running = self.task is not None or other is not None
         env = current_env(root)
-        if running:
+        self.python.lineEdit().setPlaceholderText(engine_python() or _tr("not found"))
+        if self.task is not None:
             state = _tr("installing… (the log is in View > Panels > Log Messages > Footprint)")
+        elif other is not None:
+            state = _tr("another installation is running (process {pid}); reopen this dialog"
+                        " when it has ended").format(pid=other or "?")  # fmt: skip
         elif env is None:
             state = _tr("not installed (Install engine makes it in your QGIS profile: ") + (
                 f"{root})"
@@ -187,9 +200,18 @@ class SettingsDialog(QDialog):
 
     def remove(self) -> None:
         """Delete the installed engine (not an interpreter of your own)."""
-        gone = remove_engine(engine_root())
-        self.show_engine_state()
-        self.result.setText(_tr("Engine removed.") if gone else _tr("No engine was installed."))
+        try:
+            gone, kept = remove_engine(engine_root())
+        except InstallError as err:
+            self.result.setText(str(err))
+            return
+        finally:
+            self.show_engine_state()
+        if kept:
+            text = _tr("Kept (close what uses it, then remove again): ") + "; ".join(kept)
+        else:
+            text = _tr("Engine removed.") if gone else _tr("No engine was installed.")
+        self.result.setText(text)
 
     def accept(self) -> None:
         """Store the settings and close."""

@@ -37,6 +37,7 @@ MUST_HAVE = [
     "README.md",
     "LICENSE",
     "requirements.txt",
+    "requirements-lock/linux-x86_64-cp311/engine.txt",
     "scripts/setup.sh",
 ]
 
