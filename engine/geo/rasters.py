@@ -193,8 +193,8 @@ def read_window(
     """Read ``bands`` of ``window`` as float32 (C, H, W) plus a bool validity mask (H, W).
 
     Windows may extend past the raster: the outside is read as invalid (zeros). A pixel is
-    invalid when it is nodata (or masked) in any selected band. ``out_shape`` resamples while
-    reading.
+    invalid when it is nodata (or masked) or not finite (NaN, Inf) in any selected band.
+    ``out_shape`` resamples while reading.
     """
     shape = out_shape or (int(window.height), int(window.width))
     # Boundless reads go through a temporary VRT (about 100x slower): only when needed.
@@ -227,11 +227,17 @@ def _read_window(
         boundless=boundless,
         resampling=Resampling.nearest,
     )
-    valid = np.all(masks > 0, axis=0)
-    if src.nodata is not None and math.isnan(src.nodata):
-        valid &= ~np.any(np.isnan(data), axis=0)
+    return data, valid_pixels(data, masks)
+
+
+def valid_pixels(data: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Pixels valid in every band of ``data`` (C, H, W): not masked (``masks`` (C, H, W), 0 =
+    nodata) and finite. NaN and Inf are never data, whatever the raster's nodata value says.
+    ``data`` is zeroed in place where invalid."""
+    valid: np.ndarray = np.all(masks > 0, axis=0)
+    valid &= np.all(np.isfinite(data), axis=0)
     data[:, ~valid] = 0.0
-    return data, valid
+    return valid
 
 
 def _inside(window: Window, width: int, height: int) -> bool:
