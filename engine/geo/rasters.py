@@ -138,9 +138,18 @@ def check_georeferenced(src: DatasetReader) -> None:
             f"Raster {src.name} has no georeference (identity geotransform); georeference it or"
             " add a world file / .aux.xml sidecar."
         )
-    if src.transform.b != 0 or src.transform.d != 0:
+    t = src.transform
+    if not all(math.isfinite(v) for v in (t.a, t.b, t.c, t.d, t.e, t.f)) or 0 in (t.a, t.e):
         raise RasterError(
-            f"Raster {src.name} is rotated; warp it to a north-up grid first (gdalwarp)."
+            f"Raster {src.name} has an unusable georeference: pixel size {t.a!r} x {t.e!r},"
+            f" origin ({t.c!r}, {t.f!r}); pixel sizes must be finite and not zero. Fix its"
+            " geotransform (world file, .aux.xml or VRT <GeoTransform>), e.g. with"
+            f" `gdal_edit.py -a_ullr <ulx> <uly> <lrx> <lry> {src.name}`."
+        )
+    if t.b != 0 or t.d != 0:
+        raise RasterError(
+            f"Raster {src.name} is rotated or sheared; warp it to a north-up grid first, e.g."
+            f" `gdalwarp -overwrite {src.name} north-up.tif`."
         )
 
 
@@ -325,6 +334,12 @@ def build_vrt_xml(files: Sequence[str]) -> str:
             raise RasterError(
                 f"Cannot mosaic {info.path} with {first.path}: different CRS; reproject first."
             )
+        if np.sign(info.transform[4]) != np.sign(first.transform[4]):
+            raise RasterError(
+                f"Cannot mosaic {info.path} with {first.path}: one is north-up, the other"
+                " south-up; make them all north-up first, e.g."
+                f" `gdalwarp -overwrite {info.path} north-up.tif`."
+            )
         if not np.allclose(
             [info.transform[0], info.transform[4]],
             [first.transform[0], first.transform[4]],
@@ -335,12 +350,8 @@ def build_vrt_xml(files: Sequence[str]) -> str:
                 " resample them to one resolution first."
             )
     rx, ry = first.transform[0], first.transform[4]
-    left = min(i.transform[2] for i in infos)
-    top = max(i.transform[5] for i in infos)
-    right = max(i.transform[2] + i.width * i.transform[0] for i in infos)
-    bottom = min(i.transform[5] + i.height * i.transform[4] for i in infos)
-    width = int(round((right - left) / rx))
-    height = int(round((bottom - top) / ry))
+    left, width = _mosaic_axis([i.transform[2] for i in infos], [i.width for i in infos], rx)
+    top, height = _mosaic_axis([i.transform[5] for i in infos], [i.height for i in infos], ry)
     lines = [
         f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">',
         f"  <SRS>{escape(first.crs_wkt)}</SRS>",
@@ -371,6 +382,15 @@ def build_vrt_xml(files: Sequence[str]) -> str:
         lines.append("  </VRTRasterBand>")
     lines.append("</VRTDataset>")
     return "\n".join(lines) + "\n"
+
+
+def _mosaic_axis(starts: Sequence[float], sizes: Sequence[int], step: float) -> tuple[float, int]:
+    """A mosaic's origin and size in pixels along one axis, from its rasters' origins and sizes
+    in ``step``-wide pixels: the origin is the first edge in the pixels' direction (the top of
+    north-up rasters, the bottom of south-up ones)."""
+    edges = [*starts, *(start + size * step for start, size in zip(starts, sizes, strict=True))]
+    low, high = min(edges), max(edges)
+    return (low if step > 0 else high), int(round((high - low) / abs(step)))
 
 
 def _vrt_dtype(dtype: str) -> str:
