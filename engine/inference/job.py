@@ -39,7 +39,7 @@ from rasterio.vrt import WarpedVRT
 from shapely.geometry.base import BaseGeometry
 
 from engine.config import InferenceOptions
-from engine.errors import RasterError
+from engine.errors import ConfigError, RasterError
 from engine.events import Progress, SubProgress, check_canceled
 from engine.geo.normalize import BandStats
 from engine.geo.rasters import ground_resolution_m, open_raster, reading, resolve_raster
@@ -65,6 +65,9 @@ __all__ = [
 
 #: Relative difference between raster and model resolution above which the raster is resampled.
 RESOLUTION_TOLERANCE = 0.05
+#: Most times more pixels the model's grid may have than the raster (a model trained on finer
+#: pixels: 16 is a raster of 4x coarser pixels).
+MAX_UPSAMPLING = 16
 #: Side of the output blocks (= GeoTIFF tiles) written as they finish.
 BLOCK = 256
 #: Creation options of probability GeoTIFFs.
@@ -116,6 +119,7 @@ def _model_grid(src: Any, spec: ModelSpec, native: bool, progress: Progress) -> 
     if abs(ratio - 1) <= RESOLUTION_TOLERANCE:
         return grid
     width, height = max(1, round(src.width / ratio)), max(1, round(src.height / ratio))
+    check_upsampling(src, width * height, res, spec.resolution_m)
     transform = src.transform * Affine.scale(src.width / width, src.height / height)
     progress.log(
         f"Raster resolution {res:.3f} m differs from the model's {spec.resolution_m:.3f} m:"
@@ -124,6 +128,28 @@ def _model_grid(src: Any, spec: ModelSpec, native: bool, progress: Progress) -> 
         " on the raster's own pixels instead."
     )
     return Grid(width, height, transform)
+
+
+def check_upsampling(src: Any, pixels: int, res: float, model_res: float) -> None:
+    """Refuse a model grid of ``pixels`` more than :data:`MAX_UPSAMPLING` times the raster's
+    (a model trained on much finer pixels: memory, disk and time would grow as much).
+
+    Raises:
+        ConfigError: with the factor and the ways out.
+    """
+    factor = pixels / (src.width * src.height)
+    if factor <= MAX_UPSAMPLING:
+        return
+    raise ConfigError(
+        f"The model was trained at {model_res:g} m per pixel, {res / model_res:.3g} times finer"
+        f" than raster {src.name} ({res:.3g} m): predicting at the model's resolution"
+        f" would resample it to {factor:,.0f} times its {src.width}x{src.height} pixels (at most"
+        f" {MAX_UPSAMPLING} times is allowed). Use a model trained near {res:.3g} m, predict"
+        " at the raster's own resolution (--native-resolution; in QGIS: Predict at the raster's"
+        " resolution), or resample the raster"
+        f" yourself if you mean it, e.g. `gdalwarp -tr {model_res:g} {model_res:g} -r bilinear"
+        " in.tif finer.tif` (for a raster in metres)."
+    )
 
 
 #: Models :func:`inference_model` made, and the device each is ready for.

@@ -127,6 +127,43 @@ def make_model(path: Path) -> list[Path]:
     return [path]
 
 
+#: Crafted model specs: changes to a valid spec's JSON, each out of range or of the wrong kind.
+CRAFTED_SPECS: dict[str, dict[str, object]] = {
+    "NaN resolution": {"resolution_m": float("nan")},
+    "1e-9 m resolution": {"resolution_m": 1e-9},
+    "negative resolution": {"resolution_m": -0.5},
+    "tile size 0": {"tile_size": 0},
+    "tile size 32.5": {"tile_size": 32.5},
+    "negative band count": {"in_channels": -3},
+    "band count true": {"in_channels": True},
+    "band 0": {"bands": [0, 1, 2]},
+    "threshold 1.5": {"threshold": 1.5},
+    "threshold -0.1": {"threshold": -0.1},
+    "contact threshold NaN": {"contact_threshold": float("nan")},
+    "seed threshold 2": {"seed_threshold": 2},
+    "negative smallest seed": {"min_seed_m2": -1.0},
+    "seed erosion 1e9 m": {"seed_erosion_m": 1e9},
+    "std 0": {"std": [50.0, 0.0, 50.0]},
+    "mean Infinity": {"mean": [100.0, float("inf"), 100.0]},
+    "mean text": {"mean": ["a", "b", "c"]},
+    "no classes": {"classes": []},
+    "class 7": {"classes": [7]},
+    "input type complex64": {"input_dtype": "complex64"},
+    "decoder attention 'yes'": {"decoder_attention": "yes"},
+}
+
+
+def make_crafted_model(path: Path, changes: dict[str, object]) -> list[Path]:
+    """A valid model file (:func:`make_model`) whose spec JSON has ``changes``."""
+    import torch
+
+    make_model(path)
+    payload = torch.load(path, weights_only=True)
+    payload["spec"] = json.dumps({**json.loads(payload["spec"]), **changes})
+    torch.save(payload, path)
+    return [path]
+
+
 @dataclass(frozen=True)
 class Kind:
     """An input kind: its file name, how to make a valid one, the commands that take it."""
