@@ -21,7 +21,13 @@ from engine.cluster import distributed, run_on_cluster
 from engine.config import PredictConfig
 from engine.events import Progress
 from engine.geo.outputs import atomic_output, check_output
-from engine.inference.job import PredictionJob, open_probability, prepare_job, probability_blocks
+from engine.inference.job import (
+    PredictionJob,
+    check_memory,
+    open_probability,
+    prepare_job,
+    probability_blocks,
+)
 from engine.models.device import resolve_device
 from engine.models.modelfile import ModelSpec, load_model
 from engine.results import PredictResult
@@ -44,6 +50,8 @@ def predict_with_model(
         prefix=".footprint-", dir=out.parent, ignore_cleanup_errors=True
     ) as workdir:
         job = prepare_job(config.raster, config, model, spec, device, progress, workdir)
+        if not distributed(config):  # a cluster's workers hold strips, not the whole width
+            check_memory(job)
         _log_start(job, config, progress)
         with atomic_output(out, config.overwrite) as tmp, open_probability(tmp, job) as dst:
             if distributed(config):

@@ -21,6 +21,7 @@ extent/AOI, are :data:`NODATA` (-1, outside the 0-1 range of probabilities).
 from __future__ import annotations
 
 import copy
+import math
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,7 +48,13 @@ from engine.geo.windows import Grid
 from engine.geo.workarea import area_mask, load_work_area
 from engine.inference.blend import NODATA, Block
 from engine.inference.predictor import TiledPredictor, check_tiling, default_margin
-from engine.inference.sizing import prediction_batch, prediction_streams, prediction_window
+from engine.inference.sizing import (
+    check_row_memory,
+    prediction_batch,
+    prediction_streams,
+    prediction_window,
+    row_bytes,
+)
 from engine.inference.tilereader import read_inside
 from engine.models.device import describe_device
 from engine.models.fold import fold_batch_norms
@@ -349,3 +356,30 @@ def check_any_valid(job: PredictionJob) -> None:
             f"Raster {job.raster} has no valid pixels{where} (all nodata); check its nodata"
             " value and mask, or choose an area with data."
         )
+
+
+def work_width(job: PredictionJob, grid: Grid) -> int:
+    """Pixels of ``grid`` (the raster's or the model's) across the work: the grid's width, or
+    with an extent/AOI that of the area plus a prediction window on each side."""
+    if job.area is None:
+        return grid.width
+    xmin, _, xmax, _ = job.area.bounds
+    pixel = float(abs(grid.transform.a))
+    across = math.ceil(float(xmax - xmin) / pixel) + 2 * job.predictor.window
+    return min(grid.width, across)
+
+
+def check_memory(job: PredictionJob, raster_rows: int = 0) -> None:
+    """Refuse, before any work, a job whose rows held across the work's width would not fit
+    the memory available: the blend's (a window and two blocks of the model's grid) and
+    ``raster_rows`` rows of the raster's grid (what the caller holds after it).
+
+    Raises:
+        ConfigError: with the figures and the ways out (see
+            :func:`engine.inference.sizing.check_row_memory`).
+    """
+    classes = len(job.classes)
+    width = work_width(job, job.model_grid)
+    need = row_bytes(width, job.predictor.window + 2 * BLOCK, classes)
+    need += row_bytes(work_width(job, job.grid), raster_rows, classes)
+    check_row_memory(job.raster, width, need, row_bytes(width, 1, classes))

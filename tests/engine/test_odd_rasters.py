@@ -1,4 +1,4 @@
-"""Odd rasters: south-up grids, unusable pixel sizes (issue 26, item 9)."""
+"""Odd rasters: south-up grids, unusable pixel sizes, rasters too wide for the memory."""
 
 from __future__ import annotations
 
@@ -10,14 +10,19 @@ import numpy as np
 import pytest
 import rasterio
 import shapely
+import torch
 from affine import Affine
 from rasterio.windows import Window
 
+from engine.config import DetectConfig, PredictConfig
 from engine.detect import detect_with_model
-from engine.errors import RasterError
-from engine.events import NullProgress
+from engine.errors import ConfigError, RasterError
+from engine.events import NullProgress, RecordingProgress
 from engine.geo.rasters import open_raster, read_window, resolve_raster
 from engine.geo.windows import window_bounds
+from engine.inference import sizing
+from engine.inference.job import check_memory, prepare_job, work_width
+from engine.predict import predict_with_model
 from tests.engine.conftest import write_labels
 from tests.engine.predict_helpers import Pointwise, make_spec, run, smooth
 from tests.engine.test_detect import GRID, RECTS, config, spec, world_box, write
@@ -144,3 +149,62 @@ def test_zero_or_non_finite_pixel_size_is_refused_on_opening(
         run(tmp_path, np.zeros(1), raster=vrt, spec=make_spec())
     assert str(vrt) in str(caught.value)
     assert not (tmp_path / "out.tif").exists()
+
+
+# ----------------------------------------------------------------- memory that grows with width
+
+
+def wide_raster(path: Path, width: int = 1_000_000, height: int = 512) -> Path:
+    """A float32 GeoTIFF ``width`` px wide that costs nothing on disk (sparse: no tile written)."""
+    with rasterio.open(
+        path, "w", driver="GTiff", width=width, height=height, count=1, dtype="float32",
+        crs="EPSG:32616", transform=GRID, tiled=True, blockxsize=256, blockysize=256,
+        SPARSE_OK=True,
+    ):  # fmt: skip
+        pass
+    return path
+
+
+@pytest.fixture
+def two_gb(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This machine has 2 GB of memory available."""
+    monkeypatch.setattr(sizing, "available_memory", lambda: 2_000_000_000)
+
+
+@pytest.mark.usefixtures("two_gb")
+@pytest.mark.parametrize("command", ["predict", "detect"])
+def test_a_million_pixels_wide_is_refused_before_any_work(tmp_path: Path, command: str) -> None:
+    raster = wide_raster(tmp_path / "wide.tif")
+    before = set(tmp_path.iterdir())
+    progress = RecordingProgress()
+    with pytest.raises(ConfigError) as caught:
+        if command == "predict":
+            config = PredictConfig(str(raster), "unused.pt", str(tmp_path / "p.tif"))
+            predict_with_model(config, Pointwise(), make_spec(), progress)
+        else:
+            config = DetectConfig(str(raster), "unused.pt", str(tmp_path / "b.gpkg"))
+            detect_with_model(config, Pointwise(), spec(), progress)
+    message = str(caught.value)
+    assert str(raster) in message and "1,000,000 px wide" in message
+    assert "available" in message and "--extent or an AOI" in message and "--window" in message
+    assert set(tmp_path.iterdir()) == before
+    assert not any(p > 0 for p in progress.percents), "no window was predicted"
+
+
+@pytest.mark.usefixtures("two_gb")
+def test_a_wide_raster_with_an_extent_and_a_normal_raster_are_accepted(tmp_path: Path) -> None:
+    raster = wide_raster(tmp_path / "wide.tif")
+    extent = (*GRID * (1000, 400), *GRID * (1600, 100))
+    config = PredictConfig(str(raster), "unused.pt", str(tmp_path / "p.tif"), extent=extent)
+    model, device = Pointwise(), torch.device("cpu")
+    job = prepare_job(
+        str(raster), config, model, make_spec(), device, NullProgress(), str(tmp_path)
+    )
+    assert work_width(job, job.grid) == 600 + 2 * job.predictor.window
+    check_memory(job, 1024)  # the area's width: fits
+    whole = PredictConfig(str(raster), "unused.pt", str(tmp_path / "p.tif"))
+    job = prepare_job(str(raster), whole, model, make_spec(), device, NullProgress(), str(tmp_path))
+    with pytest.raises(ConfigError, match="1,000,000 px wide"):
+        check_memory(job)
+    result, values = run(tmp_path, smooth(40, 60))  # an ordinary raster
+    assert values.shape == (1, 40, 60) and result["windows"] > 0
