@@ -217,7 +217,7 @@ def detect_with_model(
     ) as workdir:
         job = prepare_job(config.raster, config, model, spec, device, progress, workdir)
         if not distributed(config):  # a cluster's workers hold strips, not the whole width
-            check_memory(job, _held_rows(job, settings))
+            check_memory(job, config.raster, _held_rows(job, settings))
         source = "the model's" if config.threshold is None else "given"
         progress.log(
             f"Detecting buildings on {job.grid.width}x{job.grid.height} px on {job.device}"

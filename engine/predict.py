@@ -51,7 +51,7 @@ def predict_with_model(
     ) as workdir:
         job = prepare_job(config.raster, config, model, spec, device, progress, workdir)
         if not distributed(config):  # a cluster's workers hold strips, not the whole width
-            check_memory(job)
+            check_memory(job, config.raster)
         _log_start(job, config, progress)
         with atomic_output(out, config.overwrite) as tmp, open_probability(tmp, job) as dst:
             if distributed(config):

@@ -369,10 +369,11 @@ def work_width(job: PredictionJob, grid: Grid) -> int:
     return min(grid.width, across)
 
 
-def check_memory(job: PredictionJob, raster_rows: int = 0) -> None:
-    """Refuse, before any work, a job whose rows held across the work's width would not fit
-    the memory available: the blend's (a window and two blocks of the model's grid) and
-    ``raster_rows`` rows of the raster's grid (what the caller holds after it).
+def check_memory(job: PredictionJob, name: str, raster_rows: int = 0) -> None:
+    """Refuse, before any work, a job on raster ``name`` (as the user gave it) whose rows held
+    across the work's width would not fit the memory available: the blend's (a window and two
+    blocks of the model's grid) and ``raster_rows`` rows of the raster's grid (what the caller
+    holds after it).
 
     Raises:
         ConfigError: with the figures and the ways out (see
@@ -382,4 +383,4 @@ def check_memory(job: PredictionJob, raster_rows: int = 0) -> None:
     width = work_width(job, job.model_grid)
     need = row_bytes(width, job.predictor.window + 2 * BLOCK, classes)
     need += row_bytes(work_width(job, job.grid), raster_rows, classes)
-    check_row_memory(job.raster, width, need, row_bytes(width, 1, classes))
+    check_row_memory(name, width, need, row_bytes(width, 1, classes))

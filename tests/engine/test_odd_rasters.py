@@ -201,10 +201,10 @@ def test_a_wide_raster_with_an_extent_and_a_normal_raster_are_accepted(tmp_path:
         str(raster), config, model, make_spec(), device, NullProgress(), str(tmp_path)
     )
     assert work_width(job, job.grid) == 600 + 2 * job.predictor.window
-    check_memory(job, 1024)  # the area's width: fits
+    check_memory(job, str(raster), 1024)  # the area's width: fits
     whole = PredictConfig(str(raster), "unused.pt", str(tmp_path / "p.tif"))
     job = prepare_job(str(raster), whole, model, make_spec(), device, NullProgress(), str(tmp_path))
     with pytest.raises(ConfigError, match="1,000,000 px wide"):
-        check_memory(job)
+        check_memory(job, str(raster))
     result, values = run(tmp_path, smooth(40, 60))  # an ordinary raster
     assert values.shape == (1, 40, 60) and result["windows"] > 0
