@@ -20,7 +20,13 @@ from engine.errors import ConfigError, OutputError
 from engine.events import Progress, check_canceled
 from engine.geo.labels import BUILDING, CONTACT, LabelIndex, labels_for_extent
 from engine.geo.outputs import atomic_output, check_output
-from engine.geo.rasters import default_bands, open_raster, read_window, resolve_raster
+from engine.geo.rasters import (
+    default_bands,
+    open_raster,
+    raster_bounds,
+    read_window,
+    resolve_raster,
+)
 from engine.geo.windows import Grid
 from engine.results import RasterizeResult
 
@@ -54,7 +60,7 @@ def rasterize_labels(config: RasterizeConfig, progress: Progress) -> RasterizeRe
             crs_wkt = src.crs.to_wkt()
             margin = (BOUNDARY_WIDTH + 1) * max(abs(src.transform.a), abs(src.transform.e))
             index, buildings = labels_for_extent(
-                config.labels, crs_wkt, tuple(src.bounds), margin=margin, allow_empty=True
+                config.labels, crs_wkt, raster_bounds(src), margin=margin, allow_empty=True
             )
             if buildings:
                 progress.log(

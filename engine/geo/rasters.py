@@ -26,6 +26,7 @@ from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
 from engine.errors import ConfigError, RasterError
+from engine.geo.windows import window_bounds
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,12 @@ def check_georeferenced(src: DatasetReader) -> None:
             f"Raster {src.name} is rotated or sheared; warp it to a north-up grid first, e.g."
             f" `gdalwarp -overwrite {src.name} north-up.tif`."
         )
+
+
+def raster_bounds(src: DatasetReader) -> tuple[float, float, float, float]:
+    """(xmin, ymin, xmax, ymax) of ``src``, north-up or south-up (rasterio's ``bounds`` has
+    bottom > top on a south-up grid)."""
+    return window_bounds(Window(0, 0, src.width, src.height), src.transform)
 
 
 def _is_plain_image(src: DatasetReader) -> bool:

@@ -14,7 +14,7 @@ import torch
 from affine import Affine
 from rasterio.windows import Window
 
-from engine.config import DetectConfig, PredictConfig
+from engine.config import DetectConfig, PredictConfig, RasterizeConfig
 from engine.detect import detect_with_model
 from engine.errors import ConfigError, RasterError
 from engine.events import NullProgress, RecordingProgress
@@ -23,6 +23,7 @@ from engine.geo.windows import window_bounds
 from engine.inference import sizing
 from engine.inference.job import check_memory, prepare_job, work_width
 from engine.predict import predict_with_model
+from engine.rasterize import rasterize_labels
 from tests.engine.conftest import write_labels
 from tests.engine.predict_helpers import Pointwise, make_spec, run, smooth
 from tests.engine.test_detect import GRID, RECTS, config, spec, world_box, write
@@ -208,3 +209,21 @@ def test_a_wide_raster_with_an_extent_and_a_normal_raster_are_accepted(tmp_path:
         check_memory(job, str(raster))
     result, values = run(tmp_path, smooth(40, 60))  # an ordinary raster
     assert values.shape == (1, 40, 60) and result["windows"] > 0
+
+
+def test_south_up_contact_strip_sees_buildings_just_outside_the_raster(tmp_path: Path) -> None:
+    """A house just beyond the raster's bottom edge touches one inside: both twins burn the
+    contact strip along their shared wall (the labels are read around ordered bounds)."""
+    north, south = twins(tmp_path, np.zeros((1, 40, 60), np.float32))
+    inside, outside = world_box(10, 30, 30, 40), world_box(10, 40, 30, 50)
+    labels = write_labels(tmp_path / "houses.gpkg", [inside, outside], crs="EPSG:32616")
+    masks = []
+    for raster in (north, south):
+        out = tmp_path / f"{raster.stem}-mask.tif"
+        rasterize_labels(
+            RasterizeConfig(str(raster), (str(labels),), str(out), boundary=True), NullProgress()
+        )
+        with rasterio.open(out) as src:
+            masks.append(src.read(1))
+    assert (masks[0][-1, 10:30] == 2).all(), "the wall at the bottom edge is contact"
+    np.testing.assert_array_equal(masks[0], masks[1][::-1])
