@@ -171,7 +171,8 @@ def check_row_memory(raster: str, width: int, need: int, per_window_px: int) -> 
     raise ConfigError(
         f"Raster {raster} is {width:,} px wide where the work runs: the rows held across that"
         f" width need about {_gb(need)} of memory, and this machine has {_gb(available)}"
-        " available. Limit the work to an area with --extent or an AOI (memory follows the"
-        " area's width), or cut the raster into narrower pieces (e.g. gdal_translate -srcwin);"
-        f" a smaller --window saves about {_gb(256 * per_window_px)} per 256 px."
+        " available. Limit the work to an area with --extent or an AOI (in QGIS: Extent;"
+        " memory follows the area's width), or cut the raster into narrower pieces (e.g."
+        " gdal_translate -srcwin); a smaller --window (in QGIS: advanced Prediction window)"
+        f" saves about {_gb(256 * per_window_px)} per 256 px."
     )
