@@ -43,6 +43,7 @@ from engine.inference.blend import Block
 from engine.inference.job import (
     BLOCK,
     PredictionJob,
+    check_memory,
     open_probability,
     prepare_job,
     probability_blocks,
@@ -76,6 +77,15 @@ def _instance_setup(job: PredictionJob, settings: InstanceSettings) -> tuple[Ins
     with open_raster(job.raster) as src:
         pixel = ground_resolution_m(src)
     return settings.params(pixel), halo_pixels(pixel, BLOCK)
+
+
+def _held_rows(job: PredictionJob, settings: InstanceSettings) -> int:
+    """Rows of the raster's grid detect holds across its width after the blend: a row of
+    finished blocks queued for the polygon thread and, for seeds + watershed, the halo
+    blocks' strip (:class:`engine.polygons.blocks.HaloAssembler`)."""
+    if "separation" not in job.classes:
+        return BLOCK
+    return BLOCK + _instance_setup(job, settings)[1] + INSTANCE_BLOCK + BLOCK
 
 
 def _polygonize(
@@ -206,6 +216,8 @@ def detect_with_model(
         prefix=work_prefix(), dir=out.parent, ignore_cleanup_errors=True
     ) as workdir:
         job = prepare_job(config.raster, config, model, spec, device, progress, workdir)
+        if not distributed(config):  # a cluster's workers hold strips, not the whole width
+            check_memory(job, config.raster, _held_rows(job, settings))
         source = "the model's" if config.threshold is None else "given"
         progress.log(
             f"Detecting buildings on {job.grid.width}x{job.grid.height} px on {job.device}"

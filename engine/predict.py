@@ -25,7 +25,13 @@ from engine.geo.labels import layer_inputs
 from engine.geo.outputs import atomic_output, check_output, file_input, prepare_outputs
 from engine.geo.rasters import raster_inputs
 from engine.geo.temporary import work_prefix
-from engine.inference.job import PredictionJob, open_probability, prepare_job, probability_blocks
+from engine.inference.job import (
+    PredictionJob,
+    check_memory,
+    open_probability,
+    prepare_job,
+    probability_blocks,
+)
 from engine.models.device import resolve_device
 from engine.models.modelfile import ModelSpec, load_model
 from engine.results import PredictResult
@@ -48,6 +54,8 @@ def predict_with_model(
         prefix=work_prefix(), dir=out.parent, ignore_cleanup_errors=True
     ) as workdir:
         job = prepare_job(config.raster, config, model, spec, device, progress, workdir)
+        if not distributed(config):  # a cluster's workers hold strips, not the whole width
+            check_memory(job, config.raster)
         _log_start(job, config, progress)
         with atomic_output(out, config.overwrite) as tmp, open_probability(tmp, job) as dst:
             if distributed(config):

@@ -23,6 +23,7 @@ from engine.geo.outputs import atomic_output, check_output, prepare_outputs
 from engine.geo.rasters import (
     default_bands,
     open_raster,
+    raster_bounds,
     raster_inputs,
     read_window,
     resolve_raster,
@@ -61,7 +62,7 @@ def rasterize_labels(config: RasterizeConfig, progress: Progress) -> RasterizeRe
             crs_wkt = src.crs.to_wkt()
             margin = (BOUNDARY_WIDTH + 1) * max(abs(src.transform.a), abs(src.transform.e))
             index, buildings = labels_for_extent(
-                config.labels, crs_wkt, tuple(src.bounds), margin=margin, allow_empty=True
+                config.labels, crs_wkt, raster_bounds(src), margin=margin, allow_empty=True
             )
             if buildings:
                 progress.log(

@@ -27,6 +27,7 @@ from rasterio.windows import Window
 from engine.errors import ConfigError, RasterError
 from engine.geo.outputs import Input
 from engine.geo.temporary import make_scratch
+from engine.geo.windows import window_bounds
 
 
 @dataclass(frozen=True)
@@ -139,10 +140,25 @@ def check_georeferenced(src: DatasetReader) -> None:
             f"Raster {src.name} has no georeference (identity geotransform); georeference it or"
             " add a world file / .aux.xml sidecar."
         )
-    if src.transform.b != 0 or src.transform.d != 0:
+    t = src.transform
+    if not all(math.isfinite(v) for v in (t.a, t.b, t.c, t.d, t.e, t.f)) or 0 in (t.a, t.e):
         raise RasterError(
-            f"Raster {src.name} is rotated; warp it to a north-up grid first (gdalwarp)."
+            f"Raster {src.name} has an unusable georeference: pixel size {t.a!r} x {t.e!r},"
+            f" origin ({t.c!r}, {t.f!r}); pixel sizes must be finite and not zero. Fix its"
+            " geotransform (world file, .aux.xml or VRT <GeoTransform>), e.g. with"
+            f" `gdal_edit.py -a_ullr <ulx> <uly> <lrx> <lry> {src.name}`."
         )
+    if t.b != 0 or t.d != 0:
+        raise RasterError(
+            f"Raster {src.name} is rotated or sheared; warp it to a north-up grid first, e.g."
+            f" `gdalwarp -overwrite {src.name} north-up.tif`."
+        )
+
+
+def raster_bounds(src: DatasetReader) -> tuple[float, float, float, float]:
+    """(xmin, ymin, xmax, ymax) of ``src``, north-up or south-up (rasterio's ``bounds`` has
+    bottom > top on a south-up grid)."""
+    return window_bounds(Window(0, 0, src.width, src.height), src.transform)
 
 
 def _is_plain_image(src: DatasetReader) -> bool:
@@ -194,8 +210,8 @@ def read_window(
     """Read ``bands`` of ``window`` as float32 (C, H, W) plus a bool validity mask (H, W).
 
     Windows may extend past the raster: the outside is read as invalid (zeros). A pixel is
-    invalid when it is nodata (or masked) in any selected band. ``out_shape`` resamples while
-    reading.
+    invalid when it is nodata (or masked) or not finite (NaN, Inf) in any selected band.
+    ``out_shape`` resamples while reading.
     """
     shape = out_shape or (int(window.height), int(window.width))
     # Boundless reads go through a temporary VRT (about 100x slower): only when needed.
@@ -228,11 +244,17 @@ def _read_window(
         boundless=boundless,
         resampling=Resampling.nearest,
     )
-    valid = np.all(masks > 0, axis=0)
-    if src.nodata is not None and math.isnan(src.nodata):
-        valid &= ~np.any(np.isnan(data), axis=0)
+    return data, valid_pixels(data, masks)
+
+
+def valid_pixels(data: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Pixels valid in every band of ``data`` (C, H, W): not masked (``masks`` (C, H, W), 0 =
+    nodata) and finite. NaN and Inf are never data, whatever the raster's nodata value says.
+    ``data`` is zeroed in place where invalid."""
+    valid: np.ndarray = np.all(masks > 0, axis=0)
+    valid &= np.all(np.isfinite(data), axis=0)
     data[:, ~valid] = 0.0
-    return data, valid
+    return valid
 
 
 def _inside(window: Window, width: int, height: int) -> bool:
@@ -356,6 +378,12 @@ def build_vrt_xml(files: Sequence[str]) -> str:
             raise RasterError(
                 f"Cannot mosaic {info.path} with {first.path}: different CRS; reproject first."
             )
+        if np.sign(info.transform[4]) != np.sign(first.transform[4]):
+            raise RasterError(
+                f"Cannot mosaic {info.path} with {first.path}: one is north-up, the other"
+                " south-up; make them all north-up first, e.g."
+                f" `gdalwarp -overwrite {info.path} north-up.tif`."
+            )
         if not np.allclose(
             [info.transform[0], info.transform[4]],
             [first.transform[0], first.transform[4]],
@@ -366,12 +394,8 @@ def build_vrt_xml(files: Sequence[str]) -> str:
                 " resample them to one resolution first."
             )
     rx, ry = first.transform[0], first.transform[4]
-    left = min(i.transform[2] for i in infos)
-    top = max(i.transform[5] for i in infos)
-    right = max(i.transform[2] + i.width * i.transform[0] for i in infos)
-    bottom = min(i.transform[5] + i.height * i.transform[4] for i in infos)
-    width = int(round((right - left) / rx))
-    height = int(round((bottom - top) / ry))
+    left, width = _mosaic_axis([i.transform[2] for i in infos], [i.width for i in infos], rx)
+    top, height = _mosaic_axis([i.transform[5] for i in infos], [i.height for i in infos], ry)
     lines = [
         f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">',
         f"  <SRS>{escape(first.crs_wkt)}</SRS>",
@@ -402,6 +426,15 @@ def build_vrt_xml(files: Sequence[str]) -> str:
         lines.append("  </VRTRasterBand>")
     lines.append("</VRTDataset>")
     return "\n".join(lines) + "\n"
+
+
+def _mosaic_axis(starts: Sequence[float], sizes: Sequence[int], step: float) -> tuple[float, int]:
+    """A mosaic's origin and size in pixels along one axis, from its rasters' origins and sizes
+    in ``step``-wide pixels: the origin is the first edge in the pixels' direction (the top of
+    north-up rasters, the bottom of south-up ones)."""
+    edges = [*starts, *(start + size * step for start, size in zip(starts, sizes, strict=True))]
+    low, high = min(edges), max(edges)
+    return (low if step > 0 else high), int(round((high - low) / abs(step)))
 
 
 def _vrt_dtype(dtype: str) -> str:

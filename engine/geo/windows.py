@@ -20,14 +20,14 @@ from dataclasses import dataclass
 
 import numpy as np
 from affine import Affine
-from rasterio.windows import Window
+from rasterio.windows import Window, bounds
 
 from engine.errors import ConfigError
 
 
 @dataclass(frozen=True)
 class Grid:
-    """A north-up grid of ``width`` x ``height`` pixels placed by ``transform``."""
+    """A grid of ``width`` x ``height`` pixels placed by ``transform`` (north-up or south-up)."""
 
     width: int
     height: int
@@ -218,6 +218,13 @@ def blend_weights(
             f"Margin must be between 0 and half the tile ({min(tile, width) // 2}), got {margin}."
         )
     return np.outer(_ramp(tile, margin, floor), _ramp(width, margin, floor)).astype(np.float32)
+
+
+def window_bounds(window: Window, transform: Affine) -> tuple[float, float, float, float]:
+    """(xmin, ymin, xmax, ymax) of ``window`` on ``transform``'s grid, whatever its
+    orientation (rasterio's ``bounds`` gives bottom > top on a south-up grid)."""
+    x0, y0, x1, y1 = bounds(window, transform)
+    return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
 
 
 def clip_to_grid(window: Window, width: int, height: int) -> Window:

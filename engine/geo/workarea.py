@@ -16,13 +16,13 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.features import geometry_mask
 from rasterio.windows import Window
-from rasterio.windows import bounds as window_bounds
 from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
 from engine.errors import ConfigError
 from engine.events import Progress
 from engine.geo.vectors import DAMAGED_LAYER_HINT, VECTOR_READ_ERRORS
+from engine.geo.windows import window_bounds
 
 
 def _extent_geometry(extent: Sequence[float]) -> BaseGeometry:

@@ -21,6 +21,7 @@ extent/AOI, are :data:`NODATA` (-1, outside the 0-1 range of probabilities).
 from __future__ import annotations
 
 import copy
+import math
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,7 +40,7 @@ from rasterio.vrt import WarpedVRT
 from shapely.geometry.base import BaseGeometry
 
 from engine.config import InferenceOptions
-from engine.errors import RasterError
+from engine.errors import ConfigError, RasterError
 from engine.events import Progress, SubProgress, check_canceled
 from engine.geo.normalize import BandStats
 from engine.geo.rasters import ground_resolution_m, open_raster, reading, resolve_raster
@@ -47,7 +48,13 @@ from engine.geo.windows import Grid
 from engine.geo.workarea import area_mask, load_work_area
 from engine.inference.blend import NODATA, Block
 from engine.inference.predictor import TiledPredictor, check_tiling, default_margin
-from engine.inference.sizing import prediction_batch, prediction_streams, prediction_window
+from engine.inference.sizing import (
+    check_row_memory,
+    prediction_batch,
+    prediction_streams,
+    prediction_window,
+    row_bytes,
+)
 from engine.inference.tilereader import read_inside
 from engine.models.device import describe_device
 from engine.models.fold import fold_batch_norms
@@ -65,6 +72,9 @@ __all__ = [
 
 #: Relative difference between raster and model resolution above which the raster is resampled.
 RESOLUTION_TOLERANCE = 0.05
+#: Most times more pixels the model's grid may have than the raster (a model trained on finer
+#: pixels: 16 is a raster of 4x coarser pixels).
+MAX_UPSAMPLING = 16
 #: Side of the output blocks (= GeoTIFF tiles) written as they finish.
 BLOCK = 256
 #: Creation options of probability GeoTIFFs.
@@ -116,6 +126,7 @@ def _model_grid(src: Any, spec: ModelSpec, native: bool, progress: Progress) -> 
     if abs(ratio - 1) <= RESOLUTION_TOLERANCE:
         return grid
     width, height = max(1, round(src.width / ratio)), max(1, round(src.height / ratio))
+    check_upsampling(src, width * height, res, spec.resolution_m)
     transform = src.transform * Affine.scale(src.width / width, src.height / height)
     progress.log(
         f"Raster resolution {res:.3f} m differs from the model's {spec.resolution_m:.3f} m:"
@@ -124,6 +135,28 @@ def _model_grid(src: Any, spec: ModelSpec, native: bool, progress: Progress) -> 
         " on the raster's own pixels instead."
     )
     return Grid(width, height, transform)
+
+
+def check_upsampling(src: Any, pixels: int, res: float, model_res: float) -> None:
+    """Refuse a model grid of ``pixels`` more than :data:`MAX_UPSAMPLING` times the raster's
+    (a model trained on much finer pixels: memory, disk and time would grow as much).
+
+    Raises:
+        ConfigError: with the factor and the ways out.
+    """
+    factor = pixels / (src.width * src.height)
+    if factor <= MAX_UPSAMPLING:
+        return
+    raise ConfigError(
+        f"The model was trained at {model_res:g} m per pixel, {res / model_res:.3g} times finer"
+        f" than raster {src.name} ({res:.3g} m): predicting at the model's resolution"
+        f" would resample it to {factor:,.0f} times its {src.width}x{src.height} pixels (at most"
+        f" {MAX_UPSAMPLING} times is allowed). Use a model trained near {res:.3g} m, predict"
+        " at the raster's own resolution (--native-resolution; in QGIS: Predict at the raster's"
+        " resolution), or resample the raster"
+        f" yourself if you mean it, e.g. `gdalwarp -tr {model_res:g} {model_res:g} -r bilinear"
+        " in.tif finer.tif` (for a raster in metres)."
+    )
 
 
 #: Models :func:`inference_model` made, and the device each is ready for.
@@ -323,3 +356,31 @@ def check_any_valid(job: PredictionJob) -> None:
             f"Raster {job.raster} has no valid pixels{where} (all nodata); check its nodata"
             " value and mask, or choose an area with data."
         )
+
+
+def work_width(job: PredictionJob, grid: Grid) -> int:
+    """Pixels of ``grid`` (the raster's or the model's) across the work: the grid's width, or
+    with an extent/AOI that of the area plus a prediction window on each side."""
+    if job.area is None:
+        return grid.width
+    xmin, _, xmax, _ = job.area.bounds
+    pixel = float(abs(grid.transform.a))
+    across = math.ceil(float(xmax - xmin) / pixel) + 2 * job.predictor.window
+    return min(grid.width, across)
+
+
+def check_memory(job: PredictionJob, name: str, raster_rows: int = 0) -> None:
+    """Refuse, before any work, a job on raster ``name`` (as the user gave it) whose rows held
+    across the work's width would not fit the memory available: the blend's (a window and two
+    blocks of the model's grid) and ``raster_rows`` rows of the raster's grid (what the caller
+    holds after it).
+
+    Raises:
+        ConfigError: with the figures and the ways out (see
+            :func:`engine.inference.sizing.check_row_memory`).
+    """
+    classes = len(job.classes)
+    width = work_width(job, job.model_grid)
+    need = row_bytes(width, job.predictor.window + 2 * BLOCK, classes)
+    need += row_bytes(work_width(job, job.grid), raster_rows, classes)
+    check_row_memory(name, width, need, row_bytes(width, 1, classes))

@@ -26,6 +26,7 @@ activations of a U-Net decoder at full resolution, with headroom), at most :data
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -49,6 +50,8 @@ MAX_BATCH = 64
 CPU_STREAMS = 2
 #: A window is at least this many margins wide, so the blend wastes at most a quarter of it.
 MARGINS_PER_WINDOW = 8
+#: Memory left free besides the rows held across the raster's width (activations, polygons).
+MEMORY_RESERVE = 512 << 20
 
 
 def prediction_window(
@@ -127,3 +130,49 @@ def model_threads(streams: int) -> Iterator[int]:
     finally:
         if each != total:
             torch.set_num_threads(total)
+
+
+def row_bytes(width: int, rows: int, classes: int) -> int:
+    """Bytes of ``rows`` rows of ``width`` pixels of probabilities (float32 per class) and
+    their validity (a byte): what the blend and the blocks after it hold per pixel."""
+    return rows * width * (4 * classes + 1)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available now (psutil, else ``/proc/meminfo``), or None when unknown."""
+    try:
+        import psutil  # type: ignore[import-untyped]
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:
+        pass
+    with contextlib.suppress(OSError, ValueError, IndexError), open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return None
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.1f} GB"
+
+
+def check_row_memory(raster: str, width: int, need: int, per_window_px: int) -> None:
+    """Refuse, before any work, rows held across a ``width``-pixel work area that need
+    ``need`` bytes when they would not fit the memory available (unknown: no check);
+    ``per_window_px`` is what one pixel less of prediction window saves.
+
+    Raises:
+        ConfigError: with the figures and the ways out.
+    """
+    available = available_memory()
+    if available is None or need + MEMORY_RESERVE <= available:
+        return
+    raise ConfigError(
+        f"Raster {raster} is {width:,} px wide where the work runs: the rows held across that"
+        f" width need about {_gb(need)} of memory, and this machine has {_gb(available)}"
+        " available. Limit the work to an area with --extent or an AOI (in QGIS: Extent;"
+        " memory follows the area's width), or cut the raster into narrower pieces (e.g."
+        " gdal_translate -srcwin); a smaller --window (in QGIS: advanced Prediction window)"
+        f" saves about {_gb(256 * per_window_px)} per 256 px."
+    )

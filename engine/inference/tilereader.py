@@ -10,7 +10,6 @@ between threads).
 from __future__ import annotations
 
 import contextlib
-import math
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -23,7 +22,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from engine.geo.normalize import BandStats, normalize
-from engine.geo.rasters import reading
+from engine.geo.rasters import reading, valid_pixels
 from engine.geo.windows import clip_to_grid
 
 #: Opens the dataset to read (a DatasetReader or a WarpedVRT), as a context manager.
@@ -48,16 +47,13 @@ def read_inside(src: Any, window: Window, bands: Sequence[int]) -> tuple[np.ndar
     """Read ``bands`` of a window lying inside ``src`` as float32 (C, h, w) + valid (h, w).
 
     Unlike :func:`engine.geo.rasters.read_window` this never reads boundless, so it also works on
-    a WarpedVRT. A pixel is invalid where any band is masked (nodata) or NaN.
+    a WarpedVRT. A pixel is invalid where any band is masked (nodata) or not finite
+    (NaN, Inf).
     """
     with reading(src, window):
         data = src.read(list(bands), window=window, masked=False).astype(np.float32, copy=False)
         masks = src.read_masks(list(bands), window=window)
-    valid = np.all(masks > 0, axis=0)
-    if src.nodata is not None and math.isnan(src.nodata):
-        valid &= ~np.any(np.isnan(data), axis=0)
-    data[:, ~valid] = 0.0
-    return data, valid
+    return data, valid_pixels(data, masks)
 
 
 def read_reflected(src: Any, window: Window, bands: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:

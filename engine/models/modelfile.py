@@ -11,6 +11,7 @@ spec fields it does not know (so fields can be added without a new version).
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -52,6 +53,78 @@ class ModelSpec:
     engine_version: str = ""
 
 
+#: Allowed range (inclusive) of each number of a spec; per band for ``bands``, ``mean`` and
+#: ``std``. A file outside them is damaged or foreign (a tiny resolution would resample a
+#: raster thousands of times larger, a NaN fail deep inside the work).
+SPEC_RANGES: dict[str, tuple[float, float]] = {
+    "in_channels": (1, 256),
+    "bands": (1, 65_535),
+    "mean": (-1e12, 1e12),
+    "std": (1e-12, 1e12),
+    "tile_size": (16, 8192),
+    "resolution_m": (0.001, 1000.0),
+    "threshold": (0.0, 1.0),
+    "contact_threshold": (0.0, 1.0),
+    "seed_threshold": (0.0, 1.0),
+    "min_seed_m2": (0.0, 10_000.0),
+    "seed_erosion_m": (0.0, 100.0),
+}
+#: Fields holding whole numbers.
+_INTEGERS = {"in_channels", "bands", "tile_size"}
+#: Data types a model may have been trained on (those the engine reads).
+INPUT_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
+
+
+def _spec_error(source: str, name: str, value: object, allowed: str) -> ModelFileError:
+    return ModelFileError(
+        f"{source}: the model file is damaged or not a Footprint model: its {name} is"
+        f" {value!r}, allowed {allowed}; retrain the model or download it again."
+    )
+
+
+def _check_number(source: str, name: str, value: object) -> None:
+    """Raise ModelFileError unless ``value`` is a number of field ``name`` in its range."""
+    low, high = SPEC_RANGES[name]
+    whole = name in _INTEGERS
+    allowed = f"{'a whole number' if whole else 'a number'} from {low:g} to {high:g}"
+    kinds = (int,) if whole else (int, float)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, kinds)
+        or not (math.isfinite(value) and low <= value <= high)
+    ):
+        raise _spec_error(source, name, value, allowed)
+
+
+def check_spec(spec: ModelSpec, source: str = "model file") -> None:
+    """Check every field of ``spec`` read from ``source`` (type and range, see
+    :data:`SPEC_RANGES`).
+
+    Raises:
+        ModelFileError: naming the field, its value and what is allowed.
+    """
+    for name in ("architecture", "encoder", "engine_version"):
+        if not isinstance(getattr(spec, name), str):
+            raise _spec_error(source, name, getattr(spec, name), "text")
+    if spec.input_dtype not in INPUT_DTYPES:
+        raise _spec_error(
+            source, "input_dtype", spec.input_dtype, "one of " + ", ".join(INPUT_DTYPES)
+        )
+    if not isinstance(spec.decoder_attention, bool):
+        raise _spec_error(source, "decoder_attention", spec.decoder_attention, "true or false")
+    classes = spec.classes
+    if not (
+        1 <= len(classes) <= 8
+        and all(isinstance(c, str) and c for c in classes)
+        and len(set(classes)) == len(classes)
+    ):
+        raise _spec_error(source, "classes", list(classes), "1 to 8 different names")
+    for name in SPEC_RANGES:
+        value = getattr(spec, name)
+        for item in value if isinstance(value, tuple) else (value,):
+            _check_number(source, name, item)
+
+
 def spec_to_json(spec: ModelSpec) -> str:
     """The spec as JSON text."""
     return json.dumps(asdict(spec), sort_keys=True)
@@ -76,6 +149,7 @@ def spec_from_json(text: str, source: str = "model file") -> ModelSpec:
         raise ModelFileError(
             f"{source} has an unreadable model description ({err}); train the model again."
         ) from err
+    check_spec(spec, source)
     n = spec.in_channels
     if not (len(spec.bands) == len(spec.mean) == len(spec.std) == n) or not spec.classes:
         raise ModelFileError(

@@ -360,7 +360,7 @@ def open_sources(config: TrainConfig) -> list[Source]:
                     height=src.height,
                     transform=(t.a, t.b, t.c, t.d, t.e, t.f),
                     crs_wkt=src.crs.to_wkt(),
-                    bounds=tuple(src.bounds),
+                    bounds=rasters.raster_bounds(src),
                     bands=bands,
                     dtype=str(src.dtypes[bands[0] - 1]),
                     resolution_m=rasters.ground_resolution_m(src),

@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import numpy as np
 import rasterio
@@ -675,12 +676,254 @@ def table(outcomes: list[Outcome]) -> str:
     return "\n".join(lines)
 
 
+# --------------------------------------------------------------------------- odd inputs
+# Valid files with odd content (issue 26): south-up grids, NaN/Inf pixels, an unusable pixel
+# size, a raster too wide for the memory, crafted model specs. Each runs through the
+# commands of its role (and, for rasters that should work, detect/predict with an extent and
+# an AOI) and must end as expected: a result, or a clear error naming the file and saying
+# what is wrong, never a traceback.
+
+
+def make_south_up(path: Path) -> list[Path]:
+    """:func:`make_geotiff`'s image on a south-up grid (positive pixel height)."""
+    with rasterio.open(
+        path, "w", driver="GTiff", width=SIDE, height=SIDE, count=3, dtype="uint8", crs=CRS,
+        transform=Affine(ORIGIN.a, 0, ORIGIN.c, 0, -ORIGIN.e, ORIGIN.f + SIDE * ORIGIN.e),
+    ) as dst:  # fmt: skip
+        dst.write(_image()[:, ::-1])
+    return [path]
+
+
+def make_non_finite(nodata: float | None) -> Callable[[Path], list[Path]]:
+    """A maker of :func:`make_geotiff`'s image as float32 with NaN, Inf and -Inf pixels."""
+
+    def make(path: Path) -> list[Path]:
+        image = _image().astype(np.float32)
+        image[0, 2:10, 2:10], image[1, 30:34, :], image[2, :, 60:] = np.nan, np.inf, -np.inf
+        with rasterio.open(
+            path, "w", driver="GTiff", width=SIDE, height=SIDE, count=3, dtype="float32",
+            crs=CRS, transform=ORIGIN, nodata=nodata,
+        ) as dst:  # fmt: skip
+            dst.write(image)
+        return [path]
+
+    return make
+
+
+def _vrt(path: Path, width: int, geotransform: str, sources: list[tuple[str, int]]) -> None:
+    """A 3-band Byte VRT of ``width`` x SIDE px with (file, column offset) sources."""
+    srs = rasterio.crs.CRS.from_user_input(CRS).to_wkt()
+    bands = "".join(
+        f'<VRTRasterBand dataType="Byte" band="{b}">'
+        + "".join(
+            f'<SimpleSource><SourceFilename relativeToVRT="1">{name}</SourceFilename>'
+            f'<SourceBand>{b}</SourceBand><DstRect xOff="{col}" yOff="0" xSize="{SIDE}"'
+            f' ySize="{SIDE}"/></SimpleSource>'
+            for name, col in sources
+        )
+        + "</VRTRasterBand>"
+        for b in (1, 2, 3)
+    )
+    path.write_text(
+        f'<VRTDataset rasterXSize="{width}" rasterYSize="{SIDE}"><SRS>{escape(srs)}</SRS>'
+        f"<GeoTransform>{geotransform}</GeoTransform>{bands}</VRTDataset>",
+        encoding="utf-8",
+    )
+
+
+def make_zero_pixel_size(path: Path) -> list[Path]:
+    """A VRT over a GeoTIFF whose pixels are 0 m wide."""
+    tif = path.with_name(path.stem + "-source.tif")
+    make_geotiff(tif)
+    _vrt(path, SIDE, f"{ORIGIN.c}, 0, 0, {ORIGIN.f}, 0, {ORIGIN.e}", [(tif.name, 0)])
+    return [path]
+
+
+#: Width of :func:`make_far_apart`'s mosaic: far too wide for any machine's memory.
+FAR = 100_000_000
+
+
+def make_far_apart(path: Path) -> list[Path]:
+    """A VRT of two small tiles :data:`FAR` pixels apart (costs nothing on disk)."""
+    tif = path.with_name(path.stem + "-source.tif")
+    make_geotiff(tif)
+    geotransform = ", ".join(str(v) for v in ORIGIN.to_gdal())
+    _vrt(path, FAR + SIDE, geotransform, [(tif.name, 0), (tif.name, FAR)])
+    return [path]
+
+
+#: Crafted model specs: changes to a valid spec's JSON, each out of range or of the wrong kind.
+CRAFTED_SPECS: dict[str, dict[str, object]] = {
+    "NaN resolution": {"resolution_m": float("nan")},
+    "1e-9 m resolution": {"resolution_m": 1e-9},
+    "negative resolution": {"resolution_m": -0.5},
+    "tile size 0": {"tile_size": 0},
+    "tile size 32.5": {"tile_size": 32.5},
+    "negative band count": {"in_channels": -3},
+    "band count true": {"in_channels": True},
+    "band 0": {"bands": [0, 1, 2]},
+    "threshold 1.5": {"threshold": 1.5},
+    "threshold -0.1": {"threshold": -0.1},
+    "contact threshold NaN": {"contact_threshold": float("nan")},
+    "seed threshold 2": {"seed_threshold": 2},
+    "negative smallest seed": {"min_seed_m2": -1.0},
+    "seed erosion 1e9 m": {"seed_erosion_m": 1e9},
+    "std 0": {"std": [50.0, 0.0, 50.0]},
+    "mean Infinity": {"mean": [100.0, float("inf"), 100.0]},
+    "mean text": {"mean": ["a", "b", "c"]},
+    "no classes": {"classes": []},
+    "class 7": {"classes": [7]},
+    "input type complex64": {"input_dtype": "complex64"},
+    "decoder attention 'yes'": {"decoder_attention": "yes"},
+}
+
+
+def make_crafted_model(path: Path, changes: dict[str, object]) -> list[Path]:
+    """A valid model file (:func:`make_model`) whose spec JSON has ``changes``."""
+    import torch
+
+    make_model(path)
+    payload = torch.load(path, weights_only=True)
+    payload["spec"] = json.dumps({**json.loads(payload["spec"]), **changes})
+    torch.save(payload, path)
+    return [path]
+
+
+@dataclass(frozen=True)
+class Odd:
+    """An odd input: how to make it, its role, the commands to run (all of the role's when
+    empty) and what must happen: ``result``, or a text the error must hold."""
+
+    name: str
+    make: Callable[[Path], list[Path]]
+    role: str
+    expect: str
+    only: tuple[str, ...] = ()
+    filename: str = "odd.tif"
+
+
+def _crafted(name: str, changes: dict[str, object]) -> Odd:
+    field = next(iter(changes))
+    return Odd(
+        f"model spec: {name}",
+        lambda p: make_crafted_model(p, changes),
+        "model",
+        f"its {field} is",
+        filename="odd.pt",
+    )
+
+
+ODD = (
+    Odd("south-up raster", make_south_up, "raster", "result"),
+    Odd("NaN/Inf pixels, nodata -9999", make_non_finite(-9999.0), "raster", "result"),
+    Odd("NaN/Inf pixels, no nodata", make_non_finite(None), "raster", "result"),
+    Odd("zero pixel size", make_zero_pixel_size, "raster", "not zero", filename="odd.vrt"),
+    Odd(
+        "tiles 100,000,000 px apart",
+        make_far_apart,
+        "raster",
+        "px wide",
+        ("predict", "detect"),
+        "odd.vrt",
+    ),
+    Odd(
+        "model of 1 cm pixels",
+        lambda p: make_crafted_model(p, {"resolution_m": 0.01}),
+        "model",
+        "times finer",
+        filename="odd.pt",
+    ),
+    *(_crafted(name, changes) for name, changes in CRAFTED_SPECS.items()),
+)
+
+
+def _area_commands(raster: Path, work: Path) -> Iterator[tuple[str, list[str], Path]]:
+    """Detect with an extent and predict with an AOI (the labels) on ``raster``."""
+    (x0, y0), (x1, y1) = ORIGIN * (8, 56), ORIGIN * (56, 8)
+    out, model = work / "out", str(work / "ok.pt")
+    common = ["--raster", str(raster), "--model", model]
+    extent = ["--extent", *(str(v) for v in (x0, y0, x1, y1))]
+    yield (
+        "detect (extent)",
+        ["detect", *common, "--output", f"{out}.gpkg", *extent],
+        out.with_suffix(".gpkg"),
+    )
+    aoi = ["--aoi", str(work / "ok.gpkg")]
+    yield (
+        "predict (AOI)",
+        ["predict", *common, "--output", f"{out}.tif", *aoi],
+        out.with_suffix(".tif"),
+    )
+
+
+def _finite(output: Path) -> bool:
+    """False when ``output`` is a raster holding NaN or Inf (a probability raster must not)."""
+    if output.suffix != ".tif":
+        return True
+    with rasterio.open(output) as src:
+        return bool(np.isfinite(src.read()).all())
+
+
+def judge_odd(
+    odd: Odd, code: int, printed: str, output: Path, named: Path, before: set[Path]
+) -> str:
+    """Empty when ``odd`` ended as it must (see :class:`Odd`), else what went wrong."""
+    problem = judge(code, printed, output, named, before)
+    if problem:
+        return problem
+    message = _error_message(printed)
+    if odd.expect == "result":
+        if code != 0:
+            return "an error instead of a result: " + message[:200]
+        return "" if _finite(output) else "NaN or Inf in the probabilities"
+    if code == 0:
+        return "a result instead of an error"
+    return "" if odd.expect in message else f"error without {odd.expect!r}: " + message[:200]
+
+
+def fuzz_odd(work: Path, odds: tuple[Odd, ...] = ODD) -> list[Outcome]:
+    """Every odd input x command of its role in ``work``; returns the outcomes."""
+    good = work / "good"
+    good.mkdir(parents=True)
+    make_geotiff(good / "ok.tif")
+    make_vector("GPKG")(good / "ok.gpkg")
+    make_model(good / "ok.pt")
+    outcomes = []
+    for n, odd in enumerate(odds):
+        case = work / f"odd-{n}"
+        case.mkdir()
+        for name in ("ok.tif", "ok.gpkg", "ok.pt"):
+            shutil.copy(good / name, case / name)
+        path = odd.make(case / odd.filename)[0]
+        kind = Kind(odd.name, odd.filename, odd.make, odd.role)
+        runs = list(commands(kind, path, case))
+        if odd.role == "raster" and odd.expect == "result":
+            runs += list(_area_commands(path, case))
+        named = case / "ok.tif" if odd.expect == "times finer" else path
+        for command, argv, output in runs:
+            if odd.only and command not in odd.only:
+                continue
+            before = set(case.iterdir())
+            code, printed = run_case(argv)
+            problem = judge_odd(odd, code, printed, output, named, before)
+            kept = printed[-3000:] if problem else ""
+            outcomes.append(
+                Outcome(odd.name, odd.expect, command, code, _error_message(printed), problem, kept)
+            )
+            for made in (output, case / f"{output.stem}_report"):
+                if made.is_dir():
+                    shutil.rmtree(made)
+                elif made.exists():
+                    made.unlink()
+    return outcomes
+
+
 if __name__ == "__main__":
     import sys
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        found = fuzz(Path(tmp)) + same_file(Path(tmp))
+        found = fuzz(Path(tmp)) + same_file(Path(tmp)) + fuzz_odd(Path(tmp) / "odd")
     print(table(found))
     for o in found:
         if o.problem:

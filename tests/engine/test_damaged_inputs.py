@@ -220,3 +220,18 @@ def test_an_empty_label_layer_rasterizes_to_background(tmp_path: Path) -> None:
         )  # fmt: skip
     assert not (tmp_path / "m.pt").exists()
     assert os.path.exists(labels)
+
+
+def test_fuzz_suite_odd_inputs_end_as_they_must(tmp_path: Path) -> None:
+    """South-up grids and NaN/Inf pixels give results (also with an extent and an AOI); an
+    unusable pixel size, a mosaic too wide for the memory, a model of far finer pixels and
+    crafted model specs give a clear error naming the file; never a traceback."""
+    outcomes = fuzz.fuzz_odd(tmp_path)
+    print("\n" + fuzz.table(outcomes))
+    problems = [f"{o.kind} / {o.command}: {o.problem}" for o in outcomes if o.problem]
+    assert not problems, "\n".join(problems)
+    assert {o.kind for o in outcomes} == {odd.name for odd in fuzz.ODD}
+    assert Counter(o.command for o in outcomes if o.kind == "south-up raster") == Counter(
+        ["predict", "detect", "vectorize", "rasterize-labels", "train", "detect (extent)",
+         "predict (AOI)"]
+    )  # fmt: skip

@@ -90,6 +90,24 @@ def test_nodata_preserved(tmp_path: Path) -> None:
     np.testing.assert_allclose(values[0][~nod], sig(data[~nod] / 255.0), atol=1e-5)
 
 
+@pytest.mark.parametrize("nodata", [-9999.0, None])
+@pytest.mark.parametrize("resolution", [0.5, 1.0])
+def test_nan_and_inf_pixels_are_nodata(
+    tmp_path: Path, nodata: float | None, resolution: float
+) -> None:
+    """NaN/Inf are no data whatever the nodata value, on the raster's grid or resampled."""
+    data = smooth(40, 50)
+    data[5:9, 20:26], data[20:24, 3:8], data[30, 40] = np.nan, np.inf, -np.inf
+    _, values = run(tmp_path, data, spec=make_spec(resolution_m=resolution), nodata=nodata)
+    odd = ~np.isfinite(data)
+    assert np.isfinite(values).all()
+    assert (values[0][odd] == NODATA).all()
+    ok = values[0] != NODATA
+    assert ((values[0][ok] >= 0) & (values[0][ok] <= 1)).all() and ok.mean() > 0.8
+    if resolution == 0.5:
+        np.testing.assert_allclose(values[0][~odd], sig(data[~odd]), atol=1e-5)
+
+
 def test_all_nodata_raster(tmp_path: Path) -> None:
     with pytest.raises(RasterError, match="no valid pixels"):
         run(tmp_path, np.zeros((20, 20), np.uint8), nodata=0)

@@ -23,7 +23,7 @@ from engine.inference.job import NODATA
 from engine.models.modelfile import ModelSpec
 from engine.predict import predict_with_model
 from tests.engine.conftest import write_labels
-from tests.engine.predict_helpers import GRID, Box3, run, sig, smooth
+from tests.engine.predict_helpers import GRID, Box3, make_spec, run, sig, smooth
 
 # ------------------------------------------------------------------ extent, AOI, resolution
 
@@ -152,3 +152,15 @@ def test_real_uint16_nodata_and_aoi(tmp_path: Path, shared_data: Path) -> None:
         inside = geometry_mask(frame.geometry, (src.height, src.width), src.transform, invert=True)
         values = dst.read(1)
     assert ((values != NODATA) == (valid & inside)).all()
+
+
+def test_a_model_of_much_finer_pixels_is_refused_before_any_work(tmp_path: Path) -> None:
+    """0.5 m pixels and a 1 cm model: 2,500 times the pixels; refused with the way out."""
+    with pytest.raises(ConfigError) as caught:
+        run(tmp_path, smooth(20, 30), spec=make_spec(resolution_m=0.01))
+    message = str(caught.value)
+    assert "2,500 times" in message and "at most 16 times" in message
+    assert "gdalwarp -tr 0.01 0.01" in message and "--native-resolution" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in-out.tif"]
+    result, values = run(tmp_path, smooth(20, 30), spec=make_spec(resolution_m=0.125))
+    assert result["model_grid"] == [120, 80] and values.shape == (1, 20, 30)  # 16 times: fine

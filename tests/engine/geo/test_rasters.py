@@ -137,3 +137,16 @@ def test_unwritable_folder_is_refused_before_any_work() -> None:
     # /proc refuses new files for every user, root included (os.access alone says yes to root)
     with pytest.raises(OutputError, match="not writable"):
         check_output("/proc/footprint-test.tif", overwrite=False)
+
+
+@pytest.mark.parametrize("nodata", [-9999.0, None, float("nan")])
+def test_read_window_masks_nan_and_inf_whatever_the_nodata(
+    tmp_path: Path, nodata: float | None
+) -> None:
+    data = np.ones((2, 6, 6), np.float32)
+    data[0, 1, 1], data[1, 2, 2], data[0, 3, 3] = np.nan, np.inf, -np.inf
+    path = write_raster(tmp_path / "f32.tif", data, nodata=nodata)
+    with open_raster(path) as src:
+        img, valid = read_window(src, Window(0, 0, 6, 6), (1, 2))
+    assert not valid[1, 1] and not valid[2, 2] and not valid[3, 3]
+    assert valid.sum() == 33 and np.isfinite(img).all()

@@ -134,3 +134,17 @@ def test_model_threads_share_torchs_threads() -> None:
     assert torch.get_num_threads() == threads
     assert prediction_streams(CPU) == min(2, threads)
     assert prediction_streams(CUDA) == 1
+
+
+def test_available_memory_from_psutil_else_proc_meminfo(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from engine.inference.sizing import available_memory, row_bytes
+
+    first = available_memory()
+    assert first is not None and first > 0
+    monkeypatch.setitem(sys.modules, "psutil", None)  # not installed: /proc/meminfo (Linux)
+    second = available_memory()
+    if Path("/proc/meminfo").exists():
+        assert second is not None and abs(second - first) < max(first, second) / 2
+    assert row_bytes(1_000_000, 1024, 2) == 9_216_000_000  # the blend of a 2-class model

@@ -18,6 +18,7 @@ from engine.models.modelfile import (
     spec_to_json,
 )
 from engine.models.registry import create_model
+from tests.engine import fuzz
 
 
 class Foreign:
@@ -156,3 +157,24 @@ def test_check_bands() -> None:
     four = make_spec(in_channels=4, bands=(1, 2, 3, 5), mean=(0.0,) * 4, std=(1.0,) * 4)
     with pytest.raises(ModelFileError, match="without band.* 5.*--bands 1 2 3 4"):
         check_bands(four, 4)
+
+
+@pytest.mark.parametrize("case", list(fuzz.CRAFTED_SPECS))
+def test_crafted_specs_are_refused_naming_the_field(tmp_path: Path, case: str) -> None:
+    changes = fuzz.CRAFTED_SPECS[case]
+    path = fuzz.make_crafted_model(tmp_path / "crafted.pt", changes)[0]
+    ((name, value),) = changes.items()
+    for reader in (read_spec, load_model):
+        with pytest.raises(ModelFileError) as caught:
+            reader(path)
+        message = str(caught.value)
+        assert str(path) in message and "damaged or not a Footprint model" in message
+        assert f"its {name} is" in message and "allowed" in message, message
+        assert "retrain" in message
+
+
+def test_specs_at_the_edges_of_the_ranges_load(tmp_path: Path) -> None:
+    edges = {"threshold": 0.0, "seed_threshold": 1.0, "resolution_m": 1000, "tile_size": 16}
+    path = fuzz.make_crafted_model(tmp_path / "edge.pt", edges)[0]
+    spec = read_spec(path)
+    assert (spec.threshold, spec.seed_threshold, spec.resolution_m) == (0.0, 1.0, 1000)

@@ -535,3 +535,23 @@ def test_fixed_stats_are_kept(rgb: Path, rgb_labels: Path) -> None:
     kept = BandStats((10.0, 20.0, 30.0), (2.0, 3.0, 4.0))
     td = build(config([rgb], rgb_labels, tile_size=64, augment=False), fixed_stats=kept)
     assert td.stats == kept and td.train.stats == kept and td.val.stats == kept
+
+
+@pytest.mark.parametrize("nodata", [-9999.0, None])
+def test_nan_and_inf_pixels_stay_out_of_the_statistics(
+    raster_factory: Callable[..., Path], rgb_labels: Path, nodata: float | None
+) -> None:
+    """NaN/Inf pixels are no data whatever the nodata value: the statistics stay finite and
+    equal those of the finite pixels, and the items hold no NaN."""
+    data = np.random.default_rng(2).uniform(10, 20, (3, 512, 512)).astype(np.float32)
+    data[0, 5:40, 5:40] = np.nan
+    data[1, 100:130, 300:330] = np.inf
+    data[2, 200:210, 7:90] = -np.inf
+    raster = raster_factory("odd.tif", data, crs=UTM, transform=UTM_T, nodata=nodata)
+    td = build(config([raster], rgb_labels, tile_size=64, augment=False, val_fraction=0.0))
+    values = np.array(
+        [*td.stats.mean, *td.stats.std, *(td.stats.low or ()), *(td.stats.high or ())]
+    )
+    assert np.isfinite(values).all(), td.stats
+    assert min(td.stats.mean) >= 10 and max(td.stats.mean) <= 20
+    assert all(torch.isfinite(td.train[i][0]).all() for i in range(len(td.train)))
