@@ -190,3 +190,25 @@ def test_cancel_on_a_shared_cluster_cancels_only_the_jobs_tasks(
         assert client.run_on_scheduler(tasks) == 0
         assert client.submit(sum, [1, 2]).result() == 3  # still serving others
     assert not (tmp_path / "b.gpkg").exists()
+
+
+def test_an_extent_on_two_workers_gives_what_one_process_gives(
+    inputs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """With an extent the strips are rows of its work window (rows 512 to the end here)."""
+    raster, model = inputs
+    (x0, y0), (x1, y1) = ORIGIN * (20, 1300), ORIGIN * (280, 600)
+    extent = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        one = _run(raster, model, tmp_path / "one.gpkg", extent=extent)
+    finally:
+        torch.set_num_threads(threads)
+    two = _run(raster, model, tmp_path / "two.gpkg", extent=extent, dask_workers=2)
+    assert (one["width"], one["height"]) == (two["width"], two["height"]) == (WIDTH, HEIGHT - 512)
+    assert one["buildings"] == two["buildings"] > 5
+    assert (_polygons(tmp_path / "one.gpkg") == _polygons(tmp_path / "two.gpkg")).all()
+    with rasterio.open(tmp_path / "one.tif") as p1, rasterio.open(tmp_path / "two.tif") as p2:
+        assert p1.transform == p2.transform == ORIGIN * rasterio.Affine.translation(0, 512)
+        np.testing.assert_allclose(p1.read(), p2.read(), atol=1e-5)
