@@ -50,9 +50,9 @@ def write_failure(exc: BaseException) -> str | None:
     return None
 
 
-def check_free_space(folder: Path, size: int, what: str) -> None:
+def check_free_space(folder: Path, size: int, what: str, shown: Path | None = None) -> None:
     """Raise OutputError unless ``folder``'s disk has room for ``size`` more bytes of ``what``
-    (with 5 % and 64 MB to spare)."""
+    (with 5 % and 64 MB to spare); the message names ``shown`` (default ``folder``)."""
     try:
         free = shutil.disk_usage(folder).free
     except OSError:
@@ -60,7 +60,7 @@ def check_free_space(folder: Path, size: int, what: str) -> None:
     needed = int(size * 1.05) + (64 << 20)
     if free < needed:
         raise OutputError(
-            f"Not enough free disk space in {folder} for {what}: it needs about"
+            f"Not enough free disk space in {shown or folder} for {what}: it needs about"
             f" {_gigabytes(needed)}, and {_gigabytes(free)} are free. Free some space, write the"
             " output to a folder on a larger disk, or give a smaller extent/AOI."
         )

@@ -235,7 +235,12 @@ def prepare_job(
         progress.log(
             f"Working on the {int(work.width)}x{int(work.height)} px window of the raster"
             f" that holds the extent/AOI (column {int(work.col_off)}, row"
-            f" {int(work.row_off)}); the outputs cover that window."
+            f" {int(work.row_off)}); the outputs cover that window"
+            + (
+                f" ({int(model_window.width)}x{int(model_window.height)} px on the model's grid)."
+                if model_grid != grid
+                else "."
+            )
         )
     model = inference_model(model, spec.in_channels, device)
     predictor = TiledPredictor(
@@ -395,12 +400,13 @@ def probability_blocks(job: PredictionJob, progress: Progress, workdir: str) -> 
 
 @contextmanager
 def _writing_temporary(path: Path, job: PredictionJob) -> Iterator[None]:
-    """Check that the model-grid probability GeoTIFF ``path`` fits its folder's free space,
-    and turn a failed write of it (disk full) into an OutputError naming the folder."""
+    """Check that the model-grid probability GeoTIFF ``path`` fits its disk's free space, and
+    turn a failed write of it (disk full) into an OutputError naming the folder (the one that
+    holds the run's temporary folder: the output's)."""
     w = job.model_window
     size = int(w.width) * int(w.height) * len(job.classes) * np.dtype(np.float32).itemsize
-    what = "the temporary probability raster on the model's grid"
-    check_free_space(path.parent, size, what)
+    what = f"the temporary probability raster on the model's grid ({w.width}x{w.height} px)"
+    check_free_space(path.parent, size, what, shown=path.parent.parent)
     try:
         yield
     except FootprintError:
@@ -410,7 +416,7 @@ def _writing_temporary(path: Path, job: PredictionJob) -> Iterator[None]:
         if why is None:
             raise
         raise OutputError(
-            f"Writing {what} ({size / 1e9:.2f} GB) in {path.parent} failed: {why}. Give a"
+            f"Writing {what} ({size / 1e9:.2f} GB) in {path.parent.parent} failed: {why}. Give a"
             " smaller extent/AOI, or write the output to a folder on a larger disk."
         ) from exc
 
