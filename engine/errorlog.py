@@ -61,6 +61,7 @@ def _append(text: str) -> Path | None:
     The usual folder first, then a private folder made for this process (see the module doc).
     """
     global _FALLBACK
+    text = _capped(text)
     for folder in (log_dir(), _FALLBACK):
         if folder is not None and _write_log(folder, text):
             return folder / LOG_NAME
@@ -69,6 +70,16 @@ def _append(text: str) -> Path | None:
     except OSError:
         return None
     return _FALLBACK / LOG_NAME if _write_log(_FALLBACK, text) else None
+
+
+def _capped(text: str) -> str:
+    """``text``, its middle cut out when it is larger than half the log (a huge message)."""
+    data = text.encode("utf-8")
+    keep = MAX_BYTES // 4
+    if len(data) <= 2 * keep:
+        return text
+    cut = f"\n[... {len(data) - 2 * keep} bytes cut ...]\n"
+    return data[:keep].decode("utf-8", "ignore") + cut + data[-keep:].decode("utf-8", "ignore")
 
 
 def _write_log(folder: Path, text: str) -> bool:

@@ -121,3 +121,11 @@ def test_the_log_rotates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert files == [LOG_NAME] + [f"{LOG_NAME}.{i}" for i in range(1, BACKUPS + 1)]
     for path in logs.iterdir():
         assert path.stat().st_size <= MAX_BYTES and _mode(path) == 0o600
+
+
+def test_a_huge_message_is_cut(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FOOTPRINT_LOG_DIR", str(tmp_path / "logs"))
+    log = log_traceback(RuntimeError("start " + "é" * 3_000_000 + " end"))
+    assert log is not None and log.stat().st_size <= MAX_BYTES
+    text = log.read_text()
+    assert "RuntimeError: start" in text and text.rstrip().endswith(" end") and "bytes cut" in text
