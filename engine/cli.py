@@ -224,9 +224,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - last resort: report, never a bare traceback
         log = log_traceback(exc, " ".join(["python -m engine", *(argv or sys.argv[1:])]))
         text = str(exc).strip().rstrip(".") or type(exc).__name__
+        where = (
+            f"The full traceback is in {log}; please attach it."
+            if log is not None
+            else "Its traceback could not be written to a log file (no writable private folder)."
+        )
         _report_error(
             progress,
-            RuntimeError(f"{text}. The full traceback is in {log}; please attach it."),
+            RuntimeError(f"{text}. {where}"),
             prefix="Internal error (please report it): ",
         )
         return EXIT_ERROR

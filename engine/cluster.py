@@ -166,13 +166,13 @@ def run_strip(job: StripJob) -> StripResult:
     model, spec = _model(job.model, str(device))
     with tempfile.TemporaryDirectory(prefix=scratch_prefix("strip")) as workdir:
         pj = prepare_job(job.raster, job.options, model, spec, device, NullProgress(), workdir)
-    g = pj.grid
+    g, r, w = pj.grid, pj.raster_grid, pj.window  # strips are rows of the work window
     first, end = max(0, job.first - job.halo), min(g.height, job.end + job.halo)
     data = np.zeros((len(pj.classes), end - first, g.width), np.float32)
     valid = np.zeros((end - first, g.width), bool)
     blocks = pj.predictor.run(
-        lambda: open_raster(pj.raster), g.width, g.height, g.transform, pj.area,
-        NullProgress(), rows=(first, end),
+        lambda: open_raster(pj.raster), r.width, r.height, r.transform, pj.area,
+        NullProgress(), region=Window(w.col_off, w.row_off + first, w.width, end - first),
     )  # fmt: skip
     for block in blocks:
         w = block.window

@@ -286,9 +286,21 @@ class InferenceOptions:
         ),
     )
     extent: tuple[float, float, float, float] | None = field(
-        default=None, metadata=_h("xmin ymin xmax ymax in the raster's CRS limiting the work.")
+        default=None,
+        metadata=_h(
+            "xmin ymin xmax ymax in the raster's CRS limiting the work: time, memory, disk and"
+            " the probability raster cover its window of the raster's grid (rounded out to"
+            " 512-px blocks), not the whole raster."
+        ),
     )
-    aoi: str | None = field(default=None, metadata=_h("Polygon layer limiting the work."))
+    aoi: str | None = field(
+        default=None,
+        metadata=_h(
+            "Polygon layer limiting the work (with --extent: their intersection); the"
+            " probability raster covers its window of the raster's grid (rounded out to 512-px"
+            " blocks), pixels outside the polygons being nodata."
+        ),
+    )
     dask_workers: int = field(
         default=0,
         metadata=_h(

@@ -1,13 +1,17 @@
 """Predict building probability over a raster with a trained model, window by window.
 
-The output is a float32 GeoTIFF on the input's exact grid (CRS, transform, width, height):
+The output is a float32 GeoTIFF on the input's exact grid (CRS, transform, width, height; see
+below for an extent/AOI):
 band 1 "building probability" and, for models with a separation class, band 2 "separation
 probability" (``vectorize`` finds it by that name; older models: "contact probability");
 tiled 256 x 256, DEFLATE with floating-point predictor, BigTIFF when needed.
 Its nodata value is :data:`engine.inference.job.NODATA` (-1, outside the 0-1 range of
-probabilities, so any threshold treats it as background). With an extent/AOI the output still
-covers the whole raster grid; only windows meeting the area are predicted. The work itself is
-the prediction job of :mod:`engine.inference.job`, which ``detect`` shares.
+probabilities, so any threshold treats it as background). With an extent/AOI the output covers
+the window of the raster's grid that holds the area (its bounding box rounded out to 512-pixel
+blocks of the raster's grid: same pixel size, alignment and CRS as the raster), pixels outside
+the area being nodata, with the values a run over the whole raster gives them; time, memory and
+disk follow the area. The work itself is the prediction job of :mod:`engine.inference.job`,
+which ``detect`` shares.
 """
 
 from __future__ import annotations
@@ -83,9 +87,10 @@ def check_paths(config: PredictConfig) -> Path:
 
 
 def _log_start(job: PredictionJob, config: PredictConfig, progress: Progress) -> None:
-    p, g = job.predictor, job.model_grid
+    p, w = job.predictor, job.model_window
     progress.log(
-        f"Predicting {g.width}x{g.height} px with {p.window}-px windows, margin {p.margin},"
+        f"Predicting {int(w.width)}x{int(w.height)} px with {p.window}-px windows,"
+        f" margin {p.margin},"
         f" batch {p.batch_size}{', 8-way TTA' if config.tta else ''} on {job.device}."
     )
 
@@ -113,7 +118,7 @@ def _result(job: PredictionJob, output: str, seconds: float, progress: Progress)
         "seconds": round(seconds, 3),
         "megapixels_per_second": round(speed, 4),
         "resampled": job.resampled,
-        "model_grid": [job.model_grid.width, job.model_grid.height],
+        "model_grid": [int(job.model_window.width), int(job.model_window.height)],
         "classes": list(job.classes),
     }
 
@@ -122,10 +127,10 @@ def predict(config: PredictConfig, progress: Progress) -> PredictResult:
     """Write a building-probability GeoTIFF for ``config.raster`` with ``config.model``.
 
     Returns:
-        ``output``, ``width``, ``height``, ``windows`` (predicted), ``windows_total``,
-        ``window`` (side), ``batch_size``, ``streams``, ``predicted_megapixels``,
+        ``output``, ``width``, ``height`` (the output's), ``windows`` (predicted),
+        ``windows_total``, ``window`` (side), ``batch_size``, ``streams``, ``predicted_megapixels``,
         ``device``, ``seconds``, ``megapixels_per_second`` (raster pixels), ``resampled``,
-        ``model_grid`` (width, height where the model ran), ``classes``.
+        ``model_grid`` (width, height of the part of the model's grid predicted), ``classes``.
 
     Raises:
         ModelFileError, RasterError, ConfigError, OutputError, CancelledError (nothing is

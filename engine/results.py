@@ -53,7 +53,7 @@ class PredictResult(TypedDict):
     seconds: float
     megapixels_per_second: float
     resampled: bool
-    model_grid: list[int]  # width, height where the model ran
+    model_grid: list[int]  # width, height of the part of the model's grid predicted
     classes: list[str]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -18,7 +19,11 @@ from engine.geo.temporary import part_name, probe_name, sweep_stale
 
 #: Likely cause and fix of a failed write, by errno and by the words of GDAL's or torch's error.
 _CAUSES: tuple[tuple[int | None, tuple[str, ...], str], ...] = (
-    (errno.ENOSPC, ("no space left",), "the disk is full; free some space or write elsewhere"),
+    (
+        errno.ENOSPC,
+        ("no space left", "free disk space", "not enough disk", "disk full"),
+        "the disk is full; free some space or write elsewhere",
+    ),
     (errno.EDQUOT, ("quota exceeded",), "the disk quota is used up; free some space"),
     (
         errno.ENOENT,
@@ -45,6 +50,26 @@ def write_failure(exc: BaseException) -> str | None:
             detail = str(exc).strip().rstrip(".") or type(exc).__name__
             return f"{cause} ({detail})"
     return None
+
+
+def check_free_space(folder: Path, size: int, what: str, shown: Path | None = None) -> None:
+    """Raise OutputError unless ``folder``'s disk has room for ``size`` more bytes of ``what``
+    (with 5 % and 64 MB to spare); the message names ``shown`` (default ``folder``)."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return  # not measurable: the write itself will say
+    needed = int(size * 1.05) + (64 << 20)
+    if free < needed:
+        raise OutputError(
+            f"Not enough free disk space in {shown or folder} for {what}: it needs about"
+            f" {_gigabytes(needed)}, and {_gigabytes(free)} are free. Free some space, write the"
+            " output to a folder on a larger disk, or give a smaller extent/AOI."
+        )
+
+
+def _gigabytes(size: int) -> str:
+    return f"{size / 1e9:.2f} GB"
 
 
 def check_output(path: str | os.PathLike[str], overwrite: bool) -> Path:

@@ -1,11 +1,15 @@
 """The work area of a prediction: an extent and/or an AOI polygon layer, in the raster's CRS.
 
+The work is bounded by the area: :func:`work_window` is the part of the raster's grid that
+holds the area (its bounding box, rounded out to whole :data:`AREA_BLOCK` blocks of the grid),
+and the outputs, the temporary rasters and the memory of a prediction cover that window only.
 Only windows whose footprint intersects the area are predicted; output pixels whose centre
-lies outside it are nodata (the output keeps the raster's full grid).
+lies outside it are nodata.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +27,11 @@ from engine.errors import ConfigError
 from engine.events import Progress
 from engine.geo.vectors import DAMAGED_LAYER_HINT, VECTOR_READ_ERRORS
 from engine.geo.windows import window_bounds
+
+#: The work window's edges fall on multiples of this many pixels of the raster's grid (a
+#: multiple of the output blocks and of detect's labelling blocks, so the blocks of the window
+#: are blocks of the whole raster and its results are those of the whole raster).
+AREA_BLOCK = 512
 
 
 def _extent_geometry(extent: Sequence[float]) -> BaseGeometry:
@@ -125,3 +134,21 @@ def area_mask(area: BaseGeometry | None, window: Window, grid: Affine) -> np.nda
     transform = grid * Affine.translation(window.col_off, window.row_off)
     mask: np.ndarray = geometry_mask([part], out_shape=shape, transform=transform, invert=True)
     return mask
+
+
+def work_window(
+    area: BaseGeometry | None, grid: Affine, width: int, height: int, snap: int = AREA_BLOCK
+) -> Window:
+    """The window of the ``width`` x ``height`` grid placed by ``grid`` that holds ``area``:
+    its bounding box rounded out to multiples of ``snap`` pixels, within the grid (None: the
+    whole grid)."""
+    if area is None or area.is_empty:
+        return Window(0, 0, width, height)
+    xmin, ymin, xmax, ymax = area.bounds
+    corners = [~grid * (x, y) for x in (xmin, xmax) for y in (ymin, ymax)]
+    cols, rows = [c for c, _ in corners], [r for _, r in corners]
+    col0 = max(0, math.floor(min(cols)) // snap * snap)
+    row0 = max(0, math.floor(min(rows)) // snap * snap)
+    col1 = min(width, -(-math.ceil(max(cols)) // snap) * snap)
+    row1 = min(height, -(-math.ceil(max(rows)) // snap) * snap)
+    return Window(col0, row0, max(1, col1 - col0), max(1, row1 - row0))

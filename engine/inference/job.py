@@ -16,6 +16,14 @@ more than 5 % (and ``native_resolution`` is off), windows are read from a virtua
 probability GeoTIFF, and that is resampled back (bilinear) onto the raster's grid block by
 block. Pixels that are nodata in any input band, and pixels whose centre lies outside the
 extent/AOI, are :data:`NODATA` (-1, outside the 0-1 range of probabilities).
+
+With an extent/AOI everything covers its work window only
+(:func:`engine.geo.workarea.work_window`): the output grid is that window of the raster's
+grid, the model runs on the windows of the whole grid's plan that meet it (so its pixels get
+the values a run over the whole raster gives them), and the temporary probability GeoTIFF on
+the model's grid covers that window plus what the bilinear resampling back reads around it.
+Time, memory and disk follow the area, not the raster. The temporary GeoTIFF's size is
+checked against the free space of its folder before it is written.
 """
 
 from __future__ import annotations
@@ -35,17 +43,22 @@ import torch
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
 from rasterio.io import DatasetWriter
 from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+from rasterio.windows import bounds as window_bounds
+from rasterio.windows import transform as window_transform
 from shapely.geometry.base import BaseGeometry
 
 from engine.config import InferenceOptions
-from engine.errors import ConfigError, RasterError
+from engine.errors import ConfigError, FootprintError, OutputError, RasterError
 from engine.events import Progress, SubProgress, check_canceled
 from engine.geo.normalize import BandStats
+from engine.geo.outputs import check_free_space, write_failure
 from engine.geo.rasters import ground_resolution_m, open_raster, reading, resolve_raster
 from engine.geo.windows import Grid
-from engine.geo.workarea import area_mask, load_work_area
+from engine.geo.workarea import area_mask, load_work_area, work_window
 from engine.inference.blend import NODATA, Block
 from engine.inference.predictor import TiledPredictor, check_tiling, default_margin
 from engine.inference.sizing import (
@@ -93,22 +106,31 @@ PROFILE: dict[str, Any] = {
 
 @dataclass
 class PredictionJob:
-    """Everything one prediction needs, checked: raster, grids, model and work area."""
+    """Everything one prediction needs, checked: raster, grids, model and work area.
+
+    ``grid`` is the output's grid: the raster's, or its work window's with an extent/AOI
+    (``window`` on ``raster_grid``). ``model_grid`` is the whole grid the model's window
+    plan lies on (the raster's, or one at the model's resolution); ``model_window`` the part
+    of it that is predicted.
+    """
 
     raster: str
     crs: CRS
-    grid: Grid  # the raster's grid: the output's
-    model_grid: Grid  # where the model runs; differs from ``grid`` when resampling
+    grid: Grid  # the output's: the work window of the raster's grid
+    model_grid: Grid  # where the model runs; differs from ``raster_grid`` when resampling
     bands: tuple[int, ...]
     classes: tuple[str, ...]
     area: BaseGeometry | None
     predictor: TiledPredictor
     device: str
+    raster_grid: Grid  # the whole raster's grid
+    window: Window  # the output's grid on ``raster_grid``
+    model_window: Window  # the part of ``model_grid`` predicted
 
     @property
     def resampled(self) -> bool:
         """True when the model runs on a resampled grid."""
-        return self.model_grid != self.grid
+        return self.model_grid != self.raster_grid
 
 
 def _model_grid(src: Any, spec: ModelSpec, native: bool, progress: Progress) -> Grid:
@@ -157,6 +179,29 @@ def check_upsampling(src: Any, pixels: int, res: float, model_res: float) -> Non
         f" yourself if you mean it, e.g. `gdalwarp -tr {model_res:g} {model_res:g} -r bilinear"
         " in.tif finer.tif` (for a raster in metres)."
     )
+
+
+def sub_grid(grid: Grid, window: Window) -> Grid:
+    """The part of ``grid`` under ``window``, as a grid of its own."""
+    return Grid(int(window.width), int(window.height), window_transform(window, grid.transform))
+
+
+def _model_window(window: Window, raster: Grid, model: Grid) -> Window:
+    """The part of ``model`` that the resampling back onto ``window`` of ``raster`` reads:
+    the window's bounds on ``model``, grown by the bilinear kernel (wider where the raster's
+    pixels are larger than the model's), within ``model``."""
+    if model == raster:
+        return window
+    if window == Window(0, 0, raster.width, raster.height):
+        return Window(0, 0, model.width, model.height)
+    xmin, ymin, xmax, ymax = window_bounds(window, raster.transform)
+    corners = [~model.transform * (x, y) for x in (xmin, xmax) for y in (ymin, ymax)]
+    cols, rows = [c for c, _ in corners], [r for _, r in corners]
+    grow = math.ceil(2 * max(1.0, abs(raster.transform.a / model.transform.a))) + 1
+    col0, row0 = max(0, math.floor(min(cols)) - grow), max(0, math.floor(min(rows)) - grow)
+    col1 = min(model.width, math.ceil(max(cols)) + grow)
+    row1 = min(model.height, math.ceil(max(rows)) + grow)
+    return Window(col0, row0, max(1, col1 - col0), max(1, row1 - row0))
 
 
 #: Models :func:`inference_model` made, and the device each is ready for.
@@ -216,6 +261,19 @@ def prepare_job(
     area = load_work_area(
         config.extent, config.aoi, crs, grid.transform, grid.width, grid.height, progress
     )
+    work = work_window(area, grid.transform, grid.width, grid.height)
+    model_window = _model_window(work, grid, model_grid)
+    if area is not None:
+        progress.log(
+            f"Working on the {int(work.width)}x{int(work.height)} px window of the raster"
+            f" that holds the extent/AOI (column {int(work.col_off)}, row"
+            f" {int(work.row_off)}); the outputs cover that window"
+            + (
+                f" ({int(model_window.width)}x{int(model_window.height)} px on the model's grid)."
+                if model_grid != grid
+                else "."
+            )
+        )
     model = inference_model(model, spec.in_channels, device)
     predictor = TiledPredictor(
         model,
@@ -235,13 +293,16 @@ def prepare_job(
     return PredictionJob(
         raster,
         crs,
-        grid,
+        sub_grid(grid, work),
         model_grid,
         bands,
         tuple(spec.classes),
         area,
         predictor,
         describe_device(device),
+        grid,
+        work,
+        model_window,
     )
 
 
@@ -303,9 +364,10 @@ def _warped(job: PredictionJob) -> Any:
 
 
 def _resampled_back(job: PredictionJob, path: Path, progress: Progress) -> Iterator[Block]:
-    """Blocks on the raster grid, bilinear from the model-grid probabilities in ``path``."""
+    """Blocks on the output grid, bilinear from the model-grid probabilities in ``path``."""
     g = job.grid
     windows = list(g.blocks(BLOCK))
+    col0, row0 = int(job.window.col_off), int(job.window.row_off)
     with (
         rasterio.open(path) as prob,
         open_raster(job.raster) as src,
@@ -315,7 +377,10 @@ def _resampled_back(job: PredictionJob, path: Path, progress: Progress) -> Itera
             check_canceled(progress)
             with reading(prob, window):
                 data = vrt.read(window=window).astype(np.float32, copy=False)
-            _, valid = read_inside(src, window, job.bands)
+            on_raster = Window(
+                window.col_off + col0, window.row_off + row0, window.width, window.height
+            )
+            _, valid = read_inside(src, on_raster, job.bands)
             valid &= data[0] != NODATA
             data[:, ~valid] = NODATA
             yield with_area(Block(index, window, data, valid), job, g.transform)
@@ -330,22 +395,62 @@ def probability_blocks(job: PredictionJob, progress: Progress, workdir: str) -> 
     """
     p = job.predictor
     if not job.resampled:
-        g = job.grid
+        g = job.raster_grid
         for block in p.run(
-            lambda: open_raster(job.raster), g.width, g.height, g.transform, job.area, progress
+            lambda: open_raster(job.raster),
+            g.width,
+            g.height,
+            g.transform,
+            job.area,
+            progress,
+            region=job.window,
         ):
-            yield with_area(block, job, g.transform)
+            yield with_area(block, job, job.grid.transform)
     else:
         g = job.model_grid
         tmp = Path(workdir) / "model-grid-probability.tif"
-        with open_probability(tmp, job, g, compress="none", predictor=1) as dst:
+        with (
+            _writing_temporary(tmp, job),
+            open_probability(
+                tmp, job, sub_grid(g, job.model_window), compress="none", predictor=1
+            ) as dst,
+        ):
             for block in p.run(
-                _warped(job), g.width, g.height, g.transform, job.area, SubProgress(progress, 0, 90)
+                _warped(job),
+                g.width,
+                g.height,
+                g.transform,
+                job.area,
+                SubProgress(progress, 0, 90),
+                region=job.model_window,
             ):
                 dst.write(block.data, window=block.window)
         check_any_valid(job)
         yield from _resampled_back(job, tmp, SubProgress(progress, 90, 100))
     check_any_valid(job)
+
+
+@contextmanager
+def _writing_temporary(path: Path, job: PredictionJob) -> Iterator[None]:
+    """Check that the model-grid probability GeoTIFF ``path`` fits its disk's free space, and
+    turn a failed write of it (disk full) into an OutputError naming the folder (the one that
+    holds the run's temporary folder: the output's)."""
+    w = job.model_window
+    size = int(w.width) * int(w.height) * len(job.classes) * np.dtype(np.float32).itemsize
+    what = f"the temporary probability raster on the model's grid ({w.width}x{w.height} px)"
+    check_free_space(path.parent, size, what, shown=path.parent.parent)
+    try:
+        yield
+    except FootprintError:
+        raise
+    except (OSError, RasterioError) as exc:
+        why = write_failure(exc)
+        if why is None:
+            raise
+        raise OutputError(
+            f"Writing {what} ({size / 1e9:.2f} GB) in {path.parent.parent} failed: {why}. Give a"
+            " smaller extent/AOI, or write the output to a folder on a larger disk."
+        ) from exc
 
 
 def check_any_valid(job: PredictionJob) -> None:

@@ -26,7 +26,7 @@ from shapely.geometry.base import BaseGeometry
 from engine.errors import ConfigError, ModelFileError
 from engine.events import Progress, check_canceled
 from engine.geo.normalize import BandStats
-from engine.geo.windows import PredictionPlan, round_up
+from engine.geo.windows import PredictionPlan, Span, round_up
 from engine.geo.workarea import windows_in_area
 from engine.heap import HeapKeeper
 from engine.inference.blend import Block, BlockBlender
@@ -83,6 +83,11 @@ def check_tiling(tile: int, margin: int, batch_size: int = 1) -> None:
         raise ConfigError(f"Batch size must be at least 1, got {batch_size}.")
 
 
+def _spans_in(spans: Sequence[Span], first: int, end: int) -> list[Span]:
+    """The ``spans`` that meet pixels ``first`` to ``end`` of their axis, from ``first``."""
+    return [(start - first, n) for start, n in spans if start < end and start + n > first]
+
+
 @dataclass
 class TiledPredictor:
     """Applies ``model`` to a grid window by window; counts what it did.
@@ -120,7 +125,7 @@ class TiledPredictor:
     peak_blocks: int = 0
     total_blocks: int = 0
     heap_trims: int = 0
-    _first_row: int = 0
+    _origin: tuple[int, int] = (0, 0)
 
     def run(
         self,
@@ -130,7 +135,7 @@ class TiledPredictor:
         transform: Affine,
         area: BaseGeometry | None,
         progress: Progress,
-        rows: tuple[int, int] | None = None,
+        region: Window | None = None,
     ) -> Iterator[Block]:
         """Yield the finished blocks of the ``width`` x ``height`` grid, in row-major order.
 
@@ -138,10 +143,11 @@ class TiledPredictor:
         meeting ``area`` are not predicted (their pixels are left to other windows, or
         nodata). Progress (0-100) and cancel are checked once per batch.
 
-        ``rows`` (first, end) limits the work to those rows of the grid: the windows of the
-        whole grid's plan that meet them are predicted and blended, so every pixel there gets
-        the value the whole grid would give it (a strip of a distributed job); block windows
-        are then relative to the first row.
+        ``region`` (a window of the grid) limits the work to its pixels: the windows of the
+        whole grid's plan that meet it are predicted and blended, so every pixel there gets
+        the value the whole grid would give it (the work window of an extent/AOI, a strip of a
+        distributed job); block windows are then relative to the region's first pixel, and
+        memory follows the region's width.
         """
         check_tiling(self.window, self.margin, self.batch_size)
         plan = PredictionPlan(
@@ -153,16 +159,22 @@ class TiledPredictor:
             window_pad(self.margin, self.align, self.window),
             self.uniform,
         )
-        first, end = rows if rows is not None else (0, height)
-        row_spans = [(r - first, n) for r, n in plan.rows if r < end and r + n > first]
-        windows = [
-            Window(col, r + first, n_col, n) for r, n in row_spans for col, n_col in plan.columns
-        ]
+        region = region or Window(0, 0, width, height)
+        col0, row0 = int(region.col_off), int(region.row_off)
+        row_spans = _spans_in(plan.rows, row0, row0 + int(region.height))
+        col_spans = _spans_in(plan.columns, col0, col0 + int(region.width))
+        windows = [Window(c + col0, r + row0, nc, n) for r, n in row_spans for c, nc in col_spans]
         wanted = windows_in_area(area, windows, transform)
         blender = BlockBlender(
-            width, end - first, self.margin, self.channels, row_spans, plan.columns, self.block
+            int(region.width),
+            int(region.height),
+            self.margin,
+            self.channels,
+            row_spans,
+            col_spans,
+            self.block,
         )
-        self._first_row = first
+        self._origin = (col0, row0)
         self.windows_total, self.windows_predicted = len(windows), 0
         self.pixels_predicted = 0
         self.total_blocks = blender.total_blocks
@@ -233,8 +245,9 @@ class TiledPredictor:
             index += 1
 
     def _local(self, window: Window) -> Window:
-        """``window`` on the blender's grid (which starts at the first row worked on)."""
-        return Window(window.col_off, window.row_off - self._first_row, window.width, window.height)
+        """``window`` on the blender's grid (which starts at the region's first pixel)."""
+        col0, row0 = self._origin
+        return Window(window.col_off - col0, window.row_off - row0, window.width, window.height)
 
     def _check_output(self, probs: np.ndarray, shape: tuple[int, ...]) -> None:
         expected = (self.channels, *shape)

@@ -518,3 +518,25 @@ def test_a_worker_of_another_engine_version_refuses_the_strip(
         cluster_module.run_strip(old)
     with pytest.raises(ConfigError, match=message):  # as the client sees it
         inproc_client.submit(cluster_module.run_strip, old, pure=False).result()
+
+
+def test_an_extent_on_two_workers_gives_what_one_process_gives(
+    inputs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """With an extent the strips are rows of its work window (rows 512 to the end here)."""
+    raster, model = inputs
+    (x0, y0), (x1, y1) = ORIGIN * (20, 1300), ORIGIN * (280, 600)
+    extent = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        one = _run(raster, model, tmp_path / "one.gpkg", extent=extent)
+    finally:
+        torch.set_num_threads(threads)
+    two = _run(raster, model, tmp_path / "two.gpkg", extent=extent, dask_workers=2)
+    assert (one["width"], one["height"]) == (two["width"], two["height"]) == (WIDTH, HEIGHT - 512)
+    assert one["buildings"] == two["buildings"] > 5
+    assert (_polygons(tmp_path / "one.gpkg") == _polygons(tmp_path / "two.gpkg")).all()
+    with rasterio.open(tmp_path / "one.tif") as p1, rasterio.open(tmp_path / "two.tif") as p2:
+        assert p1.transform == p2.transform == ORIGIN * rasterio.Affine.translation(0, 512)
+        np.testing.assert_allclose(p1.read(), p2.read(), atol=1e-5)
