@@ -463,17 +463,6 @@ def check_any_valid(job: PredictionJob) -> None:
         )
 
 
-def work_width(job: PredictionJob, grid: Grid) -> int:
-    """Pixels of ``grid`` (the raster's or the model's) across the work: the grid's width, or
-    with an extent/AOI that of the area plus a prediction window on each side."""
-    if job.area is None:
-        return grid.width
-    xmin, _, xmax, _ = job.area.bounds
-    pixel = float(abs(grid.transform.a))
-    across = math.ceil(float(xmax - xmin) / pixel) + 2 * job.predictor.window
-    return min(grid.width, across)
-
-
 def check_memory(job: PredictionJob, name: str, raster_rows: int = 0) -> None:
     """Refuse, before any work, a job on raster ``name`` (as the user gave it) whose rows held
     across the work's width would not fit the memory available: the blend's (a window and two
@@ -485,7 +474,7 @@ def check_memory(job: PredictionJob, name: str, raster_rows: int = 0) -> None:
             :func:`engine.inference.sizing.check_row_memory`).
     """
     classes = len(job.classes)
-    width = work_width(job, job.model_grid)
+    width = int(job.model_window.width)  # the work's: the extent/AOI's window when given
     need = row_bytes(width, job.predictor.window + 2 * BLOCK, classes)
-    need += row_bytes(work_width(job, job.grid), raster_rows, classes)
+    need += row_bytes(job.grid.width, raster_rows, classes)
     check_row_memory(name, width, need, row_bytes(width, 1, classes))
