@@ -81,7 +81,10 @@ class Option:
                 usesStaticStrings=True,
             )
         elif self.kind == "bool":
-            param = QgsProcessingParameterBoolean(self.param, label, self.default)
+            # optional when asked: a model saved before the option existed still validates
+            param = QgsProcessingParameterBoolean(
+                self.param, label, self.default, optional=self.optional
+            )
         elif self.kind == "str":
             param = QgsProcessingParameterString(
                 self.param, label, self.default, optional=self.may_be_empty
