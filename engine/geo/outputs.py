@@ -136,8 +136,10 @@ def _can_create_in(folder: Path) -> bool:
 
 def temporary_sibling(out: Path) -> Path:
     """A temporary path next to ``out`` with the same extension (so drivers match), named by
-    this process (see :mod:`engine.geo.temporary`)."""
-    return out.with_name(part_name(out, uuid.uuid4().hex[:8]))
+    this process (see :mod:`engine.geo.temporary`). A shapefile's is ``.shp`` in lower case,
+    as OGR writes its parts whatever the case asked for (``B.SHP``)."""
+    tmp = out.with_name(part_name(out, uuid.uuid4().hex[:8]))
+    return tmp.with_suffix(".shp") if out.suffix.lower() == ".shp" else tmp
 
 
 @dataclass(frozen=True)
