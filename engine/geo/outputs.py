@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
@@ -80,6 +81,7 @@ def check_output(path: str | os.PathLike[str], overwrite: bool) -> Path:
             not writable.
     """
     out = Path(path).expanduser().absolute()
+    check_whole_file(out)
     if out.is_dir():
         raise OutputError(f"Output {out} is a folder; give a file name such as {out / 'out.tif'}.")
     if out.exists() and not overwrite:
@@ -92,6 +94,30 @@ def check_output(path: str | os.PathLike[str], overwrite: bool) -> Path:
     if not _can_create_in(folder):
         raise OutputError(f"Cannot write {out}: folder {folder} is not writable; choose another.")
     return out
+
+
+#: A QGIS layer option after a file name: ``labels.gpkg|layername=out``.
+_LAYER_OPTION = re.compile(r"\|\s*[a-z_]+\s*=", re.IGNORECASE)
+
+
+def check_whole_file(out: Path) -> None:
+    """Refuse an output that names a layer inside a file (``labels.gpkg|layername=out``): the
+    engine writes whole files, so it would make a file of that odd name, and writing into the
+    GeoPackage instead would replace its other layers.
+
+    Raises:
+        OutputError: naming the file and a new name to give.
+    """
+    match = _LAYER_OPTION.search(out.name)
+    if match is None:
+        return
+    file = out.with_name(out.name[: match.start()] or "output.gpkg")
+    new = file.with_name(f"{file.stem}-out{file.suffix}")
+    raise OutputError(
+        f"Output {out} names a layer inside the file {file}; Footprint writes whole files and"
+        " never adds a layer to an existing one (that could destroy its other layers):"
+        f" choose another output name, a new file such as {new}."
+    )
 
 
 def _can_create_in(folder: Path) -> bool:
@@ -110,8 +136,10 @@ def _can_create_in(folder: Path) -> bool:
 
 def temporary_sibling(out: Path) -> Path:
     """A temporary path next to ``out`` with the same extension (so drivers match), named by
-    this process (see :mod:`engine.geo.temporary`)."""
-    return out.with_name(part_name(out, uuid.uuid4().hex[:8]))
+    this process (see :mod:`engine.geo.temporary`). A shapefile's is ``.shp`` in lower case,
+    as OGR writes its parts whatever the case asked for (``B.SHP``)."""
+    tmp = out.with_name(part_name(out, uuid.uuid4().hex[:8]))
+    return tmp.with_suffix(".shp") if out.suffix.lower() == ".shp" else tmp
 
 
 @dataclass(frozen=True)

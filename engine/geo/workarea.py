@@ -25,6 +25,7 @@ from shapely.geometry.base import BaseGeometry
 
 from engine.errors import ConfigError
 from engine.events import Progress
+from engine.geo.labels import split_source
 from engine.geo.vectors import DAMAGED_LAYER_HINT, VECTOR_READ_ERRORS
 from engine.geo.windows import window_bounds
 
@@ -47,10 +48,11 @@ def _extent_geometry(extent: Sequence[float]) -> BaseGeometry:
 
 
 def _aoi_geometry(path: str, crs: CRS, progress: Progress) -> BaseGeometry:
-    if not Path(path).exists():
+    file, layer = split_source(path)  # QGIS's ``areas.gpkg|layername=town``, as labels take
+    if not Path(file).exists():
         raise ConfigError(f"AOI layer {path} does not exist; check the path.")
     try:
-        frame = gpd.read_file(path)
+        frame = gpd.read_file(file, layer=layer)
     except VECTOR_READ_ERRORS as exc:
         raise ConfigError(
             f"AOI layer {path} cannot be read ({exc}); give a polygon file such as a GeoPackage."

@@ -145,7 +145,8 @@ def spec_from_json(text: str, source: str = "model file") -> ModelSpec:
                 values[key] = tuple(values[key])
         values["metrics"] = {str(k): float(v) for k, v in values.get("metrics", {}).items()}
         spec = ModelSpec(**values)
-    except (TypeError, ValueError, AttributeError) as err:
+    except (TypeError, ValueError, AttributeError, RecursionError) as err:
+        # RecursionError: JSON nested deeper than Python parses (a crafted file)
         raise ModelFileError(
             f"{source} has an unreadable model description ({err}); train the model again."
         ) from err

@@ -588,6 +588,14 @@ SAME_FILE_CASES: dict[str, Callable[[Path], tuple[list[str], Path]]] = {
         "detect", "areas.gpkg", raster="{}/scene.tif", model="{}/model.pt",
         aoi="{}/areas.gpkg", output="{}/areas.gpkg",
     ),
+    "detect / a new layer in the AOI's GeoPackage": _case(
+        "detect", "areas.gpkg", raster="{}/scene.tif", model="{}/model.pt",
+        aoi="{}/areas.gpkg", output="{}/areas.gpkg|layername=buildings",
+    ),
+    "evaluate / a new layer in the predicted GeoPackage": _case(
+        "evaluate", "labels.gpkg", predicted="{}/labels.gpkg", reference="{}/areas.gpkg",
+        output="{}/labels.gpkg|layername=matches",
+    ),
     "evaluate / predicted layer": _case(
         "evaluate", "labels.gpkg", predicted="{}/labels.gpkg", reference="{}/areas.gpkg",
         output="{}/labels.gpkg",

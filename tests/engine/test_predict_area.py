@@ -22,7 +22,7 @@ from engine.events import NullProgress, RecordingProgress
 from engine.inference.job import NODATA
 from engine.models.modelfile import ModelSpec
 from engine.predict import predict_with_model
-from tests.engine.conftest import write_labels
+from tests.engine.conftest import UTM, write_labels
 from tests.engine.predict_helpers import GRID, Box3, make_spec, run, sig, smooth
 
 # ------------------------------------------------------------------ extent, AOI, resolution
@@ -164,3 +164,19 @@ def test_a_model_of_much_finer_pixels_is_refused_before_any_work(tmp_path: Path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in-out.tif"]
     result, values = run(tmp_path, smooth(20, 30), spec=make_spec(resolution_m=0.125))
     assert result["model_grid"] == [120, 80] and values.shape == (1, 20, 30)  # 16 times: fine
+
+
+def test_aoi_layer_of_a_geopackage_named_as_qgis_does(tmp_path: Path) -> None:
+    """``--aoi areas.gpkg|layername=town``: that layer, not the file's first, bounds the work
+    (as labels take it)."""
+    data = smooth(60, 60, seed=3)
+    everything = box(*(GRID * (0, 60)), *(GRID * (60, 0)))
+    areas = write_labels(tmp_path / "areas.gpkg", [everything])
+    x0, y0 = GRID * (5, 40)
+    x1, y1 = GRID * (30, 12)
+    town = gpd.GeoDataFrame(geometry=[box(x0, y0, x1, y1)], crs=UTM)
+    town.to_file(areas, layer="town", driver="GPKG")
+    _, values = run(tmp_path, data, name="aoi.tif", aoi=f"{areas}|layername=town")
+    inside = np.zeros((60, 60), bool)
+    inside[12:40, 5:30] = True
+    assert ((values[0] != NODATA) == inside).all()

@@ -318,7 +318,12 @@ def test_regularize_keeps_an_l_shape() -> None:
 
 @pytest.mark.parametrize(
     ("name", "driver"),
-    [("o.geojson", "GeoJSON"), ("o.shp", "ESRI Shapefile"), ("o.fgb", "FlatGeobuf")],
+    [
+        ("o.geojson", "GeoJSON"),
+        ("o.shp", "ESRI Shapefile"),
+        ("O.SHP", "ESRI Shapefile"),  # as Windows users write it: OGR writes .shp parts
+        ("o.fgb", "FlatGeobuf"),
+    ],
 )
 def test_output_format_follows_extension(
     raster_factory: Callable[..., Path], tmp_path: Path, name: str, driver: str

@@ -199,3 +199,35 @@ def test_a_plain_scheduler_of_another_machine_is_refused(tmp_path: Path) -> None
     message = engine_error("footprint:detect", parameters)
     assert "Refusing the unencrypted scheduler address tcp://203.0.113.5:8786" in message
     assert "Allow an unencrypted scheduler on another machine" in message and not out.exists()
+
+
+def test_predict_onto_its_own_raster_gives_the_engines_message(tmp_path: Path) -> None:
+    """Processing always passes --overwrite: an output that is the input raster is refused
+    with the engine's message, and the raster keeps its bytes."""
+    scene = make_scene(tmp_path, "scene")
+    before = scene.raster.read_bytes()
+    message = engine_error(
+        "footprint:predict",
+        {
+            "INPUT": str(scene.raster),
+            "MODEL": synthetic_model()["OUTPUT"],
+            "OUTPUT": str(scene.raster),
+        },
+    )
+    assert f"is the input raster {scene.raster}" in message and "choose another" in message
+    assert scene.raster.read_bytes() == before
+
+
+def test_a_layer_inside_a_geopackage_is_refused(tmp_path: Path) -> None:
+    """OUTPUT=labels.gpkg|layername=out: refused (no file of that odd name, labels kept)."""
+    scene = make_scene(tmp_path, "scene")
+    labels = write_boxes(tmp_path / "labels.gpkg", [(500_000, 3_699_980, 500_010, 3_699_990)])
+    before = labels.read_bytes()
+    out = f"{labels}|layername=buildings"
+    parameters = {"INPUT": str(scene.raster), "MODEL": synthetic_model()["OUTPUT"], "OUTPUT": out}
+    message = engine_error("footprint:detect", parameters)
+    assert f"names a layer inside the file {labels}" in message
+    assert (
+        labels.read_bytes() == before
+        and sorted(p.name for p in tmp_path.iterdir() if "|" in p.name) == []
+    )

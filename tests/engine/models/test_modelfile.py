@@ -178,3 +178,14 @@ def test_specs_at_the_edges_of_the_ranges_load(tmp_path: Path) -> None:
     path = fuzz.make_crafted_model(tmp_path / "edge.pt", edges)[0]
     spec = read_spec(path)
     assert (spec.threshold, spec.seed_threshold, spec.resolution_m) == (0.0, 1.0, 1000)
+
+
+def test_a_spec_nested_too_deep_is_unreadable_not_an_internal_error(tmp_path: Path) -> None:
+    """JSON nested 100,000 deep (Python's parser gives up): a clear ModelFileError."""
+    path = fuzz.make_model(tmp_path / "deep.pt")[0]
+    payload = torch.load(path, weights_only=True)
+    payload["spec"] = '{"a": ' * 100_000 + "1" + "}" * 100_000
+    torch.save(payload, path)
+    for reader in (read_spec, load_model):
+        with pytest.raises(ModelFileError, match="unreadable model description"):
+            reader(path)
