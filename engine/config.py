@@ -52,6 +52,9 @@ def _h(
     }
 
 
+#: The name ``--model`` and ``--init-model`` take for the starter model, the model that comes
+#: with Footprint (``engine/models/starter.py``).
+STARTER = "starter"
 #: Help of predict's and detect's model: optional, the starter model by default.
 MODEL_HELP = (
     "Model file written by train (default, or starter: the starter model that comes with"

@@ -32,7 +32,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 
 from engine import __version__
-from engine.config import TrainConfig
+from engine.config import STARTER, TrainConfig
 from engine.errors import ConfigError
 from engine.events import NullProgress, Progress, SubProgress, check_canceled
 from engine.geo.labels import layer_inputs
@@ -54,7 +54,7 @@ from engine.models.pretrained import (
     package_file,
 )
 from engine.models.registry import check_tile_size, create_model
-from engine.models.starter import STARTER, starter_model
+from engine.models.starter import starter_model
 from engine.polygons.instances import InstanceSettings
 from engine.results import TrainResult
 from engine.training.dataset import TrainingData

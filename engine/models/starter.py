@@ -14,11 +14,10 @@ import json
 import os
 from pathlib import Path
 
+from engine.config import STARTER
 from engine.errors import ModelFileError
 from engine.events import Progress
 
-#: The name ``--model`` and ``--init-model`` take for the starter model.
-STARTER = "starter"
 #: Environment variable naming another file to use as the starter model.
 ENV = "FOOTPRINT_STARTER_MODEL"
 #: The shipped file, relative to the folder holding the ``engine`` package.
