@@ -57,8 +57,8 @@ def _h(
 STARTER = "starter"
 #: Help of predict's and detect's model: optional, the starter model by default.
 MODEL_HELP = (
-    "Model file written by train (default, or starter: the starter model that comes with"
-    " Footprint, for RGB drone or aerial imagery of about 5-30 cm pixels)."
+    "Model file written by train (default: the starter model that comes with Footprint, for"
+    " RGB drone or aerial imagery of about 5-30 cm pixels)."
 )
 
 
