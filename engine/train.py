@@ -549,7 +549,8 @@ def train(config: TrainConfig, progress: Progress) -> TrainResult:
         (the model file is not written; the last checkpoint stays).
     """
     if (config.init_model or "").strip() == STARTER:
-        config = replace(config, init_model=starter_model(progress))
+        start = starter_model(progress, "--init-model (QGIS: Start from model)")
+        config = replace(config, init_model=start)
     with distributed_from_env(config.device):
         return _train(config, progress)
 

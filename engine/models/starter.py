@@ -31,11 +31,15 @@ ABOUT = (
 )
 
 
+def _chosen() -> str:
+    """The file :data:`ENV` names ("" when unset)."""
+    return os.environ.get(ENV, "").strip()
+
+
 def starter_path() -> Path:
     """The starter model's file: :data:`ENV` when set, else the shipped one."""
-    chosen = os.environ.get(ENV, "").strip()
-    if chosen:
-        return Path(chosen).expanduser().absolute()
+    if _chosen():
+        return Path(_chosen()).expanduser().absolute()
     return Path(__file__).resolve().parents[2] / SHIPPED
 
 
@@ -44,25 +48,33 @@ def is_starter(model: str | None) -> bool:
     return model is None or model.strip() in ("", STARTER)
 
 
-def starter_model(progress: Progress) -> str:
+def starter_model(progress: Progress, instead: str = "--model (QGIS: Model file)") -> str:
     """The starter model's file, checked to exist, said in the log (which file, version,
-    resolution, what it suits).
+    resolution, what it suits); ``instead``: the option that gives another model.
 
     Raises:
         ModelFileError: the file is missing.
     """
     path = starter_path()
-    if not path.is_file():
-        where = f"{path}, set by {ENV}" if os.environ.get(ENV, "").strip() else str(path)
+    if not path.is_file() and _chosen():
         raise ModelFileError(
-            f"The starter model is not installed ({where} is missing): give a model with"
-            " --model, or reinstall the plugin."
+            f"The starter model {path} set by {ENV} is missing: give a model with {instead},"
+            f" or set {ENV} to a model file that exists (unset: the one that comes with"
+            " Footprint)."
+        )
+    if not path.is_file():
+        raise ModelFileError(
+            f"The starter model is not installed ({path} is missing): give a model with"
+            f" {instead}, or reinstall the plugin."
         )
     from engine.models.modelfile import read_spec
 
-    spec = read_spec(path)
-    about = ABOUT.format(resolution=spec.resolution_m)
-    progress.log(f"Using the starter model {path}{_card_version(path)}: {about}")
+    resolution = read_spec(path).resolution_m
+    if _chosen():  # another model: what is said of the shipped one need not hold
+        about = f" (set by {ENV}), applied at {resolution:g} m per pixel."
+    else:
+        about = f"{_card_version(path)}: " + ABOUT.format(resolution=resolution)
+    progress.log(f"Using the starter model {path}{about}")
     return str(path)
 
 

@@ -476,6 +476,6 @@ def test_fine_tuning_starts_from_the_starter_model(
     )
     assert any(m.startswith(f"Fine-tuning {first['output']}") for m in progress.messages)
     monkeypatch.setenv(ENV, str(tmp_path / "gone.pt"))
-    with pytest.raises(ModelFileError, match="The starter model is not installed"):
+    with pytest.raises(ModelFileError, match="missing: give a model with --init-model"):
         train_module.train(make_config("none.pt", init_model="starter"), RecordingProgress())
     assert not (tmp_path / "none.pt").exists() and not (tmp_path / "none_report").exists()

@@ -27,14 +27,14 @@ ROOT = Path(__file__).resolve().parents[3]
 
 @pytest.fixture
 def tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A tiny model made the starter model (through ``FOOTPRINT_STARTER_MODEL``), a raster
-    beside it, and the model card beside the model."""
+    """A tiny model shipped as the starter model, with its model card, and a raster."""
     model = tmp_path / "models" / "footprint-starter.pt"
     model.parent.mkdir()
     fuzz.make_model(model)
     model.with_suffix(".json").write_text(json.dumps({"version": "1.2", "date": "2026-12-03"}))
     fuzz.make_geotiff(tmp_path / "scene.tif")
-    monkeypatch.setenv(starter.ENV, str(model))
+    monkeypatch.delenv(starter.ENV, raising=False)
+    monkeypatch.setattr(starter, "SHIPPED", model)  # absolute: replaces the engine's folder
     return model
 
 
@@ -69,8 +69,9 @@ def test_detect_without_a_model_uses_the_starter_model_and_says_so(
     tiny: Path, tmp_path: Path
 ) -> None:
     scene = str(tmp_path / "scene.tif")
-    options = ("--raster", scene, "--threshold", "0.45", "--min-area-m2", "0")  # the model's
-    code, events = cli(  # probability is near 0.454 everywhere: one building
+    # the tiny model's probability is near 0.454 everywhere: one building at 0.45
+    options = ("--raster", scene, "--threshold", "0.45", "--min-area-m2", "0")
+    code, events = cli(
         "detect", *options, "--output", str(tmp_path / "a.gpkg"),
         "--keep-probability", str(tmp_path / "a.tif"),
     )  # fmt: skip
@@ -94,12 +95,21 @@ def test_detect_without_a_model_uses_the_starter_model_and_says_so(
 
 
 def test_predict_without_a_model_equals_predict_with_the_starter_file(
-    tiny: Path, tmp_path: Path
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Also with the starter model named ``starter``, or set by FOOTPRINT_STARTER_MODEL
+    (then the log does not describe the shipped model)."""
     scene = str(tmp_path / "scene.tif")
+    mine = tmp_path / "mine.pt"
+    mine.write_bytes(tiny.read_bytes())
+    monkeypatch.setenv(starter.ENV, str(mine))
     progress = RecordingProgress()
     predict(PredictConfig(scene, None, str(tmp_path / "a.tif")), progress)
-    assert any(m.startswith(f"Using the starter model {tiny}") for m in progress.messages)
+    assert (
+        f"Using the starter model {mine} (set by FOOTPRINT_STARTER_MODEL), applied at 0.5 m"
+        " per pixel." in progress.messages
+    )
+    monkeypatch.delenv(starter.ENV)
     predict(PredictConfig(scene, str(tiny), str(tmp_path / "b.tif")), RecordingProgress())
     predict(PredictConfig(scene, "starter", str(tmp_path / "c.tif")), RecordingProgress())
     assert_same_raster(tmp_path / "a.tif", tmp_path / "b.tif")
@@ -118,12 +128,16 @@ def test_a_missing_starter_model_is_a_clear_error_and_writes_nothing(
         detect(config, RecordingProgress())
     assert str(caught.value) == (
         f"The starter model is not installed ({shipped} is missing): give a model with"
-        " --model, or reinstall the plugin."
+        " --model (QGIS: Model file), or reinstall the plugin."
     )
     monkeypatch.setenv(starter.ENV, str(tmp_path / "gone.pt"))
     code, events = cli("predict", "--raster", str(tmp_path / "scene.tif"), "--output", "p.tif")
     assert code == 1
-    assert "gone.pt, set by FOOTPRINT_STARTER_MODEL is missing" in str(events[-1]["message"])
+    assert events[-1]["message"] == (
+        f"The starter model {tmp_path / 'gone.pt'} set by FOOTPRINT_STARTER_MODEL is missing:"
+        " give a model with --model (QGIS: Model file), or set FOOTPRINT_STARTER_MODEL to a"
+        " model file that exists (unset: the one that comes with Footprint)."
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
 
 
