@@ -52,7 +52,8 @@ def _add_field(parser: argparse.ArgumentParser, f: dataclasses.Field[Any], dest:
     kind = str(f.type).replace(" ", "")
     flag = option_flag(f.name)
     help_text = str(f.metadata.get("help", ""))
-    required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    given = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+    required = not given and not kind.endswith("|None")  # None: the engine decides
     default = None if required else (f.default if f.default is not dataclasses.MISSING else None)
     kw: dict[str, Any] = {"dest": dest, "help": help_text, "default": default}
     if kind != "bool" and not kind.startswith("tuple[float,float,float,float]"):

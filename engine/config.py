@@ -7,7 +7,9 @@ Processing parameter's tooltip), and for fields the Processing dialogs show, ``l
 name; the plugin builds its parameters from the same fields (``plugin/algorithms/options.py``).
 Standard library only: the plugin imports this module inside QGIS.
 
-Paths are plain strings. Tuples hold repeated values. ``None`` means "decide from the data".
+Paths are plain strings. Tuples hold repeated values. ``None`` means "decide from the data"
+(for a model: the starter model); a field that takes None and has no default must be given in
+Python, and is optional on the command line.
 """
 
 from __future__ import annotations
@@ -48,6 +50,16 @@ def _h(
         "maximum": maximum,
         "choices": choices,
     }
+
+
+#: The name ``--model`` and ``--init-model`` take for the starter model, the model that comes
+#: with Footprint (``engine/models/starter.py``).
+STARTER = "starter"
+#: Help of predict's and detect's model: optional, the starter model by default.
+MODEL_HELP = (
+    "Model file written by train (default: the starter model that comes with Footprint, for"
+    " RGB drone or aerial imagery of about 5-30 cm pixels)."
+)
 
 
 def option_flag(name: str) -> str:
@@ -221,7 +233,8 @@ class TrainConfig:
         default=None,
         metadata=_h(
             "Start from all weights of this Footprint model file (fine-tuning): its"
-            " architecture, encoder, classes, bands and normalisation are kept."
+            " architecture, encoder, classes, bands and normalisation are kept; starter: the"
+            " starter model that comes with Footprint."
         ),
     )
     freeze_encoder_epochs: int = field(
@@ -433,7 +446,7 @@ class PredictConfig(InferenceOptions):
     """Predict building probability over a raster with a trained model."""
 
     raster: str = field(metadata=_h("Raster to predict on (file, folder or glob)."))
-    model: str = field(metadata=_h("Model file written by train."))
+    model: str | None = field(metadata=_h(MODEL_HELP))
     output: str = field(metadata=_h("Probability GeoTIFF to write (float32, 0-1)."))
     overwrite: bool = field(default=False, metadata=_h("Replace the output if it exists."))
 
@@ -472,7 +485,7 @@ class DetectConfig(InferenceOptions, PolygonOptions):
     """Predict and vectorize in one pass: raster + model -> building polygons."""
 
     raster: str = field(metadata=_h("Raster to detect buildings in (file, folder or glob)."))
-    model: str = field(metadata=_h("Model file written by train."))
+    model: str | None = field(metadata=_h(MODEL_HELP))
     output: str = field(
         metadata=_h("Building polygon file to write (.gpkg, or any OGR format by extension).")
     )

@@ -25,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -51,6 +52,7 @@ from engine.inference.job import (
 from engine.inference.sizing import polygon_workers
 from engine.models.device import resolve_device
 from engine.models.modelfile import ModelSpec, load_model
+from engine.models.starter import model_file, resolve_model
 from engine.polygons.blocks import INSTANCE_BLOCK, HaloAssembler, halo_pixels
 from engine.polygons.instances import InstanceParams, InstanceSettings
 from engine.polygons.seams import (
@@ -137,7 +139,7 @@ def _polygonize_on_cluster(
         params, halo = _instance_setup(job, settings)
     contact = spec.contact_threshold if "contact" in job.classes else None
     results = run_on_cluster(
-        job, config.model, config, progress, halo=halo, probability=dst is not None,
+        job, model_file(config.model), config, progress, halo=halo, probability=dst is not None,
         polygons=True, instances=params, contact_threshold=contact,
     )  # fmt: skip
     for result in results:
@@ -323,7 +325,8 @@ def detect(config: DetectConfig, progress: Progress) -> DetectResult:
 
     Polygons are in the raster's CRS with ``id``, ``area_m2`` and ``score`` (mean building
     probability). ``config.keep_probability`` names an optional probability GeoTIFF to keep.
-    Outputs are atomic: a failure or cancel leaves none.
+    Outputs are atomic: a failure or cancel leaves none. ``config.model`` None or ``starter``
+    is the starter model (:mod:`engine.models.starter`, said in the log).
 
     Returns:
         ``output``, ``buildings``, ``total_area_m2``, ``probability`` (path or None),
@@ -331,7 +334,9 @@ def detect(config: DetectConfig, progress: Progress) -> DetectResult:
         ``streams``, ``predicted_megapixels``, ``device``, ``seconds``,
         ``megapixels_per_second``, ``resampled``, ``score_mean``.
     """
+    path = resolve_model(config.model, progress)
+    config = replace(config, model=path)
     check_paths(config)
     device = resolve_device(config.device)
-    model, spec = load_model(config.model, device=str(device))
+    model, spec = load_model(path, device=str(device))
     return detect_with_model(config, model, spec, progress, device)

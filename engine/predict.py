@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -38,6 +39,7 @@ from engine.inference.job import (
 )
 from engine.models.device import resolve_device
 from engine.models.modelfile import ModelSpec, load_model
+from engine.models.starter import model_file, resolve_model
 from engine.results import PredictResult
 
 __all__ = ["predict", "predict_with_model"]
@@ -63,7 +65,7 @@ def predict_with_model(
         _log_start(job, config, progress)
         with atomic_output(out, config.overwrite) as tmp, open_probability(tmp, job) as dst:
             if distributed(config):
-                for result in run_on_cluster(job, config.model, config, progress):
+                for result in run_on_cluster(job, model_file(config.model), config, progress):
                     for block in result.probability:
                         dst.write(block.data, window=block.window)
             else:
@@ -124,7 +126,8 @@ def _result(job: PredictionJob, output: str, seconds: float, progress: Progress)
 
 
 def predict(config: PredictConfig, progress: Progress) -> PredictResult:
-    """Write a building-probability GeoTIFF for ``config.raster`` with ``config.model``.
+    """Write a building-probability GeoTIFF for ``config.raster`` with ``config.model`` (None
+    or ``starter``: the starter model, :mod:`engine.models.starter`, said in the log).
 
     Returns:
         ``output``, ``width``, ``height`` (the output's), ``windows`` (predicted),
@@ -133,10 +136,12 @@ def predict(config: PredictConfig, progress: Progress) -> PredictResult:
         ``model_grid`` (width, height of the part of the model's grid predicted), ``classes``.
 
     Raises:
-        ModelFileError, RasterError, ConfigError, OutputError, CancelledError (nothing is
-        written then).
+        ModelFileError (the starter model too, when no model is given and it is missing),
+        RasterError, ConfigError, OutputError, CancelledError (nothing is written then).
     """
+    path = resolve_model(config.model, progress)
+    config = replace(config, model=path)
     check_paths(config)
     device = resolve_device(config.device)
-    model, spec = load_model(config.model, device=str(device))
+    model, spec = load_model(path, device=str(device))
     return predict_with_model(config, model, spec, progress, device)

@@ -32,7 +32,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 
 from engine import __version__
-from engine.config import TrainConfig
+from engine.config import STARTER, TrainConfig
 from engine.errors import ConfigError
 from engine.events import NullProgress, Progress, SubProgress, check_canceled
 from engine.geo.labels import layer_inputs
@@ -54,6 +54,7 @@ from engine.models.pretrained import (
     package_file,
 )
 from engine.models.registry import check_tile_size, create_model
+from engine.models.starter import starter_model
 from engine.polygons.instances import InstanceSettings
 from engine.results import TrainResult
 from engine.training.dataset import TrainingData
@@ -543,9 +544,13 @@ def train(config: TrainConfig, progress: Progress) -> TrainResult:
         ``ranks`` (processes that trained together: 1, or torchrun's world size).
 
     Raises:
-        ConfigError, RasterError, LabelsError, ModelFileError (bad checkpoint), OutputError,
-        CancelledError (the model file is not written; the last checkpoint stays).
+        ConfigError, RasterError, LabelsError, ModelFileError (bad checkpoint, initial model
+        missing or damaged: ``starter`` is the starter model), OutputError, CancelledError
+        (the model file is not written; the last checkpoint stays).
     """
+    if (config.init_model or "").strip() == STARTER:
+        start = starter_model(progress, "--init-model (QGIS: Start from model)")
+        config = replace(config, init_model=start)
     with distributed_from_env(config.device):
         return _train(config, progress)
 

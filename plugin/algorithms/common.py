@@ -14,7 +14,7 @@ from qgis.core import (
     QgsProcessingParameterFile,
 )
 
-from ...engine.config import InferenceOptions, PolygonOptions
+from ...engine.config import MODEL_HELP, InferenceOptions, PolygonOptions
 from ..layers import (
     absolute,
     output_path,
@@ -38,10 +38,16 @@ def destination_given(value: Any) -> bool:
 
 
 def model_parameter(name: str, label: str) -> QgsProcessingParameterFile:
-    """A model file (.pt) input."""
-    return QgsProcessingParameterFile(
-        name, label, extension="pt", fileFilter="Footprint model (*.pt);;All files (*.*)"
+    """A model file (.pt) input of predict and detect; empty: the starter model."""
+    param = QgsProcessingParameterFile(
+        name,
+        label,
+        extension="pt",
+        optional=True,
+        fileFilter="Footprint model (*.pt);;All files (*.*)",
     )
+    param.setHelp(MODEL_HELP)
+    return param
 
 
 def inference_options(
@@ -127,6 +133,12 @@ class Inputs:
     def file(self, name: str) -> str:
         """A file parameter as an absolute path ("" when empty): the engine runs elsewhere."""
         return absolute(self.alg.parameterAsFile(self.parameters, name, self.context))
+
+    def model(self, name: str) -> list[str]:
+        """``--model <file>`` for the model parameter ``name``, [] when left empty (the
+        engine then uses the starter model)."""
+        path = self.file(name)
+        return ["--model", path] if path else []
 
     def output(self, name: str, ext: str, style: str = "") -> str:
         """A file path for the destination ``name`` (see :func:`plugin.layers.output_path`),

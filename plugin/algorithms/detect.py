@@ -38,7 +38,9 @@ class Detect(FootprintAlgorithm):
         "Finds buildings in a raster with a trained model and writes them as polygons: "
         "Predict and Vectorize in one pass, window by window, for rasters of any size.\n\n"
         "<b>Raster</b>: the image (same bands as the model was trained on).\n"
-        "<b>Model file</b>: a .pt written by Train.\n"
+        "<b>Model file</b> (optional): a .pt written by Train; left empty, the starter model "
+        "that comes with Footprint (for RGB drone or aerial imagery of about 5-30 cm pixels; "
+        "Train can improve it on your own corrections).\n"
         "<b>Threshold</b> (optional): building probability threshold; leave it empty to use "
         "the threshold chosen on validation when the model was trained.\n"
         "<b>Minimum building area</b> (m²), <b>Simplify tolerance</b> (pixels, 0: off), "
@@ -122,7 +124,7 @@ class Detect(FootprintAlgorithm):
         """Run ``detect``; return the polygons (and probability raster) and the count."""
         inputs = Inputs(self, parameters, context, feedback)
         output = inputs.output(self.OUTPUT, "gpkg", BUILDINGS_STYLE)
-        args = ["--raster", inputs.raster(self.INPUT), "--model", inputs.file(self.MODEL)]
+        args = ["--raster", inputs.raster(self.INPUT), *inputs.model(self.MODEL)]
         args += ["--output", output, "--overwrite"]
         args += inputs.output_option("--keep-probability", self.PROBABILITY, "tif")
         args += inputs.options(self.POLYGONS)

@@ -29,7 +29,9 @@ class Predict(FootprintAlgorithm):
         "(float32, 0 to 1) on the raster's own grid, CRS and nodata. Work goes window by "
         "window, so the raster may be of any size.\n\n"
         "<b>Raster</b>: the image (same bands as the model was trained on).\n"
-        "<b>Model file</b>: a .pt written by Train.\n"
+        "<b>Model file</b> (optional): a .pt written by Train; left empty, the starter model "
+        "that comes with Footprint (for RGB drone or aerial imagery of about 5-30 cm pixels; "
+        "Train can improve it on your own corrections).\n"
         "<b>Extent</b> (optional): limit the work to this rectangle (any CRS; it is converted "
         "to the raster's). The probability raster then covers only the rectangle's part of "
         "the raster's grid (rounded out to 512-pixel blocks): time, memory and disk follow "
@@ -80,7 +82,7 @@ class Predict(FootprintAlgorithm):
     ) -> dict[str, Any]:
         """Run ``predict``; return the probability raster."""
         inputs = Inputs(self, parameters, context, feedback)
-        args = ["--raster", inputs.raster(self.INPUT), "--model", inputs.file(self.MODEL)]
+        args = ["--raster", inputs.raster(self.INPUT), *inputs.model(self.MODEL)]
         args += ["--output", inputs.output(self.OUTPUT, "tif"), "--overwrite"]
         args += inputs.extent(self.EXTENT, self.INPUT)
         args += inputs.options(self.INFERENCE)

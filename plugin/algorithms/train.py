@@ -10,6 +10,7 @@ from qgis.core import (
     QgsProcessingContext,
     QgsProcessingFeedback,
     QgsProcessingOutputNumber,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
@@ -18,11 +19,18 @@ from qgis.core import (
     QgsProcessingParameterVectorLayer,
 )
 
-from ...engine.config import TrainConfig  # plain dataclasses: no torch, no GDAL
+from ...engine.config import STARTER, TrainConfig  # plain dataclasses: no torch, no GDAL
 from ...engine.results import TrainResult
 from .base import FootprintAlgorithm
 from .common import Inputs
 from .options import Option, add_options
+
+STARTER_HELP = (
+    "Fine-tune the starter model that comes with Footprint (trained on drone imagery of"
+    " Banepa, Zanzibar, Nairobi and Catanduanes; RGB drone or aerial imagery of about 5-30 cm"
+    " pixels) on these rasters and polygons: engine option --init-model starter. Leave Start"
+    " from model empty."
+)
 
 
 class Train(FootprintAlgorithm):
@@ -43,7 +51,10 @@ class Train(FootprintAlgorithm):
         "<b>Pretrained encoder</b>: imagenet starts the encoder from ImageNet weights that "
         "come with the engine (no download; encoders tu-tf_efficientnet_lite0, lite1, lite2). "
         "<b>Start from model</b> (optional): fine-tune a Footprint model file on this imagery "
-        "(its architecture, classes, bands and normalisation are kept).\n"
+        "(its architecture, classes, bands and normalisation are kept). <b>Start from the "
+        "starter model</b>: fine-tune the starter model that comes with Footprint instead "
+        "(RGB drone or aerial imagery of about 5-30 cm pixels): the quickest way to a model "
+        "for your imagery.\n"
         "<b>Validation areas</b> (optional): polygons marking the area held out to choose the "
         "best epoch and the decision threshold; else <b>Validation fraction</b> of the area "
         "is held out as blocks (0: nothing; the training windows then pick the best epoch "
@@ -91,6 +102,7 @@ class Train(FootprintAlgorithm):
     PRETRAINED = "PRETRAINED"
     LABELLED_AREA = "LABELLED_AREA"
     INIT_MODEL = "INIT_MODEL"
+    STARTER_MODEL = "STARTER_MODEL"
     FREEZE_ENCODER_EPOCHS = "FREEZE_ENCODER_EPOCHS"
     #: Choices of PRETRAINED: the engine decides (ImageNet where the encoder has packaged
     #: weights), the packaged ImageNet weights, or random weights.
@@ -157,6 +169,14 @@ class Train(FootprintAlgorithm):
                 optional=True,
             )
         )
+        starter = QgsProcessingParameterBoolean(
+            self.STARTER_MODEL,
+            self.tr("Start from the starter model (fine-tune)"),
+            False,
+            optional=True,  # added after 0.1.0: Processing models saved before still validate
+        )
+        starter.setHelp(self.tr(STARTER_HELP))
+        self.addParameter(starter)
         self.add_advanced(
             QgsProcessingParameterFile(
                 self.ENCODER_WEIGHTS,
@@ -225,9 +245,7 @@ class Train(FootprintAlgorithm):
         ):
             if parameters.get(name):
                 args += [option, inputs.vector(name)]
-        init = inputs.file(self.INIT_MODEL)
-        if init:
-            args += ["--init-model", init]
+        args += self._init_args(inputs)
         args += ["--output", inputs.output(self.OUTPUT, "pt")]
         args += self._model_args(inputs)
         report = self.parameterAsFileOutput(parameters, self.REPORT_DIR, context)
@@ -247,6 +265,25 @@ class Train(FootprintAlgorithm):
             self.THRESHOLD: result.get("threshold"),
             self.BEST_EPOCH: result.get("best_epoch"),
         }
+
+    def checkParameterValues(
+        self, parameters: dict[str, Any], context: QgsProcessingContext
+    ) -> tuple[bool, str]:
+        """Refuse a model file and the starter model both as the start."""
+        if parameters.get(self.INIT_MODEL) and self.parameterAsBool(
+            parameters, self.STARTER_MODEL, context
+        ):
+            return False, self.tr(
+                "Give either Start from model or Start from the starter model, not both."
+            )
+        return cast(tuple[bool, str], super().checkParameterValues(parameters, context))
+
+    def _init_args(self, inputs: Inputs) -> list[str]:
+        """``--init-model``: the model file given, the starter model, or none ([])."""
+        if self.parameterAsBool(inputs.parameters, self.STARTER_MODEL, inputs.context):
+            return ["--init-model", STARTER]
+        init = inputs.file(self.INIT_MODEL)
+        return ["--init-model", init] if init else []
 
     def _model_args(self, inputs: Inputs) -> list[str]:
         """Engine options for the model and training options and the encoder weights."""

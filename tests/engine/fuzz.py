@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -596,6 +597,18 @@ SAME_FILE_CASES: dict[str, Callable[[Path], tuple[list[str], Path]]] = {
         "evaluate", "labels.gpkg", predicted="{}/labels.gpkg", reference="{}/areas.gpkg",
         output="{}/labels.gpkg|layername=matches",
     ),
+    # no model given: the starter model, the work folder's model.pt (see same_file_case)
+    "detect / starter model": _case(
+        "detect", "model.pt", raster="{}/scene.tif", output="{}/out.gpkg",
+        keep_probability="{}/model.pt",
+    ),
+    "predict / starter model": _case(
+        "predict", "model.pt", raster="{}/scene.tif", output="{}/model.pt",
+    ),
+    "train / starter model as initial model": _case(
+        "train", "model.pt", raster="{}/scene.tif", label="{}/labels.gpkg",
+        init_model="starter", output="{}/model.pt",
+    ),
     "evaluate / predicted layer": _case(
         "evaluate", "labels.gpkg", predicted="{}/labels.gpkg", reference="{}/areas.gpkg",
         output="{}/labels.gpkg",
@@ -639,13 +652,30 @@ def judge_same_file(code: int, printed: str, victim: Path) -> str:
     return ""
 
 
+@contextlib.contextmanager
+def starter_model(path: Path) -> Iterator[None]:
+    """``path`` is the starter model meanwhile (``FOOTPRINT_STARTER_MODEL``)."""
+    from engine.models.starter import ENV
+
+    previous = os.environ.get(ENV)
+    os.environ[ENV] = str(path)
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[ENV]
+        else:
+            os.environ[ENV] = previous
+
+
 def same_file_case(name: str, case: Path) -> Outcome:
     """Run the case ``name`` of :data:`SAME_FILE_CASES` on the inputs in ``case``."""
     argv, victim = SAME_FILE_CASES[name](case)
     if name.startswith("train / report file"):
         shutil.copy(case / "scene.tif", victim)  # a raster named as a report file
     before = _digests(case)
-    code, printed = run_case(argv)
+    with starter_model(case / "model.pt"):
+        code, printed = run_case(argv)
     problem = judge_same_file(code, printed, victim)
     if not problem and _digests(case) != before:
         problem = "the work folder changed"

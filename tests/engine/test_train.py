@@ -454,3 +454,28 @@ def test_encoder_weights_default_to_the_packaged_imagenet_where_they_exist(
     # without the ImageNet package: fine-tuning refused to start)
     assert train_module.resolve_encoder_weights(replace(lite, init_model="m.pt")) is None
     assert TrainConfig.__dataclass_fields__["encoder"].default in OFFLINE
+
+
+def test_fine_tuning_starts_from_the_starter_model(
+    monkeypatch: pytest.MonkeyPatch,
+    calls: list[TrainConfig],
+    make_config: Callable[..., TrainConfig],
+    tmp_path: Path,
+) -> None:
+    """``--init-model starter`` fine-tunes the starter model (here a tiny one made the starter
+    model through FOOTPRINT_STARTER_MODEL) and says so; a missing one writes nothing."""
+    from engine.models.starter import ENV
+
+    first = train_module.train(make_config("first.pt", epochs=1), RecordingProgress())
+    monkeypatch.setenv(ENV, first["output"])
+    progress = RecordingProgress()
+    train_module.train(make_config("tuned.pt", init_model="starter", epochs=1), progress)
+    assert calls[-1].init_model == first["output"]
+    assert any(
+        m.startswith(f"Using the starter model {first['output']}") for m in progress.messages
+    )
+    assert any(m.startswith(f"Fine-tuning {first['output']}") for m in progress.messages)
+    monkeypatch.setenv(ENV, str(tmp_path / "gone.pt"))
+    with pytest.raises(ModelFileError, match="missing: give a model with --init-model"):
+        train_module.train(make_config("none.pt", init_model="starter"), RecordingProgress())
+    assert not (tmp_path / "none.pt").exists() and not (tmp_path / "none_report").exists()

@@ -43,6 +43,13 @@ from .helpers import (
 pytestmark = pytest.mark.usefixtures("engine_python")
 
 
+def provider_algorithm(name: str) -> Any:
+    """The registered ``footprint:<name>`` algorithm."""
+    from qgis.core import QgsApplication
+
+    return QgsApplication.processingRegistry().algorithmById(f"footprint:{name}")
+
+
 def box_area(box: tuple[float, float, float, float]) -> float:
     return (box[2] - box[0]) * (box[3] - box[1])
 
@@ -291,6 +298,76 @@ def test_detect_finds_the_buildings_of_an_unseen_scene(tmp_path: Path) -> None:
     )
     assert strict["USED_THRESHOLD"] == 1.0 and strict["BUILDINGS"] < result["BUILDINGS"]
     assert strict["PROBABILITY"] is None and not (tmp_path / "none.tif").exists()
+
+
+def test_detect_and_predict_without_a_model_use_the_starter_model(
+    tmp_path: Path, feedback: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """*Model file* left empty: no --model goes to the engine, which uses the starter model
+    (here the synthetic model, made the starter model through FOOTPRINT_STARTER_MODEL) and
+    says so; the buildings are those of the same model given as the model file."""
+    from footprint.engine.config import MODEL_HELP
+
+    _, test = synthetic_scenes()
+    trained = synthetic_model()
+    monkeypatch.setenv("FOOTPRINT_STARTER_MODEL", trained["OUTPUT"])
+    for name in ("detect", "predict"):
+        param = provider_algorithm(name).parameterDefinition("MODEL")
+        assert param.flags() & QgsProcessingParameterDefinition.FlagOptional, name
+        assert param.help() == MODEL_HELP and "starter model" in MODEL_HELP
+    parameters = {"INPUT": str(test.raster), "OUTPUT": str(tmp_path / "starter.gpkg")}
+    result = run("footprint:detect", parameters, feedback=feedback)
+    assert "--model" not in feedback.commands[-1], feedback.commands[-1]
+    assert any(i.startswith(f"Using the starter model {trained['OUTPUT']}") for i in feedback.infos)
+    given = run(
+        "footprint:detect",
+        {**parameters, "MODEL": trained["OUTPUT"], "OUTPUT": str(tmp_path / "given.gpkg")},
+    )
+    assert 14 <= result["BUILDINGS"] == given["BUILDINGS"] == feature_count(result["OUTPUT"])
+    predicted = run(
+        "footprint:predict",
+        {"INPUT": str(test.raster), "MODEL": "", "OUTPUT": str(tmp_path / "p.tif")},
+        feedback=feedback,
+    )
+    assert "--model" not in feedback.commands[-1] and Path(predicted["OUTPUT"]).is_file()
+
+
+def test_detect_without_a_model_says_when_the_starter_model_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, test = synthetic_scenes()
+    monkeypatch.setenv("FOOTPRINT_STARTER_MODEL", str(tmp_path / "gone.pt"))
+    parameters = {"INPUT": str(test.raster), "OUTPUT": str(tmp_path / "b.gpkg")}
+    with pytest.raises(QgsProcessingException, match="The starter model .* is missing"):
+        run("footprint:detect", parameters)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_train_starts_from_the_starter_model(
+    tmp_path: Path, feedback: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """*Start from the starter model* fine-tunes it (engine: --init-model starter); with a
+    model file as well, the dialog refuses both."""
+    train, _ = synthetic_scenes()
+    start = synthetic_model()["OUTPUT"]
+    monkeypatch.setenv("FOOTPRINT_STARTER_MODEL", start)
+    parameters = {
+        "RASTERS": [str(train.raster)],
+        "LABELS": [str(train.labels)],
+        **QUICK_TRAINING,
+        "EPOCHS": 1,
+        "STARTER_MODEL": True,
+        "OUTPUT": str(tmp_path / "tuned.pt"),
+    }
+    result = run("footprint:train", parameters, feedback=feedback)
+    assert Path(result["OUTPUT"]).is_file()
+    assert "--init-model starter" in feedback.commands[-1], feedback.commands[-1]
+    assert any(m.startswith(f"Fine-tuning {start}") for m in feedback.infos), feedback.infos
+    alg = provider_algorithm("train")
+    both = {**parameters, "INIT_MODEL": start}
+    ok, message = alg.checkParameterValues(both, QgsProcessingContext())
+    assert not ok and "not both" in message
+    assert alg.checkParameterValues(parameters, QgsProcessingContext())[0]
 
 
 def test_detect_and_predict_on_local_dask_workers(tmp_path: Path) -> None:

@@ -74,6 +74,19 @@ def test_zip_holds_the_plugin_and_the_engine_in_one_folder(built_zip: Path) -> N
     assert len(algorithms) >= 8  # __init__, base and the six algorithms
 
 
+def test_zip_holds_every_resource_and_the_starter_model_beside_the_engine(built_zip: Path) -> None:
+    """Every file of resources/ (styles, the example model, the starter model and its card
+    once shipped) is in the zip, where the engine looks for the starter model."""
+    names = set(zipfile.ZipFile(built_zip).namelist())
+    resources = [p for p in sorted((REPO / "resources").rglob("*")) if p.is_file()]
+    missing = [
+        str(p) for p in resources if f"footprint/{p.relative_to(REPO).as_posix()}" not in names
+    ]
+    assert resources and not missing
+    starter = "footprint/resources/models/footprint-starter"
+    assert (starter + ".pt" in names) == (starter + ".json" in names)
+
+
 def test_zip_leaves_out_tests_caches_and_environments(built_zip: Path) -> None:
     for name in zipfile.ZipFile(built_zip).namelist():
         parts = name.split("/")

@@ -47,10 +47,14 @@ def qgis_process(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Any]
         "FOOTPRINT_PYTHON": os.environ["FOOTPRINT_PYTHON"],
     }
 
-    def run(*args: str, cwd: Path = home) -> tuple[subprocess.CompletedProcess[str], Any]:
+    def run(
+        *args: str, cwd: Path = home, **extra: str
+    ) -> tuple[subprocess.CompletedProcess[str], Any]:
+        """``extra``: more environment variables."""
         done = subprocess.run(
-            [binary, *args], capture_output=True, text=True, env=env, timeout=300, cwd=cwd
-        )
+            [binary, *args], capture_output=True, text=True, env={**env, **extra}, timeout=300,
+            cwd=cwd,
+        )  # fmt: skip
         return done, json_tail(done.stdout)
 
     enabled, _ = run("plugins", "enable", "footprint")
@@ -95,6 +99,25 @@ def test_detect_then_evaluate_with_qgis_process(
     scores = evaluated["results"]
     assert scores["OBJECT_F1"] > 0.8 and scores["PIXEL_IOU"] > 0.6, scores
     assert (tmp_path / "scores.json").is_file() and scores["OUTPUT"] is None
+
+
+def test_detect_without_a_model_uses_the_starter_model_with_qgis_process(
+    qgis_process: Callable[..., Any], tmp_path: Path
+) -> None:
+    """No MODEL: the starter model (the synthetic model, made it through
+    FOOTPRINT_STARTER_MODEL), said in the log."""
+    _, test = synthetic_scenes()
+    trained = synthetic_model()
+    buildings = tmp_path / "buildings.gpkg"
+    done, detected = qgis_process(
+        "--json", "run", "footprint:detect", "--", f"INPUT={test.raster}",
+        f"OUTPUT={buildings}", FOOTPRINT_STARTER_MODEL=trained["OUTPUT"],
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert 14 <= detected["results"]["BUILDINGS"] == feature_count(buildings) <= 18
+    info = detected["log"]["info"]
+    assert any(f"Using the starter model {trained['OUTPUT']}" in line for line in info), info
+    assert not any("--model" in line for line in info)
 
 
 def test_qgis_process_reports_the_engine_error(
