@@ -299,3 +299,39 @@ def test_detect_on_an_xyz_layer_without_an_extent_names_the_parameter(
                 "OUTPUT": str(tmp_path / "b.gpkg"),
             },
         )
+
+
+def test_train_draws_web_layers_over_its_extent_at_the_starter_models_resolution(
+    project_layer: QgsRasterLayer, tmp_path: Path, monkeypatch, make_raster, make_boxes
+) -> None:
+    from footprint.plugin.algorithms import base
+
+    (tmp_path / "starter.json").write_text(json.dumps({"resolution_m": 0.25}))
+    monkeypatch.setattr(common, "resource_path", lambda name: str(tmp_path / "starter.json"))
+    calls: list[tuple[str, list[str]]] = []
+
+    def engine(command: str, args: list[str], feedback: Any) -> dict[str, Any]:
+        calls.append((command, list(args)))
+        return {"output": args[args.index("--output") + 1], "report": "", "metrics": {}}
+
+    monkeypatch.setattr(base, "run_engine", engine)
+    image = make_raster("image.tif")
+    e = mercator_extent()
+    run(
+        "footprint:train",
+        {
+            "RASTERS": [str(image), project_layer.id()],
+            "LABELS": [
+                str(
+                    make_boxes("b.geojson", [(355_050, 3_056_890, 355_060, 3_056_900)], epsg=UTM45N)
+                )
+            ],
+            "EXTENT": QgsReferencedRectangle(e, QgsCoordinateReferenceSystem("EPSG:3857")),
+            "OUTPUT": str(tmp_path / "m.pt"),
+        },
+    )
+    ((command, args),) = calls
+    rasters = args[args.index("--rasters") + 1 : args.index("--labels")]
+    assert command == "train" and rasters[0] == str(image)
+    drawn = gdal.Open(rasters[1])
+    assert drawn.GetGeoTransform()[1] == 0.25 and layer_epsg(rasters[1]) == UTM45N
