@@ -43,8 +43,9 @@ TILE_PIXELS = 1024
 BLOCK_PIXELS = 256
 #: Default size limit of a rendering, in megapixels.
 DEFAULT_MAX_MPX = 400.0
-#: Providers that draw at any scale: their layers have no pixel grid to copy.
-WEB_PROVIDERS = ("wms", "arcgismapserver", "wcs", "xyzvectortiles", "mbtilesvectortiles")
+#: Providers that draw at any scale (WMS/WMTS/XYZ, ArcGIS MapServer): their layers have no
+#: pixel grid to copy. Other providers are drawn when they lack the Size capability.
+WEB_PROVIDERS = ("wms", "arcgismapserver")
 #: Servers whose terms forbid bulk downloading (part of the source URL -> whose policy).
 #: QGIS's own "Convert map to raster" skips openstreetmap.org tile layers likewise.
 FORBIDDEN_SERVERS = {

@@ -34,7 +34,7 @@ from footprint.plugin.plugin import FootprintPlugin
 from .conftest import RecordingFeedback, write_geotiff
 from .helpers import layer_epsg, run
 
-UTM45N = 32645  # Banepa, Nepal (27.6° N): Web Mercator metres are 13% short of ground metres
+UTM45N = 32645  # Banepa, Nepal (27.6° N): a Web Mercator metre is ~0.89 ground metre
 SOURCE_ORIGIN = (355_000.0, 3_057_000.0)
 SOURCE_PIXEL = 0.5
 SOURCE_SIZE = 400  # 200 m a side
@@ -162,6 +162,17 @@ def test_xyz_layer_is_drawn_at_the_models_resolution_in_the_local_utm_zone(
     assert feedback.progress[-1] == 100
     assert any("Rendering raster layer 'drone xyz'" in line for line in feedback.infos)
     ds = None
+
+
+def test_where_the_layer_draws_nothing_is_transparent_so_nodata(tiles: Path) -> None:
+    x0, y0 = SOURCE_ORIGIN[0] + 150, SOURCE_ORIGIN[1] - 60  # its east half is past the imagery
+    extent = mercator_extent((x0, y0, x0 + 100, y0 + 40))
+    path = render.render_web_layer(
+        xyz_layer(tiles), web(extent, 0.5), QgsProcessingContext(), None, "edge.tif"
+    )
+    ds = gdal.Open(path)  # kept while its band is read
+    alpha = ds.GetRasterBand(4).ReadAsArray()
+    assert (alpha[:, :90] == 255).all() and (alpha[:, -90:] == 0).all()
 
 
 def test_extent_over_the_size_limit_is_refused_before_any_tile_is_read(
