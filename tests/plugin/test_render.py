@@ -5,8 +5,6 @@ before any tile is read; cancel leaves nothing; footprint:detect end to end."""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,14 +29,19 @@ from footprint.plugin import render
 from footprint.plugin.algorithms import common
 from footprint.plugin.plugin import FootprintPlugin
 
-from .conftest import RecordingFeedback, write_geotiff
-from .helpers import layer_epsg, run
+from .conftest import RecordingFeedback
+from .helpers import (
+    UTM45N,
+    XYZ_ORIGIN,
+    XYZ_PIXEL,
+    layer_epsg,
+    make_xyz_tiles,
+    run,
+    xyz_imagery,
+    xyz_uri,
+)
 
-UTM45N = 32645  # Banepa, Nepal (27.6° N): a Web Mercator metre is ~0.89 ground metre
-SOURCE_ORIGIN = (355_000.0, 3_057_000.0)
-SOURCE_PIXEL = 0.5
-SOURCE_SIZE = 400  # 200 m a side
-#: A 90 m x 60 m rectangle inside the source imagery, in UTM 45N.
+#: A 90 m x 60 m rectangle inside the XYZ layer's imagery, in UTM 45N.
 UTM_BOX = (355_040.0, 3_056_880.0, 355_130.0, 3_056_940.0)
 
 
@@ -54,41 +57,21 @@ def _transform(points: list[tuple[float, float]], src: int, dst: int) -> list[tu
     return [tuple(transform.TransformPoint(x, y)[:2]) for x, y in points]  # type: ignore[misc]
 
 
-def _gradient() -> np.ndarray:
-    """Red grows eastwards, green southwards, blue constant: a colour says where it is."""
-    ramp = (np.arange(SOURCE_SIZE) * 255 // (SOURCE_SIZE - 1)).astype(np.uint8)
-    red = np.tile(ramp, (SOURCE_SIZE, 1))
-    return np.stack([red, red.T, np.full_like(red, 128)])
-
-
 def source_colour(x: float, y: float) -> np.ndarray:
     """The source imagery's RGB at UTM 45N (x, y)."""
-    col = int((x - SOURCE_ORIGIN[0]) / SOURCE_PIXEL)
-    row = int((SOURCE_ORIGIN[1] - y) / SOURCE_PIXEL)
-    return _gradient()[:, row, col].astype(int)
+    col = int((x - XYZ_ORIGIN[0]) / XYZ_PIXEL)
+    row = int((XYZ_ORIGIN[1] - y) / XYZ_PIXEL)
+    return xyz_imagery()[:, row, col].astype(int)
 
 
 @pytest.fixture(scope="module")
 def tiles(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """XYZ tiles (zoom 17-18, ~0.5 m pixels at zoom 18) of the gradient imagery."""
-    gdal2tiles = shutil.which("gdal2tiles.py") or shutil.which("gdal2tiles")
-    if gdal2tiles is None:
-        pytest.skip("gdal2tiles.py not found (Debian: gdal-bin)")
-    folder = tmp_path_factory.mktemp("xyz")
-    source = write_geotiff(folder / "source.tif", _gradient(), UTM45N, SOURCE_ORIGIN, SOURCE_PIXEL)
-    subprocess.run(
-        [gdal2tiles, "--xyz", "-z", "17-18", "-q", str(source), str(folder / "tiles")],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    assert list((folder / "tiles" / "18").rglob("*.png"))
-    return folder / "tiles"
+    """XYZ tiles of the gradient imagery (see :func:`helpers.make_xyz_tiles`)."""
+    return make_xyz_tiles(tmp_path_factory.mktemp("xyz"))
 
 
 def xyz_layer(tiles: Path, name: str = "drone xyz") -> QgsRasterLayer:
-    url = f"file://{tiles}/{{z}}/{{x}}/{{y}}.png"
-    layer = QgsRasterLayer(f"type=xyz&url={url}&zmax=18&zmin=0", name, "wms")
+    layer = QgsRasterLayer(xyz_uri(tiles), name, "wms")
     assert layer.isValid()
     return layer
 
@@ -165,7 +148,7 @@ def test_xyz_layer_is_drawn_at_the_models_resolution_in_the_local_utm_zone(
 
 
 def test_where_the_layer_draws_nothing_is_transparent_so_nodata(tiles: Path) -> None:
-    x0, y0 = SOURCE_ORIGIN[0] + 150, SOURCE_ORIGIN[1] - 60  # its east half is past the imagery
+    x0, y0 = XYZ_ORIGIN[0] + 150, XYZ_ORIGIN[1] - 60  # its east half is past the imagery
     extent = mercator_extent((x0, y0, x0 + 100, y0 + 40))
     path = render.render_web_layer(
         xyz_layer(tiles), web(extent, 0.5), QgsProcessingContext(), None, "edge.tif"
