@@ -22,6 +22,7 @@ from engine import __version__
 from engine.config import (
     DetectConfig,
     EvaluateConfig,
+    ModelInfoConfig,
     PredictConfig,
     RasterizeConfig,
     TrainConfig,
@@ -44,6 +45,7 @@ DESCRIPTIONS = {
     "vectorize": "Turn a probability or mask raster into building polygons.",
     "detect": "Predict and vectorize in one pass: raster + model -> building polygons.",
     "evaluate": "Score predicted building polygons against reference polygons.",
+    "model-info": "Print a model file's spec (resolution, bands, tile size...) as JSON.",
 }
 
 
@@ -144,6 +146,7 @@ COMMANDS: dict[str, Command] = {
     "vectorize": Command(VectorizeConfig, "engine.vectorize", "vectorize"),
     "detect": Command(DetectConfig, "engine.detect", "detect"),
     "evaluate": Command(EvaluateConfig, "engine.evaluate", "evaluate"),
+    "model-info": Command(ModelInfoConfig, "engine.modelinfo", "model_info"),
 }
 
 

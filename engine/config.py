@@ -523,3 +523,10 @@ class EvaluateConfig:
         ),
     )
     report: str | None = field(default=None, metadata=_h("JSON file to write the scores to."))
+
+
+@dataclass(frozen=True)
+class ModelInfoConfig:
+    """Describe a model file: its spec (what inference needs), without loading its weights."""
+
+    model: str = field(metadata=_h("Model file (.pt) to describe."))

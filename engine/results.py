@@ -110,3 +110,11 @@ class EvaluateResult(TypedDict):
     object_f1: float
     merges: int  # predictions holding most of two or more reference buildings
     splits: int  # reference buildings holding most of two or more predictions
+
+
+class ModelInfoResult(TypedDict):
+    """``model-info``: the model file and its spec (the fields of ``ModelSpec``, e.g.
+    ``resolution_m``, ``bands``, ``tile_size``)."""
+
+    model: str
+    spec: dict[str, object]

@@ -34,6 +34,7 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
+from .render import WebRendering, needs_rendering, render_web_layer
 from .settings import resource_path
 
 #: Vector formats the engine reads directly (by file extension); others are converted.
@@ -77,8 +78,9 @@ def export_raster(
     provider = layer.dataProvider()
     if provider is None or not provider.capabilities() & QgsRasterDataProvider.Size:
         raise QgsProcessingException(
-            f"Raster layer '{layer.name()}' has no fixed pixel grid (a web map service?): save"
-            " it as a GeoTIFF first (right click > Export > Save As...) and use that file."
+            f"Raster layer '{layer.name()}' has no fixed pixel grid (a web map service?): here"
+            " it cannot be drawn (Detect, Predict and Train draw such layers over an extent);"
+            " save it as a GeoTIFF first (right click > Export > Save As...) and use that file."
         )
     path = QgsProcessingUtils.generateTempFilename(f"{_safe(layer.name())}.tif")
     if feedback is not None:
@@ -106,9 +108,17 @@ def export_raster(
 
 
 def raster_layer_path(
-    layer: QgsRasterLayer, context: QgsProcessingContext, feedback: QgsProcessingFeedback | None
+    layer: QgsRasterLayer,
+    context: QgsProcessingContext,
+    feedback: QgsProcessingFeedback | None,
+    web: WebRendering | None = None,
 ) -> str:
-    """A file path for a raster layer: its own file, or a temporary GeoTIFF copy."""
+    """A file path for a raster layer: its own file, or a temporary GeoTIFF copy; a web layer
+    (XYZ, WMS...) is drawn over ``web``'s extent (see :mod:`plugin.render`)."""
+    if web is not None and needs_rendering(layer):
+        return absolute(
+            render_web_layer(layer, web, context, feedback, f"{_safe(layer.name())}.tif")
+        )
     return plain_raster_path(layer) or export_raster(layer, context, feedback)
 
 
@@ -118,15 +128,17 @@ def raster_source(
     name: str,
     context: QgsProcessingContext,
     feedback: QgsProcessingFeedback | None,
+    web: WebRendering | None = None,
 ) -> str:
-    """The raster parameter ``name`` as a file path the engine can read."""
+    """The raster parameter ``name`` as a file path the engine can read (a web layer drawn
+    as ``web`` says)."""
     layer = alg.parameterAsRasterLayer(parameters, name, context)
     if layer is None or not layer.isValid():
         raise QgsProcessingException(
             f"{_label(alg, name)}: no readable raster layer was given; choose a raster layer"
             " or a GeoTIFF file."
         )
-    return raster_layer_path(layer, context, feedback)
+    return raster_layer_path(layer, context, feedback, web)
 
 
 def _single_layer_file(path: str) -> bool:
@@ -202,10 +214,12 @@ def layer_sources(
     context: QgsProcessingContext,
     feedback: QgsProcessingFeedback | None,
     kind: QgsMapLayer.LayerType | None = None,
+    web: WebRendering | None = None,
 ) -> list[str]:
     """File paths of every layer of a multiple-layer parameter (rasters and/or vectors).
 
-    ``kind`` (``QgsMapLayer.RasterLayer`` or ``VectorLayer``) rejects layers of the other kind.
+    ``kind`` (``QgsMapLayer.RasterLayer`` or ``VectorLayer``) rejects layers of the other kind;
+    web raster layers are drawn as ``web`` says.
     """
     layers = alg.parameterAsLayerList(parameters, name, context)
     paths = []
@@ -215,7 +229,7 @@ def layer_sources(
                 f"{_label(alg, name)}: '{layer.name()}' is not a {_kind_name(kind)} layer."
             )
         if isinstance(layer, QgsRasterLayer):
-            paths.append(raster_layer_path(layer, context, feedback))
+            paths.append(raster_layer_path(layer, context, feedback, web))
         elif isinstance(layer, QgsVectorLayer):
             paths.append(vector_layer_path(layer, context, feedback))
         else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from qgis.core import QgsApplication
+from qgis.core import QgsApplication, QgsReferencedRectangle
 from qgis.PyQt.QtWidgets import QAction
 
 from .provider import FootprintProvider
@@ -61,10 +61,21 @@ class FootprintPlugin:
             self.provider = None
 
     def open_detect(self) -> None:
-        """Open the Detect algorithm's dialog."""
+        """Open the Detect algorithm's dialog, its extent set to the map canvas's."""
         import processing
 
-        processing.execAlgorithmDialog(DETECT_ID)
+        processing.execAlgorithmDialog(DETECT_ID, self.canvas_parameters())
+
+    def canvas_parameters(self) -> dict[str, Any]:
+        """``{"EXTENT": <the map canvas's extent, with its CRS>}``; {} without a canvas."""
+        canvas = getattr(self.iface, "mapCanvas", lambda: None)()
+        if canvas is None:
+            return {}
+        extent = canvas.extent()
+        if extent.isNull() or extent.isEmpty():
+            return {}
+        crs = canvas.mapSettings().destinationCrs()
+        return {"EXTENT": QgsReferencedRectangle(extent, crs)}
 
     def open_settings(self) -> None:
         """Open the settings dialog."""

@@ -4,14 +4,19 @@ and the output style names."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from qgis.core import (
     QgsProcessingContext,
+    QgsProcessingException,
     QgsProcessingFeedback,
     QgsProcessingOutputLayerDefinition,
+    QgsProcessingParameterDefinition,
     QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
 )
 
 from ...engine.config import MODEL_HELP, InferenceOptions, PolygonOptions
@@ -23,11 +28,26 @@ from ..layers import (
     vector_source,
     vector_sources,
 )
+from ..render import DEFAULT_MAX_MPX, WebRendering, needs_rendering
+from ..settings import resource_path
 from .base import FootprintAlgorithm
 from .options import Option, option_args
 
 BUILDINGS_STYLE = "buildings.qml"
 EVALUATION_STYLE = "evaluation.qml"
+#: The spec summary of the starter model, used when no model file is given.
+STARTER_SPEC = "models/footprint-starter.json"
+#: Help on web layers, shared by the algorithms that draw them.
+WEB_LAYERS_HELP = (
+    "<b>Web layers</b> (XYZ/TMS, WMS/WMTS, ArcGIS MapServer...) are drawn over the "
+    "<b>Extent</b> (then required; the dialog of Plugins > Footprint > Detect buildings "
+    "fills in the map canvas's) at the model's ground resolution, in the UTM zone of the "
+    "extent's centre, tile by tile, before the engine runs. Advanced: <b>Largest rendering of "
+    "a web layer</b> (megapixels, default 400) refuses larger extents before anything is "
+    "downloaded. The imagery provider's terms apply: some servers do not allow bulk "
+    "downloading, and OpenStreetMap's tile servers are refused (as QGIS's Convert map to "
+    "raster skips them)."
+)
 
 
 def destination_given(value: Any) -> bool:
@@ -48,6 +68,56 @@ def model_parameter(name: str, label: str) -> QgsProcessingParameterFile:
     )
     param.setHelp(MODEL_HELP)
     return param
+
+
+def max_render_parameter(name: str) -> QgsProcessingParameterNumber:
+    """The advanced, optional size limit of a web layer's rendering (megapixels)."""
+    param = QgsProcessingParameterNumber(
+        name,
+        "Largest rendering of a web layer (megapixels; the provider's terms apply)",
+        QgsProcessingParameterNumber.Double,
+        defaultValue=DEFAULT_MAX_MPX,
+        optional=True,
+        minValue=0.01,
+    )
+    param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    param.setHelp(
+        "Web layers (XYZ, WMS...) are drawn over the extent at the model's resolution; an extent"
+        " that would make more pixels than this is refused before anything is downloaded. The"
+        " imagery provider's terms apply: some servers do not allow bulk downloading."
+    )
+    return param
+
+
+def starter_resolution() -> float:
+    """The ground resolution (m) of the starter model, from its spec summary in resources/.
+
+    Raises:
+        QgsProcessingException: the summary is missing or unreadable.
+    """
+    path = resource_path(STARTER_SPEC)
+    try:
+        with open(path, encoding="utf-8") as file:
+            summary = json.load(file)
+        spec = summary.get("spec", summary) if "resolution_m" not in summary else summary
+        resolution = float(spec["resolution_m"])
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:
+        raise QgsProcessingException(
+            f"No model file was given and the starter model's description {path} cannot be"
+            f" read ({err}); choose a model file, or reinstall the plugin."
+        ) from None
+    if not 0.001 <= resolution <= 1000:
+        raise QgsProcessingException(f"{path}: resolution_m {resolution} is out of range.")
+    return resolution
+
+
+def model_resolution(alg: FootprintAlgorithm, model: str, feedback: QgsProcessingFeedback) -> float:
+    """The ground resolution (m) ``model`` (a .pt path; "": the starter model) was trained at,
+    read by the engine's ``model-info`` (the plugin does not import torch)."""
+    if not model:
+        return starter_resolution()
+    result = alg.engine("model-info", ["--model", model], feedback)
+    return float(result["spec"]["resolution_m"])
 
 
 def inference_options(
@@ -114,17 +184,35 @@ class Inputs:
     context: QgsProcessingContext
     feedback: QgsProcessingFeedback | None
 
-    def raster(self, name: str) -> str:
-        """The raster parameter ``name`` as a file path the engine reads."""
-        return raster_source(self.alg, self.parameters, name, self.context, self.feedback)
+    def raster(self, name: str, web: WebRendering | None = None) -> str:
+        """The raster parameter ``name`` as a file path the engine reads (a web layer drawn
+        as ``web`` says)."""
+        return raster_source(self.alg, self.parameters, name, self.context, self.feedback, web)
 
     def vector(self, name: str) -> str:
         """The vector parameter ``name`` as a file path the engine reads."""
         return vector_source(self.alg, self.parameters, name, self.context, self.feedback)
 
-    def rasters(self, name: str) -> list[str]:
-        """The raster layers of the multiple-layer parameter ``name`` as file paths."""
-        return raster_sources(self.alg, self.parameters, name, self.context, self.feedback)
+    def rasters(self, name: str, web: WebRendering | None = None) -> list[str]:
+        """The raster layers of the multiple-layer parameter ``name`` as file paths (web
+        layers drawn as ``web`` says)."""
+        return raster_sources(self.alg, self.parameters, name, self.context, self.feedback, web=web)
+
+    def web_rendering(self, extent: str, model: str, max_mpx: str) -> WebRendering:
+        """How this run draws web layers: over the extent parameter ``extent``, at the
+        resolution of the model file parameter ``model`` (empty: the starter model), at most
+        ``max_mpx`` (a parameter) megapixels."""
+        crs = self.alg.parameterAsExtentCrs(self.parameters, extent, self.context)
+        rect = None
+        if self.parameters.get(extent):
+            rect = self.alg.parameterAsExtent(self.parameters, extent, self.context, crs)
+        limit = DEFAULT_MAX_MPX
+        if self.parameters.get(max_mpx) not in (None, ""):
+            limit = self.alg.parameterAsDouble(self.parameters, max_mpx, self.context)
+        feedback = self.feedback or QgsProcessingFeedback()
+        resolution = partial(model_resolution, self.alg, self.file(model), feedback)
+        label = self.alg.parameterDefinition(extent).description()
+        return WebRendering(rect, crs, label, resolution, limit)
 
     def vectors(self, name: str) -> list[str]:
         """The vector layers of the multiple-layer parameter ``name`` as file paths."""
@@ -153,10 +241,13 @@ class Inputs:
         return [option, self.output(name, ext, style)]
 
     def extent(self, extent: str, raster: str) -> list[str]:
-        """``--extent xmin ymin xmax ymax`` in the raster's CRS, or [] when no extent is given."""
+        """``--extent xmin ymin xmax ymax`` in the raster's CRS, or [] when no extent is given
+        (or the raster is a web layer, drawn over the extent)."""
         if not self.parameters.get(extent):
             return []
         layer = self.alg.parameterAsRasterLayer(self.parameters, raster, self.context)
+        if layer is not None and needs_rendering(layer):
+            return []  # a web layer is drawn over the extent: the drawing is the extent
         crs = layer.crs() if layer is not None else None
         rect = self.alg.parameterAsExtent(self.parameters, extent, self.context, crs)
         if rect.isNull() or rect.isEmpty():

@@ -20,8 +20,10 @@ from ...engine.results import DetectResult
 from .base import FootprintAlgorithm
 from .common import (
     BUILDINGS_STYLE,
+    WEB_LAYERS_HELP,
     Inputs,
     inference_options,
+    max_render_parameter,
     model_parameter,
     polygon_options,
     seed_options,
@@ -37,7 +39,8 @@ class Detect(FootprintAlgorithm):
     HELP = (
         "Finds buildings in a raster with a trained model and writes them as polygons: "
         "Predict and Vectorize in one pass, window by window, for rasters of any size.\n\n"
-        "<b>Raster</b>: the image (same bands as the model was trained on).\n"
+        "<b>Raster</b>: the image (same bands as the model was trained on), a file or any "
+        "raster layer, web layers included (see below).\n"
         "<b>Model file</b> (optional): a .pt written by Train; left empty, the starter model "
         "that comes with Footprint (for RGB drone or aerial imagery of about 5-30 cm pixels; "
         "Train can improve it on your own corrections).\n"
@@ -64,7 +67,7 @@ class Detect(FootprintAlgorithm):
         "used. Uses the device of Plugins > Footprint > Settings.\n"
         "<b>Local workers (Dask)</b>: 0 runs in QGIS's engine process; N starts N worker "
         "processes on this machine (strips of the raster as tasks, the same result). Advanced: "
-        "<b>Dask scheduler address</b> runs on an existing cluster."
+        "<b>Dask scheduler address</b> runs on an existing cluster.\n" + WEB_LAYERS_HELP
     )
 
     INPUT = "INPUT"
@@ -80,6 +83,7 @@ class Detect(FootprintAlgorithm):
     MARGIN = "MARGIN"
     WINDOW = "WINDOW"
     NATIVE_RESOLUTION = "NATIVE_RESOLUTION"
+    MAX_RENDER_MPX = "MAX_RENDER_MPX"
     OUTPUT = "OUTPUT"
     PROBABILITY = "PROBABILITY"
     BUILDINGS = "BUILDINGS"
@@ -101,6 +105,7 @@ class Detect(FootprintAlgorithm):
             QgsProcessingParameterExtent(self.EXTENT, self.tr("Extent"), optional=True)
         )
         add_options(self, self.INFERENCE)
+        self.addParameter(max_render_parameter(self.MAX_RENDER_MPX))
         self.addParameter(
             QgsProcessingParameterVectorDestination(
                 self.OUTPUT, self.tr("Buildings"), QgsProcessing.TypeVectorPolygon
@@ -123,8 +128,9 @@ class Detect(FootprintAlgorithm):
     ) -> dict[str, Any]:
         """Run ``detect``; return the polygons (and probability raster) and the count."""
         inputs = Inputs(self, parameters, context, feedback)
+        web = inputs.web_rendering(self.EXTENT, self.MODEL, self.MAX_RENDER_MPX)
         output = inputs.output(self.OUTPUT, "gpkg", BUILDINGS_STYLE)
-        args = ["--raster", inputs.raster(self.INPUT), *inputs.model(self.MODEL)]
+        args = ["--raster", inputs.raster(self.INPUT, web), *inputs.model(self.MODEL)]
         args += ["--output", output, "--overwrite"]
         args += inputs.output_option("--keep-probability", self.PROBABILITY, "tif")
         args += inputs.options(self.POLYGONS)

@@ -15,7 +15,13 @@ from qgis.core import (
 
 from ...engine.results import PredictResult
 from .base import FootprintAlgorithm
-from .common import Inputs, inference_options, model_parameter
+from .common import (
+    WEB_LAYERS_HELP,
+    Inputs,
+    inference_options,
+    max_render_parameter,
+    model_parameter,
+)
 from .options import add_options
 
 
@@ -28,7 +34,8 @@ class Predict(FootprintAlgorithm):
         "Applies a trained model to a raster and writes a building-probability GeoTIFF "
         "(float32, 0 to 1) on the raster's own grid, CRS and nodata. Work goes window by "
         "window, so the raster may be of any size.\n\n"
-        "<b>Raster</b>: the image (same bands as the model was trained on).\n"
+        "<b>Raster</b>: the image (same bands as the model was trained on), a file or any "
+        "raster layer, web layers included (see below).\n"
         "<b>Model file</b> (optional): a .pt written by Train; left empty, the starter model "
         "that comes with Footprint (for RGB drone or aerial imagery of about 5-30 cm pixels; "
         "Train can improve it on your own corrections).\n"
@@ -46,7 +53,7 @@ class Predict(FootprintAlgorithm):
         "first). Uses the device of Plugins > Footprint > Settings.\n"
         "<b>Local workers (Dask)</b>: 0 runs in QGIS's engine process; N starts N worker "
         "processes on this machine (strips of the raster as tasks, the same result). Advanced: "
-        "<b>Dask scheduler address</b> runs on an existing cluster."
+        "<b>Dask scheduler address</b> runs on an existing cluster.\n" + WEB_LAYERS_HELP
     )
 
     INPUT = "INPUT"
@@ -57,6 +64,7 @@ class Predict(FootprintAlgorithm):
     MARGIN = "MARGIN"
     WINDOW = "WINDOW"
     NATIVE_RESOLUTION = "NATIVE_RESOLUTION"
+    MAX_RENDER_MPX = "MAX_RENDER_MPX"
     OUTPUT = "OUTPUT"
     SECONDS = "SECONDS"
     INFERENCE = inference_options(BATCH_SIZE, TTA, MARGIN, NATIVE_RESOLUTION, WINDOW)
@@ -69,6 +77,7 @@ class Predict(FootprintAlgorithm):
             QgsProcessingParameterExtent(self.EXTENT, self.tr("Extent"), optional=True)
         )
         add_options(self, self.INFERENCE)
+        self.addParameter(max_render_parameter(self.MAX_RENDER_MPX))
         self.addParameter(
             QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Probability"))
         )
@@ -82,7 +91,8 @@ class Predict(FootprintAlgorithm):
     ) -> dict[str, Any]:
         """Run ``predict``; return the probability raster."""
         inputs = Inputs(self, parameters, context, feedback)
-        args = ["--raster", inputs.raster(self.INPUT), *inputs.model(self.MODEL)]
+        web = inputs.web_rendering(self.EXTENT, self.MODEL, self.MAX_RENDER_MPX)
+        args = ["--raster", inputs.raster(self.INPUT, web), *inputs.model(self.MODEL)]
         args += ["--output", inputs.output(self.OUTPUT, "tif"), "--overwrite"]
         args += inputs.extent(self.EXTENT, self.INPUT)
         args += inputs.options(self.INFERENCE)

@@ -12,6 +12,7 @@ from qgis.core import (
     QgsProcessingOutputNumber,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
+    QgsProcessingParameterExtent,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterFolderDestination,
@@ -22,7 +23,7 @@ from qgis.core import (
 from ...engine.config import STARTER, TrainConfig  # plain dataclasses: no torch, no GDAL
 from ...engine.results import TrainResult
 from .base import FootprintAlgorithm
-from .common import Inputs
+from .common import WEB_LAYERS_HELP, Inputs, max_render_parameter
 from .options import Option, add_options
 
 STARTER_HELP = (
@@ -43,7 +44,8 @@ class Train(FootprintAlgorithm):
         "rasters and layers of known buildings, and writes one model file that Detect and "
         "Predict use.\n\n"
         "<b>Training rasters</b>: images (any CRS, band count and size; all with the same "
-        "bands). <b>Building polygons</b>: known buildings (any CRS); areas of the rasters "
+        "bands), web layers included (see below). <b>Building polygons</b>: known buildings "
+        "(any CRS); areas of the rasters "
         "without polygons are taught as background, so label every building in them.\n"
         "<b>Labelled area</b> (optional): polygons where every building is digitised; "
         "outside them the imagery is neither taught as background nor scored, so a few "
@@ -78,7 +80,10 @@ class Train(FootprintAlgorithm):
         "<b>Report folder</b> (optional): loss and metric plots and history; by default "
         "beside the model file.\n"
         "Outputs the validation IoU, F1, precision and recall at the chosen threshold, and "
-        "the threshold, for use in models. Uses the device of Plugins > Footprint > Settings."
+        "the threshold, for use in models. Uses the device of Plugins > Footprint > Settings.\n"
+        + WEB_LAYERS_HELP
+        + " For training, the ground resolution is that of <b>Start from model</b>, else the "
+        "starter model's, and <b>Extent</b> is the area drawn of every web layer."
     )
 
     RASTERS = "RASTERS"
@@ -104,6 +109,8 @@ class Train(FootprintAlgorithm):
     INIT_MODEL = "INIT_MODEL"
     STARTER_MODEL = "STARTER_MODEL"
     FREEZE_ENCODER_EPOCHS = "FREEZE_ENCODER_EPOCHS"
+    EXTENT = "EXTENT"
+    MAX_RENDER_MPX = "MAX_RENDER_MPX"
     #: Choices of PRETRAINED: the engine decides (ImageNet where the encoder has packaged
     #: weights), the packaged ImageNet weights, or random weights.
     PRETRAINED_CHOICES = ("auto", "imagenet", "none")
@@ -228,6 +235,12 @@ class Train(FootprintAlgorithm):
                 optional=True,
             )
         )
+        self.addParameter(  # added with web layers: optional, as every later parameter
+            QgsProcessingParameterExtent(
+                self.EXTENT, self.tr("Extent (of web layers: the area drawn)"), optional=True
+            )
+        )
+        self.addParameter(max_render_parameter(self.MAX_RENDER_MPX))
 
     def processAlgorithm(
         self,
@@ -237,7 +250,8 @@ class Train(FootprintAlgorithm):
     ) -> dict[str, Any]:
         """Run ``train``; return the model file, report folder and validation scores."""
         inputs = Inputs(self, parameters, context, feedback)
-        args = ["--rasters", *inputs.rasters(self.RASTERS)]
+        web = inputs.web_rendering(self.EXTENT, self.INIT_MODEL, self.MAX_RENDER_MPX)
+        args = ["--rasters", *inputs.rasters(self.RASTERS, web)]
         args += ["--labels", *inputs.vectors(self.LABELS)]
         for name, option in (
             (self.VALIDATION, "--validation"),

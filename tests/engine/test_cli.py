@@ -37,6 +37,7 @@ def test_every_command_has_help() -> None:
         "vectorize",
         "detect",
         "evaluate",
+        "model-info",
     }
     for name in COMMANDS:
         with pytest.raises(SystemExit) as exc:
@@ -107,6 +108,25 @@ def test_error_exit_code_message_and_json_event(tmp_path: Path) -> None:
     assert events[-1]["event"] == "error"
     assert events[-1]["type"] == "RasterError" and str(missing) in events[-1]["message"]
     assert not (tmp_path / "m.tif").exists()
+
+
+def test_model_info_prints_the_spec_and_names_a_bad_file(tmp_path: Path) -> None:
+    from engine.models.modelfile import ModelSpec, save_model
+    from engine.models.registry import create_model
+
+    spec = ModelSpec(
+        "compact", "none", 3, ("building",), (1, 2, 3), (127.0,) * 3, (50.0,) * 3, 64, 0.3
+    )
+    model = save_model(tmp_path / "m.pt", create_model("compact", "none", 3, 1), spec)
+    result = run_cli("model-info", "--events", "json", "--model", str(model))
+    assert result.returncode == 0, result.stderr
+    event = json.loads(result.stdout.strip().splitlines()[-1])
+    assert event["event"] == "result" and event["result"]["model"] == str(model)
+    assert event["result"]["spec"]["resolution_m"] == 0.3
+    assert event["result"]["spec"]["bands"] == [1, 2, 3]
+    (tmp_path / "bad.pt").write_text("not a model")
+    result = run_cli("model-info", "--model", str(tmp_path / "bad.pt"))
+    assert result.returncode == 1 and "not a Footprint model file" in result.stderr
 
 
 def test_bad_arguments_exit_non_zero() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import json
 import shutil
+import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,3 +231,41 @@ def synthetic_model() -> dict[str, Any]:
         }
         _CACHE["model"] = run("footprint:train", parameters)
     return _CACHE["model"]  # type: ignore[no-any-return]
+
+
+#: The imagery of the local XYZ layers: Banepa, Nepal (27.6° N), UTM 45N, 0.5 m, 200 m a side.
+UTM45N = 32645
+XYZ_ORIGIN = (355_000.0, 3_057_000.0)
+XYZ_PIXEL = 0.5
+XYZ_SIZE = 400
+
+
+def xyz_imagery() -> np.ndarray:
+    """Red grows eastwards, green southwards, blue constant: a colour says where it is."""
+    ramp = (np.arange(XYZ_SIZE) * 255 // (XYZ_SIZE - 1)).astype(np.uint8)
+    red = np.tile(ramp, (XYZ_SIZE, 1))
+    return np.stack([red, red.T, np.full_like(red, 128)])
+
+
+def make_xyz_tiles(folder: Path) -> Path:
+    """XYZ tiles (zoom 17-18, ~0.5 m pixels at zoom 18) of :func:`xyz_imagery`, written by
+    gdal2tiles.py into ``folder/tiles`` (its GeoTIFF is ``folder/source.tif``); skips the test
+    without gdal2tiles."""
+    import pytest
+
+    gdal2tiles = shutil.which("gdal2tiles.py") or shutil.which("gdal2tiles")
+    if gdal2tiles is None:
+        pytest.skip("gdal2tiles.py not found (Debian: gdal-bin)")
+    source = write_raster(folder / "source.tif", xyz_imagery(), UTM45N, XYZ_ORIGIN, XYZ_PIXEL)
+    subprocess.run(
+        [gdal2tiles, "--xyz", "-z", "17-18", "-q", str(source), str(folder / "tiles")],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return folder / "tiles"
+
+
+def xyz_uri(tiles: Path) -> str:
+    """The data source of an XYZ layer (provider ``wms``) of the tiles in ``tiles``."""
+    return f"type=xyz&url=file://{tiles}/{{z}}/{{x}}/{{y}}.png&zmax=18&zmin=0"

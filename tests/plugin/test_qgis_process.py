@@ -14,14 +14,17 @@ import pytest
 from .helpers import (
     REPO,
     UTM,
+    UTM45N,
     feature_count,
     json_tail,
     layer_epsg,
     make_scene,
+    make_xyz_tiles,
     scene_array,
     synthetic_model,
     synthetic_scenes,
     write_raster,
+    xyz_uri,
 )
 
 pytestmark = pytest.mark.usefixtures("engine_python")
@@ -118,6 +121,27 @@ def test_detect_without_a_model_uses_the_starter_model_with_qgis_process(
     info = detected["log"]["info"]
     assert any(f"Using the starter model {trained['OUTPUT']}" in line for line in info), info
     assert not any("--model" in line for line in info)
+
+
+def test_detect_on_an_xyz_layer_with_qgis_process(
+    qgis_process: Callable[..., Any], tmp_path: Path, compact_model: Path
+) -> None:
+    """A web layer given as ``wms://<its data source>`` with an extent (Web Mercator here)."""
+    tiles = make_xyz_tiles(tmp_path)
+    buildings = tmp_path / "buildings.gpkg"
+    done, detected = qgis_process(
+        "--json",
+        "run",
+        "footprint:detect",
+        "--",
+        f"INPUT=wms://{xyz_uri(tiles)}",
+        f"MODEL={compact_model}",
+        "EXTENT=9521242,9521342,3202179,3202248 [EPSG:3857]",
+        f"OUTPUT={buildings}",
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert detected["results"]["OUTPUT"] == str(buildings) and layer_epsg(buildings) == UTM45N
+    assert any("Rendering raster layer" in line for line in detected["log"]["info"])
 
 
 def test_qgis_process_reports_the_engine_error(
