@@ -5,6 +5,7 @@ and the output style names."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -37,6 +38,8 @@ BUILDINGS_STYLE = "buildings.qml"
 EVALUATION_STYLE = "evaluation.qml"
 #: The spec summary of the starter model, used when no model file is given.
 STARTER_SPEC = "models/footprint-starter.json"
+#: The engine's variable naming another file as the starter model (engine/models/starter.py).
+STARTER_ENV = "FOOTPRINT_STARTER_MODEL"
 #: Help on web layers, shared by the algorithms that draw them.
 WEB_LAYERS_HELP = (
     "<b>Web layers</b> (XYZ/TMS, WMS/WMTS, ArcGIS MapServer...) are drawn over the "
@@ -113,9 +116,11 @@ def starter_resolution() -> float:
 
 def model_resolution(alg: FootprintAlgorithm, model: str, feedback: QgsProcessingFeedback) -> float:
     """The ground resolution (m) ``model`` (a .pt path; "": the starter model) was trained at,
-    read by the engine's ``model-info`` (the plugin does not import torch)."""
-    if not model:
+    read by the engine's ``model-info`` (the plugin does not import torch). A starter model
+    set by :data:`STARTER_ENV` is read like a model file given."""
+    if not model and not os.environ.get(STARTER_ENV, "").strip():
         return starter_resolution()
+    model = model or os.environ[STARTER_ENV].strip()
     result = alg.engine("model-info", ["--model", model], feedback)
     return float(result["spec"]["resolution_m"])
 

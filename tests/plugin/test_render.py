@@ -218,6 +218,7 @@ def test_without_a_model_the_starter_models_resolution_is_used(
 ) -> None:
     (tmp_path / "starter.json").write_text(json.dumps(summary))
     monkeypatch.setattr(common, "resource_path", lambda name: str(tmp_path / "starter.json"))
+    monkeypatch.delenv(common.STARTER_ENV, raising=False)
     assert common.model_resolution(None, "", None) == 0.15  # type: ignore[arg-type]
     (tmp_path / "starter.json").unlink()
     with pytest.raises(QgsProcessingException, match="choose a model file"):
@@ -278,6 +279,29 @@ def test_detect_on_an_xyz_layer_with_an_extent_runs_end_to_end(
     assert rendering and "at 0.5 m, EPSG:32645" in rendering[0]  # the model's
     detect = [c for c in feedback.commands if " detect " in c]
     assert detect and "--extent" not in detect[0]  # the drawing is the extent
+
+
+def test_a_starter_model_set_by_the_environment_gives_its_own_resolution(
+    project_layer: QgsRasterLayer, compact_model: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """FOOTPRINT_STARTER_MODEL (here a 0.5 m model) is drawn for at its resolution, not at the
+    shipped model's (its summary says 0.15 m)."""
+    (tmp_path / "starter.json").write_text(json.dumps({"resolution_m": 0.15}))
+    monkeypatch.setattr(common, "resource_path", lambda name: str(tmp_path / "starter.json"))
+    monkeypatch.setenv(common.STARTER_ENV, str(compact_model))
+    feedback = RecordingFeedback()
+    e = mercator_extent()
+    run(
+        "footprint:detect",
+        {
+            "INPUT": project_layer.id(),
+            "EXTENT": f"{e.xMinimum()},{e.xMaximum()},{e.yMinimum()},{e.yMaximum()} [EPSG:3857]",
+            "OUTPUT": str(tmp_path / "buildings.gpkg"),
+        },
+        feedback=feedback,
+    )
+    rendering = [line for line in feedback.infos if "Rendering raster layer" in line]
+    assert rendering and "at 0.5 m, EPSG:32645" in rendering[0]
 
 
 def test_detect_on_an_xyz_layer_without_an_extent_names_the_parameter(
