@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A new user's first buildings, in the real QGIS desktop under Xvfb, for the README:
 #   bash scripts/first_buildings_screenshot.sh [DATA_FOLDER] [WORK_FOLDER]
-# Makes a local XYZ layer of the example's test imagery (gdal2tiles.py, zooms 19-20), a fresh
+# Makes a local XYZ layer of the example's test imagery (gdal2tiles.py, zooms 16-20: the map asks
+# for the zoom of its scale, z18 for a neighbourhood, and draws nothing where it is missing), a fresh
 # QGIS profile with the plugin of this folder enabled, and runs scripts/first_buildings_screenshot.py
 # in QGIS: the XYZ layer added, the map zoomed to the northern half of the test area, Plugins >
 # Footprint > Detect buildings... with only the extent set (the canvas's: the starter model), Run.
@@ -16,8 +17,8 @@ WORK=$(realpath -m "${2:-$ROOT/out/first_buildings}")
 rm -rf "$WORK/profiles"
 mkdir -p "$WORK/plugins" "$WORK/profiles/profiles/default/QGIS"
 gdalbuildvrt -q -overwrite "$WORK/test.vrt" "$DATA"/test/oam/*.tif
-if [ ! -d "$WORK/tiles/20" ]; then
-  gdal2tiles.py --xyz -z 19-20 -w none --processes=1 "$WORK/test.vrt" "$WORK/tiles" >/dev/null
+if [ ! -d "$WORK/tiles/16" ]; then
+  gdal2tiles.py --xyz -z 16-20 -w none --processes=1 "$WORK/test.vrt" "$WORK/tiles" >/dev/null
 fi
 # the northern half of the test area, in the VRT's CRS (EPSG:4326)
 EXTENT=${FOOTPRINT_SCREENSHOT_EXTENT:-$(/usr/bin/python3 - "$WORK/test.vrt" <<'EOF'
