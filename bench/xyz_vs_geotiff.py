@@ -22,6 +22,7 @@ record for docs/BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import resource
@@ -41,6 +42,8 @@ from engine.evaluate import evaluate  # noqa: E402
 from engine.events import NullProgress  # noqa: E402
 
 LABELS = Path("labels") / "buildings_banepa_osm.geojson"
+#: The shipped starter model (FOOTPRINT_STARTER_MODEL replaces it, as for the engine).
+STARTER = Path("resources") / "models" / "footprint-starter.pt"
 
 
 def _children_cpu_s() -> float:
@@ -144,13 +147,14 @@ def record(result: dict[str, Any]) -> str:
     lines = [
         f"### xyz-vs-geotiff: {result['tag']} ({result['date']})",
         "",
-        f"- command: `{result['command']}`; model: {result['model']}",
+        f"- command: `{result['command']}`; model: {result['model']} (sha256"
+        f" {result['model_sha256'][:16]}...)",
         f"- hardware: {result['hardware']}",
         f"- tiles: `{result['tiles']['command']}` ({result['tiles']['tiles']} PNG,"
         f" {result['tiles']['wall_s']:.0f} s)",
         f"- XYZ input: `{result['xyz_input']}`",
         "",
-        "| input | detect wall (min) | CPU (min) | buildings | bldg P | bldg R | bldg F1 |"
+        "| input | detect wall (s) | CPU (s) | buildings | bldg P | bldg R | bldg F1 |"
         " F1 95% interval | pixel IoU |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
@@ -158,7 +162,7 @@ def record(result: dict[str, Any]) -> str:
         run, s = result[name], result[name]["scores"]
         f1 = run["spread"]["object_f1"] if run["spread"] else [float("nan")] * 2
         lines.append(
-            f"| {name} | {run['wall_s'] / 60:.1f} | {run['cpu_s'] / 60:.1f} |"
+            f"| {name} | {run['wall_s']:.0f} | {run['cpu_s']:.0f} |"
             f" {s['predicted']} |"
             f" {s['object_precision']:.3f} | {s['object_recall']:.3f} | {s['object_f1']:.3f} |"
             f" {f1[0]:.3f}-{f1[1]:.3f} | {s['pixel_iou']:.3f} |"
@@ -190,11 +194,13 @@ def main() -> int:
     extent = extent_of(vrt)
     url = f"type=xyz&url=file://{tiles}/{{z}}/{{x}}/{{y}}.png&zmax={args.zoom}&zmin=0"
     plugins = work / "plugins"
+    model = Path(os.environ.get("FOOTPRINT_STARTER_MODEL") or ROOT / STARTER)
     result: dict[str, Any] = {
         "tag": args.tag,
         "date": time.strftime("%Y-%m-%d"),
         "command": "python bench/xyz_vs_geotiff.py " + shlex.join(sys.argv[1:]),
-        "model": os.environ.get("FOOTPRINT_STARTER_MODEL", "the shipped starter model"),
+        "model": str(model),
+        "model_sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
         "hardware": _hardware(),
         "tiles": tiles_step,
         "extent": extent,
