@@ -34,6 +34,8 @@ MUST_HAVE = [
     "engine/cli.py",
     "resources/icon.svg",
     "resources/buildings.qml",
+    "resources/models/footprint-starter.pt",
+    "resources/models/footprint-starter.json",
     "README.md",
     "LICENSE",
     "requirements.txt",
@@ -72,6 +74,10 @@ def test_zip_holds_the_plugin_and_the_engine_in_one_folder(built_zip: Path) -> N
     assert not missing
     algorithms = [n for n in names if n.startswith("footprint/plugin/algorithms/")]
     assert len(algorithms) >= 8  # __init__, base and the six algorithms
+
+
+def test_zip_with_the_starter_model_stays_under_20_mb(built_zip: Path) -> None:
+    assert built_zip.stat().st_size < 20 * 1024 * 1024
 
 
 def test_zip_leaves_out_tests_caches_and_environments(built_zip: Path) -> None:
