@@ -339,7 +339,12 @@ def _row(what: str, part: dict[str, Any]) -> str:
 
 def markdown() -> str:
     """The "Starter model" section of docs/BENCHMARKS.md, from the records."""
-    records = {p.stem: json.loads(p.read_text()) for p in sorted(RECORDS.glob("*.json"))}
+    order = ["final", *(f"loro_{r}" for r in REGIONS)]
+    paths = sorted(
+        RECORDS.glob("*.json"),
+        key=lambda p: (p.stem not in order, order.index(p.stem) if p.stem in order else 0, p.stem),
+    )
+    records = {p.stem: json.loads(p.read_text()) for p in paths}
     lines = [START, ""]
     head = "| run | pixel IoU (95% interval) | bldg P | bldg R | bldg F1 (95% interval) |"
     head += " merges / splits |\n| --- | --- | --- | --- | --- | --- |"
@@ -352,10 +357,13 @@ def markdown() -> str:
             f" epochs, best {trained.get('best_epoch', '?')}) on {hw['cpu_model']}"
             f" ({hw['cpu_capability']} kernels, {hw['threads']} threads).",
             "",
-            f"`{r['command']}`",
+            f"`{_relative(r['command'])}`",
             "",
-            head,
         ]
+        if "windows" in r:
+            counts = ", ".join(f"{p} {c['train']}/{c['val']}" for p, c in r["windows"].items())
+            lines += [f"Training/validation windows per place: {counts}.", ""]
+        lines.append(head)
         if "banepa_test" in r:
             lines.append(_row("Banepa test chips (16)", r["banepa_test"]))
         for zoom in ("z20", "z21"):
@@ -363,6 +371,11 @@ def markdown() -> str:
                 lines.append(_row(f"{r['left_out']} {zoom}, left out", r[zoom]))
         lines.append("")
     return "\n".join(lines + [END])
+
+
+def _relative(command: str) -> str:
+    """A recorded command with this checkout's and the data's absolute paths shortened."""
+    return command.replace(f"{ROOT}/", "").replace(str(DATA.resolve()), "$FOOTPRINT_DATA")
 
 
 def update_benchmarks() -> None:
