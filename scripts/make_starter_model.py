@@ -339,12 +339,7 @@ def _row(what: str, part: dict[str, Any]) -> str:
 
 def markdown() -> str:
     """The "Starter model" section of docs/BENCHMARKS.md, from the records."""
-    order = ["final", *(f"loro_{r}" for r in REGIONS)]
-    paths = sorted(
-        RECORDS.glob("*.json"),
-        key=lambda p: (p.stem not in order, order.index(p.stem) if p.stem in order else 0, p.stem),
-    )
-    records = {p.stem: json.loads(p.read_text()) for p in paths}
+    records = {p.stem: json.loads(p.read_text()) for p in sorted(RECORDS.glob("*.json"))}
     lines = [START, ""]
     head = "| run | pixel IoU (95% interval) | bldg P | bldg R | bldg F1 (95% interval) |"
     head += " merges / splits |\n| --- | --- | --- | --- | --- | --- |"
@@ -457,6 +452,9 @@ def main() -> int:
     parser.add_argument("--skip-final", action="store_true")
     parser.add_argument("--only", nargs="*", choices=REGIONS, default=list(REGIONS))
     parser.add_argument(
+        "--tag", default="", help="Suffix of the leave-one-out records' names (e.g. -8ep)."
+    )
+    parser.add_argument(
         "--markdown", action="store_true", help="Only rewrite docs/BENCHMARKS.md's section."
     )
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "starter")
@@ -498,7 +496,7 @@ def main() -> int:
                 **result,
                 "hardware": hardware(),
             }
-            write_record(name, record)
+            write_record(name + args.tag, record)
     return 0
 
 
