@@ -320,24 +320,34 @@ def chip_spread(
     buildings: str, labels: str, test: Path, resamples: int = 2000
 ) -> dict[str, Any] | None:
     """95% bootstrap intervals of pixel IoU and building F1 over the test chips (resampled
-    with replacement, counts summed), or None with fewer than two chips."""
+    with replacement, counts summed), or None with fewer than two chips. Chips without a
+    reference building (their scores are undefined) are left out and counted."""
     import numpy as np
 
+    from engine.errors import LabelsError
+
     chips = sorted(test.glob("*.tif")) if test.is_dir() else []
-    if len(chips) < 2:
-        return None
-    rows = []
+    rows, empty = [], 0
     for chip in chips:
-        s = evaluate(EvaluateConfig(buildings, labels, area=str(chip)), NullProgress())
+        try:
+            s = evaluate(EvaluateConfig(buildings, labels, area=str(chip)), NullProgress())
+        except LabelsError as exc:
+            if "no reference buildings" not in str(exc):
+                raise
+            empty += 1
+            continue
         c, o = s["pixel_counts"], s["object"]
         rows.append([c["tp"], c["fp"], c["fn"], o["tp"], o["fp"], o["fn"]])
+    if len(rows) < 2:
+        return None
     counts = np.asarray(rows, dtype=np.float64)
     rng = np.random.default_rng(0)
-    sums = counts[rng.integers(0, len(chips), (resamples, len(chips)))].sum(axis=1)
+    sums = counts[rng.integers(0, len(rows), (resamples, len(rows)))].sum(axis=1)
     iou = sums[:, 0] / np.maximum(sums[:, :3].sum(axis=1), 1)
     f1 = 2 * sums[:, 3] / np.maximum(2 * sums[:, 3] + sums[:, 4] + sums[:, 5], 1)
     return {
-        "chips": len(chips),
+        "chips": len(rows),
+        "chips_without_buildings": empty,
         "resamples": resamples,
         "pixel_iou": [float(np.percentile(iou, 2.5)), float(np.percentile(iou, 97.5))],
         "object_f1": [float(np.percentile(f1, 2.5)), float(np.percentile(f1, 97.5))],

@@ -34,6 +34,8 @@ MUST_HAVE = [
     "engine/cli.py",
     "resources/icon.svg",
     "resources/buildings.qml",
+    "resources/models/footprint-starter.pt",
+    "resources/models/footprint-starter.json",
     "README.md",
     "LICENSE",
     "requirements.txt",
@@ -85,6 +87,10 @@ def test_zip_holds_every_resource_and_the_starter_model_beside_the_engine(built_
     assert resources and not missing
     starter = "footprint/resources/models/footprint-starter"
     assert (starter + ".pt" in names) == (starter + ".json" in names)
+
+
+def test_zip_with_the_starter_model_stays_under_20_mb(built_zip: Path) -> None:
+    assert built_zip.stat().st_size < 20 * 1024 * 1024
 
 
 def test_zip_leaves_out_tests_caches_and_environments(built_zip: Path) -> None:
