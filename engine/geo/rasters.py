@@ -253,7 +253,8 @@ def valid_pixels(data: np.ndarray, masks: np.ndarray) -> np.ndarray:
     ``data`` is zeroed in place where invalid."""
     valid: np.ndarray = np.all(masks > 0, axis=0)
     valid &= np.all(np.isfinite(data), axis=0)
-    data[:, ~valid] = 0.0
+    if not valid.all():  # most windows are whole: no copy through a boolean index then
+        data[:, ~valid] = 0.0
     return valid
 
 

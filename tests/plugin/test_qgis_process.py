@@ -107,7 +107,7 @@ def test_detect_then_evaluate_with_qgis_process(
 def test_detect_without_a_model_uses_the_starter_model_with_qgis_process(
     qgis_process: Callable[..., Any], tmp_path: Path
 ) -> None:
-    """No MODEL: the starter model (the synthetic model, made it through
+    """No MODEL: the starter model (here the synthetic model, made the starter through
     FOOTPRINT_STARTER_MODEL), said in the log."""
     _, test = synthetic_scenes()
     trained = synthetic_model()
