@@ -169,6 +169,14 @@ class TrainConfig:
             "Random flips/rotations and colour jitter.", "Augment (flips, rotations, colour jitter)"
         ),
     )
+    scale_jitter: float = field(
+        default=1.0,
+        metadata=_h(
+            "Rescale each training window by a random factor from 1/F to F (1: off; needs"
+            " augment), so that one model serves imagery finer or coarser than it was trained"
+            " at."
+        ),
+    )
     loss: str = field(
         default="bce+dice",
         metadata=_h("Loss: bce, dice, jaccard, focal or sums like bce+dice.", "Loss"),

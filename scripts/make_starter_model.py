@@ -17,8 +17,8 @@ chips) and the zoom-20 chips (~15 cm) of the three regions (Zanzibar, Nairobi, C
    file (half precision when the pixel IoU moves by less than ``FP16_TOLERANCE``) and its
    record ``resources/models/footprint-starter.json`` (sha256, date, spec, scores).
 4. Leave one region out, for each region: train on the other two + Banepa train, detect on the
-   left-out region's z20 and z21 chips (detect resamples z21 itself), score against its labels
-   inside its chips' footprint (intervals over its z20 chips).
+   left-out region's z19, z20 and z21 chips (detect resamples them itself), score against its
+   labels inside its z20 chips' footprint (intervals over its z19 chips).
 
 Each run's record (command, CPU, minutes, scores) goes to ``docs/benchmarks/starter/``.
 Finished steps found in the work folder (``--out``) are reused, so a stopped run continues.
@@ -59,6 +59,8 @@ RESOLUTION_M = 0.15
 #: Largest change of Banepa test pixel IoU that half-precision weights may make.
 FP16_TOLERANCE = 0.005
 REGIONS = ("zanzibar", "nairobi", "catanduanes")
+#: The regions' chip folders scored when a region is left out (~30, 15 and 7.5 cm).
+ZOOMS = ("z19", "z20", "z21")
 #: place -> (chips, labels), under DATA
 PLACES = {
     "banepa": ("banepa/train/oam", "banepa/labels/buildings_banepa_osm.geojson"),
@@ -176,19 +178,24 @@ def count_windows(places: list[str], work: Path) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ runs
 
 
-def train_args(places: list[str], work: Path, name: str, epochs: int | None) -> list[str]:
+def train_args(
+    places: list[str], work: Path, name: str, epochs: int | None, scale_jitter: float | None
+) -> list[str]:
     """``python -m engine train`` arguments for the default recipe on ``places``."""
     prepared = [prepare(p, work) for p in places]
     area = union_area([a for _, a in prepared], work / f"{name}_area.geojson")
     args = ["--raster", *(str(r) for r, _ in prepared)]
     args += ["--labels", *(str(DATA / PLACES[p][1]) for p in places)]
     args += ["--labelled-area", str(area), "--output", str(work / f"{name}.pt"), "--overwrite"]
-    return args + (["--epochs", str(epochs)] if epochs else [])
+    args += ["--epochs", str(epochs)] if epochs else []
+    return args + (["--scale-jitter", str(scale_jitter)] if scale_jitter else [])
 
 
-def train_run(places: list[str], work: Path, name: str, epochs: int | None) -> dict[str, Any]:
+def train_run(
+    places: list[str], work: Path, name: str, epochs: int | None, scale_jitter: float | None
+) -> dict[str, Any]:
     """Train (or reuse) the model ``name``; the record's training part."""
-    args = train_args(places, work, name, epochs)
+    args = train_args(places, work, name, epochs, scale_jitter)
     model, done = work / f"{name}.pt", work / f"{name}.train.json"
     command = [sys.executable, "-m", "engine", "train", *args, "--events", "json"]
     if model.is_file() and done.is_file():
@@ -264,14 +271,15 @@ def banepa_test(model: Path, work: Path) -> dict[str, Any]:
 
 
 def region_test(model: Path, region: str, work: Path) -> dict[str, Any]:
-    """Scores on the left-out region's z20 and z21 chips, inside its chips' footprint, with
-    intervals over its z19 chips (each the area of 4 z20 chips)."""
+    """Scores on the left-out region's z19, z20 and z21 chips (~30, 15 and 7.5 cm; detect
+    resamples them to the model's resolution) inside its z20 chips' footprint, with intervals
+    over its z19 chips (each the area of 4 z20 chips)."""
     labels = DATA / PLACES[region][1]
     _, area = prepare(region, work)
     # intervals over the z19 chips (~77 m, as big as Banepa's chips; z20 ones are often empty)
     z19 = DATA / "regions" / region / "z19"
     result = {}
-    for zoom in ("z20", "z21"):
+    for zoom in ZOOMS:
         chips = DATA / "regions" / region / zoom
         raster = resolve_raster(str(chips), workdir=str(work))
         out = work / f"{model.stem}_{zoom}"
@@ -361,7 +369,7 @@ def markdown() -> str:
         lines.append(head)
         if "banepa_test" in r:
             lines.append(_row("Banepa test chips (16)", r["banepa_test"]))
-        for zoom in ("z20", "z21"):
+        for zoom in ZOOMS:
             if zoom in r:
                 lines.append(_row(f"{r['left_out']} {zoom}, left out", r[zoom]))
         lines.append("")
@@ -448,11 +456,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=None, help="Final model (default: train's).")
     parser.add_argument("--loro-epochs", type=int, default=None, help="Leave-one-out runs.")
+    parser.add_argument(
+        "--scale-jitter", type=float, default=None, help="train's --scale-jitter (all runs)."
+    )
     parser.add_argument("--skip-loro", action="store_true")
     parser.add_argument("--skip-final", action="store_true")
     parser.add_argument("--only", nargs="*", choices=REGIONS, default=list(REGIONS))
     parser.add_argument(
-        "--tag", default="", help="Suffix of the leave-one-out records' names (e.g. -8ep)."
+        "--tag", default="", help="Suffix of the leave-one-out runs' names (e.g. -8ep)."
     )
     parser.add_argument(
         "--markdown", action="store_true", help="Only rewrite docs/BENCHMARKS.md's section."
@@ -468,7 +479,7 @@ def main() -> int:
     command = "python scripts/make_starter_model.py " + shlex.join(sys.argv[1:])
     places = ["banepa", *REGIONS]
     if not args.skip_final:
-        trained = train_run(places, work, "final", args.epochs)
+        trained = train_run(places, work, "final", args.epochs, args.scale_jitter)
         windows = count_windows(places, work)
         log(f"windows per place: {windows}")
         test = banepa_test(work / "final.pt", work)
@@ -485,8 +496,9 @@ def main() -> int:
     if not args.skip_loro:
         for region in args.only:
             others = ["banepa", *(r for r in REGIONS if r != region)]
-            name = f"loro_{region}"
-            trained = train_run(others, work, name, args.loro_epochs or args.epochs)
+            name = f"loro_{region}{args.tag}"
+            epochs = args.loro_epochs or args.epochs
+            trained = train_run(others, work, name, epochs, args.scale_jitter)
             result = region_test(work / f"{name}.pt", region, work)
             record = {
                 "run": name,
@@ -496,7 +508,7 @@ def main() -> int:
                 **result,
                 "hardware": hardware(),
             }
-            write_record(name + args.tag, record)
+            write_record(name, record)
     return 0
 
 

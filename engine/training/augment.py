@@ -1,4 +1,5 @@
-"""Training-time augmentation: the 8 dihedral flips/rotations and brightness/contrast jitter.
+"""Training-time augmentation: scale jitter, the 8 dihedral flips/rotations and
+brightness/contrast jitter.
 
 Geometry changes are applied identically to the image and its mask; colour changes only to
 the image, and nodata pixels stay 0. Every random choice comes from a generator seeded by
@@ -7,7 +8,11 @@ the image, and nodata pixels stay 0. Every random choice comes from a generator 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import torch
+from torch.nn import functional
 
 #: Largest brightness shift, in standard deviations of the normalised image.
 BRIGHTNESS = 0.2
@@ -52,13 +57,81 @@ def jitter(
     return out
 
 
-def augment(
-    image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, nodata: int = 255
+def rescale(
+    image: np.ndarray,
+    mask: np.ndarray,
+    factor: float,
+    offset: tuple[float, float] = (0.5, 0.5),
+    nodata: int = 255,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A random dihedral transform of image (C, H, W) and mask (H, W), then colour jitter.
+    """Image (C, H, W) and mask (H, W) magnified by ``factor``, at the same shape.
+
+    ``factor`` > 1 shows a crop of 1/``factor`` of the window enlarged (as finer imagery
+    would show it); < 1 shows the whole window shrunk (area-averaged, as coarser imagery)
+    inside a margin of nodata (image 0, mask ``nodata``). ``offset`` (0-1 each, row and
+    column) places the crop in the window, or the shrunk window in the margin. The image is
+    resampled bilinearly, the mask by nearest neighbour, on the same grid: they stay aligned.
+    """
+    height, width = mask.shape
+    inner = (max(1, round(height / max(factor, 1.0))), max(1, round(width / max(factor, 1.0))))
+    top = round((height - inner[0]) * offset[0])
+    left = round((width - inner[1]) * offset[1])
+    if factor >= 1.0:
+        crop = (slice(top, top + inner[0]), slice(left, left + inner[1]))
+        return _resize(image[(slice(None), *crop)], mask[crop], (height, width))
+    size = (max(1, round(height * factor)), max(1, round(width * factor)))
+    small_image, small_mask = _resize(image, mask, size)
+    top = round((height - size[0]) * offset[0])
+    left = round((width - size[1]) * offset[1])
+    out_image = np.zeros_like(image)
+    out_mask = np.full_like(mask, nodata)
+    out_image[:, top : top + size[0], left : left + size[1]] = small_image
+    out_mask[top : top + size[0], left : left + size[1]] = small_mask
+    return out_image, out_mask
+
+
+def _resize(
+    image: np.ndarray, mask: np.ndarray, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Image bilinearly (area-averaged when shrinking) and mask by nearest neighbour."""
+    shrink = size[0] < image.shape[-2]
+    pixels = functional.interpolate(
+        torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None],
+        size=size,
+        mode="bilinear",
+        align_corners=False,
+        antialias=shrink,
+    )[0].numpy()
+    labels = functional.interpolate(
+        torch.from_numpy(np.ascontiguousarray(mask))[None, None].float(),
+        size=size,
+        mode="nearest-exact",
+    )[0, 0].numpy()
+    return pixels, labels.astype(mask.dtype)
+
+
+def random_factor(rng: np.random.Generator, largest: float) -> float:
+    """A magnification between 1/``largest`` and ``largest``, uniform in its logarithm."""
+    span = math.log(largest)
+    return float(math.exp(rng.uniform(-span, span)))
+
+
+def augment(
+    image: np.ndarray,
+    mask: np.ndarray,
+    rng: np.random.Generator,
+    nodata: int = 255,
+    scale_jitter: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A random rescaling (by up to ``scale_jitter``, 1: none), a random dihedral transform
+    of image (C, H, W) and mask (H, W), then colour jitter.
 
     Pixels whose mask is ``nodata`` count as invalid for the jitter.
     """
+    if scale_jitter > 1.0:
+        factor = random_factor(rng, scale_jitter)
+        offset = (float(rng.uniform()), float(rng.uniform()))
+        image, mask = rescale(image, mask, factor, offset, nodata)
     k = int(rng.integers(8))
     image = dihedral(image, k)
     mask = dihedral(mask, k)

@@ -64,6 +64,7 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         stats: BandStats,
         boundary: bool = False,
         augment: bool = False,
+        scale_jitter: float = 1.0,
         boundary_width_m: float = 0.4,
         seed: int = 0,
         cache: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
@@ -77,6 +78,7 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         self.boundary = boundary
         self.boundary_width_m = boundary_width_m
         self.augment = augment
+        self.scale_jitter = scale_jitter
         self.seed = seed
         self.cache = cache
         self.labelled = tuple(labelled) if labelled is not None else (None,) * len(sources)
@@ -114,7 +116,8 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         data, mask = self.read(index)
         image = normalize(data, mask != IGNORE, self.stats)
         if self.augment:
-            image, mask = augment(image, mask, item_rng(self.seed, self.epoch, index))
+            rng = item_rng(self.seed, self.epoch, index)
+            image, mask = augment(image, mask, rng, scale_jitter=self.scale_jitter)
         return torch.from_numpy(image), torch.from_numpy(mask)
 
     def read(self, index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -241,6 +244,7 @@ def build_training_data(
         stats,
         boundary,
         augment=config.augment,
+        scale_jitter=config.scale_jitter,
         seed=config.seed,
         cache=scan.train_cache,
         boundary_width_m=config.boundary_width_m,
@@ -332,6 +336,11 @@ def _check_config(config: TrainConfig) -> None:
         value = getattr(config, name)
         if not 0.0 <= value <= 1.0:
             raise ConfigError(f"{name} must be between 0 and 1, got {value}.")
+    if not 1.0 <= config.scale_jitter <= 4.0:
+        raise ConfigError(
+            f"Scale jitter must be from 1 (off) to 4, got {config.scale_jitter}; e.g. 1.6"
+            " rescales training windows by 1/1.6 to 1.6."
+        )
     if config.validation is None and not 0.0 <= config.val_fraction < 1.0:
         raise ConfigError(
             f"val_fraction must be from 0 to 1 (exclusive), got {config.val_fraction};"

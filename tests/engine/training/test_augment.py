@@ -1,11 +1,12 @@
-"""Augmentation: dihedral transforms keep image and mask aligned, jitter spares nodata."""
+"""Augmentation: dihedral transforms and rescaling keep image and mask aligned, jitter spares
+nodata."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from engine.training.augment import augment, dihedral, item_rng, jitter
+from engine.training.augment import augment, dihedral, item_rng, jitter, rescale
 
 
 def marked(shape: tuple[int, int] = (16, 16), at: tuple[int, int] = (2, 5)) -> np.ndarray:
@@ -80,3 +81,72 @@ def test_augment_keeps_nodata_pixels_zero() -> None:
         out_img, out_mask = augment(image, mask, item_rng(0, 0, index))
         assert np.all(out_img[:, out_mask == 255] == 0.0)
         assert np.all(out_img[:, out_mask != 255] != 0.0)
+
+
+def square(size: int = 64, side: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """A bright centred square: image (2, size, size) and its mask."""
+    mask = np.zeros((size, size), dtype=np.uint8)
+    start = (size - side) // 2
+    mask[start : start + side, start : start + side] = 1
+    image = np.stack([mask.astype(np.float32) * 4.0, mask.astype(np.float32) * 2.0])
+    return image, mask
+
+
+def sides(mask: np.ndarray, value: int = 1) -> tuple[int, int]:
+    """Height and width of the bounding box of ``mask == value``."""
+    rows, cols = np.nonzero(mask == value)
+    return int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
+
+
+@pytest.mark.parametrize("factor", [0.5, 0.625, 1.25, 1.6, 2.0])
+def test_rescale_keeps_a_square_a_square_of_the_scaled_size(factor: float) -> None:
+    image, mask = square()
+    out_image, out_mask = rescale(image, mask, factor)
+    assert out_image.shape == image.shape and out_mask.shape == mask.shape
+    assert out_mask.dtype == mask.dtype
+    height, width = sides(out_mask)
+    assert abs(height - 20 * factor) <= 1 and abs(width - 20 * factor) <= 1
+    # the image's bright square sits where the mask's is (bilinear edges aside)
+    bright = out_image[0] > 2.0
+    both = np.logical_and(bright, out_mask == 1).sum()
+    assert both / np.logical_or(bright, out_mask == 1).sum() > 0.85
+    assert np.allclose(out_image[1], out_image[0] / 2.0, atol=1e-5)
+
+
+def test_shrinking_leaves_a_margin_of_nodata() -> None:
+    image, mask = square()
+    out_image, out_mask = rescale(image, mask, 0.5, offset=(0.0, 1.0))
+    assert np.all(out_mask[32:, :] == 255) and np.all(out_mask[:, :32] == 255)
+    assert np.all(out_image[:, out_mask == 255] == 0.0)
+    assert set(np.unique(out_mask[:32, 32:])) == {0, 1}
+
+
+def test_magnifying_crops_where_the_offset_says() -> None:
+    image, mask = square()
+    top_left = rescale(image, mask, 2.0, offset=(0.0, 0.0))[1]
+    # the crop is the window's top-left 32 x 32 pixels: the square's top-left quarter, doubled
+    assert sides(top_left) == (20, 20)
+    assert top_left[-1, -1] == 1 and top_left[0, 0] == 0
+
+
+def test_augment_with_scale_jitter_stays_aligned_and_within_its_range() -> None:
+    image, mask = square(side=24)
+    areas = []
+    for index in range(60):
+        out_image, out_mask = augment(image, mask, item_rng(0, 0, index), scale_jitter=1.6)
+        valid = out_mask != 255
+        assert np.all(out_image[:, ~valid] == 0.0)
+        area = int((out_mask == 1).sum())
+        if area:
+            height, width = sides(out_mask)
+            areas.append(area)
+            assert min(height, width) >= 24 / 1.6 - 1 and max(height, width) <= 24 * 1.6 + 1
+    # both enlarged and shrunk squares were drawn
+    assert min(areas) < 24 * 24 * 0.8 and max(areas) > 24 * 24 * 1.25
+
+
+def test_no_scale_jitter_leaves_the_scale_alone() -> None:
+    image, mask = square(side=24)
+    for index in range(16):
+        out_mask = augment(image, mask, item_rng(0, 0, index))[1]
+        assert int((out_mask == 1).sum()) == 24 * 24

@@ -555,3 +555,22 @@ def test_nan_and_inf_pixels_stay_out_of_the_statistics(
     assert np.isfinite(values).all(), td.stats
     assert min(td.stats.mean) >= 10 and max(td.stats.mean) <= 20
     assert all(torch.isfinite(td.train[i][0]).all() for i in range(len(td.train)))
+
+
+@pytest.mark.parametrize("value", [0.5, 5.0])
+def test_scale_jitter_out_of_range_names_the_range(
+    rgb: Path, rgb_labels: Path, value: float
+) -> None:
+    with pytest.raises(ConfigError, match="Scale jitter must be from 1"):
+        build(config([rgb], rgb_labels, scale_jitter=value))
+
+
+def test_scale_jitter_reaches_training_windows_only(rgb: Path, rgb_labels: Path) -> None:
+    data = build(config([rgb], rgb_labels, scale_jitter=2.0))
+    assert data.train.scale_jitter == 2.0 and data.val.scale_jitter == 1.0
+    plain = build(config([rgb], rgb_labels))
+    data.train.set_epoch(1)
+    plain.train.set_epoch(1)
+    masks = [(data.train[i][1], plain.train[i][1]) for i in range(len(data.train))]
+    # rescaled windows: some gain nodata margins or lose pixels the plain ones keep
+    assert any(not torch.equal(a, b) for a, b in masks)
