@@ -22,6 +22,7 @@ from engine import __version__
 from engine.config import (
     DetectConfig,
     EvaluateConfig,
+    ImproveConfig,
     ModelInfoConfig,
     PredictConfig,
     RasterizeConfig,
@@ -41,6 +42,7 @@ Result = Mapping[str, object]
 DESCRIPTIONS = {
     "rasterize-labels": "Burn building polygons into a mask GeoTIFF on a raster's exact grid.",
     "train": "Train a U-Net (or another smp model) on rasters and building polygons.",
+    "improve": "Improve a model with corrected buildings inside the area checked (fine-tune).",
     "predict": "Predict a building-probability GeoTIFF with a trained model.",
     "vectorize": "Turn a probability or mask raster into building polygons.",
     "detect": "Predict and vectorize in one pass: raster + model -> building polygons.",
@@ -142,6 +144,7 @@ class Command:
 COMMANDS: dict[str, Command] = {
     "rasterize-labels": Command(RasterizeConfig, "engine.rasterize", "rasterize_labels"),
     "train": Command(TrainConfig, "engine.train", "train"),
+    "improve": Command(ImproveConfig, "engine.improve", "improve"),
     "predict": Command(PredictConfig, "engine.predict", "predict"),
     "vectorize": Command(VectorizeConfig, "engine.vectorize", "vectorize"),
     "detect": Command(DetectConfig, "engine.detect", "detect"),

@@ -254,7 +254,107 @@ class TrainConfig:
             10000,
         ),
     )
+    max_minutes: float | None = field(
+        default=None,
+        metadata=_h(
+            "Time budget in minutes: no epoch starts that would end after it (at least one"
+            " epoch runs; default: no budget, all epochs).",
+            "Time budget (minutes, empty: none)",
+            0.0,
+            100000.0,
+        ),
+    )
     resume: str | None = field(default=None, metadata=_h("Checkpoint to resume from."))
+    overwrite: bool = field(default=False, metadata=_h("Replace the output if it exists."))
+
+
+@dataclass(frozen=True)
+class ImproveConfig:
+    """Improve a model with a mapper's corrected buildings inside the area they checked."""
+
+    raster: str = field(
+        metadata=_h("Imagery the buildings were corrected on (file, folder or glob).")
+    )
+    labels: str = field(
+        metadata=_h(
+            "Corrected building polygons (any CRS): every building inside the area checked;"
+            " buildings outside it are used too, their surroundings unknown."
+        )
+    )
+    checked_area: str = field(
+        metadata=_h(
+            "Polygons where the corrected buildings are complete: everything there that is not"
+            " a building is taught as background; outside, the imagery is unknown."
+        )
+    )
+    output: str = field(metadata=_h("Improved model file to write (.pt)."))
+    model: str | None = field(
+        default=None,
+        metadata=_h("Model to start from (default: the starter model that comes with Footprint)."),
+    )
+    validation: str | None = field(
+        default=None,
+        metadata=_h(
+            "Part of the area checked to hold back for the before/after scores (default:"
+            " a share of the area checked, held_back)."
+        ),
+    )
+    held_back: float = field(
+        default=0.25,
+        metadata=_h(
+            "Share of the area checked held back for the before/after scores when no"
+            " validation part is given (whole training windows, at least one).",
+            "Share of the area checked held back for scoring",
+            0.05,
+            0.9,
+        ),
+    )
+    minutes: float = field(
+        default=5.0,
+        metadata=_h(
+            "Time budget in minutes: training stops before an epoch that would end after it.",
+            "Time budget (minutes)",
+            0.1,
+            100000.0,
+        ),
+    )
+    epochs: int | None = field(
+        default=None,
+        metadata=_h(
+            "Train exactly this many epochs instead of for the time budget.",
+            "Epochs (empty: as many as the time budget allows)",
+            1,
+            10000,
+        ),
+    )
+    freeze_encoder_epochs: int = field(
+        default=2,
+        metadata=_h(
+            "Train only the decoder for this many first epochs.",
+            "Freeze the encoder for the first epochs",
+            0,
+            10000,
+        ),
+    )
+    lr: float = field(
+        default=3e-4,
+        metadata=_h("Learning rate (constant).", "Learning rate", 0.0, 10.0),
+    )
+    empty_keep_fraction: float = field(
+        default=1.0,
+        metadata=_h(
+            "Share of checked windows without buildings to keep (deleted false positives are"
+            " taught there).",
+            "Share of windows without buildings kept",
+            0.0,
+            1.0,
+        ),
+    )
+    report_dir: str | None = field(
+        default=None, metadata=_h("Folder for the report (default: <output>_report).")
+    )
+    seed: int = field(default=0, metadata=_h("Random seed.", "Random seed", 0, 2**31 - 1))
+    device: str = field(default="auto", metadata=_h("auto, cpu, cuda or cuda:N."))
     overwrite: bool = field(default=False, metadata=_h("Replace the output if it exists."))
 
 

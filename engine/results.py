@@ -35,6 +35,27 @@ class TrainResult(TypedDict):
     val_windows: int
     weights_sha256: str  # of the best weights (equal on every rank of a torchrun run)
     ranks: int  # processes that trained together (torchrun's world size, else 1)
+    # validation record (val_iou, val_building_f1, ...) of the starting model of a
+    # fine-tuning (None otherwise), and of the best epoch, scored alike
+    before: dict[str, float] | None
+    after: dict[str, float]
+
+
+class ImproveResult(TypedDict):
+    """``improve``: the improved model, its report, and the held-back part's scores before
+    (the starting model) and after."""
+
+    output: str
+    report: str
+    start_model: str
+    before: dict[str, float]
+    after: dict[str, float]
+    improved: bool  # the building F1 (else IoU) on the held-back part went up
+    epochs_run: int
+    minutes: float
+    train_windows: int
+    val_windows: int
+    buildings: int  # corrected buildings used
 
 
 class PredictResult(TypedDict):

@@ -433,6 +433,7 @@ def run_epochs(loop: Loop, state: TrainState, progress: Progress, checkpoint: Pa
     per_epoch = len(loop.train_loader) + len(loop.val_loader)
     loop.batches_total = max(1, per_epoch * (config.epochs - state.epoch))
     first = state.epoch + 1
+    began = time.monotonic()
     while state.epoch < config.epochs:
         epoch = state.epoch + 1
         _set_epoch(loop.train_loader, config.seed, epoch)
@@ -442,18 +443,14 @@ def run_epochs(loop: Loop, state: TrainState, progress: Progress, checkpoint: Pa
         lr = loop.optimizer.param_groups[0]["lr"]
         train_loss = loop.train_epoch(progress)
         checked = loop.validate(progress)
-        hist = checked.hist
         record = {
             "epoch": epoch,
             "train_loss": train_loss,
-            "val_loss": checked.loss,
-            **{f"val_{k}": v for k, v in hist.counts(0.5).scores().items()},
+            **validation_scores(checked),
             "lr": lr,
             "seconds": time.monotonic() - start,
         }
-        if checked.windows is not None:
-            record["val_building_f1"] = checked.windows.epoch_f1()
-        state.add_epoch(record, loop.bare, hist, checked.contact, checked.windows)
+        state.add_epoch(record, loop.bare, checked.hist, checked.contact, checked.windows)
         for name, value in record.items():
             if name != "epoch":
                 progress.metric(name, value, step=epoch)
@@ -471,11 +468,49 @@ def run_epochs(loop: Loop, state: TrainState, progress: Progress, checkpoint: Pa
             progress.log(_estimate(record["seconds"], config.epochs - epoch))
         if is_main:
             save_checkpoint(checkpoint, state, loop)
+        if out_of_time(config, time.monotonic() - began, epoch - first + 1, epoch):
+            progress.log(
+                f"Time budget of {config.max_minutes:g} minutes: stopping after epoch {epoch}"
+                " (another would end after it)."
+            )
+            break
         if config.patience and epoch - state.best_epoch >= config.patience:
             progress.log(
                 f"Early stop: no better validation {state.criterion} for {config.patience} epochs."
             )
             break
+
+
+def validation_scores(checked: Validation) -> dict[str, float]:
+    """An epoch's validation record: loss, pixel scores at 0.5 and (with a separation class)
+    building F1."""
+    record = {
+        "val_loss": checked.loss,
+        **{f"val_{k}": v for k, v in checked.hist.counts(0.5).scores().items()},
+    }
+    if checked.windows is not None:
+        record["val_building_f1"] = checked.windows.epoch_f1()
+    return record
+
+
+def out_of_time(config: TrainConfig, elapsed: float, epochs_done: int, epoch: int) -> bool:
+    """True when the time budget cannot hold another epoch as long as the mean one so far."""
+    if config.max_minutes is None or epoch >= config.epochs:
+        return False
+    return elapsed + elapsed / max(epochs_done, 1) > config.max_minutes * 60.0
+
+
+def starting_scores(loop: Loop, progress: Progress) -> dict[str, float]:
+    """The starting model's validation scores (a fine-tuning's "before"), as epochs score."""
+    scores = validation_scores(loop.validate(progress))
+    loop.batches_done = 0  # the epochs' progress starts after this pass
+    buildings = (
+        f", building F1 {scores['val_building_f1']:.4f}" if "val_building_f1" in scores else ""
+    )
+    progress.log(
+        f"The starting model on the validation windows: IoU {scores['val_iou']:.4f}{buildings}."
+    )
+    return scores
 
 
 def network_name(architecture: str, encoder: str) -> str:
@@ -586,6 +621,9 @@ def _train(config: TrainConfig, progress: Progress) -> TrainResult:
         progress.log(f"Resuming after epoch {state.epoch} from {config.resume}.")
     if rank == 0:
         report.mkdir(parents=True, exist_ok=True)
+    before = None
+    if start_spec is not None and not config.resume:
+        before = starting_scores(loop, SubProgress(progress, 10, 10))
     run_epochs(loop, state, SubProgress(progress, 10, 98), checkpoint)
     threshold, metrics = state.choose_threshold()
     contact_threshold = state.contact_threshold()
@@ -617,6 +655,10 @@ def _train(config: TrainConfig, progress: Progress) -> TrainResult:
         "val_windows": len(data.val),
         "weights_sha256": weights_digest(state.best_state),
         "ranks": _rank()[1],
+        "before": before,
+        "after": {
+            k: v for k, v in state.history[state.best_epoch - 1].items() if k.startswith("val_")
+        },
     }
     if rank == 0:
         loop.bare.load_state_dict(state.best_state)

@@ -25,7 +25,7 @@ from pathlib import Path
 #: This machine, in 6 hex digits: a process id means something only on its own host.
 HOST = hashlib.sha1(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:6]
 #: Kinds of scratch folders made in the temporary folder.
-SCRATCH_KINDS = ("vrt", "rasterize", "strip")
+SCRATCH_KINDS = ("vrt", "rasterize", "strip", "improve")
 
 _OWNER = r"(?P<pid>\d+)-(?P<host>[0-9a-f]{6})"
 #: A partial output (see :func:`part_name`) and its sidecars (.aux.xml, SQLite journals,

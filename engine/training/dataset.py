@@ -192,7 +192,11 @@ def build_training_data(
     sources = open_sources(config)
     labels = [read_labels(config.labels, s.crs_wkt, bounds=_padded(s)) for s in sources]
     n_labels = sum(len(g) for g in labels)
-    if n_labels == 0:
+    if n_labels == 0 and config.labelled_area:
+        progress.log(
+            "No building polygon over the rasters: the labelled area is taught as background."
+        )
+    elif n_labels == 0:
         _raise_no_labels(config, sources)
     for s, g in zip(sources, labels, strict=True):
         if len(g) == 0:

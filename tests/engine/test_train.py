@@ -479,3 +479,29 @@ def test_fine_tuning_starts_from_the_starter_model(
     with pytest.raises(ModelFileError, match="missing: give a model with --init-model"):
         train_module.train(make_config("none.pt", init_model="starter"), RecordingProgress())
     assert not (tmp_path / "none.pt").exists() and not (tmp_path / "none_report").exists()
+
+
+def test_a_time_budget_stops_before_an_epoch_that_would_end_after_it(
+    calls: list[TrainConfig], make_config: Callable[..., TrainConfig]
+) -> None:
+    progress = RecordingProgress()
+    result = train_module.train(make_config(epochs=5, max_minutes=1e-6), progress)
+    assert result["epochs_run"] == 1 and Path(result["output"]).is_file()
+    assert any(m.startswith("Time budget of") for m in progress.messages)
+    plenty = train_module.train(make_config("b.pt", epochs=3, max_minutes=600), RecordingProgress())
+    assert plenty["epochs_run"] == 3
+
+
+def test_fine_tuning_scores_the_starting_model_like_the_epochs(
+    calls: list[TrainConfig], make_config: Callable[..., TrainConfig]
+) -> None:
+    first = train_module.train(make_config("first.pt", epochs=2), RecordingProgress())
+    assert first["before"] is None
+    tuned = make_config("tuned.pt", init_model=first["output"], lr=1e-12, epochs=1)
+    progress = RecordingProgress()
+    result = train_module.train(tuned, progress)
+    before, after = result["before"], result["after"]
+    assert before is not None and set(before) == set(after)
+    # a vanishing learning rate: the tuned weights score as the starting ones did
+    assert after["val_iou"] == pytest.approx(before["val_iou"], abs=1e-6)
+    assert any(m.startswith("The starting model on the validation") for m in progress.messages)

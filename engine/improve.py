@@ -1,0 +1,267 @@
+"""Improve a model with a mapper's corrections: the "fix" step of detect, fix, improve, detect.
+
+The mapper ran detect, corrected the buildings in one neighbourhood (deleted false ones,
+drew missed ones, fixed outlines) and drew the *area checked*, where the corrected layer is
+complete. :func:`improve` fine-tunes the starting model (default: the starter model) on that:
+
+- inside the area checked, every pixel that is not a corrected building is background, so
+  deleted false positives are taught, even where no building is left;
+- corrected buildings outside it are taught as buildings, their surroundings unknown (the
+  labelled area is the area checked plus those buildings);
+- a part of the area checked is held back (``validation``, or whole training windows making
+  up ``held_back`` of it, at one end): the starting model and the improved one are scored on
+  it alike, so the report says whether the corrections helped.
+
+Training is ``train``'s fine-tuning with small-data defaults: the starting model's
+normalisation, the encoder frozen for the first epochs, a constant learning rate, every
+checked window kept, and a time budget instead of a number of epochs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import shapely
+from affine import Affine
+
+from engine.config import ImproveConfig, TrainConfig
+from engine.errors import ConfigError, LabelsError
+from engine.events import Progress
+from engine.geo.labels import layer_inputs, read_labels
+from engine.geo.outputs import Input, check_output, file_input, prepare_outputs
+from engine.geo.rasters import raster_inputs
+from engine.geo.temporary import make_scratch
+from engine.models.modelfile import read_spec
+from engine.models.starter import resolve_model
+from engine.results import ImproveResult
+from engine.train import report_dir_for, train
+from engine.training.crop import crop_on_model_grid
+from engine.training.dataset import open_sources
+from engine.training.sampling import Source, cell_shape
+
+#: Epochs at most when training for a time budget (the budget ends it first).
+MAX_EPOCHS = 1000
+#: A training window counts when this share of it is inside the labelled area.
+MIN_LABELLED_SHARE = 0.05
+REPORT_NAME = "improve.json"
+
+
+def improve(config: ImproveConfig, progress: Progress) -> ImproveResult:
+    """Fine-tune ``config.model`` on the corrections; write the model and the report.
+
+    Raises:
+        ConfigError: the area checked misses the imagery, or is too small to hold a part back
+            (give ``validation``); bad options.
+        LabelsError, RasterError, ModelFileError, OutputError, CancelledError: as ``train``.
+    """
+    started = time.monotonic()
+    _check_options(config)
+    check_output(config.output, config.overwrite)
+    report = report_dir_for(_train_config(config, "", "", None))
+    prepare_outputs(
+        {"improved model": config.output, "report": report / REPORT_NAME}, improve_inputs(config)
+    )
+    start = resolve_model(config.model, progress)
+    spec = read_spec(start)
+    (source,) = open_sources(_train_config(config, start, "", None))
+    checked = _checked_area(config, source)
+    buildings = read_labels((config.labels,), source.crs_wkt, bounds=source.bounds)
+    inside = int(shapely.intersects(buildings.geometry.to_numpy(), checked).sum())
+    progress.log(
+        f"Corrections: {len(buildings)} building(s) over the imagery, {inside} of them inside"
+        " the area checked."
+    )
+    scratch = make_scratch("improve")
+    labelled = shapely.union_all([checked, *buildings.geometry.to_numpy()])
+    imagery, resampled = crop_on_model_grid(
+        source.path, labelled.bounds, spec.resolution_m, spec.tile_size, scratch / "imagery.tif"
+    )
+    if resampled:
+        progress.log(
+            f"Imagery resampled to the model's {spec.resolution_m:g} m per pixel (bilinear, as"
+            " detect does) around the area checked."
+        )
+    (cropped,) = open_sources(
+        replace(_train_config(config, start, "", None), rasters=(str(imagery),))
+    )
+    labelled_path = _write(labelled, source.crs_wkt, scratch / "labelled_area.geojson")
+    validation = config.validation or _write(
+        held_back_part(checked, cropped, spec.tile_size, config.held_back),
+        source.crs_wkt,
+        scratch / "held_back.geojson",
+    )
+    settings = _train_config(config, start, labelled_path, validation)
+    settings = replace(settings, rasters=(str(imagery),), tile_size=spec.tile_size)
+    if spec.architecture == "compact" and settings.freeze_encoder_epochs:
+        progress.log("The compact U-Net has no separate encoder: nothing is frozen.")
+        settings = replace(settings, freeze_encoder_epochs=0)
+    result = train(settings, progress)
+    before, after = result["before"] or {}, result["after"]
+    key = "val_building_f1" if "val_building_f1" in after else "val_iou"
+    improved = float(after.get(key, 0.0)) > float(before.get(key, 0.0))
+    out: ImproveResult = {
+        "output": result["output"],
+        "report": result["report"],
+        "start_model": start,
+        "before": before,
+        "after": after,
+        "improved": improved,
+        "epochs_run": result["epochs_run"],
+        "minutes": (time.monotonic() - started) / 60.0,
+        "train_windows": result["train_windows"],
+        "val_windows": result["val_windows"],
+        "buildings": len(buildings),
+    }
+    Path(result["report"], REPORT_NAME).write_text(
+        json.dumps({**out, "validation": config.validation or "held back"}, indent=1) + "\n",
+        encoding="utf-8",
+    )
+    progress.log(_verdict(before, after, key, improved))
+    return out
+
+
+def improve_inputs(config: ImproveConfig) -> list[Input]:
+    """Every file ``improve`` reads."""
+    inputs = raster_inputs(config.raster, "imagery")
+    inputs += layer_inputs("corrected building layer", config.labels)
+    inputs += layer_inputs("area checked layer", config.checked_area)
+    inputs += layer_inputs("validation part layer", config.validation)
+    inputs += file_input("starting model", config.model)
+    return inputs
+
+
+def _check_options(config: ImproveConfig) -> None:
+    if not 0.0 < config.held_back < 1.0:
+        raise ConfigError(
+            f"The share held back must be between 0 and 1, got {config.held_back}; e.g. 0.25."
+        )
+    if config.epochs is None and config.minutes <= 0:
+        raise ConfigError(f"The time budget must be above 0 minutes, got {config.minutes}.")
+    if config.epochs is not None and config.epochs < 1:
+        raise ConfigError(f"Epochs must be at least 1, got {config.epochs}.")
+
+
+def _train_config(
+    config: ImproveConfig, start: str, labelled_area: str, validation: str | None
+) -> TrainConfig:
+    """``train``'s fine-tuning with improve's small-data defaults."""
+    return TrainConfig(
+        rasters=(config.raster,),
+        labels=(config.labels,),
+        output=config.output,
+        report_dir=config.report_dir,
+        validation=validation,
+        labelled_area=labelled_area or None,
+        init_model=start or None,
+        freeze_encoder_epochs=config.freeze_encoder_epochs,
+        lr=config.lr,
+        schedule="constant",
+        epochs=config.epochs or MAX_EPOCHS,
+        max_minutes=None if config.epochs else config.minutes,
+        empty_keep_fraction=config.empty_keep_fraction,
+        max_nodata_fraction=1.0 - MIN_LABELLED_SHARE,
+        seed=config.seed,
+        device=config.device,
+        overwrite=config.overwrite,
+    )
+
+
+def _checked_area(config: ImproveConfig, source: Source) -> shapely.Geometry:
+    """The area checked over the imagery, in its CRS.
+
+    Raises:
+        ConfigError: no polygon, or none over the imagery.
+    """
+    try:
+        polygons = read_labels((config.checked_area,), source.crs_wkt)
+    except LabelsError as exc:
+        raise ConfigError(f"Area checked {config.checked_area}: {exc}") from exc
+    if not len(polygons):
+        raise ConfigError(
+            f"The area checked {config.checked_area} has no polygon; draw the area where the"
+            " corrected buildings are complete."
+        )
+    area = shapely.intersection(
+        shapely.union_all(polygons.geometry.to_numpy()), shapely.box(*source.bounds)
+    )
+    if area.is_empty or area.area == 0:
+        raise ConfigError(
+            f"The area checked {config.checked_area} lies outside the imagery {config.raster};"
+            " draw it over the imagery the buildings were corrected on."
+        )
+    return area
+
+
+def held_back_part(
+    checked: shapely.Geometry, source: Source, tile: int, share: float
+) -> shapely.Geometry:
+    """The part of ``checked`` held back for scoring: whole training-window cells (``tile``
+    pixels) that hold at least :data:`MIN_LABELLED_SHARE` of it, about ``share`` of them (at
+    least one, and one left to train on), taken at one end of the area's longer side.
+
+    Raises:
+        ConfigError: the area checked fills fewer than two cells.
+    """
+    transform = Affine(*source.transform)
+    rows, cols = cell_shape(source.width, source.height, tile)
+    minx, miny, maxx, maxy = checked.bounds
+    inverse = ~transform
+    corners = [inverse * (x, y) for x in (minx, maxx) for y in (miny, maxy)]
+    c0 = max(0, int(min(c for c, _ in corners) // tile))
+    c1 = min(cols - 1, int(max(c for c, _ in corners) // tile))
+    r0 = max(0, int(min(r for _, r in corners) // tile))
+    r1 = min(rows - 1, int(max(r for _, r in corners) // tile))
+    cells: list[tuple[int, int, shapely.Geometry]] = []
+    for r in range(r0, r1 + 1):
+        for c in range(c0, c1 + 1):
+            cell = _cell_box(transform, r, c, tile)
+            part = shapely.intersection(cell, checked)
+            if part.area >= MIN_LABELLED_SHARE * cell.area:
+                cells.append((r, c, part))
+    if len(cells) < 2:
+        size = tile * abs(transform.a)
+        raise ConfigError(
+            f"The area checked fills {len(cells)} training window(s) of {tile} pixels"
+            f" ({size:g} units of its CRS a side): too small to hold a part back for the"
+            " before/after scores. Draw a larger area checked, or give the validation part"
+            " (polygons of corrected buildings' surroundings not in the area checked)."
+        )
+    wide = (c1 - c0) >= (r1 - r0)
+    cells.sort(key=lambda cell: (cell[1], cell[0]) if wide else (cell[0], cell[1]))
+    count = min(len(cells) - 1, max(1, round(share * len(cells))))
+    return shapely.union_all([part for _, _, part in cells[-count:]])
+
+
+def _cell_box(transform: Affine, row: int, col: int, tile: int) -> shapely.Geometry:
+    """The cell (``row``, ``col``) of ``tile`` pixels as a box in the raster's CRS."""
+    corners = [
+        transform * (col * tile + dc, row * tile + dr) for dc in (0, tile) for dr in (0, tile)
+    ]
+    xs, ys = [x for x, _ in corners], [y for _, y in corners]
+    return shapely.box(min(xs), min(ys), max(xs), max(ys))
+
+
+def _write(geometry: shapely.Geometry, crs_wkt: str, path: Path) -> str:
+    """``geometry`` as a one-feature GeoJSON in ``crs_wkt``; its path."""
+    parts = [g for g in shapely.get_parts(geometry) if not g.is_empty] or [geometry]
+    gpd.GeoDataFrame(geometry=gpd.GeoSeries(np.asarray(parts), crs=crs_wkt)).to_file(path)
+    return str(path)
+
+
+def _verdict(before: dict[str, float], after: dict[str, float], key: str, improved: bool) -> str:
+    """What the held-back part says, in a mapper's words."""
+    name = "building F1" if key == "val_building_f1" else "pixel IoU"
+    was, now = float(before.get(key, float("nan"))), float(after.get(key, float("nan")))
+    pixels = f"pixel IoU {before.get('val_iou', float('nan')):.3f} -> {after['val_iou']:.3f}"
+    head = f"On the part held back: {name} {was:.3f} before, {now:.3f} after ({pixels})."
+    if improved:
+        return head + " The corrections helped: detect with the improved model."
+    return (
+        head + " The corrections did not help there: keep the starting model, or correct"
+        " more buildings (a larger area checked) and improve again."
+    )

@@ -1,0 +1,201 @@
+"""``improve``: fine-tuning on a mapper's corrections inside the area checked, with before/after
+scores on a held-back part. Generated imagery: bright squares (roofs) on a dark noisy ground."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+import shapely
+import torch
+from shapely.geometry import box
+
+from engine import improve as improve_module
+from engine.config import ImproveConfig, PredictConfig, TrainConfig
+from engine.errors import ConfigError, OutputError
+from engine.events import RecordingProgress
+from engine.improve import held_back_part
+from engine.predict import predict
+from engine.train import train
+from engine.training.dataset import open_sources
+from tests.engine.conftest import UTM, write_labels, write_raster
+
+SIZE = 384  # pixels a side, 0.5 m each (write_raster's grid)
+X0, Y0, PX = 500_000.0, 3_700_000.0, 0.5
+TILE = 32
+
+
+def px(c0: float, r0: float, c1: float, r1: float) -> Any:
+    """A box from pixel columns/rows on write_raster's default grid."""
+    return box(X0 + c0 * PX, Y0 - r1 * PX, X0 + c1 * PX, Y0 - r0 * PX)
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Imagery with a grid of bright squares, their labels, and a model trained on them."""
+    torch.set_num_threads(1)
+    folder = tmp_path_factory.mktemp("improve")
+    rng = np.random.default_rng(0)
+    image = rng.normal(60, 8, (3, SIZE, SIZE))
+    squares = []
+    for r in range(8, SIZE - 24, 40):
+        for c in range(8, SIZE - 24, 40):
+            image[:, r : r + 16, c : c + 16] += 120
+            squares.append(px(c, r, c + 16, r + 16))
+    raster = write_raster(folder / "imagery.tif", np.clip(image, 0, 255).astype(np.uint8))
+    labels = write_labels(folder / "buildings.gpkg", squares)
+    config = TrainConfig(
+        rasters=(str(raster),),
+        labels=(str(labels),),
+        output=str(folder / "start.pt"),
+        architecture="compact",
+        tile_size=TILE,
+        stride=TILE,
+        epochs=3,
+        lr=0.01,
+        device="cpu",
+        boundary=False,
+        augment=False,
+    )
+    train(config, RecordingProgress())
+    return {"raster": raster, "labels": labels, "model": Path(config.output), "folder": folder}
+
+
+def improve_config(scene: dict[str, Path], tmp_path: Path, **changes: Any) -> ImproveConfig:
+    values: dict[str, Any] = {
+        "raster": str(scene["raster"]),
+        "labels": str(scene["labels"]),
+        "checked_area": str(write_labels(tmp_path / "checked.gpkg", [px(0, 0, 192, SIZE)])),
+        "output": str(tmp_path / "improved.pt"),
+        "model": str(scene["model"]),
+        "epochs": 2,
+        "lr": 0.01,
+        "device": "cpu",
+    }
+    values.update(changes)
+    return ImproveConfig(**values)
+
+
+def mean_probability(raster: Path, model: str, where: Any, out: Path) -> float:
+    """Mean building probability of ``model`` over ``where`` (pixel box)."""
+    predict(PredictConfig(str(raster), model, str(out), device="cpu"), RecordingProgress())
+    with rasterio.open(out) as src:
+        data = src.read(1)
+    c0, r0, c1, r1 = where
+    return float(data[r0:r1, c0:c1].mean())
+
+
+def test_deleting_every_building_in_the_area_checked_teaches_background(
+    scene: dict[str, Path], tmp_path: Path
+) -> None:
+    # the mapper deleted all detections on the left half: no building is left in the layer
+    empty = write_labels(tmp_path / "none.gpkg", [])
+    config = improve_config(scene, tmp_path, labels=str(empty), epochs=4)
+    result = improve_module.improve(config, RecordingProgress())
+    assert result["buildings"] == 0
+    left = (0, 0, 192, SIZE)
+    before = mean_probability(scene["raster"], str(scene["model"]), left, tmp_path / "b.tif")
+    after = mean_probability(scene["raster"], result["output"], left, tmp_path / "a.tif")
+    assert after < before
+
+
+def test_report_scores_the_starting_and_the_improved_model_on_the_held_back_part(
+    scene: dict[str, Path], tmp_path: Path
+) -> None:
+    progress = RecordingProgress()
+    result = improve_module.improve(improve_config(scene, tmp_path), progress)
+    # the area checked is 6 x 12 cells of the model's 32-px tile: a quarter held back
+    assert result["val_windows"] == 18
+    assert set(result["before"]) == set(result["after"]) and "val_iou" in result["before"]
+    report = json.loads(Path(result["report"], "improve.json").read_text())
+    assert report["before"] == result["before"] and report["after"] == result["after"]
+    assert report["improved"] == (result["after"]["val_iou"] > result["before"]["val_iou"])
+    assert any(m.startswith("On the part held back:") for m in progress.messages)
+    assert Path(result["output"]).is_file()
+
+
+def test_held_back_part_is_whole_cells_at_one_end_of_the_area(tmp_path: Path) -> None:
+    raster = write_raster(tmp_path / "r.tif", np.zeros((3, SIZE, SIZE), np.uint8))
+    (source,) = open_sources(TrainConfig((str(raster),), ("x",), "m.pt"))
+    checked = px(32, 64, 32 + 8 * TILE, 64 + 2 * TILE)  # 8 x 2 cells, wider than tall
+    part = held_back_part(checked, source, TILE, 0.25)
+    assert part.area == pytest.approx(4 * (TILE * PX) ** 2)
+    assert part.within(checked)
+    assert part.bounds[2] == pytest.approx(checked.bounds[2])  # at the east end
+    whole = held_back_part(checked, source, TILE, 0.99)
+    assert whole.area < checked.area  # one cell is always left to train on
+
+
+def test_an_area_checked_too_small_to_hold_a_part_back_names_the_ways_out(
+    scene: dict[str, Path], tmp_path: Path
+) -> None:
+    small = write_labels(tmp_path / "small.gpkg", [px(40, 40, 60, 60)])
+    with pytest.raises(ConfigError, match="too small to hold a part back"):
+        improve_module.improve(
+            improve_config(scene, tmp_path, checked_area=str(small)), RecordingProgress()
+        )
+    assert not (tmp_path / "improved.pt").exists()
+
+
+def test_an_area_checked_outside_the_imagery_is_refused(
+    scene: dict[str, Path], tmp_path: Path
+) -> None:
+    far = write_labels(tmp_path / "far.gpkg", [box(0, 0, 10, 10)], crs=UTM)
+    with pytest.raises(ConfigError, match="lies outside the imagery"):
+        improve_module.improve(
+            improve_config(scene, tmp_path, checked_area=str(far)), RecordingProgress()
+        )
+
+
+def test_buildings_outside_the_area_checked_are_taught_with_unknown_surroundings(
+    scene: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[TrainConfig] = []
+
+    def capture(config: TrainConfig, progress: Any) -> Any:
+        seen.append(config)
+        raise ConfigError("stop here")
+
+    monkeypatch.setattr(improve_module, "train", capture)
+    with pytest.raises(ConfigError, match="stop here"):
+        improve_module.improve(improve_config(scene, tmp_path), RecordingProgress())
+    (config,) = seen
+    assert config.labelled_area is not None and config.validation is not None
+    labelled = shapely.union_all(gpd.read_file(config.labelled_area).geometry.to_numpy())
+    outside = px(328, 8, 344, 24)  # a labelled square on the right half, not checked
+    assert labelled.contains(outside.buffer(-0.01))
+    assert not labelled.contains(px(300, 40, 320, 60))  # its ground is not taught
+    assert config.init_model == str(scene["model"]) and config.schedule == "constant"
+
+
+def test_the_improved_model_may_not_replace_an_input(
+    scene: dict[str, Path], tmp_path: Path
+) -> None:
+    config = improve_config(scene, tmp_path, output=str(scene["model"]), overwrite=True)
+    with pytest.raises(OutputError, match="starting model"):
+        improve_module.improve(config, RecordingProgress())
+
+
+def test_the_starter_model_is_the_default_start(
+    scene: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FOOTPRINT_STARTER_MODEL", str(scene["model"]))
+    seen: list[TrainConfig] = []
+
+    def capture(config: TrainConfig, progress: Any) -> Any:
+        seen.append(config)
+        raise ConfigError("stop here")
+
+    monkeypatch.setattr(improve_module, "train", capture)
+    progress = RecordingProgress()
+    with pytest.raises(ConfigError, match="stop here"):
+        improve_module.improve(improve_config(scene, tmp_path, model=None), progress)
+    assert seen[0].init_model == str(scene["model"])
+    assert any("starter model" in m.lower() for m in progress.messages)
+
+
