@@ -197,5 +197,3 @@ def test_the_starter_model_is_the_default_start(
         improve_module.improve(improve_config(scene, tmp_path, model=None), progress)
     assert seen[0].init_model == str(scene["model"])
     assert any("starter model" in m.lower() for m in progress.messages)
-
-
