@@ -516,6 +516,16 @@ class PolygonOptions:
             "Square off outlines",
         ),
     )
+    low_confidence: float = field(
+        default=0.6,
+        metadata=_h(
+            "Buildings whose score (mean building probability) is below this get"
+            " low_confidence = 1 in the output, for a corrector to check first (0: none).",
+            "Mark buildings scoring below this as low confidence",
+            0.0,
+            1.0,
+        ),
+    )
     seed_threshold: float | None = field(
         default=None,
         metadata=_h(

@@ -295,13 +295,20 @@ def _result(
         )
     mpx = job.grid.width * job.grid.height / 1e6  # raster pixels processed
     speed = mpx / seconds if seconds > 0 else 0.0
+    check = (
+        f", {stream.low_confidence} of them low confidence (low_confidence = 1: check them first)"
+        if stream.low_confidence
+        else ""
+    )
     progress.log(
-        f"{stream.buildings} buildings ({total:.1f} m²) written to {output} in {seconds:.1f} s."
+        f"{stream.buildings} buildings ({total:.1f} m²{check}) written to {output} in"
+        f" {seconds:.1f} s."
     )
     progress.set_progress(100.0)
     return {
         "output": str(output),
         "buildings": stream.buildings,
+        "low_confidence": stream.low_confidence,
         "total_area_m2": total,
         "probability": str(Path(keep).expanduser().absolute()) if keep else None,
         "threshold": threshold,

@@ -91,6 +91,7 @@ class DetectResult(TypedDict):
 
     output: str
     buildings: int
+    low_confidence: int  # buildings marked low_confidence = 1
     total_area_m2: float
     probability: str | None
     threshold: float

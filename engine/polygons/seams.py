@@ -431,6 +431,7 @@ class PolygonStream:
         self.dropped = 0  # under min_area_m2
         self.total_area_m2 = 0.0
         self.score_sum = 0.0
+        self.low_confidence = 0  # written with low_confidence 1
 
     def add(self, buildings: list[Building]) -> None:
         """Queue finished buildings; write a batch when enough are queued."""
@@ -464,6 +465,7 @@ class PolygonStream:
         self.dropped += len(batch) - len(frame)
         self.total_area_m2 += float(frame["area_m2"].sum())
         self.score_sum += float(frame["score"].sum())
+        self.low_confidence += int(frame["low_confidence"].sum())
 
 
 def check_polygon_options(options: PolygonOptions, threshold: float) -> None:
@@ -477,6 +479,11 @@ def check_polygon_options(options: PolygonOptions, threshold: float) -> None:
         value = getattr(options, name)
         if value is not None and (not math.isfinite(value) or value < 0):
             raise ConfigError(f"{name} must be 0 or more, got {value}; use 0 to turn it off.")
+    if not (math.isfinite(options.low_confidence) and 0 <= options.low_confidence <= 1):
+        raise ConfigError(
+            f"low_confidence must be from 0 to 1 (a mean probability), got"
+            f" {options.low_confidence}; 0 marks no building."
+        )
     seed = options.seed_threshold
     if seed is not None and not (math.isfinite(seed) and 0 < seed <= 1):
         raise ConfigError(

@@ -214,13 +214,15 @@ def finalize_polygons(
             ``[b.geometry for b in buildings]`` from :class:`engine.vectorize.SeamJoiner`.
         scores: mean probability of each polygon.
         crs: the raster's CRS (rasterio or pyproj CRS, WKT, "EPSG:..." ...).
-        config: hole_area_m2, simplify (pixels), regularize and min_area_m2 are used.
+        config: hole_area_m2, simplify (pixels), regularize, min_area_m2 and low_confidence
+            are used.
         transform: the raster's geotransform (pixel -> CRS).
         first_id: the ``id`` of the first polygon (for a layer written in batches).
 
     Returns:
-        A GeoDataFrame with ``id`` (from first_id, in reading order), ``area_m2``, ``score``
-        and Polygon geometries in ``crs``; polygons smaller than ``min_area_m2`` are dropped.
+        A GeoDataFrame with ``id`` (from first_id, in reading order), ``area_m2``, ``score``,
+        ``low_confidence`` (1 where the score is below ``config.low_confidence``, else 0) and
+        Polygon geometries in ``crs``; polygons smaller than ``min_area_m2`` are dropped.
     """
     pcrs = CRS.from_user_input(crs)
     cleaned = _clean(canonical_polygons(geoms), transform, pcrs, config)
@@ -238,6 +240,7 @@ def finalize_polygons(
             "id": np.arange(first_id, first_id + len(world), dtype=np.int64),
             "area_m2": areas.astype(np.float64),
             "score": score_arr.astype(np.float64),
+            "low_confidence": (score_arr < config.low_confidence).astype(np.int32),
         }
     )
     return gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries(list(world), crs=pcrs), crs=pcrs)

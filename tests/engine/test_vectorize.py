@@ -528,3 +528,19 @@ def test_seam_join_falls_back_to_a_general_union(monkeypatch: pytest.MonkeyPatch
     got = list(polygonize_windows(pieces(), 40, 40, 0.5))
     assert refused and len(got) == len(expected) == 1
     assert got[0].geometry.equals(expected[0].geometry) and got[0].pixels == 25 * 25
+
+
+def test_buildings_scoring_below_low_confidence_are_marked(
+    raster_factory: Callable[..., Path], tmp_path: Path
+) -> None:
+    prob = np.full((100, 100), 0.1, np.float32)
+    prob[10:40, 10:40] = 0.9
+    prob[60:90, 60:90] = 0.55
+    raster = raster_factory("p.tif", prob)
+    _, gdf = _run(raster, tmp_path / "o.gpkg", window_size=64, low_confidence=0.6)
+    by_score = gdf.sort_values("score")
+    assert by_score["low_confidence"].tolist() == [1, 0]
+    _, none = _run(raster, tmp_path / "n.gpkg", low_confidence=0.0)
+    assert none["low_confidence"].tolist() == [0, 0]
+    with pytest.raises(ConfigError, match="low_confidence must be from 0 to 1"):
+        _run(raster, tmp_path / "x.gpkg", low_confidence=1.5)
