@@ -19,6 +19,7 @@ from .conftest import PACKAGE_PARENT
 EXPECTED_IDS = [
     "footprint:detect",
     "footprint:evaluate",
+    "footprint:improve",
     "footprint:predict",
     "footprint:rasterizelabels",
     "footprint:train",
@@ -49,11 +50,11 @@ app.initQgis()
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_provider_has_exactly_the_six_algorithms(provider) -> None:
+def test_provider_has_exactly_the_seven_algorithms(provider) -> None:
     assert provider.id() == "footprint" and provider.name() == "Footprint"
     assert not provider.icon().isNull()
     assert sorted(alg.id() for alg in provider.algorithms()) == EXPECTED_IDS
-    assert len(algorithm_classes()) == len(ALGORITHM_MODULES) == 6
+    assert len(algorithm_classes()) == len(ALGORITHM_MODULES) == 7
 
 
 def test_algorithms_share_the_base(provider) -> None:
