@@ -233,4 +233,4 @@ print(len(classes))
         timeout=120,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip().splitlines()[-1] == "6"
+    assert done.stdout.strip().splitlines()[-1] == "7"
