@@ -11,11 +11,20 @@ from typing import Any
 
 import pytest
 from osgeo import gdal
-from qgis.core import QgsProcessingException, QgsProject, QgsRasterLayer
+from qgis.core import QgsProcessingException, QgsProject, QgsRasterLayer, QgsVectorLayer
 
 from footprint.plugin.algorithms import base, common
 
-from .helpers import UTM45N, layer_epsg, make_scene, make_xyz_tiles, run, write_boxes, xyz_uri
+from .helpers import (
+    UTM45N,
+    feature_count,
+    layer_epsg,
+    make_scene,
+    make_xyz_tiles,
+    run,
+    write_boxes,
+    xyz_uri,
+)
 
 #: The engine's result of a run whose model has a separation class (building F1 scored).
 RESULT = {
@@ -209,3 +218,32 @@ def test_a_web_layer_with_an_empty_area_checked_is_refused(
             },
         )
     assert engine_calls == [] and not (tmp_path / "improved.pt").exists()
+
+
+def test_unsaved_edits_of_the_corrected_layer_reach_the_engine(
+    engine_calls: list[tuple[str, list[str]]], tmp_path: Path
+) -> None:
+    """The mapper deleted a false building and has not saved: the engine gets the layer as the
+    map shows it (a copy), and the file on disk is left as it is."""
+    scene = make_scene(tmp_path, "scene")
+    checked = write_boxes(tmp_path / "checked.gpkg", [scene.extent])
+    layer = QgsVectorLayer(str(scene.labels), "corrected", "ogr")
+    QgsProject.instance().addMapLayer(layer)
+    try:
+        assert layer.startEditing() and layer.deleteFeature(next(layer.getFeatures()).id())
+        run(
+            "footprint:improve",
+            {
+                "INPUT": str(scene.raster),
+                "BUILDINGS": layer.id(),
+                "CHECKED_AREA": str(checked),
+                "OUTPUT": str(tmp_path / "improved.pt"),
+            },
+        )
+        labels = option(engine_calls[-1][1], "--labels")
+        assert labels != str(scene.labels)
+        assert feature_count(labels) == len(scene.boxes) - 1
+        assert feature_count(scene.labels) == len(scene.boxes)
+    finally:
+        layer.rollBack()
+        QgsProject.instance().removeMapLayer(layer.id())
