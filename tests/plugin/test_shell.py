@@ -131,6 +131,7 @@ after_init = {
     "menu": list(iface.menu), "toolbar": list(iface.toolbar),
 }
 plugin.actions[0].trigger()
+plugin.actions[1].trigger()
 plugin.unload()
 headless = footprint.classFactory(None)
 headless.initProcessing()
@@ -144,9 +145,13 @@ print(json.dumps({"init": after_init, "opened": opened, "menu_after": iface.menu
     )
     init = result["init"]
     assert init["provider"] and init["providers"] == 1
-    assert init["menu"] == [["&Footprint", "Detect buildings…"], ["&Footprint", "Settings…"]]
+    assert init["menu"] == [
+        ["&Footprint", "Detect buildings…"],
+        ["&Footprint", "Improve building model…"],
+        ["&Footprint", "Settings…"],
+    ]
     assert init["toolbar"] == ["Detect buildings…"]
-    assert result["opened"] == ["footprint:detect"]
+    assert result["opened"] == ["footprint:detect", "footprint:improve"]
     assert result["menu_after"] == [] and result["toolbar_after"] == []
     assert result["gone"] and result["headless"]
 
