@@ -2,10 +2,10 @@
 
 The engine only takes paths. A layer that is a plain file the engine can read is passed as
 its path; anything else (memory, database and web layers, selections, filtered layers,
-layers inside multi-layer files) is first written to a temporary file in Processing's temp
-folder, keeping its CRS. Destination parameters become real file paths. Every path handed
-out is absolute (relative ones are resolved against QGIS's working folder), because the
-engine runs in the plugin folder.
+layers with unsaved edits, layers inside multi-layer files) is first written to a temporary
+file in Processing's temp folder, keeping its CRS. Destination parameters become real file
+paths. Every path handed out is absolute (relative ones are resolved against QGIS's working
+folder), because the engine runs in the plugin folder.
 """
 
 from __future__ import annotations
@@ -147,9 +147,13 @@ def _single_layer_file(path: str) -> bool:
 
 
 def plain_vector_path(layer: QgsVectorLayer) -> str:
-    """The layer's file path when the engine reads the same features from it, else ""."""
+    """The layer's file path when the engine reads the same features from it, else "" (also
+    for a layer with unsaved edits: its copy holds what the map shows, e.g. the buildings a
+    mapper corrected before Improve)."""
     source = layer.source()
     if layer.providerType() != "ogr" or layer.subsetString() or source.startswith("/vsi"):
+        return ""
+    if layer.isModified():
         return ""
     parts = QgsProviderRegistry.instance().decodeUri("ogr", source)
     path = _text(parts.get("path"))

@@ -13,6 +13,7 @@ from .settings_dialog import SettingsDialog
 
 MENU = "&Footprint"
 DETECT_ID = "footprint:detect"
+IMPROVE_ID = "footprint:improve"
 
 
 class FootprintPlugin:
@@ -39,12 +40,15 @@ class FootprintPlugin:
         detect = QAction(plugin_icon(), "Detect buildings…", window)
         detect.setToolTip("Detect building footprints in a raster with a trained model")
         detect.triggered.connect(self.open_detect)
+        improve = QAction("Improve building model…", window)
+        improve.setToolTip("Teach a model the buildings you corrected inside the area checked")
+        improve.triggered.connect(self.open_improve)
         settings = QAction("Settings…", window)
         settings.triggered.connect(self.open_settings)
-        for action in (detect, settings):
+        for action in (detect, improve, settings):
             self.iface.addPluginToMenu(MENU, action)
         self.iface.addToolBarIcon(detect)
-        self.actions = [detect, settings]
+        self.actions = [detect, improve, settings]
         self.toolbar_actions = [detect]
 
     def unload(self) -> None:
@@ -65,6 +69,12 @@ class FootprintPlugin:
         import processing
 
         processing.execAlgorithmDialog(DETECT_ID, self.canvas_parameters())
+
+    def open_improve(self) -> None:
+        """Open the Improve algorithm's dialog (a web layer is drawn over the area checked)."""
+        import processing
+
+        processing.execAlgorithmDialog(IMPROVE_ID, {})
 
     def canvas_parameters(self) -> dict[str, Any]:
         """``{"EXTENT": <the map canvas's extent, with its CRS>}``; {} without a canvas."""

@@ -1,11 +1,17 @@
 #!/usr/bin/env python3
-"""Write the example Processing model ``resources/models/footprint_example.model3``.
+"""Write the example Processing models ``resources/models/footprint_example.model3`` and
+``resources/models/footprint_improve.model3``.
 
-Run with QGIS's Python: ``/usr/bin/python3 scripts/make_example_model.py [OUTPUT]``.
-The model chains the Footprint algorithms: rasterize the building layer on the training
+Run with QGIS's Python: ``/usr/bin/python3 scripts/make_example_model.py [OUTPUT [IMPROVE]]``
+(no argument: both into resources/models; else the example into OUTPUT, and the improve model
+into IMPROVE when given).
+The example chains the Footprint algorithms: rasterize the building layer on the training
 raster (a check of the labels, run first), train a compact U-Net, detect buildings on a test
 raster with the trained model file, evaluate them against the building layer over the test
 raster. Inputs: training raster, building layer, test raster, epochs, tile size.
+The improve model is the mapper's loop: improve a model (default: the starter model) with the
+corrected buildings inside the area checked, then detect buildings on the next raster (or
+extent) with the improved model.
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ from qgis.core import (  # noqa: E402
     QgsProcessingModelChildParameterSource,
     QgsProcessingModelOutput,
     QgsProcessingModelParameter,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterVectorLayer,
@@ -36,25 +45,41 @@ from qgis.PyQt.QtCore import QPointF  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 OUTPUT = REPO / "resources" / "models" / "footprint_example.model3"
 NAME = "Footprint example: train, detect and evaluate"
+IMPROVE_OUTPUT = REPO / "resources" / "models" / "footprint_improve.model3"
+IMPROVE_NAME = "Footprint loop: improve the model, detect again"
 
 Source = QgsProcessingModelChildParameterSource
 
 
 def _add_inputs(model: QgsProcessingModelAlgorithm) -> None:
+    """The example's inputs."""
+    _add_parameters(
+        model,
+        [
+            QgsProcessingParameterRasterLayer("raster", "Training raster"),
+            QgsProcessingParameterVectorLayer(
+                "buildings", "Building polygons", [QgsProcessing.TypeVectorPolygon]
+            ),
+            QgsProcessingParameterRasterLayer("test_raster", "Test raster"),
+            QgsProcessingParameterNumber(
+                "epochs", "Training epochs", QgsProcessingParameterNumber.Integer, 10, False, 1
+            ),
+            QgsProcessingParameterNumber(
+                "tile_size",
+                "Tile size (pixels)",
+                QgsProcessingParameterNumber.Integer,
+                256,
+                False,
+                32,
+            ),
+        ],
+    )
+
+
+def _add_parameters(
+    model: QgsProcessingModelAlgorithm, inputs: list[QgsProcessingParameterDefinition]
+) -> None:
     """The model's inputs, laid out in a column on the left of the modeler canvas."""
-    inputs = [
-        QgsProcessingParameterRasterLayer("raster", "Training raster"),
-        QgsProcessingParameterVectorLayer(
-            "buildings", "Building polygons", [QgsProcessing.TypeVectorPolygon]
-        ),
-        QgsProcessingParameterRasterLayer("test_raster", "Test raster"),
-        QgsProcessingParameterNumber(
-            "epochs", "Training epochs", QgsProcessingParameterNumber.Integer, 10, False, 1
-        ),
-        QgsProcessingParameterNumber(
-            "tile_size", "Tile size (pixels)", QgsProcessingParameterNumber.Integer, 256, False, 32
-        ),
-    ]
     for row, param in enumerate(inputs):
         component = QgsProcessingModelParameter(param.name())
         component.setPosition(QPointF(120, 80 + 90 * row))
@@ -159,6 +184,107 @@ def build_model() -> QgsProcessingModelAlgorithm:
     return model
 
 
+def _add_improve_inputs(model: QgsProcessingModelAlgorithm) -> None:
+    """The loop's inputs: the corrections, the starting model, the budget, the next area."""
+    from footprint.engine.config import ImproveConfig  # after _start_qgis: plain dataclasses
+
+    polygon = [QgsProcessing.TypeVectorPolygon]
+    minutes = QgsProcessingParameterNumber(
+        "minutes",
+        "Time budget (minutes)",
+        QgsProcessingParameterNumber.Double,
+        ImproveConfig.minutes,
+        False,
+        0.1,
+    )
+    _add_parameters(
+        model,
+        [
+            QgsProcessingParameterRasterLayer("raster", "Imagery the buildings were corrected on"),
+            QgsProcessingParameterVectorLayer("buildings", "Corrected buildings", polygon),
+            QgsProcessingParameterVectorLayer("checked_area", "Area checked", polygon),
+            QgsProcessingParameterFile(
+                "start_model",
+                "Start from model (empty: the starter model)",
+                extension="pt",
+                optional=True,
+            ),
+            minutes,
+            QgsProcessingParameterNumber(
+                "epochs",
+                "Epochs (empty: as many as the time budget allows)",
+                QgsProcessingParameterNumber.Integer,
+                None,
+                True,
+                1,
+            ),
+            QgsProcessingParameterRasterLayer("next_raster", "Imagery to detect on next"),
+            QgsProcessingParameterExtent(
+                "next_extent", "Extent to detect in next (needed for a web layer)", optional=True
+            ),
+        ],
+    )
+
+
+def build_improve_model() -> QgsProcessingModelAlgorithm:
+    """The loop's model: improve, then detect with the improved model (needs the provider)."""
+    model = QgsProcessingModelAlgorithm(IMPROVE_NAME, "Footprint examples", "footprint_improve")
+    model.setHelpContent(
+        {
+            "ALG_DESC": "The mapper's loop after a first Detect buildings: improve the model"
+            " with the buildings you corrected inside the area you checked, then detect"
+            " buildings on the next area with the improved model. Check the improved model's"
+            " scores in the log (before and after, on a part of the area checked held back),"
+            " correct the new buildings, and run it again, starting from the improved model."
+            " Open it in the Graphical Modeler to change any step.",
+            "raster": "The imagery the buildings were corrected on (a file or any raster"
+            " layer; a web layer is drawn over the area checked).",
+            "buildings": "The building layer you corrected (any CRS).",
+            "checked_area": "Polygons where the corrected building layer is complete.",
+            "start_model": "The model to improve (e.g. one improved before); empty: the"
+            " starter model that comes with Footprint.",
+            "minutes": "Time budget for the improvement.",
+            "epochs": "Train exactly this many epochs instead of for the time budget.",
+            "next_raster": "The imagery to detect buildings on with the improved model (the"
+            " same imagery, with the next extent, or another raster).",
+            "next_extent": "The area to detect in; empty: the whole raster (a web layer needs"
+            " one).",
+        }
+    )
+    _add_improve_inputs(model)
+    param = Source.fromModelParameter
+    improve = _child(
+        "footprint:improve",
+        "improve",
+        "Improve the model with the corrections",
+        (420, 230),
+        {
+            "INPUT": [param("raster")],
+            "BUILDINGS": [param("buildings")],
+            "CHECKED_AREA": [param("checked_area")],
+            "MODEL": [param("start_model")],
+            "MINUTES": [param("minutes")],
+            "EPOCHS": [param("epochs")],
+        },
+        {"OUTPUT": "Improved model"},
+    )
+    detect = _child(
+        "footprint:detect",
+        "detect",
+        "Detect buildings with the improved model",
+        (420, 530),
+        {
+            "INPUT": [param("next_raster")],
+            "MODEL": [Source.fromChildOutput("improve", "OUTPUT")],
+            "EXTENT": [param("next_extent")],
+        },
+        {"OUTPUT": "Detected buildings"},
+    )
+    for child in (improve, detect):
+        model.addChildAlgorithm(child)
+    return model
+
+
 def _start_qgis() -> QgsApplication:
     """QGIS with the Footprint provider (the plugin imported as package ``footprint``)."""
     app = QgsApplication([], False)
@@ -173,26 +299,33 @@ def _start_qgis() -> QgsApplication:
     return app
 
 
-def main(argv: list[str]) -> int:
-    """Build, validate, write and re-read the model."""
-    out = Path(argv[1]) if len(argv) > 1 else OUTPUT
-    app = _start_qgis()
-    model = build_model()
+def write_model(model: QgsProcessingModelAlgorithm, out: Path) -> bool:
+    """Validate ``model``, write it to ``out`` and read it back; False (said) when it fails."""
     ok, issues = model.validate()
     if not ok:
-        print("The model is not valid:\n" + "\n".join(issues), file=sys.stderr)
-        return 1
+        print(f"The model {out.name} is not valid:\n" + "\n".join(issues), file=sys.stderr)
+        return False
     out.parent.mkdir(parents=True, exist_ok=True)
     if not model.toFile(str(out)):
         print(f"Cannot write {out}", file=sys.stderr)
-        return 1
+        return False
+    steps = len(model.childAlgorithms())
     check = QgsProcessingModelAlgorithm()
-    if not check.fromFile(str(out)) or len(check.childAlgorithms()) != 4:
-        print(f"{out} does not read back as a 4-step model", file=sys.stderr)
-        return 1
+    if not check.fromFile(str(out)) or len(check.childAlgorithms()) != steps:
+        print(f"{out} does not read back as a {steps}-step model", file=sys.stderr)
+        return False
     print(f"Wrote {out}")
+    return True
+
+
+def main(argv: list[str]) -> int:
+    """Build, validate, write and re-read the models."""
+    outputs = [Path(arg) for arg in argv[1:3]] or [OUTPUT, IMPROVE_OUTPUT]
+    app = _start_qgis()
+    builders = (build_model, build_improve_model)
+    written = all(write_model(build(), out) for build, out in zip(builders, outputs, strict=False))
     app.exitQgis()
-    return 0
+    return 0 if written else 1
 
 
 if __name__ == "__main__":

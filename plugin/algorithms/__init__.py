@@ -10,6 +10,7 @@ from qgis.core import QgsProcessingAlgorithm
 ALGORITHM_MODULES = (
     ("rasterizelabels", "RasterizeLabels"),
     ("train", "Train"),
+    ("improve", "Improve"),
     ("predict", "Predict"),
     ("vectorize", "Vectorize"),
     ("detect", "Detect"),

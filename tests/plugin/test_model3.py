@@ -1,4 +1,6 @@
-"""The example Processing model: it loads, chains the four steps, and runs end to end."""
+"""The example Processing models: they load, chain their steps, regenerate identically, and run
+end to end (train, detect, evaluate; and the loop: improve, then detect with the improved
+model)."""
 
 from __future__ import annotations
 
@@ -17,10 +19,13 @@ from .helpers import (
     make_scene,
     raster_info,
     run,
+    synthetic_model,
+    synthetic_scenes,
     write_boxes,
 )
 
 MODEL = REPO / "resources" / "models" / "footprint_example.model3"
+IMPROVE_MODEL = REPO / "resources" / "models" / "footprint_improve.model3"
 
 
 def load_model(path: Path = MODEL) -> QgsProcessingModelAlgorithm:
@@ -52,16 +57,45 @@ def test_model_loads_and_chains_train_detect_evaluate(provider: Any) -> None:
     assert inputs["epochs"].defaultValue() <= 10  # quick by default
 
 
-def test_script_regenerates_the_same_model(tmp_path: Path) -> None:
-    out = tmp_path / "again.model3"
+def test_script_regenerates_the_same_models(tmp_path: Path) -> None:
+    outputs = [tmp_path / "again.model3", tmp_path / "improve_again.model3"]
     done = subprocess.run(
-        ["/usr/bin/python3", str(REPO / "scripts" / "make_example_model.py"), str(out)],
+        ["/usr/bin/python3", str(REPO / "scripts" / "make_example_model.py"), *map(str, outputs)],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert out.read_text() == MODEL.read_text()
+    assert outputs[0].read_text() == MODEL.read_text()
+    assert outputs[1].read_text() == IMPROVE_MODEL.read_text()
+
+
+def test_improve_model_loads_and_chains_improve_then_detect(provider: Any) -> None:
+    """Detect's model file is improve's output; the starting model, the epochs and detect's
+    extent may be left empty (the starter model, the time budget, the whole raster)."""
+    from footprint.engine.config import ImproveConfig
+
+    model = load_model(IMPROVE_MODEL)
+    children = model.childAlgorithms()
+    assert {c: children[c].algorithmId() for c in children} == {
+        "improve": "footprint:improve",
+        "detect": "footprint:detect",
+    }
+    assert all(children[c].algorithm() is not None for c in children)
+    assert model.validate()[0], model.validate()[1]
+    source = children["detect"].parameterSources()["MODEL"][0]
+    assert (source.outputChildId(), source.outputName()) == ("improve", "OUTPUT")
+    improve = children["improve"].parameterSources()
+    assert improve["CHECKED_AREA"][0].parameterName() == "checked_area"
+    assert improve["MODEL"][0].parameterName() == "start_model"
+    inputs = {p.name(): p for p in model.parameterDefinitions() if not p.isDestination()}
+    assert set(inputs) == {
+        "raster", "buildings", "checked_area", "start_model", "minutes", "epochs",
+        "next_raster", "next_extent",
+    }  # fmt: skip
+    optional = {n for n, p in inputs.items() if p.flags() & p.FlagOptional}
+    assert optional == {"start_model", "epochs", "next_extent"}
+    assert inputs["minutes"].defaultValue() == ImproveConfig.minutes
 
 
 @pytest.mark.usefixtures("engine_python")
@@ -110,3 +144,29 @@ def test_models_saved_before_new_train_parameters_still_validate(
     model = load_model(old)
     assert "BOUNDARY_WIDTH" not in model.childAlgorithm("train").parameterSources()
     assert model.validate()[0], model.validate()[1]
+
+
+@pytest.mark.usefixtures("engine_python")
+def test_improve_model_runs_end_to_end(tmp_path: Path) -> None:
+    """Improve the synthetic model with the training scene's buildings (all checked, one
+    epoch), then detect on the test scene with the improved model."""
+    train, test = synthetic_scenes()
+    checked = write_boxes(tmp_path / "checked.gpkg", [train.extent])
+    result = run(
+        load_model(IMPROVE_MODEL),
+        {
+            "raster": str(train.raster),
+            "buildings": str(train.labels),
+            "checked_area": str(checked),
+            "start_model": synthetic_model()["OUTPUT"],
+            "epochs": 1,
+            "next_raster": str(test.raster),
+            "improve:Improved model": str(tmp_path / "improved.pt"),
+            "detect:Detected buildings": str(tmp_path / "detected.gpkg"),
+        },
+    )
+    assert result["improve:Improved model"] == str(tmp_path / "improved.pt")
+    assert Path(result["improve:Improved model"]).is_file()
+    assert result["CHILD_RESULTS"]["improve"]["EPOCHS_RUN"] == 1
+    detected = result["detect:Detected buildings"]
+    assert layer_epsg(detected) == UTM and feature_count(detected) > 0

@@ -36,6 +36,8 @@ MUST_HAVE = [
     "resources/buildings.qml",
     "resources/models/footprint-starter.pt",
     "resources/models/footprint-starter.json",
+    "resources/models/footprint_example.model3",
+    "resources/models/footprint_improve.model3",
     "README.md",
     "LICENSE",
     "requirements.txt",
@@ -156,5 +158,13 @@ def test_installed_zip_loads_in_qgis_process(built_zip: Path, tmp_path: Path) ->
     assert provider["name"] == "Footprint" and provider["is_active"]
     assert sorted(provider["algorithms"]) == [
         f"footprint:{name}"
-        for name in ("detect", "evaluate", "predict", "rasterizelabels", "train", "vectorize")
+        for name in (
+            "detect",
+            "evaluate",
+            "improve",
+            "predict",
+            "rasterizelabels",
+            "train",
+            "vectorize",
+        )
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from .helpers import (
     scene_array,
     synthetic_model,
     synthetic_scenes,
+    write_boxes,
     write_raster,
     xyz_uri,
 )
@@ -225,3 +227,38 @@ def test_relative_paths_are_read_from_the_working_folder(
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert evaluated["results"]["OBJECT_F1"] == 1.0 and (work / "scores.json").is_file()
+
+
+def test_improve_then_detect_with_the_improved_model_with_qgis_process(
+    qgis_process: Callable[..., Any], tmp_path: Path
+) -> None:
+    """The mapper's loop headless: improve the starter model (here the synthetic model, made
+    the starter through FOOTPRINT_STARTER_MODEL) with the corrected buildings of the area
+    checked (the whole training scene), one epoch; then detect with the improved model."""
+    train, test = synthetic_scenes()
+    starter = synthetic_model()["OUTPUT"]
+    checked = write_boxes(tmp_path / "checked.gpkg", [train.extent])
+    improved = tmp_path / "improved.pt"
+    done, result = qgis_process(
+        "--json", "run", "footprint:improve", "--", f"INPUT={train.raster}",
+        f"BUILDINGS={train.labels}", f"CHECKED_AREA={checked}", "EPOCHS=1",
+        f"OUTPUT={improved}", FOOTPRINT_STARTER_MODEL=starter,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    outputs = result["results"]
+    assert outputs["OUTPUT"] == str(improved) and improved.is_file()
+    report = json.loads((Path(outputs["REPORT_DIR"]) / "improve.json").read_text())
+    assert report["start_model"] == starter and outputs["EPOCHS_RUN"] == 1
+    assert outputs["BEFORE_IOU"] == pytest.approx(report["before"]["val_iou"])
+    assert outputs["AFTER_IOU"] == pytest.approx(report["after"]["val_iou"])
+    assert outputs["IMPROVED"] == int(report["improved"])
+    info = result["log"]["info"]
+    assert any(line.startswith("On the part held back:") for line in info), info
+    buildings = tmp_path / "buildings.gpkg"
+    done, detected = qgis_process(
+        "--json", "run", "footprint:detect", "--", f"INPUT={test.raster}",
+        f"MODEL={improved}", f"OUTPUT={buildings}",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert detected["results"]["BUILDINGS"] == feature_count(buildings) > 0
+    assert any(f"--model {improved}" in line for line in detected["log"]["info"])

@@ -19,6 +19,7 @@ from .conftest import PACKAGE_PARENT
 EXPECTED_IDS = [
     "footprint:detect",
     "footprint:evaluate",
+    "footprint:improve",
     "footprint:predict",
     "footprint:rasterizelabels",
     "footprint:train",
@@ -49,11 +50,11 @@ app.initQgis()
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_provider_has_exactly_the_six_algorithms(provider) -> None:
+def test_provider_has_exactly_the_seven_algorithms(provider) -> None:
     assert provider.id() == "footprint" and provider.name() == "Footprint"
     assert not provider.icon().isNull()
     assert sorted(alg.id() for alg in provider.algorithms()) == EXPECTED_IDS
-    assert len(algorithm_classes()) == len(ALGORITHM_MODULES) == 6
+    assert len(algorithm_classes()) == len(ALGORITHM_MODULES) == 7
 
 
 def test_algorithms_share_the_base(provider) -> None:
@@ -130,6 +131,7 @@ after_init = {
     "menu": list(iface.menu), "toolbar": list(iface.toolbar),
 }
 plugin.actions[0].trigger()
+plugin.actions[1].trigger()
 plugin.unload()
 headless = footprint.classFactory(None)
 headless.initProcessing()
@@ -143,9 +145,13 @@ print(json.dumps({"init": after_init, "opened": opened, "menu_after": iface.menu
     )
     init = result["init"]
     assert init["provider"] and init["providers"] == 1
-    assert init["menu"] == [["&Footprint", "Detect buildings…"], ["&Footprint", "Settings…"]]
+    assert init["menu"] == [
+        ["&Footprint", "Detect buildings…"],
+        ["&Footprint", "Improve building model…"],
+        ["&Footprint", "Settings…"],
+    ]
     assert init["toolbar"] == ["Detect buildings…"]
-    assert result["opened"] == ["footprint:detect"]
+    assert result["opened"] == ["footprint:detect", "footprint:improve"]
     assert result["menu_after"] == [] and result["toolbar_after"] == []
     assert result["gone"] and result["headless"]
 
@@ -232,4 +238,4 @@ print(len(classes))
         timeout=120,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip().splitlines()[-1] == "6"
+    assert done.stdout.strip().splitlines()[-1] == "7"
