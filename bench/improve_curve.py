@@ -166,7 +166,8 @@ def run_region(region: str, args: argparse.Namespace, work: Path) -> dict[str, A
                 held_back_after=result["after"],
             )
         log(f"{region} N={value}: scoring {model.name}")
-        row["test"] = scores(str(raster), model, labels, test_path, chips_dir, folder / name)
+        out = folder / name
+        row["test"] = scores(str(raster), model, labels, test_path, chips_dir, out, test_path)
         rows.append(row)
         f1 = row["test"]["scores"]["object_f1"]
         log(f"{region} N={value}: test building F1 {f1:.3f}")

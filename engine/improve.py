@@ -10,16 +10,19 @@ complete. :func:`improve` fine-tunes the starting model (default: the starter mo
   labelled area is the area checked plus those buildings);
 - a part of the area checked is held back (``validation``, or whole training windows making
   up ``held_back`` of it, at one end): the starting model and the improved one are scored on
-  it alike, so the report says whether the corrections helped.
+  it alike, so the report says whether the corrections helped; when they did not, the model
+  written is the starting model unchanged.
 
 Training is ``train``'s fine-tuning with small-data defaults: the starting model's
-normalisation, the encoder frozen for the first epochs, a constant learning rate, every
-checked window kept, and a time budget instead of a number of epochs.
+normalisation, the encoder frozen for the first epochs, a constant learning rate, windows
+side by side (no overlap: more epochs in the budget), every checked window kept, and a time
+budget instead of a number of epochs.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -33,7 +36,13 @@ from engine.config import ImproveConfig, TrainConfig
 from engine.errors import ConfigError, LabelsError
 from engine.events import Progress
 from engine.geo.labels import layer_inputs, read_labels
-from engine.geo.outputs import Input, check_output, file_input, prepare_outputs
+from engine.geo.outputs import (
+    Input,
+    atomic_output,
+    check_output,
+    file_input,
+    prepare_outputs,
+)
 from engine.geo.rasters import raster_inputs
 from engine.geo.temporary import make_scratch
 from engine.models.modelfile import read_spec
@@ -96,14 +105,17 @@ def improve(config: ImproveConfig, progress: Progress) -> ImproveResult:
         scratch / "held_back.geojson",
     )
     settings = _train_config(config, start, labelled_path, validation)
-    settings = replace(settings, rasters=(str(imagery),), tile_size=spec.tile_size)
+    tile = spec.tile_size
+    settings = replace(settings, rasters=(str(imagery),), tile_size=tile, stride=tile)
     if spec.architecture == "compact" and settings.freeze_encoder_epochs:
         progress.log("The compact U-Net has no separate encoder: nothing is frozen.")
         settings = replace(settings, freeze_encoder_epochs=0)
     result = train(settings, progress)
     before, after = result["before"] or {}, result["after"]
     key = "val_building_f1" if "val_building_f1" in after else "val_iou"
-    improved = float(after.get(key, 0.0)) > float(before.get(key, 0.0))
+    improved = _ranked(after, key) > _ranked(before, key)
+    if not improved:
+        keep_starting_model(start, result["output"])
     out: ImproveResult = {
         "output": result["output"],
         "report": result["report"],
@@ -123,6 +135,12 @@ def improve(config: ImproveConfig, progress: Progress) -> ImproveResult:
     )
     progress.log(_verdict(before, after, key, improved))
     return out
+
+
+def keep_starting_model(start: str, output: str) -> None:
+    """Replace the model written by a copy of the starting model (atomically)."""
+    with atomic_output(output, overwrite=True) as part:
+        shutil.copyfile(start, part)
 
 
 def improve_inputs(config: ImproveConfig) -> list[Input]:
@@ -253,6 +271,12 @@ def _write(geometry: shapely.Geometry, crs_wkt: str, path: Path) -> str:
     return str(path)
 
 
+def _ranked(scores: dict[str, float], key: str) -> tuple[float, float]:
+    """How scores rank: by ``key``, then (a part without buildings, where building F1 and
+    IoU are 0 for every model) by the validation loss, lower first."""
+    return float(scores.get(key, 0.0)), -float(scores.get("val_loss", float("inf")))
+
+
 def _verdict(before: dict[str, float], after: dict[str, float], key: str, improved: bool) -> str:
     """What the held-back part says, in a mapper's words."""
     name = "building F1" if key == "val_building_f1" else "pixel IoU"
@@ -262,6 +286,6 @@ def _verdict(before: dict[str, float], after: dict[str, float], key: str, improv
     if improved:
         return head + " The corrections helped: detect with the improved model."
     return (
-        head + " The corrections did not help there: keep the starting model, or correct"
-        " more buildings (a larger area checked) and improve again."
+        head + " The corrections did not help there, so the model written is the starting"
+        " model unchanged; correct more buildings (a larger area checked) and improve again."
     )

@@ -238,14 +238,22 @@ def run_engine(command: list[str]) -> dict[str, Any]:
 
 
 def scores(
-    raster: str, model: Path, labels: Path, area: Path | None, chips: Path, out: Path
+    raster: str,
+    model: Path,
+    labels: Path,
+    area: Path | None,
+    chips: Path,
+    out: Path,
+    aoi: Path | None = None,
 ) -> dict[str, Any]:
-    """Detect on ``raster`` and score inside ``area`` (None: the raster's extent), with 95%
-    bootstrap intervals over the ``chips`` (bench/accuracy.py's)."""
+    """Detect on ``raster`` (only inside ``aoi`` when given) and score inside ``area`` (None:
+    the raster's extent), with 95% bootstrap intervals over the ``chips`` (bench/accuracy.py's)."""
     out.mkdir(parents=True, exist_ok=True)
     buildings, prob = out / "buildings.gpkg", out / "probability.tif"
     start = time.monotonic()
-    config = DetectConfig(raster, str(model), str(buildings), keep_probability=str(prob))
+    config = DetectConfig(
+        raster, str(model), str(buildings), keep_probability=str(prob), aoi=aoi and str(aoi)
+    )
     detect(dataclasses.replace(config, overwrite=True), NullProgress())
     detect_s = time.monotonic() - start
     area_arg = str(area or prob)

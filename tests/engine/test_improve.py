@@ -81,13 +81,13 @@ def improve_config(scene: dict[str, Path], tmp_path: Path, **changes: Any) -> Im
     return ImproveConfig(**values)
 
 
-def mean_probability(raster: Path, model: str, where: Any, out: Path) -> float:
-    """Mean building probability of ``model`` over ``where`` (pixel box)."""
+def building_share(raster: Path, model: str, where: Any, out: Path) -> float:
+    """Share of the pixels of ``where`` (pixel box) that ``model`` calls building (>= 0.5)."""
     predict(PredictConfig(str(raster), model, str(out), device="cpu"), RecordingProgress())
     with rasterio.open(out) as src:
         data = src.read(1)
     c0, r0, c1, r1 = where
-    return float(data[r0:r1, c0:c1].mean())
+    return float((data[r0:r1, c0:c1] >= 0.5).mean())
 
 
 def test_deleting_every_building_in_the_area_checked_teaches_background(
@@ -95,13 +95,13 @@ def test_deleting_every_building_in_the_area_checked_teaches_background(
 ) -> None:
     # the mapper deleted all detections on the left half: no building is left in the layer
     empty = write_labels(tmp_path / "none.gpkg", [])
-    config = improve_config(scene, tmp_path, labels=str(empty), epochs=4)
+    config = improve_config(scene, tmp_path, labels=str(empty), epochs=6, lr=3e-3)
     result = improve_module.improve(config, RecordingProgress())
     assert result["buildings"] == 0
     left = (0, 0, 192, SIZE)
-    before = mean_probability(scene["raster"], str(scene["model"]), left, tmp_path / "b.tif")
-    after = mean_probability(scene["raster"], result["output"], left, tmp_path / "a.tif")
-    assert after < before
+    before = building_share(scene["raster"], str(scene["model"]), left, tmp_path / "b.tif")
+    after = building_share(scene["raster"], result["output"], left, tmp_path / "a.tif")
+    assert result["improved"] and after < before
 
 
 def test_report_scores_the_starting_and_the_improved_model_on_the_held_back_part(
@@ -114,7 +114,8 @@ def test_report_scores_the_starting_and_the_improved_model_on_the_held_back_part
     assert set(result["before"]) == set(result["after"]) and "val_iou" in result["before"]
     report = json.loads(Path(result["report"], "improve.json").read_text())
     assert report["before"] == result["before"] and report["after"] == result["after"]
-    assert report["improved"] == (result["after"]["val_iou"] > result["before"]["val_iou"])
+    ranked = [(r["val_iou"], -r["val_loss"]) for r in (result["before"], result["after"])]
+    assert report["improved"] == (ranked[1] > ranked[0])
     assert any(m.startswith("On the part held back:") for m in progress.messages)
     assert Path(result["output"]).is_file()
 
@@ -197,3 +198,29 @@ def test_the_starter_model_is_the_default_start(
         improve_module.improve(improve_config(scene, tmp_path, model=None), progress)
     assert seen[0].init_model == str(scene["model"])
     assert any("starter model" in m.lower() for m in progress.messages)
+
+
+def test_when_the_corrections_do_not_help_the_starting_model_is_written(
+    scene: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def worse(config: TrainConfig, progress: Any) -> Any:
+        Path(config.output).write_bytes(b"a fine-tuned model")
+        report = Path(config.output).with_name("improved_report")
+        report.mkdir()
+        scores = {"val_iou": 0.5}
+        return {
+            "output": config.output,
+            "report": str(report),
+            "before": {"val_iou": 0.6},
+            "after": scores,
+            "epochs_run": 1,
+            "train_windows": 4,
+            "val_windows": 2,
+        }
+
+    monkeypatch.setattr(improve_module, "train", worse)
+    progress = RecordingProgress()
+    result = improve_module.improve(improve_config(scene, tmp_path), progress)
+    assert not result["improved"]
+    assert Path(result["output"]).read_bytes() == scene["model"].read_bytes()
+    assert any("the starting model unchanged" in m for m in progress.messages)
