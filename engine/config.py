@@ -517,7 +517,7 @@ class PolygonOptions:
         ),
     )
     low_confidence: float = field(
-        default=0.6,
+        default=0.75,
         metadata=_h(
             "Buildings whose score (mean building probability) is below this get"
             " low_confidence = 1 in the output, for a corrector to check first (0: none).",

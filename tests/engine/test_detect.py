@@ -124,7 +124,7 @@ def test_polygons_match_drawn_rectangles(tmp_path: Path) -> None:
     assert np.allclose(frame["score"], 1 / (1 + np.exp(-5.0)), atol=1e-5)
     assert result["probability"] is None and result["threshold"] == 0.5
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.gpkg", "rects.tif"]
-    # every score is ~0.993: none is low confidence at 0.6, all are at 0.999
+    # every score is ~0.993: none is low confidence by default (0.75), all are at 0.999
     assert result["low_confidence"] == frame["low_confidence"].sum() == 0
     strict = config(raster, tmp_path / "s.gpkg", low_confidence=0.999)
     marked = detect_with_model(strict, Pointwise(), spec(), NullProgress())
