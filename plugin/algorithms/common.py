@@ -156,13 +156,15 @@ def inference_options(
 def polygon_options(
     min_area: str, simplify: str, regularize: str, hole_area: str
 ) -> tuple[Option, ...]:
-    """Minimum area, simplify, regularize (main) and hole area (advanced) of vectorize and
-    detect."""
+    """Minimum area, simplify, regularize (main), hole area and the low-confidence mark
+    (advanced) of vectorize and detect."""
     return (
         Option(min_area, PolygonOptions, "min_area_m2"),
         Option(simplify, PolygonOptions, "simplify"),
         Option(regularize, PolygonOptions, "regularize"),
         Option(hole_area, PolygonOptions, "hole_area_m2", advanced=True),
+        # added after 0.1.0: optional, so Processing models saved before still run
+        Option("LOW_CONFIDENCE", PolygonOptions, "low_confidence", advanced=True, optional=True),
     )
 
 

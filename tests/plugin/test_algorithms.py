@@ -19,6 +19,7 @@ from qgis.core import (
     QgsProcessingOutputLayerDefinition,
     QgsProcessingParameterDefinition,
     QgsProject,
+    QgsSymbolLayer,
     QgsVectorLayer,
 )
 
@@ -459,6 +460,11 @@ def test_polygon_outputs_load_with_the_plugin_styles(tmp_path: Path) -> None:
     assert len(layers) == 1 and layers[0].source().startswith(out)
     color = layers[0].renderer().symbol().color()
     assert (color.red(), color.green(), color.blue()) == (242, 140, 40)  # buildings.qml
+    # low-confidence buildings (the ones to check first) get a thick magenta outline
+    outline = layers[0].renderer().symbol().symbolLayer(0).dataDefinedProperties()
+    stroke = outline.property(QgsSymbolLayer.PropertyStrokeColor)
+    assert stroke.isActive() and '"low_confidence" = 1' in stroke.expressionString()
+    assert "low_confidence" in layers[0].fields().names()
     project.removeAllMapLayers()
     evaluation = str(tmp_path / "eval.gpkg")
     processing.runAndLoadResults(
