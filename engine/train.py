@@ -465,7 +465,7 @@ def run_epochs(loop: Loop, state: TrainState, progress: Progress, checkpoint: Pa
             f" {state.best_epoch}), {record['seconds']:.1f} s"
         )
         if epoch == first and epoch < config.epochs:
-            progress.log(_estimate(record["seconds"], config.epochs - epoch))
+            progress.log(_estimate(record["seconds"], config.epochs - epoch, config.max_minutes))
         if is_main:
             save_checkpoint(checkpoint, state, loop)
         if out_of_time(config, time.monotonic() - began, epoch - first + 1, epoch):
@@ -518,8 +518,14 @@ def network_name(architecture: str, encoder: str) -> str:
     return architecture if architecture.lower() == "compact" else f"{architecture}/{encoder}"
 
 
-def _estimate(seconds: float, epochs_left: int) -> str:
+def _estimate(seconds: float, epochs_left: int, budget_minutes: float | None = None) -> str:
     """What the first epoch's time says about the rest of the run, in a user's words."""
+    if budget_minutes is not None and seconds * epochs_left > budget_minutes * 60:
+        fit = max(0, int(budget_minutes * 60 / seconds) - 1)
+        return (
+            f"The first epoch took {seconds:.0f} s on this machine: about {fit} more fit in the"
+            f" time budget of {budget_minutes:g} minutes."
+        )
     left = seconds * epochs_left
     finish = time.strftime("%H:%M", time.localtime(time.time() + left))
     return (

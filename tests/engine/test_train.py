@@ -488,6 +488,9 @@ def test_a_time_budget_stops_before_an_epoch_that_would_end_after_it(
     result = train_module.train(make_config(epochs=5, max_minutes=1e-6), progress)
     assert result["epochs_run"] == 1 and Path(result["output"]).is_file()
     assert any(m.startswith("Time budget of") for m in progress.messages)
+    assert train_module._estimate(60.0, 999, 5.0).endswith(
+        "about 4 more fit in the time budget of 5 minutes."
+    )
     plenty = train_module.train(make_config("b.pt", epochs=3, max_minutes=600), RecordingProgress())
     assert plenty["epochs_run"] == 3
 
