@@ -254,6 +254,13 @@ class TrainConfig:
             10000,
         ),
     )
+    keep_batch_norm: bool = field(
+        default=False,
+        metadata=_h(
+            "Keep the batch-norm statistics of --init-model while fine-tuning (few windows"
+            " would re-estimate them badly)."
+        ),
+    )
     max_minutes: float | None = field(
         default=None,
         metadata=_h(
@@ -349,6 +356,9 @@ class ImproveConfig:
             0.0,
             1.0,
         ),
+    )
+    keep_batch_norm: bool = field(
+        default=True, metadata=_h("Keep the starting model's batch-norm statistics (few windows).")
     )
     report_dir: str | None = field(
         default=None, metadata=_h("Folder for the report (default: <output>_report).")

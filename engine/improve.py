@@ -177,6 +177,7 @@ def _train_config(
         labelled_area=labelled_area or None,
         init_model=start or None,
         freeze_encoder_epochs=config.freeze_encoder_epochs,
+        keep_batch_norm=config.keep_batch_norm,
         lr=config.lr,
         schedule="constant",
         epochs=config.epochs or MAX_EPOCHS,

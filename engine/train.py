@@ -61,6 +61,7 @@ from engine.training.dataset import TrainingData
 from engine.training.finetune import (
     check_fits,
     finetune_config,
+    freeze_statistics,
     initial_spec,
     kept_stats,
     load_initial_weights,
@@ -372,6 +373,7 @@ class Loop:
     def train_epoch(self, progress: Progress) -> float:
         """One pass over the training windows; the mean loss."""
         self.model.train()
+        freeze_statistics(self.bare, self.config.keep_batch_norm)
         total = torch.zeros(2, dtype=torch.float64, device=self.device)
         for image, mask in self.train_loader:
             self._tick(progress)

@@ -4,7 +4,9 @@
 architecture, encoder, decoder attention, classes (the contact class), input bands and their
 normalisation. The new imagery must fit them (same band count and data type); what differs is
 said in the error. ``--freeze-encoder-epochs N`` trains only the decoder for the first N
-epochs, so a few labelled buildings adapt the head before they can disturb the encoder.
+epochs, so a few labelled buildings adapt the head before they can disturb the encoder (its
+batch-norm statistics included); ``--keep-batch-norm`` keeps every batch-norm statistic of the
+starting model (small data: a few windows would re-estimate them badly).
 """
 
 from __future__ import annotations
@@ -102,3 +104,21 @@ def set_encoder_trainable(model: nn.Module, trainable: bool) -> None:
         )
     for parameter in encoder.parameters():
         parameter.requires_grad_(trainable)
+
+
+def freeze_statistics(model: nn.Module, whole: bool) -> None:
+    """Put batch-norm layers in evaluation mode after ``model.train()``: their running
+    statistics stay the starting model's. ``whole``: every layer; else only the encoder's, and
+    only while its weights are frozen (a frozen encoder is frozen entirely)."""
+    if whole:
+        parts: list[nn.Module] = [model]
+    else:
+        encoder = getattr(model, "encoder", None)
+        frozen = isinstance(encoder, nn.Module) and not any(
+            p.requires_grad for p in encoder.parameters()
+        )
+        parts = [encoder] if frozen and isinstance(encoder, nn.Module) else []
+    for part in parts:
+        for module in part.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()

@@ -27,7 +27,7 @@ from engine.models.registry import create_model
 from engine.polygons.instances import InstanceSettings
 from engine.scoring.metrics import ConfusionCounts
 from engine.training.dataset import TrainingData
-from engine.training.finetune import set_encoder_trainable
+from engine.training.finetune import freeze_statistics, set_encoder_trainable
 from engine.training.losses import IGNORE, targets_for
 from engine.training.postprocess import DEFAULT, grid
 from engine.training.state import ProbabilityHistogram, TrainState
@@ -508,3 +508,24 @@ def test_fine_tuning_scores_the_starting_model_like_the_epochs(
     # a vanishing learning rate: the tuned weights score as the starting ones did
     assert after["val_iou"] == pytest.approx(before["val_iou"], abs=1e-6)
     assert any(m.startswith("The starting model on the validation") for m in progress.messages)
+
+
+def test_frozen_encoder_and_kept_batch_norm_keep_their_statistics() -> None:
+    model = create_model("unet", "resnet18", 3, 1, encoder_weights=None)
+    batch_norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    encoder = {id(m) for m in model.encoder.modules()}
+    model.train()
+    freeze_statistics(model, whole=False)  # encoder trainable: nothing frozen
+    assert all(m.training for m in batch_norms)
+    set_encoder_trainable(model, False)
+    model.train()
+    freeze_statistics(model, whole=False)
+    assert all(m.training == (id(m) not in encoder) for m in batch_norms)
+    assert any(m.training for m in batch_norms)  # the decoder's still learn their statistics
+    model.train()
+    freeze_statistics(model, whole=True)
+    assert not any(m.training for m in batch_norms)
+    before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    model(torch.rand(2, 3, 64, 64))
+    after = model.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in before.items())
