@@ -15,8 +15,11 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingFeedback,
     QgsProcessingOutputLayerDefinition,
+    QgsProcessingOutputNumber,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterFolderDestination,
     QgsProcessingParameterNumber,
 )
 
@@ -71,6 +74,28 @@ def model_parameter(name: str, label: str) -> QgsProcessingParameterFile:
     )
     param.setHelp(MODEL_HELP)
     return param
+
+
+def add_model_outputs(
+    alg: FootprintAlgorithm,
+    model: tuple[str, str],
+    report: str,
+    numbers: tuple[tuple[str, str], ...],
+) -> None:
+    """Train's and improve's destinations: the model file (``model``: name, label), the
+    optional report folder ``report``, and the number outputs (name, label)."""
+    alg.addParameter(
+        QgsProcessingParameterFileDestination(
+            model[0], alg.tr(model[1]), alg.tr("Model file (*.pt)")
+        )
+    )
+    alg.addParameter(
+        QgsProcessingParameterFolderDestination(
+            report, alg.tr("Report folder"), optional=True, createByDefault=False
+        )
+    )
+    for name, label in numbers:
+        alg.addOutput(QgsProcessingOutputNumber(name, alg.tr(label)))
 
 
 def max_render_parameter(name: str) -> QgsProcessingParameterNumber:

@@ -10,10 +10,7 @@ from qgis.core import (
     QgsProcessing,
     QgsProcessingContext,
     QgsProcessingFeedback,
-    QgsProcessingOutputNumber,
     QgsProcessingParameterExtent,
-    QgsProcessingParameterFileDestination,
-    QgsProcessingParameterFolderDestination,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterVectorLayer,
 )
@@ -22,7 +19,13 @@ from ...engine.config import ImproveConfig  # plain dataclasses: no torch, no GD
 from ...engine.results import ImproveResult
 from ..render import WebRendering
 from .base import FootprintAlgorithm
-from .common import WEB_LAYERS_HELP, Inputs, max_render_parameter, model_parameter
+from .common import (
+    WEB_LAYERS_HELP,
+    Inputs,
+    add_model_outputs,
+    max_render_parameter,
+    model_parameter,
+)
 from .options import Option, add_options
 
 #: How much the area checked's extent grows on every side (a share of its longer side) to
@@ -142,25 +145,19 @@ class Improve(FootprintAlgorithm):
             )
         )
         self.addParameter(max_render_parameter(self.MAX_RENDER_MPX))
-        self.addParameter(
-            QgsProcessingParameterFileDestination(
-                self.OUTPUT, self.tr("Improved model"), self.tr("Model file (*.pt)")
-            )
+        add_model_outputs(
+            self,
+            (self.OUTPUT, "Improved model"),
+            self.REPORT_DIR,
+            (
+                (self.BEFORE_F1, "Score before: building F1 (pixel IoU without separation class)"),
+                (self.AFTER_F1, "Score after: building F1 (pixel IoU without separation class)"),
+                (self.BEFORE_IOU, "Pixel IoU before"),
+                (self.AFTER_IOU, "Pixel IoU after"),
+                (self.IMPROVED, "Improved (1: the score went up, 0: it did not)"),
+                (self.EPOCHS_RUN, "Epochs run"),
+            ),
         )
-        self.addParameter(
-            QgsProcessingParameterFolderDestination(
-                self.REPORT_DIR, self.tr("Report folder"), optional=True, createByDefault=False
-            )
-        )
-        for name, label in (
-            (self.BEFORE_F1, "Score before: building F1 (pixel IoU without separation class)"),
-            (self.AFTER_F1, "Score after: building F1 (pixel IoU without separation class)"),
-            (self.BEFORE_IOU, "Pixel IoU before"),
-            (self.AFTER_IOU, "Pixel IoU after"),
-            (self.IMPROVED, "Improved (1: the score went up, 0: it did not)"),
-            (self.EPOCHS_RUN, "Epochs run"),
-        ):
-            self.addOutput(QgsProcessingOutputNumber(name, self.tr(label)))
 
     def processAlgorithm(
         self,

@@ -9,13 +9,10 @@ from qgis.core import (
     QgsProcessing,
     QgsProcessingContext,
     QgsProcessingFeedback,
-    QgsProcessingOutputNumber,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFile,
-    QgsProcessingParameterFileDestination,
-    QgsProcessingParameterFolderDestination,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterVectorLayer,
 )
@@ -23,7 +20,7 @@ from qgis.core import (
 from ...engine.config import STARTER, TrainConfig  # plain dataclasses: no torch, no GDAL
 from ...engine.results import TrainResult
 from .base import FootprintAlgorithm
-from .common import WEB_LAYERS_HELP, Inputs, max_render_parameter
+from .common import WEB_LAYERS_HELP, Inputs, add_model_outputs, max_render_parameter
 from .options import Option, add_options
 
 STARTER_HELP = (
@@ -192,25 +189,19 @@ class Train(FootprintAlgorithm):
                 fileFilter="Weights (*.pt *.pth *.safetensors *.bin);;All files (*.*)",
             )
         )
-        self.addParameter(
-            QgsProcessingParameterFileDestination(
-                self.OUTPUT, self.tr("Model file"), self.tr("Model file (*.pt)")
-            )
+        add_model_outputs(
+            self,
+            (self.OUTPUT, "Model file"),
+            self.REPORT_DIR,
+            (
+                (self.VAL_IOU, "Validation IoU"),
+                (self.VAL_F1, "Validation F1"),
+                (self.VAL_PRECISION, "Validation precision"),
+                (self.VAL_RECALL, "Validation recall"),
+                (self.THRESHOLD, "Decision threshold"),
+                (self.BEST_EPOCH, "Best epoch"),
+            ),
         )
-        self.addParameter(
-            QgsProcessingParameterFolderDestination(
-                self.REPORT_DIR, self.tr("Report folder"), optional=True, createByDefault=False
-            )
-        )
-        for name, label in (
-            (self.VAL_IOU, "Validation IoU"),
-            (self.VAL_F1, "Validation F1"),
-            (self.VAL_PRECISION, "Validation precision"),
-            (self.VAL_RECALL, "Validation recall"),
-            (self.THRESHOLD, "Decision threshold"),
-            (self.BEST_EPOCH, "Best epoch"),
-        ):
-            self.addOutput(QgsProcessingOutputNumber(name, self.tr(label)))
 
     def _add_inputs(self) -> None:
         polygon = QgsProcessing.TypeVectorPolygon
