@@ -173,6 +173,8 @@ def run_region(region: str, args: argparse.Namespace, work: Path) -> dict[str, A
         log(f"{region} N={value}: test building F1 {f1:.3f}")
     return {
         "region": region,
+        "variant": args.name,
+        "settings": dict(args.set),
         "start_model": str(start),
         "test_chips_z19": len(test_chips),
         "rows": rows,
@@ -196,7 +198,8 @@ def markdown() -> str:
         r = json.loads(path.read_text())
         hw = r["hardware"]
         lines += [
-            f"**{r['region']}** (left out of the starting model; test part: {r['test_chips_z19']}"
+            f"**{r['region']}{r.get('variant', '')}** {r.get('settings') or ''} (left out of the"
+            f" starting model; test part: {r['test_chips_z19']}"
             f" z19 chips) on {hw['cpu_model']} ({hw['threads']} threads):"
             f" `{_relative(r['command'])}`",
             "",
@@ -245,8 +248,9 @@ def plot() -> None:
             ys.append(f1)
             lo.append(f1 - spread[0])
             hi.append(spread[1] - f1)
-        by_n.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=r["region"])
-        by_min.plot(mins, ys, marker="o", label=r["region"])
+        name = r["region"] + r.get("variant", "")
+        by_n.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=name)
+        by_min.plot(mins, ys, marker="o", label=name)
     by_n.set(xlabel="corrected buildings inside the area checked", ylabel="test building F1")
     by_min.set(xlabel="improve minutes (2 CPU cores)", ylabel="test building F1")
     by_n.legend()
@@ -273,13 +277,14 @@ def main() -> int:
     parser.add_argument("--tag", default="-8ep")
     parser.add_argument("--set", type=_pair, action="append", default=[])
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "improve_curve")
+    parser.add_argument("--name", default="", help="Suffix of the records' names (a variant).")
     parser.add_argument("--docs-only", action="store_true")
     args = parser.parse_args()
     if not args.docs_only:
         for region in args.regions:
             record = run_region(region, args, args.out.absolute())
             RECORDS.mkdir(parents=True, exist_ok=True)
-            path = RECORDS / f"{region}.json"
+            path = RECORDS / f"{region}{args.name}.json"
             path.write_text(json.dumps(record, indent=1, default=str) + "\n", encoding="utf-8")
             log(f"wrote {path.relative_to(ROOT)}")
             update_docs()
