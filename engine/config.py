@@ -344,7 +344,7 @@ class ImproveConfig:
         ),
     )
     lr: float = field(
-        default=3e-4,
+        default=1e-4,
         metadata=_h("Learning rate (constant).", "Learning rate", 0.0, 10.0),
     )
     empty_keep_fraction: float = field(
