@@ -33,6 +33,7 @@ def test_every_command_has_help() -> None:
     assert set(COMMANDS) == {
         "rasterize-labels",
         "train",
+        "improve",
         "predict",
         "vectorize",
         "detect",

@@ -4,6 +4,7 @@ scores on a held-back part. Generated imagery: bright squares (roofs) on a dark 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -174,12 +175,24 @@ def test_buildings_outside_the_area_checked_are_taught_with_unknown_surroundings
     assert config.init_model == str(scene["model"]) and config.schedule == "constant"
 
 
+@pytest.mark.parametrize(
+    ("field", "what"),
+    [
+        ("model", "starting model"),
+        ("raster", "imagery"),
+        ("labels", "corrected building layer"),
+        ("checked_area", "area checked layer"),
+    ],
+)
 def test_the_improved_model_may_not_replace_an_input(
-    scene: dict[str, Path], tmp_path: Path
+    scene: dict[str, Path], tmp_path: Path, field: str, what: str
 ) -> None:
-    config = improve_config(scene, tmp_path, output=str(scene["model"]), overwrite=True)
-    with pytest.raises(OutputError, match="starting model"):
+    config = improve_config(scene, tmp_path, overwrite=True)
+    before = Path(getattr(config, field)).read_bytes()
+    config = replace(config, output=getattr(config, field))
+    with pytest.raises(OutputError, match=what):
         improve_module.improve(config, RecordingProgress())
+    assert Path(getattr(config, field)).read_bytes() == before
 
 
 def test_the_starter_model_is_the_default_start(
