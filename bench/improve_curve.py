@@ -252,7 +252,7 @@ def plot() -> None:
         by_n.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=name)
         by_min.plot(mins, ys, marker="o", label=name)
     by_n.set(xlabel="corrected buildings inside the area checked", ylabel="test building F1")
-    by_min.set(xlabel="improve minutes (2 CPU cores)", ylabel="test building F1")
+    by_min.set(xlabel="improve minutes (CPU threads as recorded)", ylabel="test building F1")
     by_n.legend()
     fig.tight_layout()
     fig.savefig(PLOT, dpi=90)
