@@ -177,6 +177,17 @@ class TrainConfig:
             " at."
         ),
     )
+    balance: float = field(
+        default=0.0,
+        metadata=_h(
+            "Balance the places (one per training raster) in each epoch's draws: 0 draws them"
+            " by their windows, 1 in equal shares, between: shares in proportion to windows to"
+            " the power 1 - balance.",
+            "Balance places (0: by windows, 1: equal shares)",
+            0.0,
+            1.0,
+        ),
+    )
     loss: str = field(
         default="bce+dice",
         metadata=_h("Loss: bce, dice, jaccard, focal or sums like bce+dice.", "Loss"),

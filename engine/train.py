@@ -57,7 +57,8 @@ from engine.models.registry import check_tile_size, create_model
 from engine.models.starter import starter_model
 from engine.polygons.instances import InstanceSettings
 from engine.results import TrainResult
-from engine.training.dataset import TrainingData
+from engine.training.balance import BalancedSampler
+from engine.training.dataset import TrainingData, WindowDataset
 from engine.training.finetune import (
     check_fits,
     finetune_config,
@@ -176,6 +177,11 @@ def check_config(config: TrainConfig) -> None:
     for name in ("epochs", "batch_size"):
         if getattr(config, name) < 1:
             raise ConfigError(f"{name} must be >= 1, got {getattr(config, name)}.")
+    if not 0 <= config.balance <= 1:
+        raise ConfigError(
+            f"balance must be from 0 (places drawn by their windows) to 1 (equal shares), got"
+            f" {config.balance}."
+        )
     if not config.lr > 0 or config.weight_decay < 0 or config.patience < 0 or config.workers < 0:
         raise ConfigError("lr must be > 0; weight_decay, patience and workers must be >= 0.")
     if not 0 < config.boundary_width_m <= 5:
@@ -258,7 +264,10 @@ def make_loader(
     _, world = _rank()
     world = world if shuffle else 1  # every rank validates on all validation windows
     sampler: Any = None
-    if world > 1:
+    if shuffle and config.balance > 0 and isinstance(dataset, WindowDataset):
+        places = [w.raster for w in dataset.windows]
+        sampler = BalancedSampler(places, config.balance, config.seed, _rank()[0], world)
+    elif world > 1:
         sampler = DistributedSampler(dataset, shuffle=shuffle, seed=config.seed)
     elif shuffle:
         sampler = RandomSampler(cast(Sized, dataset), generator=torch.Generator())
@@ -277,7 +286,7 @@ def make_loader(
 def _set_epoch(loader: DataLoader[Any], seed: int, epoch: int) -> None:
     """Seed the sampler and the dataset's augmentation for ``epoch``."""
     sampler = loader.sampler
-    if isinstance(sampler, DistributedSampler):
+    if isinstance(sampler, (DistributedSampler, BalancedSampler)):
         sampler.set_epoch(epoch)
     elif isinstance(sampler, RandomSampler) and sampler.generator is not None:
         sampler.generator.manual_seed(seed * 100_003 + epoch)

@@ -311,6 +311,7 @@ def test_bad_settings_fail_before_reading_data(
         ({"architecture": "unet", "encoder": "resnet0"}, "resnet34"),
         ({"epochs": 0}, "epochs"),
         ({"boundary_width_m": 0.0}, "boundary_width_m"),
+        ({"balance": 1.5}, "balance must be from 0"),
     ]
     for changes, match in cases:
         with pytest.raises(ConfigError, match=match):

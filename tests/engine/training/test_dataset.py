@@ -22,6 +22,7 @@ from engine.errors import CancelledError, ConfigError, LabelsError
 from engine.events import NullProgress, RecordingProgress
 from engine.geo.normalize import BandStats, value_range
 from engine.geo.windows import WindowPlan
+from engine.train import make_loader
 from engine.training.dataset import TrainingData, WindowDataset, build_training_data
 from engine.training.sampling import IGNORE, WindowRef, windows_overlap
 from tests.engine.conftest import UTM, WGS84
@@ -574,3 +575,32 @@ def test_scale_jitter_reaches_training_windows_only(rgb: Path, rgb_labels: Path)
     masks = [(data.train[i][1], plain.train[i][1]) for i in range(len(data.train))]
     # rescaled windows: some gain nodata margins or lose pixels the plain ones keep
     assert any(not torch.equal(a, b) for a, b in masks)
+
+
+def test_balance_draws_each_training_raster_in_equal_shares(
+    rgb: Path,
+    rgb_labels: Path,
+    geo_labels: Path,
+    raster_factory: Callable[..., Path],
+) -> None:
+    small = raster_factory(
+        "rgb2.tif", np.full((3, 128, 128), 50, np.uint8), crs=WGS84, transform=GEO_T
+    )
+    cfg = TrainConfig(
+        rasters=(str(rgb), str(small)),
+        labels=(str(rgb_labels), str(geo_labels)),
+        output="x.pt",
+        tile_size=64,
+        balance=1.0,
+    )
+    data = build(cfg)
+    places = [w.raster for w in data.train.windows]
+    assert places.count(1) * 4 < places.count(0)  # the small raster has far fewer windows
+    loader = make_loader(data.train, cfg, True, torch.device("cpu"))
+    drawn = []
+    for epoch in range(40):
+        loader.sampler.set_epoch(epoch)  # type: ignore[union-attr]
+        drawn += [places[i] for i in loader.sampler]  # type: ignore[union-attr]
+    assert drawn.count(1) / len(drawn) == pytest.approx(0.5, abs=0.05)
+    unbalanced = make_loader(data.train, replace(cfg, balance=0.0), True, torch.device("cpu"))
+    assert not isinstance(unbalanced.sampler, type(loader.sampler))
