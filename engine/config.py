@@ -203,6 +203,17 @@ class TrainConfig:
         default="onecycle", metadata=_h("Learning-rate schedule: onecycle, cosine or constant.")
     )
     epochs: int = field(default=8, metadata=_h("Number of epochs.", "Epochs", 1, 10000))
+    ema_decay: float = field(
+        default=0.0,
+        metadata=_h(
+            "Average the weights as training goes (exponential moving average, this decay per"
+            " batch: 0.99 weighs about the last 100 batches); validation and the written model"
+            " use the average. 0: off.",
+            "Weight averaging (EMA decay per batch, 0: off)",
+            0.0,
+            0.9999,
+        ),
+    )
     batch_size: int = field(default=8, metadata=_h("Windows per batch.", "Batch size", 1, 1024))
     patience: int = field(
         default=0,

@@ -29,6 +29,7 @@ from typing import Any, cast
 import torch
 from torch import distributed as dist
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 
 from engine import __version__
@@ -177,6 +178,11 @@ def check_config(config: TrainConfig) -> None:
     for name in ("epochs", "batch_size"):
         if getattr(config, name) < 1:
             raise ConfigError(f"{name} must be >= 1, got {getattr(config, name)}.")
+    if not 0 <= config.ema_decay < 1:
+        raise ConfigError(
+            f"ema_decay must be from 0 (off) to below 1 (0.99 averages about the last 100"
+            f" batches), got {config.ema_decay}."
+        )
     if not 0 <= config.balance <= 1:
         raise ConfigError(
             f"balance must be from 0 (places drawn by their windows) to 1 (equal shares), got"
@@ -349,6 +355,16 @@ class Loop:
             ids = [device.index] if device.type == "cuda" else None
             model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
         self.model = model
+        # the weights averaged over the batches (--ema-decay), batch-norm statistics too
+        self.averaged = (
+            AveragedModel(
+                self.bare, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True
+            )
+            if config.ema_decay > 0
+            else None
+        )
+        if self.averaged is not None:
+            self.averaged.update_parameters(self.bare)  # the average starts at the start
         weights = tuple(1.0 if c == "building" else config.separation_weight for c in self.classes)
         self.loss = build_loss(config.loss, config.pos_weight, weights).to(device)
         self.train_loader = make_loader(data.train, config, True, device)
@@ -363,13 +379,15 @@ class Loop:
         self.batches_done = 0
         self.batches_total = 1
 
-    def _forward(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def _forward(
+        self, image: torch.Tensor, mask: torch.Tensor, model: nn.Module | None = None
+    ) -> tuple[torch.Tensor, ...]:
         image = image.to(self.device, non_blocking=True)
         if self.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
         target, valid = targets_for(self.classes, mask.to(self.device, non_blocking=True))
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
-            logits = self.model(image)
+            logits = (model or self.model)(image)
         loss = self.loss(logits.float(), target, valid)
         return loss, logits.float(), target, valid
 
@@ -392,17 +410,26 @@ class Loop:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()
+            if self.averaged is not None:
+                self.averaged.update_parameters(self.bare)
             total += torch.stack(
                 [loss.detach().double() * len(image), total.new_tensor(len(image))]
             )
         _all_reduce(total)
         return float(total[0] / total[1].clamp(min=1))
 
+    @property
+    def scored(self) -> nn.Module:
+        """The weights validated and written: the averaged ones with --ema-decay, else the
+        model's."""
+        return self.averaged.module if self.averaged is not None else self.bare
+
     @torch.no_grad()
     def validate(self, progress: Progress) -> Validation:
         """Mean validation loss, the histograms of building and (when learnt) contact
         probabilities, and (with a separation class) the windows to score buildings on."""
         self.model.eval()
+        self.scored.eval()
         hist = ProbabilityHistogram(self.device)
         contact = ProbabilityHistogram(self.device) if "contact" in self.classes else None
         c = self.classes.index("contact") if contact is not None else 0
@@ -411,7 +438,8 @@ class Loop:
         total = torch.zeros(2, dtype=torch.float64, device=self.device)
         for image, mask in self.val_loader:
             self._tick(progress)
-            loss, logits, target, valid = self._forward(image, mask)
+            model = self.averaged.module if self.averaged is not None else None
+            loss, logits, target, valid = self._forward(image, mask, model)
             hist.add(torch.sigmoid(logits[:, 0]), target[:, 0] > 0.5, valid[:, 0])
             if contact is not None:
                 contact.add(torch.sigmoid(logits[:, c]), target[:, c] > 0.5, valid[:, 0])
@@ -461,7 +489,7 @@ def run_epochs(loop: Loop, state: TrainState, progress: Progress, checkpoint: Pa
             "lr": lr,
             "seconds": time.monotonic() - start,
         }
-        state.add_epoch(record, loop.bare, checked.hist, checked.contact, checked.windows)
+        state.add_epoch(record, loop.scored, checked.hist, checked.contact, checked.windows)
         for name, value in record.items():
             if name != "epoch":
                 progress.metric(name, value, step=epoch)

@@ -212,6 +212,7 @@ def save_checkpoint(path: Path, state: TrainState, loop: Any) -> None:
         "run": _run_settings(loop.config, loop.classes),
         "state": state.state(),
         "model": loop.bare.state_dict(),
+        "averaged": loop.averaged.state_dict() if loop.averaged is not None else None,
         "optimizer": loop.optimizer.state_dict(),
         "scheduler": loop.scheduler.state_dict(),
         "scaler": loop.scaler.state_dict(),
@@ -251,6 +252,11 @@ def load_checkpoint(path: str, config: TrainConfig, loop: Any) -> TrainState:
             " settings, or start a new run without --resume."
         )
     loop.bare.load_state_dict(raw["model"])
+    if loop.averaged is not None:
+        if raw.get("averaged") is not None:
+            loop.averaged.load_state_dict(raw["averaged"])
+        else:  # averaging starts here: from the resumed weights
+            loop.averaged.module.load_state_dict(raw["model"])
     loop.optimizer.load_state_dict(raw["optimizer"])
     loop.scheduler.load_state_dict(raw["scheduler"])
     loop.scaler.load_state_dict(raw["scaler"])

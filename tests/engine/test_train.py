@@ -209,11 +209,15 @@ def test_cpu_runs_are_repeatable(
     assert history_losses(third) != history_losses(first)
 
 
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
 def test_cancel_writes_no_model_and_resume_continues(
-    calls: list[TrainConfig], make_config: Callable[..., TrainConfig], tmp_path: Path
+    calls: list[TrainConfig],
+    make_config: Callable[..., TrainConfig],
+    tmp_path: Path,
+    ema_decay: float,
 ) -> None:
-    whole = train_module.train(make_config("whole.pt"), RecordingProgress())
-    config = make_config("part.pt")
+    whole = train_module.train(make_config("whole.pt", ema_decay=ema_decay), RecordingProgress())
+    config = make_config("part.pt", ema_decay=ema_decay)
     # 4 training + 2 validation batches per epoch: cancel during the 3rd epoch.
     with pytest.raises(CancelledError):
         train_module.train(config, RecordingProgress(cancel_after=14))
@@ -312,6 +316,7 @@ def test_bad_settings_fail_before_reading_data(
         ({"epochs": 0}, "epochs"),
         ({"boundary_width_m": 0.0}, "boundary_width_m"),
         ({"balance": 1.5}, "balance must be from 0"),
+        ({"ema_decay": 1.0}, "ema_decay must be from 0"),
     ]
     for changes, match in cases:
         with pytest.raises(ConfigError, match=match):
@@ -413,6 +418,25 @@ def test_fine_tuning_starts_from_every_weight_of_the_model_file(
     assert spec.architecture == "compact" and spec.mean == read_spec(first["output"]).mean
     said = [m for m in progress.messages if m.startswith("Fine-tuning")]
     assert said and "architecture 'unet' -> 'compact'" in said[0]
+
+
+def test_weight_averaging_writes_the_average(
+    calls: list[TrainConfig], make_config: Callable[..., TrainConfig]
+) -> None:
+    first = train_module.train(make_config("first.pt", epochs=1), RecordingProgress())
+    start, _ = load_model(first["output"])
+    moved = {}
+    for name, decay in (("plain", 0.0), ("averaged", 0.9999)):
+        config = make_config(f"{name}.pt", init_model=first["output"], epochs=2, ema_decay=decay)
+        train_module.train(config, RecordingProgress())
+        model, _ = load_model(config.output)
+        moved[name] = sum(
+            float((a - b).detach().abs().sum())
+            for a, b in zip(model.parameters(), start.parameters(), strict=True)
+        )
+    # 8 batches at decay 0.9999: the average holds >99.9% of the starting weights
+    assert moved["plain"] > 0
+    assert moved["averaged"] < 0.01 * moved["plain"]
 
 
 def test_fine_tuning_refuses_imagery_the_model_cannot_take(
