@@ -174,7 +174,10 @@ class TrainConfig:
         metadata=_h(
             "Rescale each training window by a random factor from 1/F to F (1: off; needs"
             " augment), so that one model serves imagery finer or coarser than it was trained"
-            " at."
+            " at.",
+            "Scale jitter (1: off)",
+            1.0,
+            4.0,
         ),
     )
     balance: float = field(

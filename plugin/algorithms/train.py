@@ -149,6 +149,9 @@ class Train(FootprintAlgorithm):
             advanced=True,
             optional=True,
         ),
+        Option("SCALE_JITTER", TrainConfig, "scale_jitter", advanced=True, optional=True),
+        Option("BALANCE", TrainConfig, "balance", advanced=True, optional=True),
+        Option("EMA_DECAY", TrainConfig, "ema_decay", advanced=True, optional=True),
     )
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
