@@ -546,8 +546,9 @@ class PolygonOptions:
     regularize: bool = field(
         default=False,
         metadata=_h(
-            "Square off building outlines (each on its own: squared neighbours may no longer"
-            " share their edge exactly).",
+            "Square off building outlines: right angles along each group of touching"
+            " buildings' main directions, keeping L, T and U shapes and the walls neighbours"
+            " share; round or irregular outlines stay as they are.",
             "Square off outlines",
         ),
     )

@@ -1,4 +1,4 @@
-"""Per-polygon cleanup of vectorized buildings: canonical form, holes, simplify, regularize, areas.
+"""Per-polygon cleanup of vectorized buildings: canonical form, holes, simplify, squaring, areas.
 
 Geometries come in *pixel* coordinates of the raster grid (x = column, y = row, pixel corners
 on integers), as :class:`engine.vectorize.SeamJoiner` emits them; :func:`finalize_polygons`
@@ -20,15 +20,19 @@ from affine import Affine
 from pyproj import CRS, Geod
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
-from shapely import affinity
 from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
 
 from engine.config import PolygonOptions
+from engine.polygons.square import square_group
 
-#: A polygon that fills at least this share of its minimum rotated rectangle becomes that
-#: rectangle when regularizing.
-RECTANGLE_FILL = 0.85
+#: Squaring (engine.polygons.square), in metres: walls shorter than this are jogs, and parallel
+#: walls of neighbours closer than this become one wall.
+SQUARE_MIN_WALL_M = 0.5
+#: Slanted walls shorter than this between a horizontal and a vertical one are rounded corners.
+SQUARE_MAX_BEVEL_M = 2.0
+#: Pixel staircases: outlines are simplified with this tolerance (pixels) before squaring.
+SQUARE_TOLERANCE_PX = 1.5
 
 _GEOD = Geod(ellps="WGS84")
 
@@ -84,31 +88,37 @@ def fill_holes(geom: Polygon, keep: Sequence[bool]) -> Polygon:
     return Polygon(geom.exterior, holes)
 
 
-def regularize_polygon(geom: Polygon, aspect: float = 1.0, fill: float = RECTANGLE_FILL) -> Polygon:
-    """Square off a building: its minimum rotated rectangle, shrunk to the building's area,
-    when the building fills ``fill`` of that rectangle.
-
-    ``aspect`` is the ground height/width ratio of a pixel, so the rectangle is right-angled on
-    the ground. A polygon that is not rectangular enough (an L, a courtyard) is returned as
-    given (already simplified by the caller).
-    """
-    ground = affinity.scale(geom, 1.0, aspect, origin=(0, 0))
-    rect = shapely.minimum_rotated_rectangle(ground)
-    if not isinstance(rect, Polygon) or rect.area <= 0 or ground.area / rect.area < fill:
-        return geom
-    shrink = math.sqrt(ground.area / rect.area)  # keep the building's area
-    rect = affinity.scale(rect, shrink, shrink, origin=rect.centroid)
-    rect = affinity.scale(rect, 1.0, 1.0 / aspect, origin=(0, 0))
-    return canonical_polygon(rect)
-
-
-def _pixel_aspect(transform: Affine, crs: CRS, row_col: tuple[float, float]) -> float:
-    """Ground height/width of one pixel near pixel ``(row, col)``."""
+def _pixel_ground(transform: Affine, crs: CRS, row_col: tuple[float, float]) -> tuple[float, float]:
+    """Ground width of one pixel in metres and its height/width ratio, near ``(row, col)``."""
     aspect = abs(transform.e / transform.a)
+    width = abs(transform.a)
     if crs.is_geographic:
         lat = (transform * (row_col[1], row_col[0]))[1]
-        aspect /= max(math.cos(math.radians(lat)), 1e-6)
-    return float(aspect)
+        cos = max(math.cos(math.radians(lat)), 1e-6)
+        aspect /= cos
+        width *= 111_320.0 * cos
+    else:
+        width *= linear_unit_factor(crs)
+    return float(width), float(aspect)
+
+
+def square_coverage(geoms: np.ndarray, transform: Affine, crs: CRS) -> np.ndarray:
+    """Pixel-coordinate polygons squared group by group of touching ones
+    (:func:`engine.polygons.square.square_group`: right angles, L/T/U shapes kept, shared
+    walls kept shared)."""
+    out = np.empty(len(geoms), dtype=object)
+    out[:] = list(geoms)
+    for group in touching_groups(geoms) if len(geoms) else []:
+        centre = geoms[group[0]].centroid
+        width, aspect = _pixel_ground(transform, crs, (centre.y, centre.x))
+        out[group] = square_group(
+            list(geoms[group]),
+            aspect,
+            tolerance=SQUARE_TOLERANCE_PX,
+            min_wall=SQUARE_MIN_WALL_M / width,
+            max_bevel=SQUARE_MAX_BEVEL_M / width,
+        )
+    return out
 
 
 def _to_crs(geoms: np.ndarray, transform: Affine) -> np.ndarray:
@@ -184,18 +194,10 @@ def _clean(geoms: np.ndarray, transform: Affine, crs: CRS, config: PolygonOption
     polygons."""
     arr = np.empty(len(geoms), dtype=object)
     arr[:] = [_fill_small_holes(g, transform, crs, config) for g in geoms]
-    raw = arr
     if config.simplify > 0:
         arr = simplify_coverage(arr, config.simplify)
     if config.regularize:
-        squared = []
-        for before, after in zip(raw, arr, strict=True):
-            centre = before.centroid
-            aspect = _pixel_aspect(transform, crs, (centre.y, centre.x))
-            square = regularize_polygon(before, aspect)
-            squared.append(after if square is before else square)
-        arr = np.empty(len(squared), dtype=object)
-        arr[:] = squared
+        arr = square_coverage(arr, transform, crs)
     return arr
 
 

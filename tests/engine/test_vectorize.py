@@ -16,14 +16,14 @@ import shapely
 from affine import Affine
 from rasterio import features
 from rasterio.windows import Window
-from shapely.geometry import Polygon, box, shape
+from shapely.geometry import box, shape
 
 from engine.config import VectorizeConfig
 from engine.errors import CancelledError, ConfigError, OutputError
 from engine.events import NullProgress, RecordingProgress
 from engine.geo.windows import Grid
 from engine.polygons.seams import PolygonStream, SeamJoiner, polygonize_windows
-from engine.polygons.shapes import canonical_polygon, regularize_polygon
+from engine.polygons.shapes import canonical_polygon
 from engine.vectorize import vectorize
 from tests.engine.conftest import UTM, WGS84
 
@@ -304,13 +304,6 @@ def test_regularize_squares_a_noisy_rectangle(
     corners = np.diff(np.asarray(big.geometry.exterior.coords), axis=0)
     assert abs(np.dot(corners[0], corners[1])) < 1e-6 * np.dot(corners[0], corners[0])
     assert big["area_m2"] == pytest.approx(100 * 50 * PX_AREA, rel=0.05)
-
-
-def test_regularize_keeps_an_l_shape() -> None:
-    ell = Polygon([(0, 0), (10, 0), (10, 40), (40, 40), (40, 50), (0, 50)])
-    assert regularize_polygon(ell).equals(ell)
-    noisy = Polygon([(0, 0), (20, 0), (20, 10), (10, 10.5), (0, 10)])
-    assert len(regularize_polygon(noisy).exterior.coords) == 5
 
 
 # ------------------------------------------------------------------ outputs, errors, cancel
