@@ -174,7 +174,7 @@ def _along(start: np.ndarray, end: np.ndarray, points: np.ndarray) -> np.ndarray
     along = rel @ unit
     across = rel @ np.array([-unit[1], unit[0]])
     keep = (along > 0.15 * length) & (along < 0.85 * length) & (np.abs(across) <= 1.5)
-    return points[keep]
+    return np.asarray(points[keep])
 
 
 def _merge(walls: list[Wall], min_wall: float, max_bevel: float) -> list[Wall]:
@@ -266,9 +266,9 @@ def _corner(first: Wall, second: Wall) -> np.ndarray:
     q, s = _line(second)
     cross = r[0] * s[1] - r[1] * s[0]
     if abs(cross) < 1e-9 * (np.hypot(*r) * np.hypot(*s) + 1e-12):
-        return (np.asarray(first.end) + np.asarray(second.start)) / 2.0
+        return np.asarray((np.asarray(first.end) + np.asarray(second.start)) / 2.0)
     t = ((q[0] - p[0]) * s[1] - (q[1] - p[1]) * s[0]) / cross
-    return p + t * r
+    return np.asarray(p + t * r)
 
 
 def _rebuild(walls: list[Wall]) -> Polygon | None:
