@@ -245,14 +245,21 @@ def scores(
     chips: Path,
     out: Path,
     aoi: Path | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
     """Detect on ``raster`` (only inside ``aoi`` when given) and score inside ``area`` (None:
-    the raster's extent), with 95% bootstrap intervals over the ``chips`` (bench/accuracy.py's)."""
+    the raster's extent), with 95% bootstrap intervals over the ``chips`` (bench/accuracy.py's).
+    ``options``: more DetectConfig fields (e.g. regularize=True)."""
     out.mkdir(parents=True, exist_ok=True)
     buildings, prob = out / "buildings.gpkg", out / "probability.tif"
     start = time.monotonic()
     config = DetectConfig(
-        raster, str(model), str(buildings), keep_probability=str(prob), aoi=aoi and str(aoi)
+        raster,
+        str(model),
+        str(buildings),
+        keep_probability=str(prob),
+        aoi=aoi and str(aoi),
+        **options,
     )
     detect(dataclasses.replace(config, overwrite=True), NullProgress())
     detect_s = time.monotonic() - start
@@ -262,9 +269,11 @@ def scores(
         NullProgress(),
     )
     keys = ("pixel_precision", "pixel_recall", "pixel_f1", "pixel_iou")
-    keys += ("object_precision", "object_recall", "object_f1", "merges", "splits")
+    keys += ("object_precision", "object_recall", "object_f1", "mean_iou_matched")
+    keys += ("merges", "splits")
+    found = {**s, "mean_iou_matched": s["object"].get("mean_iou_matched")}
     return {
-        "scores": {k: s[k] for k in keys if k in s},
+        "scores": {k: found[k] for k in keys if k in found},
         "spread": chip_spread(str(buildings), str(labels), chips),
         "detect_s": detect_s,
     }

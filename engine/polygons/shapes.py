@@ -102,17 +102,20 @@ def _pixel_ground(transform: Affine, crs: CRS, row_col: tuple[float, float]) -> 
     return float(width), float(aspect)
 
 
-def square_coverage(geoms: np.ndarray, transform: Affine, crs: CRS) -> np.ndarray:
+def square_coverage(
+    geoms: np.ndarray, transform: Affine, crs: CRS, min_area_m2: float = 0.0
+) -> np.ndarray:
     """Pixel-coordinate polygons squared group by group of touching ones
     (:func:`engine.polygons.square.square_group`: right angles, L/T/U shapes kept, shared
-    walls kept shared)."""
+    walls kept shared). Polygons under ``min_area_m2`` (dropped later) take no part."""
     out = np.empty(len(geoms), dtype=object)
     out[:] = list(geoms)
     for group in touching_groups(geoms) if len(geoms) else []:
         centre = geoms[group[0]].centroid
         width, aspect = _pixel_ground(transform, crs, (centre.y, centre.x))
-        out[group] = square_group(
-            list(geoms[group]),
+        big = group[shapely.area(geoms[group]) * width * width * aspect >= min_area_m2]
+        out[big] = square_group(
+            list(geoms[big]),
             aspect,
             tolerance=SQUARE_TOLERANCE_PX,
             min_wall=SQUARE_MIN_WALL_M / width,
@@ -197,7 +200,7 @@ def _clean(geoms: np.ndarray, transform: Affine, crs: CRS, config: PolygonOption
     if config.simplify > 0:
         arr = simplify_coverage(arr, config.simplify)
     if config.regularize:
-        arr = square_coverage(arr, transform, crs)
+        arr = square_coverage(arr, transform, crs, config.min_area_m2)
     return arr
 
 

@@ -35,6 +35,9 @@ from shapely.geometry import Polygon
 ANGLE_TOLERANCE = 20.0
 #: Share of the perimeter that must lie near the two axes for an outline to be squared.
 MIN_RECTILINEAR = 0.6
+#: A building whose own direction is within this many degrees of its group's takes the
+#: group's (so that walls neighbours share can be snapped together).
+SAME_DIRECTION = 5.0
 #: The squared outline must overlap the original by at least this IoU, else it is not used.
 MIN_IOU = 0.75
 
@@ -306,28 +309,81 @@ def square_group(
     if not polygons:
         return []
     traced = [_densified(p, aspect) for p in polygons]
-    for attempt in (tolerance, 2 * tolerance):
-        # pixel staircases and wobble go before walls are read; a noisy outline that is not
-        # rectilinear at the first tolerance is tried at twice it
-        rings = [_simplified(points, attempt) for points in traced]
-        angle = dominant_angle(rings, traced)
-        rotated = [_rotate(r, -angle) for r in rings]
-        shares = [rectilinear_share(r) for r in rotated]
-        if min(shares) >= MIN_RECTILINEAR:
-            break
-    bevel = max(max_bevel, 3 * attempt)  # simplification cuts corners by up to its tolerance
+    rings, owns, used = [], [], []
+    for points in traced:
+        # a noisy outline is more rectilinear simplified at twice the tolerance: the better
+        # of the two is read
+        tries = []
+        for attempt in (tolerance, 2 * tolerance):
+            ring = _simplified(points, attempt)
+            own = dominant_angle([ring], [points])
+            tries.append((rectilinear_share(_rotate(ring, -own)), -attempt, ring, own))
+        share, attempt, ring, own = max(tries, key=lambda t: (round(t[0], 2), t[1]))
+        rings.append(ring)
+        owns.append(own)
+        used.append(-attempt)
+    group = dominant_angle(rings, traced)
+    angles: list[float] = []
     walls: list[list[Wall] | None] = []
-    for ring, points, share in zip(rotated, traced, shares, strict=True):
-        if share < MIN_RECTILINEAR:
+    for ring, points, own, attempt in zip(rings, traced, owns, used, strict=True):
+        near = _turn(own, group) <= SAME_DIRECTION
+        angle = own
+        if near and rectilinear_share(_rotate(ring, -group)) >= MIN_RECTILINEAR:
+            angle = group
+        angles.append(angle)
+        rotated = _rotate(ring, -angle)
+        if rectilinear_share(rotated) < MIN_RECTILINEAR:
             walls.append(None)
             continue
-        walls.append(_merge(_runs(ring, _rotate(points, -angle)), min_wall, bevel))
-    _snap([w for w in walls if w], min_wall)
+        bevel = max(max_bevel, 3 * attempt)  # simplification cuts corners by up to its tolerance
+        walls.append(_merge(_runs(rotated, _rotate(points, -angle)), min_wall, bevel))
+    # walls of buildings squared to the group's direction are snapped together
+    _snap([w for w, a in zip(walls, angles, strict=True) if w and a == group], min_wall)
     out = []
-    for polygon, ws in zip(polygons, walls, strict=True):
+    for polygon, ws, angle in zip(polygons, walls, angles, strict=True):
         squared = _rebuild(ws) if ws else None
         out.append(_accept(polygon, squared, angle, aspect))
+    return _settle(polygons, out)
+
+
+def _turn(a: float, b: float) -> float:
+    """Degrees between two directions modulo 90."""
+    d = math.degrees(a - b) % 90.0
+    return min(d, 90.0 - d)
+
+
+def _settle(originals: list[Polygon], squared: list[Polygon]) -> list[Polygon]:
+    """No overlaps between neighbours: where two squared outlines overlap, the overlap goes
+    to the one whose original held more of it."""
+    out = list(squared)
+    if len(out) < 2:
+        return out
+    tree = shapely.STRtree(out)
+    left, right = tree.query(out, predicate="overlaps")
+    for i, j in zip(left.tolist(), right.tolist(), strict=True):
+        if i >= j:
+            continue
+        overlap = shapely.intersection(out[i], out[j])
+        if overlap.area <= 0:
+            continue
+        keep_i = (
+            shapely.intersection(overlap, originals[i]).area
+            >= shapely.intersection(overlap, originals[j]).area
+        )
+        loser = j if keep_i else i
+        cut = shapely.difference(out[loser], overlap)
+        part = _largest(cut)
+        if part is None or not part.is_valid:
+            part = _largest(shapely.difference(originals[loser], out[i if keep_i else j]))
+        if part is not None:
+            out[loser] = shapely.normalize(part)
     return out
+
+
+def _largest(geom: shapely.Geometry) -> Polygon | None:
+    """The largest polygon of ``geom`` (None when it holds none)."""
+    parts = [g for g in getattr(geom, "geoms", [geom]) if isinstance(g, Polygon) and g.area > 0]
+    return max(parts, key=lambda g: g.area) if parts else None
 
 
 def _simplified(points: np.ndarray, tolerance: float) -> np.ndarray:

@@ -118,3 +118,23 @@ def test_aspect_squares_on_the_ground() -> None:
     (squared,) = square_group([wobbly], aspect=2.0)
     on_ground = affinity.scale(squared, 1.0, 2.0, origin=(0, 0))
     assert np.abs(corner_angles(on_ground) - 90).max() < 0.5
+
+
+def test_neighbours_at_other_angles_each_keep_their_own() -> None:
+    # two touching houses, one turned 30 degrees against the other
+    a = affinity.translate(Polygon([(0, 0), (40, 0), (40, 30), (0, 30)]), 10, 20)
+    b = affinity.rotate(Polygon([(50, 40), (90, 40), (90, 70), (50, 70)]), 30, origin=(50, 40))
+    rng = np.random.default_rng(2)
+    truth = features.rasterize([(a, 1), (b, 2)], out_shape=(SIZE, SIZE))
+    labels = np.zeros((SIZE, SIZE), np.int32)
+    for value in (1, 2):
+        prob = ndimage.gaussian_filter((truth == value) + rng.normal(0, 0.2, truth.shape), 1.0)
+        labels[(prob > 0.5) & (labels == 0)] = value
+    pieces = traced(labels)
+    assert len(pieces) == 2 and pieces[0].intersects(pieces[1])
+    squared = square_group(pieces)
+    for piece in squared:
+        assert len(piece.exterior.coords) - 1 <= 5  # a rectangle (one corner may be cut)
+        truth_piece = a if iou(piece, a) > iou(piece, b) else b
+        assert iou(piece, truth_piece) > 0.85
+    assert squared[0].intersection(squared[1]).area < 1e-6
