@@ -237,6 +237,9 @@ def finalize_polygons(
         order = np.lexsort((bounds[:, 0], bounds[:, 1]))
         cleaned, score_arr = cleaned[order], score_arr[order]
     world = _to_crs(cleaned, transform)
+    broken = ~shapely.is_valid(world)  # rounding onto the CRS can pinch a near-touching ring
+    if broken.any():
+        world[broken] = [_largest_polygon(shapely.make_valid(g)) for g in world[broken]]
     areas = polygon_areas_m2(world, pcrs)
     keep = areas >= config.min_area_m2
     world, areas, score_arr = world[keep], areas[keep], score_arr[keep]

@@ -371,13 +371,32 @@ def _settle(originals: list[Polygon], squared: list[Polygon]) -> list[Polygon]:
             >= shapely.intersection(overlap, originals[j]).area
         )
         loser = j if keep_i else i
-        cut = shapely.difference(out[loser], overlap)
-        part = _largest(cut)
-        if part is None or not part.is_valid:
-            part = _largest(shapely.difference(originals[loser], out[i if keep_i else j]))
+        part = _sound(_largest(shapely.difference(out[loser], overlap)))
+        if part is None:
+            winner = out[i if keep_i else j]
+            part = _sound(_largest(shapely.difference(originals[loser], winner)))
         if part is not None:
-            out[loser] = shapely.normalize(part)
+            out[loser] = part
     return out
+
+
+#: Outlines with vertices closer than this to another vertex or edge (a spike, a pinch) are
+#: cleaned first; they could turn invalid when moved onto the CRS.
+MIN_CLEARANCE = 1e-3
+
+
+def _sound(polygon: Polygon | None) -> Polygon | None:
+    """``polygon`` valid, without spikes or pinches (cleaned when it has them), normalised;
+    None when it cannot be."""
+    if polygon is None or polygon.is_empty:
+        return None
+    if not polygon.is_valid or shapely.minimum_clearance(polygon) < MIN_CLEARANCE:
+        polygon = _largest(shapely.make_valid(shapely.simplify(polygon.buffer(0), 0.0)))
+        if polygon is None or not polygon.is_valid:
+            return None
+        if shapely.minimum_clearance(polygon) < MIN_CLEARANCE:
+            return None
+    return shapely.normalize(shapely.simplify(polygon, 0.0))
 
 
 def _largest(geom: shapely.Geometry) -> Polygon | None:
@@ -405,8 +424,8 @@ def _accept(original: Polygon, squared: Polygon | None, angle: float, aspect: fl
     if squared is None:
         return original
     xy = _rotate(np.asarray(squared.exterior.coords), angle)
-    candidate = Polygon(np.column_stack([xy[:, 0], xy[:, 1] / aspect]))
-    if not candidate.is_valid or candidate.is_empty:
+    candidate = _sound(Polygon(np.column_stack([xy[:, 0], xy[:, 1] / aspect])))
+    if candidate is None:
         return original
     # courtyards stay as they were; holes cut by the new outline were wobble of the old one
     holes = [h for h in (Polygon(r) for r in original.interiors) if candidate.contains(h)]

@@ -138,3 +138,13 @@ def test_neighbours_at_other_angles_each_keep_their_own() -> None:
         truth_piece = a if iou(piece, a) > iou(piece, b) else b
         assert iou(piece, truth_piece) > 0.85
     assert squared[0].intersection(squared[1]).area < 1e-6
+
+
+def test_spikes_are_cleaned_before_they_can_pinch() -> None:
+    from engine.polygons.square import _sound
+
+    spiked = Polygon([(0, 0), (10, 0), (10, 5), (20, 5), (10, 5), (10, 10), (0, 10)])
+    clean = _sound(spiked)
+    assert clean is not None and clean.is_valid
+    assert shapely.minimum_clearance(clean) > 1
+    assert clean.area == pytest.approx(100)
