@@ -102,16 +102,18 @@ def _rotate(xy: np.ndarray, angle: float) -> np.ndarray:
     return np.column_stack([xy[:, 0] * ca - xy[:, 1] * sa, xy[:, 0] * sa + xy[:, 1] * ca])
 
 
-def _kinds(ring: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each edge's orientation (H, V or OTHER) in the rotated frame and its length."""
+def _kinds(ring: np.ndarray, snap_below: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Each edge's orientation (H, V or OTHER) in the rotated frame and its length; edges
+    shorter than ``snap_below`` take the nearer axis whatever their angle."""
     d = np.diff(ring, axis=0)
     length = np.hypot(d[:, 0], d[:, 1])
     angle = np.degrees(np.arctan2(d[:, 1], d[:, 0])) % 180.0
     off_h = np.minimum(angle, 180.0 - angle)
     off_v = np.abs(angle - 90.0)
     kinds = np.full(len(d), OTHER)
-    kinds[off_h <= ANGLE_TOLERANCE] = H
-    kinds[off_v <= ANGLE_TOLERANCE] = V
+    short = length < snap_below
+    kinds[(off_h <= ANGLE_TOLERANCE) | (short & (off_h <= off_v))] = H
+    kinds[(off_v <= ANGLE_TOLERANCE) | (short & (off_v < off_h))] = V
     return kinds, length
 
 
@@ -122,9 +124,11 @@ def rectilinear_share(ring: np.ndarray) -> float:
     return float(length[kinds != OTHER].sum()) / total if total > 0 else 0.0
 
 
-def _runs(ring: np.ndarray, traced: np.ndarray) -> list[Wall]:
-    """Consecutive edges of one orientation as walls (the ring's start rolled to a change)."""
-    kinds, length = _kinds(ring)
+def _runs(ring: np.ndarray, traced: np.ndarray, snap_below: float) -> list[Wall]:
+    """Consecutive edges of one orientation as walls (the ring's start rolled to a change);
+    edges shorter than ``snap_below`` are steps along the nearer axis, only longer ones keep
+    a direction of their own."""
+    kinds, length = _kinds(ring, snap_below)
     n = len(kinds)
     changes = np.flatnonzero(kinds != np.roll(kinds, 1))
     if len(changes) == 0:
@@ -336,7 +340,8 @@ def square_group(
             walls.append(None)
             continue
         bevel = max(max_bevel, 3 * attempt)  # simplification cuts corners by up to its tolerance
-        walls.append(_merge(_runs(rotated, _rotate(points, -angle)), min_wall, bevel))
+        runs = _runs(rotated, _rotate(points, -angle), bevel)
+        walls.append(_merge(runs, min_wall, bevel))
     # walls of buildings squared to the group's direction are snapped together
     _snap([w for w, a in zip(walls, angles, strict=True) if w and a == group], min_wall)
     out = []
