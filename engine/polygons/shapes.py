@@ -31,6 +31,9 @@ from engine.polygons.square import square_group
 SQUARE_MIN_WALL_M = 0.5
 #: Slanted walls shorter than this between a horizontal and a vertical one are rounded corners.
 SQUARE_MAX_BEVEL_M = 2.0
+#: Squared neighbours may overlap by up to this much (m² a pair) where their walls met at
+#: different angles; larger overlaps are cut from one of them.
+SQUARE_MAX_OVERLAP_M2 = 0.5
 #: Pixel staircases: outlines are simplified with this tolerance (pixels) before squaring.
 SQUARE_TOLERANCE_PX = 1.5
 
@@ -120,6 +123,7 @@ def square_coverage(
             tolerance=SQUARE_TOLERANCE_PX,
             min_wall=SQUARE_MIN_WALL_M / width,
             max_bevel=SQUARE_MAX_BEVEL_M / width,
+            min_overlap=SQUARE_MAX_OVERLAP_M2 / (width * width * aspect),
         )
     return out
 

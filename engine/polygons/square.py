@@ -4,22 +4,28 @@ walls that neighbours share.
 Each group of touching buildings (a coverage: neighbours share their edges exactly) is squared
 together, in ground units (pixel rows scaled by the pixel's aspect):
 
-1. The group's dominant direction: the length-weighted mean of its edges' angles modulo 90
-   degrees (angles are averaged as ``4 * angle`` on the circle, so 0 and 90 degrees agree).
+1. Each outline is simplified (Douglas-Peucker; the better of one and two tolerances for a
+   noisy one) and its dominant direction found: the length-weighted mean of its edges' angles
+   on the 90-degree circle, refined by lines fitted through the traced points along its
+   straight edges. A building within ``SAME_DIRECTION`` of its group's direction takes the
+   group's, so walls neighbours share can be snapped together.
 2. In the rotated frame each edge within ``ANGLE_TOLERANCE`` of an axis is horizontal or
-   vertical, others keep their own direction (a wing at another angle, a bevelled corner).
-   Consecutive edges of one orientation become one wall, at their length-weighted mean
-   position; walls shorter than ``min_wall`` between two parallel walls are jogs of the
-   outline and are dropped (the two walls merge).
+   vertical; edges shorter than a bevel are steps along the nearer axis; longer slanted
+   edges keep their own direction (a wing at another angle). Consecutive edges of one
+   orientation become one wall, where the traced points along them lie; jogs (walls shorter
+   than ``min_wall`` between two parallel walls) and bevels (slanted walls shorter than
+   ``max_bevel`` between a horizontal and a vertical one) are dropped.
 3. Walls are snapped across the group: parallel walls closer than ``min_wall`` take one
    position (weighted mean), so a wall two houses share stays one wall.
 4. Each outline is rebuilt from the intersections of consecutive walls and rotated back.
+5. Neighbours whose squared outlines overlap by more than ``min_overlap`` give the overlap to
+   the one whose original held more of it (smaller overlaps are left: cutting them would put
+   slanted notches in square corners).
 
 An outline stays as it was when it is not rectilinear (less than ``MIN_RECTILINEAR`` of its
-perimeter near the dominant axes: a round tank, a curved wall), when fewer than four walls are
-left, or when the squared outline is invalid or overlaps its original by less than
-``MIN_IOU``. Neighbours squared together share their walls; where one of two neighbours stays
-as it was, small gaps or overlaps can appear between them (measured in docs/BENCHMARKS.md).
+perimeter near its axes: a round tank, a curved wall), when fewer than four walls are left,
+or when the squared outline is not sound or overlaps its original by less than ``MIN_IOU``.
+What this costs and buys on real places is in docs/BENCHMARKS.md (bench/squaring.py).
 """
 
 from __future__ import annotations
@@ -292,6 +298,7 @@ def square_group(
     tolerance: float = 1.5,
     min_wall: float = 3.0,
     max_bevel: float = 12.0,
+    min_overlap: float = 0.0,
 ) -> list[Polygon]:
     """Square a group of touching polygons together (see the module's docstring).
 
@@ -305,7 +312,10 @@ def square_group(
         min_wall: walls shorter than this (ground units of x) are jogs; parallel walls closer
             than it take one position.
         max_bevel: slanted walls shorter than this (or than 3 tolerances) between a
-            horizontal and a vertical wall are rounded corners, squared.
+            horizontal and a vertical wall are rounded corners, squared; shorter edges are
+            steps along the nearer axis.
+        min_overlap: overlaps of squared neighbours up to this area (units of the frame) are
+            left; larger ones are cut (:func:`_settle`).
 
     Returns:
         The polygons, each squared or as given.
@@ -348,7 +358,7 @@ def square_group(
     for polygon, ws, angle in zip(polygons, walls, angles, strict=True):
         squared = _rebuild(ws) if ws else None
         out.append(_accept(polygon, squared, angle, aspect))
-    return _settle(polygons, out)
+    return _settle(polygons, out, min_overlap)
 
 
 def _turn(a: float, b: float) -> float:
@@ -357,9 +367,12 @@ def _turn(a: float, b: float) -> float:
     return min(d, 90.0 - d)
 
 
-def _settle(originals: list[Polygon], squared: list[Polygon]) -> list[Polygon]:
-    """No overlaps between neighbours: where two squared outlines overlap, the overlap goes
-    to the one whose original held more of it."""
+def _settle(
+    originals: list[Polygon], squared: list[Polygon], min_overlap: float = 0.0
+) -> list[Polygon]:
+    """No overlaps between neighbours beyond ``min_overlap`` (area units of the frame): where
+    two squared outlines overlap more, the overlap goes to the one whose original held more of
+    it (smaller ones are left: cutting them would put slanted notches in square corners)."""
     out = list(squared)
     if len(out) < 2:
         return out
@@ -369,7 +382,7 @@ def _settle(originals: list[Polygon], squared: list[Polygon]) -> list[Polygon]:
         if i >= j:
             continue
         overlap = shapely.intersection(out[i], out[j])
-        if overlap.area <= 0:
+        if overlap.area <= min_overlap:
             continue
         keep_i = (
             shapely.intersection(overlap, originals[i]).area
