@@ -412,9 +412,13 @@ def test_fine_tuning_starts_from_every_weight_of_the_model_file(
     after, spec = load_model(tuned.output)
     fresh = create_model("compact", "none", 2, 1)
     pairs = zip(before.parameters(), after.parameters(), fresh.parameters(), strict=True)
+    learnt = 0
     for a, b, c in pairs:
         torch.testing.assert_close(b, a, rtol=0, atol=1e-8)
-        assert not torch.allclose(b, c, atol=1e-3) or b.numel() == 1
+        if b.numel() > 1:  # a lone bias may sit near its initial value by chance
+            assert not torch.allclose(b, c, atol=1e-3)
+            learnt += 1
+    assert learnt >= 4  # the convolutions' weights at least
     assert spec.architecture == "compact" and spec.mean == read_spec(first["output"]).mean
     said = [m for m in progress.messages if m.startswith("Fine-tuning")]
     assert said and "architecture 'unet' -> 'compact'" in said[0]

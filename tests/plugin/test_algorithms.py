@@ -81,8 +81,13 @@ def test_every_parameter_runs_with_its_default(provider: Any) -> None:
 
 def test_parameters_take_the_engines_defaults_ranges_and_help(provider: Any) -> None:
     """Every parameter bound to an engine option offers the engine's default, range and help
-    (one place decides them), and passes its value as the engine's CLI option."""
-    from footprint.engine.config import option_flag
+    (one place decides them), and its default reaches the engine as the engine's own default:
+    the option the dialog passes, read back by the engine's command-line parser, gives the
+    engine config's default (empty parameters pass nothing, and the engine applies it)."""
+    import argparse
+    import dataclasses
+
+    from footprint.engine.cli import _add_field
     from footprint.plugin.algorithms.options import Option
 
     seen = 0
@@ -91,15 +96,21 @@ def test_parameters_take_the_engines_defaults_ranges_and_help(provider: Any) -> 
         for option in (o for group in options for o in group if isinstance(o, Option)):
             param = alg.parameterDefinition(option.param)
             meta = option.field.metadata
-            assert param.defaultValue() == option.default, (alg.id(), option.param)
+            engine_default = {f.name: f.default for f in dataclasses.fields(option.config)}[
+                option.name
+            ]
             assert param.help() == meta["help"] and param.description(), option.param
             if meta["minimum"] is not None:
                 assert param.minimum() == meta["minimum"], option.param
-            args = option.args(alg, {option.param: option.default}, QgsProcessingContext())
-            assert not args or args[0] in (
-                option_flag(option.name),
-                "--no-" + option.name.replace("_", "-"),
-            )
+            value = param.defaultValue()
+            args = option.args(alg, {option.param: value}, QgsProcessingContext())
+            parser = argparse.ArgumentParser()
+            _add_field(parser, option.field, "value")
+            parsed = parser.parse_args(args).value
+            if not args:  # nothing passed: only for an empty parameter, the engine decides
+                assert value in (None, "") and option.may_be_empty, (alg.id(), option.param)
+                parsed = engine_default
+            assert parsed == engine_default, (alg.id(), option.param, args)
             seen += 1
     assert seen >= 30  # train's 16, detect's 9, predict's 4, vectorize's 5, ...
 
