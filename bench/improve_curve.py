@@ -270,30 +270,46 @@ def markdown() -> str:
 
 
 def plot() -> None:
-    """Building F1 on the test part against N and against minutes, one line per region."""
+    """Building F1 on the test part against N (the default settings' records) and against
+    improve minutes (those and the time-budget variants), one colour per region."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (by_n, by_min) = plt.subplots(1, 2, figsize=(10, 4))
+    colours: dict[str, Any] = {}
+    steps = ["0", "25", "50", "100", "all"]
     for path in sorted(RECORDS.glob("*.json")):
         r = json.loads(path.read_text())
+        variant, region = r.get("variant", ""), r["region"]
+        if variant and "min" not in variant:
+            continue  # settings variants are in the tables only
+        colour = colours.setdefault(region, f"C{len(colours)}")
         xs, mins, ys, lo, hi = [], [], [], [], []
         for row in r["rows"]:
             f1 = row["test"]["scores"]["object_f1"]
             spread = (row["test"].get("spread") or {}).get("object_f1") or (f1, f1)
-            xs.append(row.get("buildings_inside", 0))
+            xs.append(steps.index(str(row["n"])))
             mins.append(row.get("improve_minutes", 0.0))
             ys.append(f1)
             lo.append(f1 - spread[0])
             hi.append(spread[1] - f1)
-        name = r["region"] + r.get("variant", "")
-        by_n.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=name)
-        by_min.plot(mins, ys, marker="o", label=name)
-    by_n.set(xlabel="corrected buildings inside the area checked", ylabel="test building F1")
-    by_min.set(xlabel="improve minutes (CPU threads as recorded)", ylabel="test building F1")
+        marker = "s" if variant else "o"
+        if not variant:
+            by_n.errorbar(
+                xs, ys, yerr=[lo, hi], marker=marker, capsize=3, color=colour, label=region
+            )
+        by_min.scatter(
+            mins, ys, marker=marker, color=colour, label=f"{region}{variant}" if variant else None
+        )
+    by_n.set_xticks(range(len(steps)), [*steps[:-1], "all (as many\nas the half holds)"])
+    by_n.set(xlabel="corrected buildings (N)", ylabel="test building F1")
+    by_min.set(
+        xlabel="improve minutes (one core; squares: 15-minute budget)", ylabel="test building F1"
+    )
     by_n.legend()
+    by_min.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(PLOT, dpi=90)
 
