@@ -67,6 +67,13 @@ def option_flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+#: Touching buildings: the seed settings where neither the model file nor the user gives them
+#: (vectorize on a probability raster, models trained before the settings were chosen).
+SEED_THRESHOLD = 0.9
+SEED_EROSION_M = 0.6
+MIN_SEED_M2 = 1.0
+
+
 @dataclass(frozen=True)
 class RasterizeConfig:
     """Burn building polygons into a mask GeoTIFF on a raster's exact grid."""
@@ -567,7 +574,7 @@ class PolygonOptions:
         metadata=_h(
             "Touching buildings (models with a separation class): a building grows from each"
             " seed where building x (1 - separation) >= this (default: the model's, chosen on"
-            " validation; 0.9 in vectorize).",
+            f" validation; {SEED_THRESHOLD:g} in vectorize).",
             "Seed threshold (empty: the model's)",
             0.01,
             1.0,
@@ -577,7 +584,7 @@ class PolygonOptions:
         default=None,
         metadata=_h(
             "Erode seeds by this many metres first, so a short gap in the separation does not"
-            " join two buildings (default: the model's; 0.6 in vectorize).",
+            f" join two buildings (default: the model's; {SEED_EROSION_M:g} in vectorize).",
             "Seed erosion (m, empty: the model's)",
             0.0,
             10.0,
@@ -587,7 +594,7 @@ class PolygonOptions:
         default=None,
         metadata=_h(
             "Drop seeds smaller than this (m²): their pixels join a neighbour (default: the"
-            " model's; 1 in vectorize).",
+            f" model's; {MIN_SEED_M2:g} in vectorize).",
             "Smallest seed (m², empty: the model's)",
             0.0,
             1000.0,

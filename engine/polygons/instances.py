@@ -27,7 +27,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.segmentation import watershed
 
-from engine.config import PolygonOptions
+from engine.config import MIN_SEED_M2, SEED_EROSION_M, SEED_THRESHOLD, PolygonOptions
 from engine.errors import ConfigError
 
 #: 4-connectivity (pixels sharing an edge), as the polygons are traced.
@@ -73,9 +73,9 @@ class InstanceSettings:
     """Seeds + watershed settings in ground units, as the model file stores them."""
 
     threshold: float = 0.5
-    seed_threshold: float = 0.9
-    seed_erosion_m: float = 0.6
-    min_seed_m2: float = 1.0
+    seed_threshold: float = SEED_THRESHOLD
+    seed_erosion_m: float = SEED_EROSION_M
+    min_seed_m2: float = MIN_SEED_M2
 
     def with_options(self, options: PolygonOptions, threshold: float) -> InstanceSettings:
         """These settings with the ones ``options`` gives (None: keep) and ``threshold``."""
