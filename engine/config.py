@@ -349,9 +349,10 @@ class ImproveConfig:
         ),
     )
     minutes: float = field(
-        default=5.0,
+        default=15.0,
         metadata=_h(
-            "Time budget in minutes: training stops before an epoch that would end after it.",
+            "Time budget in minutes: training stops before an epoch that would end after it"
+            " (15 gave clearly better buildings than 5 with 50-100 corrected buildings).",
             "Time budget (minutes)",
             0.1,
             100000.0,
