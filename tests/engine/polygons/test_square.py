@@ -46,6 +46,18 @@ def noisy_outline(truth: Polygon, seed: int) -> Polygon:
     return max(pieces, key=lambda p: p.area)
 
 
+def noisy_neighbours(a: Polygon, b: Polygon, seed: int) -> np.ndarray:
+    """Labels 1 and 2 of two touching buildings, each a blurred noisy probability
+    thresholded at 0.5 (the first keeps the pixels both claim)."""
+    rng = np.random.default_rng(seed)
+    truth = features.rasterize([(a, 1), (b, 2)], out_shape=(SIZE, SIZE))
+    labels = np.zeros((SIZE, SIZE), np.int32)
+    for value in (1, 2):
+        prob = ndimage.gaussian_filter((truth == value) + rng.normal(0, 0.2, truth.shape), 1.0)
+        labels[(prob > 0.5) & (labels == 0)] = value
+    return labels
+
+
 def corner_angles(polygon: Polygon) -> np.ndarray:
     xy = np.asarray(polygon.exterior.coords)[:-1]
     before, after = np.roll(xy, 1, axis=0) - xy, np.roll(xy, -1, axis=0) - xy
@@ -82,13 +94,7 @@ def test_neighbours_squared_together_still_share_their_wall() -> None:
     a = Polygon([(0, 0), (40, 0), (40, 30), (0, 30)])
     b = Polygon([(40, 0), (75, 0), (75, 30), (40, 30)])
     a, b = (affinity.translate(affinity.rotate(g, 12, origin=(0, 0)), 25, 30) for g in (a, b))
-    rng = np.random.default_rng(1)
-    truth = features.rasterize([(a, 1), (b, 2)], out_shape=(SIZE, SIZE))
-    labels = np.zeros((SIZE, SIZE), np.int32)
-    for value in (1, 2):
-        prob = ndimage.gaussian_filter((truth == value) + rng.normal(0, 0.2, truth.shape), 1.0)
-        labels[(prob > 0.5) & (labels == 0)] = value
-    first, second = traced(labels)
+    first, second = traced(noisy_neighbours(a, b, seed=1))
     shared_before = first.intersection(second).length
     assert shared_before > 25
     one, two = square_group([first, second])
@@ -124,13 +130,7 @@ def test_neighbours_at_other_angles_each_keep_their_own() -> None:
     # two touching houses, one turned 30 degrees against the other
     a = affinity.translate(Polygon([(0, 0), (40, 0), (40, 30), (0, 30)]), 10, 20)
     b = affinity.rotate(Polygon([(50, 40), (90, 40), (90, 70), (50, 70)]), 30, origin=(50, 40))
-    rng = np.random.default_rng(2)
-    truth = features.rasterize([(a, 1), (b, 2)], out_shape=(SIZE, SIZE))
-    labels = np.zeros((SIZE, SIZE), np.int32)
-    for value in (1, 2):
-        prob = ndimage.gaussian_filter((truth == value) + rng.normal(0, 0.2, truth.shape), 1.0)
-        labels[(prob > 0.5) & (labels == 0)] = value
-    pieces = traced(labels)
+    pieces = traced(noisy_neighbours(a, b, seed=2))
     assert len(pieces) == 2 and pieces[0].intersects(pieces[1])
     squared = square_group(pieces)
     for piece in squared:
