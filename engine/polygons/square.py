@@ -84,12 +84,14 @@ def dominant_angle(rings: list[np.ndarray], traced: list[np.ndarray] | None = No
     if not near.any():
         return angle / 4.0
     if traced is not None:
-        starts = np.concatenate([ring[:-1] for ring in rings])
-        points = np.concatenate(traced)
-        for i in np.flatnonzero(near):
-            fitted = _fitted_direction(starts[i], d[i], points)
-            if fitted is not None:
-                quad[i] = 4 * fitted
+        first = 0  # each edge is fitted through its own outline's points
+        for ring, points in zip(rings, traced, strict=True):
+            for i in range(first, first + len(ring) - 1):
+                if near[i]:
+                    fitted = _fitted_direction(ring[i - first], d[i], points)
+                    if fitted is not None:
+                        quad[i] = 4 * fitted
+            first += len(ring) - 1
     return _mean_quad(quad[near], length[near]) / 4.0
 
 
