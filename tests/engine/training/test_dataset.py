@@ -369,6 +369,21 @@ def test_band_count_mismatch_is_a_config_error(
         build(config([rgb, wide], rgb_labels))
 
 
+def two_rasters(
+    rgb: Path, rgb_labels: Path, geo_labels: Path, raster_factory: Callable[..., Path]
+) -> TrainConfig:
+    """``rgb`` (UTM) and a small second raster in WGS84, each with its labels."""
+    other = raster_factory(
+        "rgb2.tif", np.full((3, 128, 128), 50, np.uint8), crs=WGS84, transform=GEO_T
+    )
+    return TrainConfig(
+        rasters=(str(rgb), str(other)),
+        labels=(str(rgb_labels), str(geo_labels)),
+        output="x.pt",
+        tile_size=64,
+    )
+
+
 def test_two_rasters_in_different_crs(
     rgb: Path,
     rgb_labels: Path,
@@ -376,15 +391,7 @@ def test_two_rasters_in_different_crs(
     geo_labels: Path,
     raster_factory: Callable[..., Path],
 ) -> None:
-    other = raster_factory(
-        "rgb2.tif", np.full((3, 128, 128), 50, np.uint8), crs=WGS84, transform=GEO_T
-    )
-    cfg = TrainConfig(
-        rasters=(str(rgb), str(other)),
-        labels=(str(rgb_labels), str(geo_labels)),
-        output="x.pt",
-        tile_size=64,
-    )
+    cfg = two_rasters(rgb, rgb_labels, geo_labels, raster_factory)
     progress = RecordingProgress()
     td = build_training_data(cfg, progress)
     rasters_used = {r.raster for r in td.train.windows} | {r.raster for r in td.val.windows}
@@ -583,16 +590,7 @@ def test_balance_draws_each_training_raster_in_equal_shares(
     geo_labels: Path,
     raster_factory: Callable[..., Path],
 ) -> None:
-    small = raster_factory(
-        "rgb2.tif", np.full((3, 128, 128), 50, np.uint8), crs=WGS84, transform=GEO_T
-    )
-    cfg = TrainConfig(
-        rasters=(str(rgb), str(small)),
-        labels=(str(rgb_labels), str(geo_labels)),
-        output="x.pt",
-        tile_size=64,
-        balance=1.0,
-    )
+    cfg = replace(two_rasters(rgb, rgb_labels, geo_labels, raster_factory), balance=1.0)
     data = build(cfg)
     places = [w.raster for w in data.train.windows]
     assert places.count(1) * 4 < places.count(0)  # the small raster has far fewer windows
