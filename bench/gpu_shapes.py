@@ -33,7 +33,7 @@ tune_allocator()
 fit_threads_to_cpu()
 
 import engine.detect as det  # noqa: E402
-import engine.inference.predictor as pred  # noqa: E402
+import engine.inference.torchnet as pred  # noqa: E402
 from engine.config import DetectConfig  # noqa: E402
 from engine.events import NullProgress  # noqa: E402
 from engine.inference.sizing import polygon_workers  # noqa: E402
@@ -44,14 +44,18 @@ calls: list[tuple[list[int], float]] = []
 model_call = pred.predict_probabilities
 
 
-def timed(model: Any, batch: np.ndarray, device: Any, tta: bool = False) -> np.ndarray:
+def timed(
+    model: Any, batch: np.ndarray, device: Any, tta: bool = False, bf16: bool = False
+) -> np.ndarray:
     start = time.perf_counter()
     out = model_call(model, batch, device, tta)
     calls.append((list(batch.shape), round(time.perf_counter() - start, 4)))
     return out
 
 
-def padded(model: Any, batch: np.ndarray, device: Any, tta: bool = False) -> np.ndarray:
+def padded(
+    model: Any, batch: np.ndarray, device: Any, tta: bool = False, bf16: bool = False
+) -> np.ndarray:
     n, c, h, w = batch.shape
     full = np.zeros((max(n, FULL_BATCH), c, FULL_WINDOW, FULL_WINDOW), np.float32)
     full[:n, :, :h, :w] = batch
@@ -68,7 +72,8 @@ def main() -> int:
     model, spec = load_model(model_file, device=device_name)
     for run in runs.split(","):
         calls.clear()
-        workers = polygon_workers(device) if run.startswith("auto") else int(run.split("-")[0])
+        auto = polygon_workers(pred.torch_network(model, spec, device))
+        workers = auto if run.startswith("auto") else int(run.split("-")[0])
         det.polygon_workers = lambda d, n=workers: n  # type: ignore[assignment]
         out = f"/tmp/gpu_shapes_{mode}_{run}.gpkg"
         cfg = DetectConfig(raster=raster, model=model_file, output=out, overwrite=True)

@@ -63,6 +63,7 @@ def profile(raster: Path, model_file: Path, window: int | None, work: Path) -> d
     from engine.inference.job import BLOCK, PROFILE, prepare_job
     from engine.inference.predictor import window_pad
     from engine.inference.tilereader import read_reflected
+    from engine.inference.torchnet import torch_network
     from engine.inference.tta import predict_probabilities
     from engine.models.modelfile import load_model
     from engine.models.registry import output_stride
@@ -72,7 +73,8 @@ def profile(raster: Path, model_file: Path, window: int | None, work: Path) -> d
     model, spec = load_model(str(model_file), device="cpu")
     device = torch.device("cpu")
     config = DetectConfig(raster=str(raster), model=str(model_file), output="unused")
-    job = prepare_job(str(raster), config, model, spec, device, NullProgress(), str(work))
+    network = torch_network(model, spec, device, "fp32")
+    job = prepare_job(str(raster), config, network, spec, NullProgress(), str(work))
     p = job.predictor
     side = window or p.window
     g = job.grid

@@ -168,8 +168,8 @@ def naive_detect(
     from shapely.geometry import shape
 
     from engine.geo.normalize import normalize
-    from engine.inference.job import inference_model
     from engine.inference.sizing import model_threads
+    from engine.inference.torchnet import inference_model
     from engine.inference.tta import predict_probabilities
     from engine.models.modelfile import load_model
 
@@ -234,8 +234,8 @@ def bare_throughput(
 
     import torch
 
-    from engine.inference.job import inference_model
     from engine.inference.sizing import model_threads
+    from engine.inference.torchnet import inference_model
     from engine.inference.tta import predict_probabilities
     from engine.models.modelfile import load_model
 

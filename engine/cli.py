@@ -22,6 +22,7 @@ from engine import __version__
 from engine.config import (
     DetectConfig,
     EvaluateConfig,
+    ExportConfig,
     ImproveConfig,
     ModelInfoConfig,
     PredictConfig,
@@ -31,13 +32,15 @@ from engine.config import (
     option_flag,
 )
 from engine.errorlog import log_traceback, quiet_unraisable
-from engine.errors import CancelledError, FootprintError
+from engine.errors import CancelledError, ConfigError, FootprintError
 from engine.events import CANCEL, JsonEvents, NullProgress, Progress, TerminalProgress
 from engine.geo.temporary import remove_scratch
 
 EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 130
 #: What a command returns (one of :mod:`engine.results`).
 Result = Mapping[str, object]
+#: Packages of the full engine that the detection-only engine lacks.
+TRAINING_PACKAGES = ("torch", "torchvision", "segmentation_models_pytorch", "timm", "onnx")
 
 DESCRIPTIONS = {
     "rasterize-labels": "Burn building polygons into a mask GeoTIFF on a raster's exact grid.",
@@ -48,6 +51,7 @@ DESCRIPTIONS = {
     "detect": "Predict and vectorize in one pass: raster + model -> building polygons.",
     "evaluate": "Score predicted building polygons against reference polygons.",
     "model-info": "Print a model file's spec (resolution, bands, tile size...) as JSON.",
+    "export": "Export a model to ONNX, for detection with ONNX Runtime (no torch needed).",
 }
 
 
@@ -74,6 +78,8 @@ def _add_field(parser: argparse.ArgumentParser, f: dataclasses.Field[Any], dest:
         base = kind.split("|")[0]
         kw["type"] = {"int": int, "float": float}.get(base, str)
         kw["required"] = required
+        if f.metadata.get("choices"):
+            kw["choices"] = f.metadata["choices"]
     if help_text and not required and kind != "bool" and default not in (None, ()):
         kw["help"] = f"{help_text} Default: {default}."
     flags = [flag]
@@ -135,10 +141,20 @@ class Command:
 
     def run(self, args: argparse.Namespace, progress: Progress) -> Result:
         """Build the config from ``args`` and run the command."""
-        run: Callable[[Any, Progress], Result] = getattr(
-            importlib.import_module(self.module), self.function
-        )
-        return run(_build(self.config, args, "c_"), progress)
+        try:
+            run: Callable[[Any, Progress], Result] = getattr(
+                importlib.import_module(self.module), self.function
+            )
+            return run(_build(self.config, args, "c_"), progress)
+        except ModuleNotFoundError as err:
+            if err.name not in TRAINING_PACKAGES:
+                raise
+            raise ConfigError(
+                f"This command needs {err.name}, which the detection-only engine does not have:"
+                " install the full engine (QGIS: Plugins > Footprint > Settings > Install"
+                " engine > Full; or bash scripts/setup.sh). Detection runs without it on an"
+                " .onnx model (export)."
+            ) from err
 
 
 COMMANDS: dict[str, Command] = {
@@ -150,6 +166,7 @@ COMMANDS: dict[str, Command] = {
     "detect": Command(DetectConfig, "engine.detect", "detect"),
     "evaluate": Command(EvaluateConfig, "engine.evaluate", "evaluate"),
     "model-info": Command(ModelInfoConfig, "engine.modelinfo", "model_info"),
+    "export": Command(ExportConfig, "engine.export", "export"),
 }
 
 
@@ -212,9 +229,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress = _progress_for(args.events)
     if args.command in ("train", "predict", "detect"):
         from engine.heap import tune_allocator
-        from engine.models.device import fit_threads_to_cpu
 
         tune_allocator()
+    if args.command == "train":  # predict and detect: when they open torch (engine.inference)
+        from engine.models.device import fit_threads_to_cpu
+
         threads = fit_threads_to_cpu()
         if threads is not None:
             progress.log(f"Using {threads} torch thread(s): the CPUs this process may use.")

@@ -42,7 +42,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-import torch
 from rasterio.windows import Window
 
 import engine
@@ -59,11 +58,10 @@ from engine.inference.job import (
     BLOCK,
     PredictionJob,
     check_any_valid,
-    inference_model,
     prepare_job,
     with_area,
 )
-from engine.models.device import resolve_device
+from engine.inference.network import open_network
 from engine.polygons.blocks import INSTANCE_BLOCK, LabelledBlock, halo_from, label_block
 from engine.polygons.instances import InstanceParams
 
@@ -76,8 +74,9 @@ IN_FLIGHT_PER_THREAD = 2
 #: Address schemes whose connections are encrypted and authenticated with certificates.
 SECURE_SCHEMES = ("tls", "wss")
 
-#: Loaded models by (path, size, mtime_ns, device): a model file rewritten in place is reloaded.
-_MODELS: dict[tuple[str, int, int, str], Any] = {}
+#: Open networks by (path, size, mtime_ns, (runtime, device, precision, threads)): a model file
+#: rewritten in place is opened again.
+_MODELS: dict[tuple[str, int, int, tuple[str, str, str, int]], Any] = {}
 
 
 @dataclass(frozen=True)
@@ -117,9 +116,10 @@ def _distributed() -> Any:
     return distributed
 
 
-def _model(path: str, device: str) -> Any:
-    """The model of ``path`` on ``device``, loaded and made ready to predict
-    (:func:`engine.inference.job.inference_model`) once per worker process and version of the
+def _network(path: str, options: InferenceOptions, threads: int) -> Any:
+    """The network of model file ``path`` for ``options`` (runtime, device, precision) on
+    ``threads`` cores, opened and made ready to predict
+    (:func:`engine.inference.network.open_network`) once per worker process and version of the
     file (its size and modification time), not per strip; older versions are dropped.
 
     Raises:
@@ -132,14 +132,14 @@ def _model(path: str, device: str) -> Any:
             f"The Dask worker on {socket.gethostname()} cannot read the model file {path}"
             f" ({exc.strerror}); put it on storage every worker sees, at the same path."
         ) from exc
-    key = (path, stat.st_size, stat.st_mtime_ns, device)
+    how = (options.runtime, options.device, options.precision, threads)
+    key = (path, stat.st_size, stat.st_mtime_ns, how)
     if key not in _MODELS:
-        from engine.models.modelfile import load_model
-
-        for stale in [k for k in _MODELS if (k[0], k[3]) == (path, device)]:
+        for stale in [k for k in _MODELS if (k[0], k[3]) == (path, how)]:
             del _MODELS[stale]
-        model, spec = load_model(path, device=device)
-        _MODELS[key] = inference_model(model, spec.in_channels, torch.device(device)), spec
+        _MODELS[key] = open_network(
+            path, options.runtime, options.device, options.precision, NullProgress(), threads
+        )
     return _MODELS[key]
 
 
@@ -161,11 +161,9 @@ def run_strip(job: StripJob) -> StripResult:
     """Predict, blend and label one strip (runs on a worker)."""
     check_version(job)
     tune_allocator()  # the worker's model threads: see engine.heap
-    torch.set_num_threads(job.threads)
-    device = resolve_device(job.options.device)
-    model, spec = _model(job.model, str(device))
+    network, spec = _network(job.model, job.options, job.threads)
     with tempfile.TemporaryDirectory(prefix=scratch_prefix("strip")) as workdir:
-        pj = prepare_job(job.raster, job.options, model, spec, device, NullProgress(), workdir)
+        pj = prepare_job(job.raster, job.options, network, spec, NullProgress(), workdir)
     g, r, w = pj.grid, pj.raster_grid, pj.window  # strips are rows of the work window
     first, end = max(0, job.first - job.halo), min(g.height, job.end + job.halo)
     data = np.zeros((len(pj.classes), end - first, g.width), np.float32)

@@ -57,14 +57,21 @@ def _h(
 STARTER = "starter"
 #: Help of predict's and detect's model: optional, the starter model by default.
 MODEL_HELP = (
-    "Model file written by train (default: the starter model that comes with Footprint, for"
-    " RGB drone or aerial imagery of about 5-30 cm pixels)."
+    "Model file written by train (.pt), or exported by export (.onnx: runs on ONNX Runtime)"
+    " (default: the starter model that comes with Footprint, for RGB drone or aerial imagery"
+    " of about 5-30 cm pixels)."
 )
 
 
 def option_flag(name: str) -> str:
     """The command-line option of the field ``name``: ``min_area_m2`` -> ``--min-area-m2``."""
     return "--" + name.replace("_", "-")
+
+
+#: What runs a model at predict and detect (``engine.inference.network``).
+RUNTIMES = ("auto", "torch", "onnx")
+#: The arithmetic a model runs in on a CPU (``engine.inference.precision``).
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 #: Touching buildings: the seed settings where neither the model file nor the user gives them
@@ -442,6 +449,25 @@ class InferenceOptions:
         ),
     )
     device: str = field(default="auto", metadata=_h("auto, cpu, cuda or cuda:N."))
+    runtime: str = field(
+        default="auto",
+        metadata=_h(
+            "What runs the model: torch, onnx (ONNX Runtime: a model exported with `export`,"
+            " no torch needed) or auto (an .onnx model: ONNX Runtime; else torch when it is"
+            " installed, else the .onnx file beside the model).",
+            "Runtime",
+            choices=RUNTIMES,
+        ),
+    )
+    precision: str = field(
+        default="auto",
+        metadata=_h(
+            "Arithmetic of the model on a CPU: fp32, bf16 (torch only; fast on CPUs with AMX"
+            " or AVX512-BF16) or auto (bf16 where the CPU has such a path, else fp32).",
+            "Precision",
+            choices=PRECISIONS,
+        ),
+    )
     native_resolution: bool = field(
         default=False,
         metadata=_h(
@@ -691,4 +717,15 @@ class EvaluateConfig:
 class ModelInfoConfig:
     """Describe a model file: its spec (what inference needs), without loading its weights."""
 
-    model: str = field(metadata=_h("Model file (.pt) to describe."))
+    model: str = field(metadata=_h("Model file (.pt or .onnx) to describe."))
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Export a model to ONNX: detection then runs on ONNX Runtime, without torch."""
+
+    model: str | None = field(
+        metadata=_h("Model file (.pt) written by train (default: the starter model).")
+    )
+    output: str = field(metadata=_h("ONNX file to write (.onnx)."))
+    overwrite: bool = field(default=False, metadata=_h("Replace the output if it exists."))

@@ -27,8 +27,8 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from rasterio.io import DatasetWriter
 
 from engine.background import BackgroundConsumer, OrderedPool
@@ -49,9 +49,9 @@ from engine.inference.job import (
     prepare_job,
     probability_blocks,
 )
+from engine.inference.network import Network, open_network
 from engine.inference.sizing import polygon_workers
-from engine.models.device import resolve_device
-from engine.models.modelfile import ModelSpec, load_model
+from engine.models.spec import ModelSpec
 from engine.models.starter import model_file, resolve_model
 from engine.polygons.blocks import INSTANCE_BLOCK, HaloAssembler, halo_pixels
 from engine.polygons.instances import InstanceParams, InstanceSettings
@@ -64,7 +64,10 @@ from engine.polygons.seams import (
 )
 from engine.results import DetectResult
 
-__all__ = ["detect", "detect_with_model"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["detect", "detect_with_model", "detect_with_network"]
 
 
 def model_settings(spec: ModelSpec) -> InstanceSettings:
@@ -206,24 +209,36 @@ def detect_with_model(
     progress: Progress,
     device: torch.device | None = None,
 ) -> DetectResult:
-    """:func:`detect` with a model already in memory (``config.model`` is not read)."""
+    """:func:`detect` with a torch model already in memory (``config.model`` is not read)."""
+    from engine.inference.torchnet import torch_network
+    from engine.models.device import resolve_device
+
+    device = device or resolve_device(config.device)
+    network = torch_network(model, spec, device, config.precision)
+    return detect_with_network(config, network, spec, progress)
+
+
+def detect_with_network(
+    config: DetectConfig, network: Network, spec: ModelSpec, progress: Progress
+) -> DetectResult:
+    """:func:`detect` with a network already open (``config.model`` is not read)."""
     start = time.monotonic()
     threshold = float(spec.threshold if config.threshold is None else config.threshold)
     check_polygon_options(config, threshold)
     settings = model_settings(spec).with_options(config, threshold)
     out = check_paths(config)
     keep = config.keep_probability or None
-    device = device or resolve_device(config.device)
     with tempfile.TemporaryDirectory(
         prefix=work_prefix(), dir=out.parent, ignore_cleanup_errors=True
     ) as workdir:
-        job = prepare_job(config.raster, config, model, spec, device, progress, workdir)
+        job = prepare_job(config.raster, config, network, spec, progress, workdir)
         if not distributed(config):  # a cluster's workers hold strips, not the whole width
             check_memory(job, config.raster, _held_rows(job, settings))
         source = "the model's" if config.threshold is None else "given"
         progress.log(
             f"Detecting buildings on {job.grid.width}x{job.grid.height} px on {job.device}"
-            f" ({job.predictor.window}-px windows, batch {job.predictor.batch_size}),"
+            f" ({network.runtime}, {network.precision}, {job.predictor.window}-px windows,"
+            f" batch {job.predictor.batch_size}),"
             f" threshold {threshold:g} ({source})" + _split_note(spec, settings)
         )
         with ExitStack() as stack:
@@ -243,7 +258,7 @@ def detect_with_model(
                 SubProgress(progress, 0, 95),
                 workdir,
                 config,
-                polygon_workers(device),
+                polygon_workers(network),
             )
             check_canceled(progress)
             stream.close()
@@ -320,6 +335,8 @@ def _result(
         "streams": job.predictor.streams,
         "predicted_megapixels": round(job.predictor.pixels_predicted / 1e6, 3),
         "device": job.device,
+        "runtime": job.predictor.network.runtime,
+        "precision": job.predictor.network.precision,
         "seconds": round(seconds, 3),
         "megapixels_per_second": round(speed, 4),
         "resampled": job.resampled,
@@ -344,6 +361,5 @@ def detect(config: DetectConfig, progress: Progress) -> DetectResult:
     path = resolve_model(config.model, progress)
     config = replace(config, model=path)
     check_paths(config)
-    device = resolve_device(config.device)
-    model, spec = load_model(path, device=str(device))
-    return detect_with_model(config, model, spec, progress, device)
+    network, spec = open_network(path, config.runtime, config.device, config.precision, progress)
+    return detect_with_network(config, network, spec, progress)

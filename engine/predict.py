@@ -20,8 +20,7 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from engine.cluster import distributed, run_on_cluster
 from engine.config import PredictConfig
@@ -37,12 +36,15 @@ from engine.inference.job import (
     prepare_job,
     probability_blocks,
 )
-from engine.models.device import resolve_device
-from engine.models.modelfile import ModelSpec, load_model
+from engine.inference.network import Network, open_network
+from engine.models.spec import ModelSpec
 from engine.models.starter import model_file, resolve_model
 from engine.results import PredictResult
 
-__all__ = ["predict", "predict_with_model"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["predict", "predict_with_model", "predict_with_network"]
 
 
 def predict_with_model(
@@ -52,14 +54,25 @@ def predict_with_model(
     progress: Progress,
     device: torch.device | None = None,
 ) -> PredictResult:
-    """:func:`predict` with a model already in memory (``config.model`` is not read)."""
+    """:func:`predict` with a torch model already in memory (``config.model`` is not read)."""
+    from engine.inference.torchnet import torch_network
+    from engine.models.device import resolve_device
+
+    device = device or resolve_device(config.device)
+    network = torch_network(model, spec, device, config.precision)
+    return predict_with_network(config, network, spec, progress)
+
+
+def predict_with_network(
+    config: PredictConfig, network: Network, spec: ModelSpec, progress: Progress
+) -> PredictResult:
+    """:func:`predict` with a network already open (``config.model`` is not read)."""
     start = time.monotonic()
     out = check_paths(config)
-    device = device or resolve_device(config.device)
     with tempfile.TemporaryDirectory(
         prefix=work_prefix(), dir=out.parent, ignore_cleanup_errors=True
     ) as workdir:
-        job = prepare_job(config.raster, config, model, spec, device, progress, workdir)
+        job = prepare_job(config.raster, config, network, spec, progress, workdir)
         if not distributed(config):  # a cluster's workers hold strips, not the whole width
             check_memory(job, config.raster)
         _log_start(job, config, progress)
@@ -93,7 +106,8 @@ def _log_start(job: PredictionJob, config: PredictConfig, progress: Progress) ->
     progress.log(
         f"Predicting {int(w.width)}x{int(w.height)} px with {p.window}-px windows,"
         f" margin {p.margin},"
-        f" batch {p.batch_size}{', 8-way TTA' if config.tta else ''} on {job.device}."
+        f" batch {p.batch_size}{', 8-way TTA' if config.tta else ''} on {job.device}"
+        f" ({p.network.runtime}, {p.network.precision})."
     )
 
 
@@ -117,6 +131,8 @@ def _result(job: PredictionJob, output: str, seconds: float, progress: Progress)
         "streams": p.streams,
         "predicted_megapixels": round(p.pixels_predicted / 1e6, 3),
         "device": job.device,
+        "runtime": p.network.runtime,
+        "precision": p.network.precision,
         "seconds": round(seconds, 3),
         "megapixels_per_second": round(speed, 4),
         "resampled": job.resampled,
@@ -142,6 +158,5 @@ def predict(config: PredictConfig, progress: Progress) -> PredictResult:
     path = resolve_model(config.model, progress)
     config = replace(config, model=path)
     check_paths(config)
-    device = resolve_device(config.device)
-    model, spec = load_model(path, device=str(device))
-    return predict_with_model(config, model, spec, progress, device)
+    network, spec = open_network(path, config.runtime, config.device, config.precision, progress)
+    return predict_with_network(config, network, spec, progress)

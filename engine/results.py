@@ -71,6 +71,8 @@ class PredictResult(TypedDict):
     streams: int  # windows predicted at once (model threads)
     predicted_megapixels: float  # window pixels the model saw, overlap included
     device: str
+    runtime: str  # torch or onnx
+    precision: str  # fp32 or bf16
     seconds: float
     megapixels_per_second: float
     resampled: bool
@@ -103,6 +105,8 @@ class DetectResult(TypedDict):
     streams: int  # windows predicted at once (model threads)
     predicted_megapixels: float  # window pixels the model saw, overlap included
     device: str
+    runtime: str  # torch or onnx
+    precision: str  # fp32 or bf16
     seconds: float
     megapixels_per_second: float
     resampled: bool
@@ -140,3 +144,12 @@ class ModelInfoResult(TypedDict):
 
     model: str
     spec: dict[str, object]
+
+
+class ExportResult(TypedDict):
+    """``export``: the ONNX file and how faithful it is."""
+
+    output: str
+    model: str
+    max_difference: float  # largest probability difference from torch on the probe
+    megabytes: float

@@ -61,6 +61,13 @@ CHECK_CODE = (
     "import geopandas, rasterio, segmentation_models_pytorch, shapely, torch;"
     " print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 )
+#: The same for the detection-only engine (ONNX Runtime instead of torch).
+DETECT_CHECK_CODE = (
+    "import geopandas, onnxruntime, rasterio, shapely, skimage;"
+    " print('onnxruntime', onnxruntime.__version__)"
+)
+#: The variant of the detection-only engine, and its requirements beside ``requirements.txt``.
+DETECT, DETECT_REQUIREMENTS = "detect", "requirements-detect.txt"
 #: Python code printing the lock folder name (platform, machine, Python) of its interpreter.
 TAG_CODE = (
     "import platform, sys;"
@@ -177,18 +184,26 @@ def _marker(env: Path) -> tuple[str, str]:
 
 
 def installed_variant(root: Path) -> str | None:
-    """The torch variant of the installed engine (``cpu`` or ""), None when there is none."""
+    """The variant of the installed engine (``cpu``: torch's CPU-only build; :data:`DETECT`:
+    detection only; "": torch from PyPI), None when there is none."""
     env = current_env(root)
     return None if env is None else _marker(env)[1]
 
 
+def variant_requirements(requirements: Path, variant: str) -> Path:
+    """The requirements a ``variant`` installs: ``requirements`` (the full engine's), or
+    :data:`DETECT_REQUIREMENTS` beside it for the detection-only engine."""
+    return requirements.with_name(DETECT_REQUIREMENTS) if variant == DETECT else requirements
+
+
 def needs_update(root: Path, requirements: Path) -> bool:
-    """True when an engine is installed but made from other requirements (same variant)."""
+    """True when an engine is installed but made from other requirements (same variant;
+    ``requirements``: the full engine's, see :func:`variant_requirements`)."""
     env = current_env(root)
     if env is None:
         return False
     made, variant = _marker(env)
-    return made != stamp(requirements, variant)
+    return made != stamp(variant_requirements(requirements, variant), variant)
 
 
 def _sweep(root: Path) -> None:
@@ -382,8 +397,16 @@ def plan(
     requirements: Path, tag: str, variant: str, cpu_index: str = TORCH_CPU_INDEX
 ) -> list[PipStep]:
     """The pip runs that install the engine on platform ``tag`` (``variant`` ``cpu``: torch's
-    CPU-only build, from ``cpu_index`` alone)."""
+    CPU-only build, from ``cpu_index`` alone; :data:`DETECT`: ``requirements`` are the
+    detection-only engine's, no torch)."""
     folder = requirements.parent / LOCKS / tag
+    if variant == DETECT:
+        lock = folder / "detect.txt"
+        if lock.is_file():
+            return [_lock_step("install the requirements", lock, None)]
+        count = len(_requirement_lines(requirements))
+        return [PipStep("install the requirements", ("-r", str(requirements)), None, False,
+                        False, count)]  # fmt: skip
     torch_lock = folder / ("torch-cpu.txt" if variant == "cpu" else "torch.txt")
     index = cpu_index if variant == "cpu" else None
     if (folder / "engine.txt").is_file() and torch_lock.is_file():
@@ -409,6 +432,8 @@ class Installer:
     every pip install (tests: a local package folder with ``--no-index --find-links``);
     ``check_code`` is run in the new environment; ``gpu`` False on Linux installs torch's
     CPU-only build (no CUDA libraries) from ``cpu_index``; ``check_torch`` checks that build.
+    ``light``: the detection-only engine (``requirements`` are then
+    :data:`DETECT_REQUIREMENTS`, no torch, checked with :data:`DETECT_CHECK_CODE`).
     """
 
     root: Path
@@ -421,12 +446,22 @@ class Installer:
     base: tuple[str, str] | None = None  # (tool, path); None: find_base_python()
     check_torch: bool = True
     cpu_index: str = TORCH_CPU_INDEX
+    light: bool = False
     _cancel: threading.Event = field(default_factory=threading.Event)
     _process: subprocess.Popen[str] | None = None
 
+    def __post_init__(self) -> None:
+        if self.light:
+            self.check_torch = False
+            if self.check_code == CHECK_CODE:
+                self.check_code = DETECT_CHECK_CODE
+
     @property
     def variant(self) -> str:
-        """``cpu`` when torch's CPU-only build is asked for on Linux, else ""."""
+        """:data:`DETECT` for the detection-only engine; ``cpu`` when torch's CPU-only build
+        is asked for on Linux; else ""."""
+        if self.light:
+            return DETECT
         return "cpu" if not self.gpu and sys.platform.startswith("linux") else ""
 
     def cancel(self) -> None:

@@ -32,17 +32,23 @@ from .settings import PLUGIN_DIR, engine_python
 
 #: Packages the engine environment must import, with the names pip knows them by.
 ENGINE_PACKAGES = {
-    "torch": "torch",
     "rasterio": "rasterio",
     "geopandas": "geopandas",
+}
+#: What runs models: the full engine's (torch with segmentation-models-pytorch) or the
+#: detection-only engine's (ONNX Runtime); an engine needs one of them.
+MODEL_PACKAGES = {
+    "torch": "torch",
     "segmentation_models_pytorch": "segmentation-models-pytorch",
+    "onnxruntime": "onnxruntime",
 }
 HOW_TO = (
     "Footprint needs its engine: open Plugins > Footprint > Settings and click Install engine"
-    " (a private Python environment in your QGIS profile, about 6 GB, a few minutes). If you"
-    " manage your own environment, choose its Python interpreter there, or set the"
-    " FOOTPRINT_PYTHON environment variable, to a Python with torch, rasterio, geopandas and"
-    " segmentation-models-pytorch (developers: bash scripts/setup.sh in {folder})."
+    " (a private Python environment in your QGIS profile: Full, about 6 GB, or Detection only,"
+    " a few hundred MB; a few minutes). If you manage your own environment, choose its Python"
+    " interpreter there, or set the FOOTPRINT_PYTHON environment variable, to a Python with"
+    " rasterio, geopandas and torch with segmentation-models-pytorch (or onnxruntime for"
+    " detection only) (developers: bash scripts/setup.sh in {folder})."
 )
 POLL_SECONDS = 0.1
 TERMINATE_GRACE_SECONDS = 3.0
@@ -107,7 +113,7 @@ def _check_executable(python: str) -> None:
 def _run_check(python: str) -> dict[str, Any]:
     try:
         done = subprocess.run(
-            [python, "-c", _CHECK_SCRIPT, *ENGINE_PACKAGES],
+            [python, "-c", _CHECK_SCRIPT, *ENGINE_PACKAGES, *MODEL_PACKAGES],
             cwd=str(PLUGIN_DIR),
             env=engine_environment(),
             capture_output=True,
@@ -148,16 +154,25 @@ def check_engine(python: str, use_cache: bool = True) -> str:
         return _checked[python]
     _check_executable(python)
     report = _run_check(python)
-    missing = report.get("missing", {})
+    missing = {k: v for k, v in report.get("missing", {}).items() if k in ENGINE_PACKAGES}
+    found = report["versions"]
+    full = "torch" in found and "segmentation_models_pytorch" in found
+    if not full and "onnxruntime" not in found:  # no way to run a model
+        wanted = ("torch", "segmentation_models_pytorch") if "torch" in found else MODEL_PACKAGES
+        missing.update({k: report["missing"][k] for k in wanted if k in report["missing"]})
     if missing:
-        names = ", ".join(ENGINE_PACKAGES[name] for name in missing)
+        names = ", ".join({**ENGINE_PACKAGES, **MODEL_PACKAGES}[name] for name in missing)
         reasons = "; ".join(f"{name}: {why}" for name, why in missing.items())
         raise EngineCheckError(
             f"The engine interpreter {python} lacks {names} ({reasons}). " + _how_to()
         )
-    versions = ", ".join(f"{ENGINE_PACKAGES[k]} {v}" for k, v in report["versions"].items())
-    cuda = "CUDA available" if report.get("cuda") else "no CUDA (CPU only)"
-    summary = f"{python}: Python {report['python']}, {versions}; {cuda}"
+    names = {**ENGINE_PACKAGES, **MODEL_PACKAGES}
+    versions = ", ".join(f"{names[k]} {v}" for k, v in found.items())
+    if not full:
+        kind = "detection only (ONNX Runtime; training and export need the full engine)"
+    else:
+        kind = "CUDA available" if report.get("cuda") else "no CUDA (CPU only)"
+    summary = f"{python}: Python {report['python']}, {versions}; {kind}"
     _checked[python] = summary
     return summary
 

@@ -51,9 +51,10 @@ def engine_root() -> Path:
     return Path(QgsApplication.qgisSettingsDirPath()) / "footprint"
 
 
-def requirements_file() -> Path:
-    """The pinned requirements shipped with the plugin (``scripts/setup.sh`` uses them too)."""
-    return PLUGIN_DIR / "requirements.txt"
+def requirements_file(light: bool = False) -> Path:
+    """The pinned requirements shipped with the plugin: the full engine's (``scripts/setup.sh``
+    uses them too), or with ``light`` the detection-only engine's."""
+    return PLUGIN_DIR / ("requirements-detect.txt" if light else "requirements.txt")
 
 
 def fallback_python() -> str:

@@ -28,6 +28,7 @@ from qgis.PyQt.QtWidgets import (
 from .envlock import install_running
 from .install_task import InstallTask
 from .installer import (
+    DETECT,
     Installer,
     InstallError,
     current_env,
@@ -47,6 +48,14 @@ from .settings import (
     requirements_file,
     set_engine_device,
     set_engine_python,
+)
+
+#: What Install engine can make: the full engine, or detection only (measured from an empty
+#: folder on Linux x86-64, docs/BENCHMARKS.md "Install").
+ENGINE_SIZES = ("about 6 GB", "about 330 MB")
+ENGINE_KINDS = (
+    "Full: training, improving and detection (PyTorch, " + ENGINE_SIZES[0] + ")",
+    "Detection only: ONNX Runtime, no training (" + ENGINE_SIZES[1] + "; Full adds it later)",
 )
 
 
@@ -91,7 +100,11 @@ class SettingsDialog(QDialog):
         self.gpu = QCheckBox(_tr("CUDA build of PyTorch (for an NVIDIA GPU; about 4 GB more)"))
         variant = installed_variant(engine_root())
         self.gpu.setChecked(variant == "" if variant is not None else has_nvidia_gpu())
-        self.gpu.setVisible(sys.platform.startswith("linux"))
+        self.kind = QComboBox()
+        self.kind.addItems([_tr(text) for text in ENGINE_KINDS])
+        self.kind.setCurrentIndex(1 if variant == DETECT else 0)
+        self.kind.currentIndexChanged.connect(lambda _index: self._show_gpu())
+        self._show_gpu()
         self.engine_state = QLabel()
         self.engine_state.setWordWrap(True)
         self.progress = QProgressBar()
@@ -105,6 +118,7 @@ class SettingsDialog(QDialog):
         form.addRow(_tr("Device"), self.device)
         form.addRow("", self.check_button)
         form.addRow(_tr("Engine"), self.engine_state)
+        form.addRow("", self.kind)
         form.addRow("", self.gpu)
         form.addRow("", engine_buttons)
         form.addRow("", self.progress)
@@ -117,6 +131,15 @@ class SettingsDialog(QDialog):
         layout.addWidget(buttons)
         self.resize(640, 300)
         self.show_engine_state()
+
+    @property
+    def light(self) -> bool:
+        """True when the detection-only engine is chosen."""
+        return self.kind.currentIndex() == 1
+
+    def _show_gpu(self) -> None:
+        """The CUDA choice is the full engine's, on Linux."""
+        self.gpu.setVisible(sys.platform.startswith("linux") and not self.light)
 
     def chosen_python(self) -> str:
         """The interpreter the dialog would use: the field, or the fallbacks when empty."""
@@ -156,7 +179,8 @@ class SettingsDialog(QDialog):
         elif needs_update(root, requirements_file()):
             state = _tr("installed, but this plugin version needs other packages: Update engine")
         else:
-            state = _tr("installed in ") + str(env)
+            kind = _tr(" (detection only)") if installed_variant(root) == DETECT else ""
+            state = _tr("installed in ") + str(env) + kind
         self.engine_state.setText(state)
         update = env is not None and needs_update(root, requirements_file())
         self.install_button.setText(_tr("Update engine") if update else _tr("Install engine"))
@@ -164,19 +188,23 @@ class SettingsDialog(QDialog):
         self.remove_button.setEnabled(not running and env is not None)
         self.cancel_button.setEnabled(running)
         self.gpu.setEnabled(not running)
+        self.kind.setEnabled(not running)
         self.progress.setVisible(running)
 
     def make_installer(
         self, log: Callable[[str], None], progress: Callable[[float], None]
     ) -> Installer:
         """The installer the Install button runs (tests replace it with a small one)."""
+        light = self.light
         return Installer(
-            engine_root(), requirements_file(), log, progress, gpu=self.gpu.isChecked()
-        )
+            engine_root(), requirements_file(light), log, progress, gpu=self.gpu.isChecked(),
+            light=light,
+        )  # fmt: skip
 
     def install(self) -> None:
         """Start installing (or updating) the engine as a background task."""
-        self.result.setText(_tr("Installing the engine: a few minutes (about 6 GB)…"))
+        size = ENGINE_SIZES[1 if self.light else 0]
+        self.result.setText(_tr("Installing the engine: a few minutes ({size})…").format(size=size))
         self.progress.setValue(0)
         self.task = InstallTask(_tr("Installing the Footprint engine"), self.make_installer,
                                 self._installed)  # fmt: skip

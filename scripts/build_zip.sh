@@ -20,9 +20,11 @@ from pathlib import Path
 root, target = Path(sys.argv[1]), Path(sys.argv[2])
 TOP = "footprint"
 ITEMS = ["metadata.txt", "__init__.py", "plugin", "engine", "resources", "README.md",
-         "LICENSE", "requirements.txt", "requirements-lock", "requirements-dev.txt",
+         "LICENSE", "requirements.txt", "requirements-detect.txt", "requirements-lock",
+         "requirements-dev.txt",
          "pyproject.toml", "scripts/setup.sh", "scripts/qgis_process_path.sh"]
 REQUIRED = {"metadata.txt", "__init__.py", "plugin", "engine", "resources", "requirements.txt",
+            "requirements-detect.txt",
             "requirements-lock", "LICENSE", "scripts/setup.sh"}
 SKIP_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".venv", "tests"}
 SKIP_SUFFIXES = {".pyc", ".pyo", ".orig", ".rej", ".swp"}

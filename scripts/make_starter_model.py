@@ -15,7 +15,8 @@ chips) and the zoom-20 chips (~15 cm) of the three regions (Zanzibar, Nairobi, C
 3. Score it on the Banepa test chips as ``bench/accuracy.py`` does (pixel and building scores,
    95% bootstrap intervals over the chips), in full and in half precision; write the shipped
    file (half precision when the pixel IoU moves by less than ``FP16_TOLERANCE``) and its
-   record ``resources/models/footprint-starter.json`` (sha256, date, spec, scores).
+   record ``resources/models/footprint-starter.json`` (sha256, date, spec, scores), and its
+   ONNX export ``footprint-starter.onnx`` (detection without torch, engine.models.onnxfile).
 4. Leave one region out, for each region: train on the other two + Banepa train, detect on the
    left-out region's z19, z20 and z21 chips (detect resamples them itself), score against its
    labels inside its z20 chips' footprint (intervals over its z19 chips).
@@ -53,6 +54,8 @@ from engine.events import NullProgress  # noqa: E402
 from engine.geo.rasters import resolve_raster  # noqa: E402
 from engine.models.device import describe_cpu  # noqa: E402
 from engine.models.modelfile import load_model, read_spec  # noqa: E402
+from engine.models.onnxfile import export_onnx  # noqa: E402
+from engine.models.registry import output_stride  # noqa: E402
 
 #: Ground resolution the model is trained and applied at (metres).
 RESOLUTION_M = 0.15
@@ -461,8 +464,15 @@ def ship(model: Path, test: dict[str, Any], work: Path, record: dict[str, Any]) 
         "licence": "produced work of OpenStreetMap data, (c) OpenStreetMap contributors, ODbL"
         " 1.0; imagery OpenAerialMap contributors, CC BY 4.0",
     }
+    onnx = SHIPPED.with_suffix(".onnx")
+    network, _ = load_model(SHIPPED)
+    card["onnx"] = {
+        "file": onnx.name,
+        "max_difference": export_onnx(network, spec, output_stride(network), onnx, True),
+        "sha256": sha256(onnx),
+    }
     SHIPPED.with_suffix(".json").write_text(json.dumps(card, indent=1, default=str) + "\n")
-    log(f"wrote {SHIPPED.relative_to(ROOT)} ({card['bytes'] / 1e6:.1f} MB)")
+    log(f"wrote {SHIPPED.relative_to(ROOT)} ({card['bytes'] / 1e6:.1f} MB) and {onnx.name}")
 
 
 # ------------------------------------------------------------------------------ main

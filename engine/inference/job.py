@@ -28,9 +28,7 @@ checked against the free space of its folder before it is written.
 
 from __future__ import annotations
 
-import copy
 import math
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,7 +37,6 @@ from typing import Any
 
 import numpy as np
 import rasterio
-import torch
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
@@ -60,6 +57,7 @@ from engine.geo.rasters import ground_resolution_m, open_raster, reading, resolv
 from engine.geo.windows import Grid
 from engine.geo.workarea import area_mask, load_work_area, work_window
 from engine.inference.blend import NODATA, Block
+from engine.inference.network import Network
 from engine.inference.predictor import TiledPredictor, check_tiling, default_margin
 from engine.inference.sizing import (
     check_row_memory,
@@ -69,10 +67,7 @@ from engine.inference.sizing import (
     row_bytes,
 )
 from engine.inference.tilereader import read_inside
-from engine.models.device import describe_device
-from engine.models.fold import fold_batch_norms
-from engine.models.modelfile import ModelSpec, check_bands
-from engine.models.registry import output_stride
+from engine.models.spec import ModelSpec, check_bands
 
 __all__ = [
     "BLOCK",
@@ -204,40 +199,11 @@ def _model_window(window: Window, raster: Grid, model: Grid) -> Window:
     return Window(col0, row0, max(1, col1 - col0), max(1, row1 - row0))
 
 
-#: Models :func:`inference_model` made, and the device each is ready for.
-_READY: weakref.WeakKeyDictionary[torch.nn.Module, torch.device] = weakref.WeakKeyDictionary()
-
-
-def inference_model(
-    model: torch.nn.Module, in_channels: int, device: torch.device
-) -> torch.nn.Module:
-    """``model`` ready to predict on ``device``: in eval mode, its batch norms folded
-    (:func:`engine.models.fold.fold_batch_norms`), in channels-last (the batches' layout,
-    :mod:`engine.inference.tta`).
-
-    The folding is made and checked on the CPU (on a copy of a model that is elsewhere, so
-    ``model`` itself does not move): a GPU would build convolution plans for the check's input
-    shape, which prediction never uses (about 2 s per shape on an H200, docs/BENCHMARKS.md).
-    A model this function made is returned as it is (a cluster worker's cached model goes
-    through :func:`prepare_job` for every strip).
-    """
-    if _READY.get(model) == device:
-        return model
-    param = next(model.parameters(), None)
-    if param is not None and param.device.type != "cpu":
-        model = copy.deepcopy(model).to("cpu")
-    model = fold_batch_norms(model.eval(), in_channels)
-    ready = model.to(device).to(memory_format=torch.channels_last)
-    _READY[ready] = device
-    return ready
-
-
 def prepare_job(
     raster_name: str,
     config: InferenceOptions,
-    model: torch.nn.Module,
+    network: Network,
     spec: ModelSpec,
-    device: torch.device,
     progress: Progress,
     workdir: str,
 ) -> PredictionJob:
@@ -247,10 +213,10 @@ def prepare_job(
         RasterError: unreadable or ungeoreferenced raster. ModelFileError: band mismatch.
         ConfigError: bad tiling, batch size, extent or AOI.
     """
-    align = output_stride(model)
+    align = network.stride
     margin = default_margin(spec.tile_size, align) if config.margin is None else config.margin
-    window = prediction_window(device, margin, align, config.window)
-    batch = prediction_batch(device, window, config.batch_size)
+    window = prediction_window(network.kind, margin, align, config.window)
+    batch = prediction_batch(network, window, config.batch_size)
     check_tiling(window, margin, batch)
     raster = resolve_raster(raster_name, workdir=workdir)
     with open_raster(raster) as src:
@@ -274,10 +240,8 @@ def prepare_job(
                 else "."
             )
         )
-    model = inference_model(model, spec.in_channels, device)
     predictor = TiledPredictor(
-        model,
-        device,
+        network,
         window,
         margin,
         len(spec.classes),
@@ -287,8 +251,8 @@ def prepare_job(
         config.tta,
         BLOCK,
         align,
-        prediction_streams(device),
-        uniform=device.type == "cuda",
+        prediction_streams(network),
+        uniform=network.kind == "cuda",
     )
     return PredictionJob(
         raster,
@@ -299,7 +263,7 @@ def prepare_job(
         tuple(spec.classes),
         area,
         predictor,
-        describe_device(device),
+        network.description,
         grid,
         work,
         model_window,

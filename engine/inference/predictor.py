@@ -18,7 +18,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from affine import Affine
 from rasterio.windows import Window
 from shapely.geometry.base import BaseGeometry
@@ -30,9 +29,8 @@ from engine.geo.windows import PredictionPlan, Span, round_up
 from engine.geo.workarea import windows_in_area
 from engine.heap import HeapKeeper
 from engine.inference.blend import Block, BlockBlender
-from engine.inference.sizing import model_threads
+from engine.inference.network import Network
 from engine.inference.tilereader import BatchReader, SourceOpener, TileJob
-from engine.inference.tta import predict_probabilities
 
 #: A batch's probabilities (N, K, H, W), None when it had no window to predict.
 _Predicted = np.ndarray | None
@@ -90,7 +88,7 @@ def _spans_in(spans: Sequence[Span], first: int, end: int) -> list[Span]:
 
 @dataclass
 class TiledPredictor:
-    """Applies ``model`` to a grid window by window; counts what it did.
+    """Applies ``network`` to a grid window by window; counts what it did.
 
     ``window`` is the prediction window's side (a multiple of ``align``, the model's output
     stride; the model's training tile needs not be it), ``margin`` the blend margin. With
@@ -106,8 +104,7 @@ class TiledPredictor:
     raster's area, about 80 MB more peak memory over an 8k x 8k raster).
     """
 
-    model: torch.nn.Module
-    device: torch.device
+    network: Network
     window: int
     margin: int
     channels: int
@@ -180,10 +177,9 @@ class TiledPredictor:
         self.total_blocks = blender.total_blocks
         done = 0
         keeper = HeapKeeper()
-        self.model.eval()
         reader = BatchReader(open_source, windows, wanted, self.bands, self.stats, self.batch_size)
         streams = max(1, self.streams)
-        with reader, model_threads(streams):
+        with reader, self.network.sharing(streams):
             for batch, probs in self._predicted(reader, streams, progress):
                 yield from self._blend(batch, probs, blender)
                 done += len(batch)
@@ -227,7 +223,7 @@ class TiledPredictor:
         if self.uniform and count < self.batch_size:  # the batch's shape stays the same
             stack += [np.zeros_like(stack[0])] * (self.batch_size - count)
         x = np.stack(stack)
-        probs = predict_probabilities(self.model, x, self.device, self.tta)[:count]
+        probs = self.network.probabilities(x, self.tta)[:count]
         self._check_output(probs, x.shape[2:])
         return probs
 

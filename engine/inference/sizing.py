@@ -29,12 +29,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-import torch
+from typing import TYPE_CHECKING
 
 from engine.background import MAX_POOL_WORKERS
 from engine.errors import ConfigError
 from engine.geo.windows import round_up
+
+if TYPE_CHECKING:
+    from engine.inference.network import Network
 
 #: Prediction window side on a CPU and on a GPU (pixels, before rounding to the stride).
 CPU_WINDOW, CUDA_WINDOW = 512, 1024
@@ -54,9 +56,7 @@ MARGINS_PER_WINDOW = 8
 MEMORY_RESERVE = 512 << 20
 
 
-def prediction_window(
-    device: torch.device, margin: int, align: int, requested: int | None = None
-) -> int:
+def prediction_window(kind: str, margin: int, align: int, requested: int | None = None) -> int:
     """The prediction window side: ``requested`` (checked), else the device's, at least
     :data:`MARGINS_PER_WINDOW` margins, a multiple of ``align`` (the model's output stride).
 
@@ -74,46 +74,46 @@ def prediction_window(
             raise ConfigError(
                 f"Prediction window {requested} px leaves nothing inside the two {margin}-px"
                 f" margins; use at least {round_up(2 * margin + 1, align)} (default"
-                f" {prediction_window(device, margin, align)})."
+                f" {prediction_window(kind, margin, align)})."
             )
         return requested
-    base = CUDA_WINDOW if device.type == "cuda" else CPU_WINDOW
+    base = CUDA_WINDOW if kind == "cuda" else CPU_WINDOW
     return round_up(max(base, MARGINS_PER_WINDOW * margin), align)
 
 
-def prediction_batch(device: torch.device, window: int, requested: int | None = None) -> int:
-    """Windows per batch: ``requested``, else what the device's budget allows (>= 1)."""
+def prediction_batch(network: Network, window: int, requested: int | None = None) -> int:
+    """Windows per batch: ``requested``, else what the network's device allows (>= 1)."""
     if requested is not None:
         return requested
     pixels = window * window
-    if device.type != "cuda":
+    free = network.free_memory()
+    if network.kind != "cuda" or free is None:
         return max(1, min(MAX_BATCH, CPU_BATCH_PIXELS // pixels))
-    free, _ = torch.cuda.mem_get_info(device)
     budget = CUDA_MEMORY_SHARE * free / (CUDA_BYTES_PER_PIXEL * pixels)
     return max(1, min(MAX_BATCH, int(budget)))
 
 
-def prediction_streams(device: torch.device) -> int:
-    """Windows predicted at once: :data:`CPU_STREAMS` on a CPU where torch has that many
-    threads, else one (a GPU runs its batches one after another)."""
-    if device.type != "cpu":
+def prediction_streams(network: Network) -> int:
+    """Windows predicted at once: :data:`CPU_STREAMS` on a CPU where the runtime has that
+    many threads, else one (a GPU runs its batches one after another)."""
+    if network.kind != "cpu":
         return 1
-    return max(1, min(CPU_STREAMS, torch.get_num_threads()))
+    return max(1, min(CPU_STREAMS, network.threads))
 
 
-def polygon_workers(device: torch.device) -> int:
-    """Threads that turn finished blocks into buildings side by side while a model predicts
-    on ``device`` (seeds + watershed and polygon pieces, :class:`engine.background.OrderedPool`),
+def polygon_workers(network: Network) -> int:
+    """Threads that turn finished blocks into buildings side by side while ``network``
+    predicts (seeds + watershed and polygon pieces, :class:`engine.background.OrderedPool`),
     at most :data:`engine.background.MAX_POOL_WORKERS`.
 
-    Behind a GPU the CPU has nothing else to do: every core torch may use but two (the reader
-    and the thread that joins and writes the buildings). On an H200 the model took 0.1 s of a
-    4k raster's 12-17 s: the rest was this stage on one core. On a CPU the model keeps the
-    cores busy, so a quarter of them (one on up to 7 cores, as before; on 16 cores 4 threads
-    made detect 1.11x faster than 1).
+    Behind a GPU the CPU has nothing else to do: every core the runtime may use but two (the
+    reader and the thread that joins and writes the buildings). On an H200 the model took
+    0.1 s of a 4k raster's 12-17 s: the rest was this stage on one core. On a CPU the model
+    keeps the cores busy, so a quarter of them (one on up to 7 cores, as before; on 16 cores 4
+    threads made detect 1.11x faster than 1).
     """
-    cores = torch.get_num_threads()
-    share = cores - 2 if device.type == "cuda" else cores // 4
+    cores = network.threads
+    share = cores - 2 if network.kind == "cuda" else cores // 4
     return max(1, min(MAX_POOL_WORKERS, share))
 
 
@@ -121,6 +121,8 @@ def polygon_workers(device: torch.device) -> int:
 def model_threads(streams: int) -> Iterator[int]:
     """Torch's threads shared among ``streams`` model threads for the duration; yields the
     threads each gets. torch's thread count is the process's: it is restored on leaving."""
+    import torch
+
     total = torch.get_num_threads()
     each = max(1, total // max(1, streams))
     if each != total:

@@ -7,7 +7,8 @@ The batch goes in channels-last, the layout the convolutions run fastest in on G
 alike (give the model the same layout: ``model.to(memory_format=torch.channels_last)``; on a
 2-core AMD EPYC a Lite0 U-Net ran 1.2x faster per pixel than in the default layout, with 15%
 less memory, docs/BENCHMARKS.md). On CUDA the model runs under bfloat16 autocast (where the
-GPU supports it). Probabilities come back as float32 either way.
+GPU supports it), on a CPU when asked (:mod:`engine.inference.precision`). Probabilities come
+back as float32 either way.
 """
 
 from __future__ import annotations
@@ -34,17 +35,26 @@ def _inverse(y: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
 
 
 def predict_probabilities(
-    model: torch.nn.Module, batch: np.ndarray, device: torch.device, tta: bool = False
+    model: torch.nn.Module,
+    batch: np.ndarray,
+    device: torch.device,
+    tta: bool = False,
+    cpu_bf16: bool = False,
 ) -> np.ndarray:
     """Sigmoid probabilities (N, K, H, W) float32 of ``model`` on a (N, C, H, W) batch.
 
     With ``tta`` the batch must be square (H == W); the eight dihedral views are averaged.
+    ``cpu_bf16``: on a CPU, run under bf16 autocast (:mod:`engine.inference.precision`).
     """
     x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(device)
     x = x.contiguous(memory_format=torch.channels_last)
-    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    if device.type == "cuda":
+        bf16 = torch.cuda.is_bf16_supported()
+    else:
+        bf16 = cpu_bf16 and device.type == "cpu"
     views = DIHEDRAL if tta else DIHEDRAL[:1]
-    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+    with torch.inference_mode(), autocast:
         total: torch.Tensor | None = None
         for k, flip in views:
             prob = torch.sigmoid(_inverse(model(_forward(x, k, flip)).float(), k, flip))

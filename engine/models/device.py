@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from engine.cores import usable_cores
+from engine.cores import cpu_quota, usable_cores
 from engine.errors import ConfigError
 
 
@@ -72,21 +72,6 @@ def _cpuinfo() -> tuple[str, set[str]]:
         elif key.strip() == "flags" and not flags:
             flags = set(value.split())
     return name, flags
-
-
-def cpu_quota() -> float | None:
-    """The CPUs this process may use by its cgroup quota (``None``: no quota found)."""
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        return None if quota == "max" else int(quota) / int(period)
-    except (OSError, ValueError):
-        pass
-    try:  # cgroup v1
-        quota_us = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
-        period_us = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
-        return None if quota_us <= 0 else quota_us / period_us
-    except (OSError, ValueError):
-        return None
 
 
 @dataclass(frozen=True)

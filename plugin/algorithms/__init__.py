@@ -15,6 +15,7 @@ ALGORITHM_MODULES = (
     ("vectorize", "Vectorize"),
     ("detect", "Detect"),
     ("evaluate", "Evaluate"),
+    ("export", "Export"),
 )
 
 

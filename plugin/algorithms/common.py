@@ -63,14 +63,12 @@ def destination_given(value: Any) -> bool:
     return value is not None and str(value).strip() != ""
 
 
-def model_parameter(name: str, label: str) -> QgsProcessingParameterFile:
-    """A model file (.pt) input of predict and detect; empty: the starter model."""
+def model_parameter(name: str, label: str, onnx: bool = True) -> QgsProcessingParameterFile:
+    """A model file input (a .pt, or with ``onnx`` an exported .onnx too) of predict, detect
+    and export; empty: the starter model."""
+    kinds = "*.pt *.onnx" if onnx else "*.pt"
     param = QgsProcessingParameterFile(
-        name,
-        label,
-        extension="pt",
-        optional=True,
-        fileFilter="Footprint model (*.pt);;All files (*.*)",
+        name, label, optional=True, fileFilter=f"Footprint model ({kinds});;All files (*.*)"
     )
     param.setHelp(MODEL_HELP)
     return param

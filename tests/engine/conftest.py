@@ -22,6 +22,14 @@ UTM = "EPSG:32616"
 WGS84 = "EPSG:4326"
 
 
+@pytest.fixture(autouse=True)
+def fp32_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Precision ``auto`` means fp32 in tests on every CPU, in subprocesses and Dask workers
+    too (bf16 on a CPU with AMX moves probabilities by ~1e-2): a verdict must not depend on
+    the machine. Tests of the bf16 path ask for it, or unset the variable."""
+    monkeypatch.setenv("FOOTPRINT_NO_BF16", "1")
+
+
 @pytest.fixture
 def shared_data() -> Path:
     """The shared real data folder; skips the test with a reason when it is absent."""

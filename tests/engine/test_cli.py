@@ -31,6 +31,7 @@ def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str
 
 def test_every_command_has_help() -> None:
     assert set(COMMANDS) == {
+        "export",
         "rasterize-labels",
         "train",
         "improve",

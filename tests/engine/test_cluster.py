@@ -485,22 +485,24 @@ def test_a_model_rewritten_in_place_is_reloaded(tmp_path: Path) -> None:
     path, retrained = tmp_path / "model.pt", tmp_path / "retrained.pt"
     fuzz.make_model(path)
     _perturbed(path, retrained)
-    first, _ = cluster_module._model(str(path), "cpu")
-    assert cluster_module._model(str(path), "cpu")[0] is first  # cached
+    options = InferenceOptions(device="cpu")
+    first, _ = cluster_module._network(str(path), options, 1)
+    assert cluster_module._network(str(path), options, 1)[0] is first  # cached
     before = path.stat().st_mtime_ns
     os.replace(retrained, path)  # as train writes a model: a new file under the same name
     os.utime(path, ns=(before + 10**9, before + 10**9))  # a second later
-    second, _ = cluster_module._model(str(path), "cpu")
+    second, _ = cluster_module._network(str(path), options, 1)
     assert second is not first
-    assert not torch.equal(_weights(first), _weights(second))
+    assert not torch.equal(_weights(first.model), _weights(second.model))
+    how = ("auto", "cpu", "auto", 1)
     assert [key for key in cluster_module._MODELS if key[0] == str(path)] == [
-        (str(path), path.stat().st_size, path.stat().st_mtime_ns, "cpu")
+        (str(path), path.stat().st_size, path.stat().st_mtime_ns, how)
     ]  # the old version is dropped
 
 
 def test_a_model_the_worker_cannot_see_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ModelFileError, match="cannot read the model file .*gone.pt"):
-        cluster_module._model(str(tmp_path / "gone.pt"), "cpu")
+        cluster_module._network(str(tmp_path / "gone.pt"), InferenceOptions(), 1)
 
 
 def test_a_worker_of_another_engine_version_refuses_the_strip(

@@ -22,6 +22,7 @@ from engine.geo.rasters import open_raster, read_window, resolve_raster
 from engine.geo.windows import window_bounds
 from engine.inference import sizing
 from engine.inference.job import check_memory, prepare_job
+from engine.inference.torchnet import TorchNetwork
 from engine.predict import predict_with_model
 from engine.rasterize import rasterize_labels
 from tests.engine.conftest import write_labels
@@ -197,14 +198,12 @@ def test_a_wide_raster_with_an_extent_and_a_normal_raster_are_accepted(tmp_path:
     raster = wide_raster(tmp_path / "wide.tif")
     extent = (*GRID * (1000, 400), *GRID * (1600, 100))
     config = PredictConfig(str(raster), "unused.pt", str(tmp_path / "p.tif"), extent=extent)
-    model, device = Pointwise(), torch.device("cpu")
-    job = prepare_job(
-        str(raster), config, model, make_spec(), device, NullProgress(), str(tmp_path)
-    )
+    network = TorchNetwork(Pointwise(), torch.device("cpu"))
+    job = prepare_job(str(raster), config, network, make_spec(), NullProgress(), str(tmp_path))
     assert job.grid.width <= 600 + 2 * job.predictor.window  # the area's blocks, not 1e6 px
     check_memory(job, str(raster), 1024)  # the area's width: fits
     whole = PredictConfig(str(raster), "unused.pt", str(tmp_path / "p.tif"))
-    job = prepare_job(str(raster), whole, model, make_spec(), device, NullProgress(), str(tmp_path))
+    job = prepare_job(str(raster), whole, network, make_spec(), NullProgress(), str(tmp_path))
     with pytest.raises(ConfigError, match="1,000,000 px wide"):
         check_memory(job, str(raster))
     result, values = run(tmp_path, smooth(40, 60))  # an ordinary raster

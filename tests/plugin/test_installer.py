@@ -26,6 +26,8 @@ from footprint.plugin import installer as installer_module
 from footprint.plugin.envlock import LOCK, engine_use, install_running
 from footprint.plugin.installer import (
     COMPLETE,
+    DETECT,
+    DETECT_CHECK_CODE,
     LOCKS,
     TAG_CODE,
     TORCH_CPU_INDEX,
@@ -39,6 +41,7 @@ from footprint.plugin.installer import (
     needs_update,
     plan,
     remove_engine,
+    variant_requirements,
 )
 
 FAKE = "footprint_fake_dep"
@@ -303,6 +306,78 @@ def test_real_install_into_a_fresh_profile_then_detect(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert json_tail(done.stdout)["results"]["BUILDINGS"] > 0 and out.is_file()
+
+
+@pytest.mark.skipif(
+    not os.environ.get("FOOTPRINT_TEST_REAL_INSTALL"),
+    reason="downloads and installs the detection-only requirements (~750 MB, a minute): run by"
+    " hand with FOOTPRINT_TEST_REAL_INSTALL=1 (recorded in README.md)",
+)
+def test_real_detection_only_install_then_detect_with_the_starter_model(tmp_path: Path) -> None:
+    """The light requirements (no torch) into a fresh QGIS profile, then detect through
+    qgis_process with the starter model (its ONNX export): the engine needs no torch."""
+    import shutil
+    import subprocess
+
+    from .conftest import REPO
+    from .helpers import make_scene
+
+    home = tmp_path / "home"
+    profile = home / ".local" / "share" / "QGIS" / "QGIS3" / "profiles" / "default"
+    lines: list[str] = []
+    start = time.monotonic()
+    light = Installer(profile / "footprint", REPO / "requirements-detect.txt", lines.append,
+                      light=True)  # fmt: skip
+    python = light.install()
+    minutes = (time.monotonic() - start) / 60
+    size = sum(f.stat().st_size for f in Path(python).parents[1].rglob("*") if f.is_file())
+    print(f"installed in {minutes:.1f} min, {size / 1e6:.0f} MB: {python}")
+    no_torch = subprocess.run([python, "-c", "import torch"], capture_output=True)
+    assert no_torch.returncode != 0  # the light engine has no torch
+    plugins = tmp_path / "plugins" / "footprint"
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
+    for name in tracked:  # the plugin as a user has it: no .venv beside it
+        (plugins / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, plugins / name)
+    binary = subprocess.run(
+        ["bash", str(REPO / "scripts" / "qgis_process_path.sh")], capture_output=True, text=True
+    ).stdout.strip()
+    env = {k: v for k, v in os.environ.items() if k != "FOOTPRINT_PYTHON"}
+    env.update(HOME=str(home), QGIS_PLUGINPATH=str(plugins.parent), QT_QPA_PLATFORM="offscreen")
+    run = [binary, "plugins", "enable", "footprint"]
+    assert subprocess.run(run, env=env, capture_output=True, timeout=300).returncode == 0
+    scene = make_scene(tmp_path, "scene")
+    out = tmp_path / "b.gpkg"
+    done = subprocess.run(
+        [binary, "--json", "run", "footprint:detect", "--", f"INPUT={scene.raster}",
+         f"OUTPUT={out}"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert out.is_file() and "ONNX export" in done.stdout + done.stderr
+
+
+def test_the_detection_only_engine_has_its_own_requirements_and_check(tmp_path: Path) -> None:
+    """Detection only installs requirements-detect.txt (its lock where there is one), checks
+    ONNX Runtime instead of torch, and is marked as its own variant (Full replaces it)."""
+    from .conftest import REPO
+
+    full = REPO / "requirements.txt"
+    light = Installer(tmp_path / "footprint", variant_requirements(full, DETECT), light=True)
+    assert light.variant == DETECT and light.requirements.name == "requirements-detect.txt"
+    assert light.check_code == DETECT_CHECK_CODE and not light.check_torch
+    assert Installer(tmp_path / "footprint", full).variant in ("", "cpu")
+    steps = plan(light.requirements, "linux-x86_64-cp311", DETECT)
+    assert [s.name for s in steps] == ["install the requirements"]
+    assert steps[0].hashed and steps[0].args[-1].endswith("detect.txt")
+    text = (REPO / LOCKS / "linux-x86_64-cp311" / "detect.txt").read_text()
+    assert "onnxruntime==" in text and "torch" not in text
+    elsewhere = plan(light.requirements, "win32-amd64-cp312", DETECT)  # no lock there
+    assert elsewhere[0].args == ("-r", str(light.requirements)) and not elsewhere[0].hashed
+    pins = set(light.requirements.read_text().split()) - {"#"}
+    assert not any(line.startswith(("torch", "segmentation")) for line in pins)
 
 
 def test_uv_makes_the_environment_where_no_python_can(

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -220,7 +222,7 @@ def test_interpreter_without_torch_names_the_missing_package() -> None:
     with pytest.raises(EngineCheckError) as info:
         check_engine(sys.executable, use_cache=False)
     message = str(info.value)
-    assert "lacks torch" in message
+    assert re.search(r"lacks [^(]*\btorch\b", message), message  # among the packages named
     assert "bash scripts/setup.sh" in message and "Settings" in message
 
 
@@ -301,3 +303,30 @@ def test_cancel_stops_the_engine_quickly_and_leaves_nothing(
     assert stopped < 2.5, f"engine took {stopped:.2f} s to stop"
     assert max(feedback.progress) < 100.0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.tif"]
+
+
+def _report(versions: dict[str, str]) -> dict[str, Any]:
+    """A check report of an environment with exactly the packages ``versions`` names."""
+    names = ("rasterio", "geopandas", "torch", "segmentation_models_pytorch", "onnxruntime")
+    missing = {n: "ModuleNotFoundError" for n in names if n not in versions}
+    return {"python": "3.11.7", "missing": missing, "versions": versions}
+
+
+def test_a_detection_only_engine_passes_the_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ONNX Runtime instead of torch is an engine (detection only), said in the summary; an
+    environment with neither, or torch without smp, is not."""
+    base = {"rasterio": "1.4.4", "geopandas": "1.2.0"}
+    reports = {
+        "light": _report({**base, "onnxruntime": "1.32.0"}),
+        "none": _report(base),
+        "half": _report({**base, "torch": "2.14.1"}),
+    }
+    monkeypatch.setattr(runner, "_check_executable", lambda python: None)
+    monkeypatch.setattr(runner, "resolve_interpreter", lambda python: python)
+    monkeypatch.setattr(runner, "_run_check", lambda python: reports[python])
+    summary = check_engine("light", use_cache=False)
+    assert "onnxruntime 1.32.0" in summary and "detection only" in summary
+    with pytest.raises(EngineCheckError, match="lacks torch, segmentation-models-pytorch, onnx"):
+        check_engine("none", use_cache=False)
+    with pytest.raises(EngineCheckError, match=r"lacks segmentation-models-pytorch \("):
+        check_engine("half", use_cache=False)

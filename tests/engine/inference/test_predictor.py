@@ -22,6 +22,7 @@ from engine.geo.windows import PredictionPlan
 from engine.inference.blend import BlockBlender
 from engine.inference.predictor import TiledPredictor, check_tiling
 from engine.inference.tilereader import BatchReader, read_reflected
+from engine.inference.torchnet import TorchNetwork
 from engine.models.device import resolve_device
 from tests.engine.predict_helpers import GRID, Pointwise, smooth
 
@@ -113,8 +114,7 @@ def test_streaming_holds_one_row_of_windows(
     ) as dst:
         dst.write(smooth(height, width)[None])
     predictor = TiledPredictor(
-        Pointwise(),
-        torch.device("cpu"),
+        TorchNetwork(Pointwise(), torch.device("cpu")),
         tile,
         32,
         1,
@@ -229,7 +229,7 @@ def test_uniform_batches_have_one_shape_and_give_the_same_raster(
     for uniform in (False, True):
         model = ShapeRecorder()
         predictor = TiledPredictor(
-            model, torch.device("cpu"), 64, 8, 1, (1,), BandStats((0.0,), (1.0,)),
+            TorchNetwork(model, torch.device("cpu")), 64, 8, 1, (1,), BandStats((0.0,), (1.0,)),
             batch_size=3, block=32, align=16, uniform=uniform,
         )  # fmt: skip
         out = np.zeros((height, width), np.float32)

@@ -26,29 +26,41 @@ from engine.inference.sizing import (
 from engine.inference.tilereader import BatchReader
 from tests.engine.predict_helpers import run, sig, smooth
 
-CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+
+class _Network:
+    """What sizing reads of a network: its kind, threads and free memory."""
+
+    def __init__(self, kind: str, threads: int = 2, free: int | None = None) -> None:
+        self.kind, self.threads, self.free = kind, threads, free
+
+    def free_memory(self) -> int | None:
+        return self.free
+
+
+CPU, CUDA = "cpu", "cuda"
 
 
 def test_cpu_window_and_batch() -> None:
     assert prediction_window(CPU, 32, 32) == 512
     assert prediction_window(CPU, 100, 32) == 800  # at least 8 margins, on the stride
-    assert prediction_batch(CPU, 512) == 1
-    assert prediction_batch(CPU, 256) == CPU_BATCH_PIXELS // 256**2 == 4
-    assert prediction_batch(CPU, 2048) == 1
+    cpu = _Network(CPU)
+    assert prediction_batch(cpu, 512) == 1
+    assert prediction_batch(cpu, 256) == CPU_BATCH_PIXELS // 256**2 == 4
+    assert prediction_batch(cpu, 2048) == 1
     assert prediction_window(CPU, 32, 32, requested=256) == 256
-    assert prediction_batch(CPU, 512, requested=3) == 3
+    assert prediction_batch(cpu, 512, requested=3) == 3
 
 
-def test_gpu_window_and_batch_follow_free_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gpu_window_and_batch_follow_free_memory() -> None:
     """The CUDA path is the same code: 1024-px windows, batches by free memory."""
     free = 40 * 2**30
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free, 2 * free))
+    gpu = _Network(CUDA, free=free)
     assert prediction_window(CUDA, 32, 32) == 1024
     expected = int(0.5 * free / (CUDA_BYTES_PER_PIXEL * 1024**2))
-    assert prediction_batch(CUDA, 1024) == expected >= 2
-    assert prediction_batch(CUDA, 256) == MAX_BATCH
-    free = 2**20  # almost nothing free: still one window
-    assert prediction_batch(CUDA, 1024) == 1
+    assert prediction_batch(gpu, 1024) == expected >= 2
+    assert prediction_batch(gpu, 256) == MAX_BATCH
+    gpu.free = 2**20  # almost nothing free: still one window
+    assert prediction_batch(gpu, 1024) == 1
 
 
 @pytest.mark.parametrize(
@@ -132,8 +144,8 @@ def test_model_threads_share_torchs_threads() -> None:
     with model_threads(2) as each:
         assert each == max(1, threads // 2) == torch.get_num_threads()
     assert torch.get_num_threads() == threads
-    assert prediction_streams(CPU) == min(2, threads)
-    assert prediction_streams(CUDA) == 1
+    assert prediction_streams(_Network(CPU, threads)) == min(2, threads)
+    assert prediction_streams(_Network(CUDA, threads)) == 1
 
 
 def test_available_memory_from_psutil_else_proc_meminfo(monkeypatch: pytest.MonkeyPatch) -> None:

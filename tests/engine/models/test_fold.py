@@ -115,7 +115,7 @@ class _Plain(_ConvNorm):
 def test_inference_model_folds_on_the_cpu_whatever_the_device() -> None:
     """The fold is checked on the CPU and the result moved to the device: on the meta device
     (shapes only, no values) a check there could not pass, yet the norm is folded."""
-    from engine.inference.job import inference_model
+    from engine.inference.torchnet import inference_model
 
     model = _Plain()
     _randomise_stats(model)
@@ -127,7 +127,7 @@ def test_inference_model_folds_on_the_cpu_whatever_the_device() -> None:
 def test_a_prepared_model_is_not_prepared_again(monkeypatch: pytest.MonkeyPatch) -> None:
     """A cluster worker's cached model goes through prepare_job for every strip: folded and
     checked once, then used as it is on the same device."""
-    import engine.inference.job as job
+    import engine.inference.torchnet as job
 
     folds: list[nn.Module] = []
     fold = job.fold_batch_norms

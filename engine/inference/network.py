@@ -1,0 +1,172 @@
+"""The network a prediction runs: a model file opened by torch or by ONNX Runtime.
+
+Prediction (:mod:`engine.inference.predictor`) needs only a :class:`Network`: probabilities
+for a batch of windows, the model's output stride, where it runs and how many threads it has.
+Two runtimes provide one:
+
+- torch (:mod:`engine.inference.torchnet`): a ``.pt`` model file written by ``train``; on a CPU
+  in fp32 or bf16 (:mod:`engine.inference.precision`), on a GPU under bf16 autocast.
+- ONNX Runtime (:mod:`engine.inference.onnxnet`): an ``.onnx`` file written by ``export``
+  (:mod:`engine.models.onnxfile`), on the CPU; this path imports no torch, so detection runs
+  in the light engine (``requirements-detect.txt``).
+
+``auto`` chooses: ONNX Runtime for an ``.onnx`` file; torch for a ``.pt`` when torch is
+installed, else the ``.onnx`` file beside it (the starter model ships as both).
+This module imports neither runtime.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from engine.errors import ConfigError, ModelFileError
+from engine.events import Progress
+from engine.models.spec import ModelSpec
+
+#: File suffix of an exported model.
+ONNX_SUFFIX = ".onnx"
+
+
+class Network(Protocol):
+    """A model ready to predict windows."""
+
+    #: "cpu" or "cuda": what the window, batch and streams are sized for.
+    kind: str
+    #: Where it runs, for the log and the results (``cpu``, ``cuda:0 (NVIDIA H200)``).
+    description: str
+    #: What runs it: ``torch`` or ``onnx``.
+    runtime: str
+    #: Its arithmetic: ``fp32`` or ``bf16``.
+    precision: str
+    #: The model's output stride: windows are multiples of it.
+    stride: int
+    #: CPU threads the runtime may use.
+    threads: int
+
+    def probabilities(self, batch: np.ndarray, tta: bool) -> np.ndarray:
+        """Sigmoid probabilities (N, K, H, W) float32 of a (N, C, H, W) float32 batch; with
+        ``tta`` (square windows) the average over the eight dihedral views."""
+        ...
+
+    def sharing(self, streams: int) -> AbstractContextManager[int]:
+        """The runtime's threads shared among ``streams`` callers for the duration; yields
+        the threads each gets."""
+        ...
+
+    def free_memory(self) -> int | None:
+        """Free device memory in bytes (a GPU's), None on a CPU."""
+        ...
+
+
+def torch_installed() -> bool:
+    """True when torch can be imported (the full engine)."""
+    return importlib.util.find_spec("torch") is not None
+
+
+def onnxruntime_installed() -> bool:
+    """True when ONNX Runtime can be imported."""
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def choose_runtime(path: str, runtime: str) -> tuple[str, str]:
+    """The runtime (``torch`` or ``onnx``) and the file it opens for model file ``path`` and
+    the ``runtime`` asked for (``auto``, ``torch``, ``onnx``).
+
+    Raises:
+        ConfigError: an unknown runtime, or one that is not installed.
+        ModelFileError: the runtime cannot read that kind of file.
+    """
+    if runtime not in ("auto", "torch", "onnx"):
+        raise ConfigError(f"Runtime {runtime!r} is not one of auto, torch, onnx.")
+    is_onnx = Path(path).suffix.lower() == ONNX_SUFFIX
+    beside = str(Path(path).with_suffix(ONNX_SUFFIX))
+    if runtime == "auto":
+        runtime = "onnx" if is_onnx or not torch_installed() else "torch"
+    if runtime == "torch":
+        if is_onnx:
+            raise ModelFileError(
+                f"{path} is an ONNX model: torch runs the .pt model files that train writes;"
+                " use runtime onnx (or auto) for it."
+            )
+        if not torch_installed():
+            raise ConfigError(
+                "Runtime torch asked for, but torch is not installed (the detection-only"
+                " engine): use runtime onnx with an .onnx model, or install the full engine"
+                " (QGIS: Plugins > Footprint > Install engine > Full)."
+            )
+        return "torch", path
+    if not onnxruntime_installed():
+        raise ConfigError(
+            "ONNX Runtime is not installed: install the detection engine (QGIS: Plugins >"
+            " Footprint > Install engine), or `pip install onnxruntime`, or use runtime torch"
+            " with a .pt model."
+        )
+    if is_onnx:
+        return "onnx", path
+    if Path(beside).is_file():
+        return "onnx", beside
+    hint = (
+        "torch is not installed (the detection-only engine): "
+        if not torch_installed()
+        else "runtime onnx asked for: "
+    )
+    raise ModelFileError(
+        f"{path} is a torch model file and {hint}export it to ONNX first (`python -m engine"
+        f" export --model {path} --output {beside}`, or in QGIS: Export model to ONNX, with the"
+        " full engine), then give the .onnx file."
+    )
+
+
+def open_network(
+    path: str,
+    runtime: str,
+    device: str,
+    precision: str,
+    progress: Progress,
+    threads: int | None = None,
+) -> tuple[Network, ModelSpec]:
+    """The network of model file ``path`` on the runtime :func:`choose_runtime` picks, on
+    ``device`` (torch: auto/cpu/cuda[:N]; ONNX Runtime: the CPU) in ``precision``, on
+    ``threads`` CPU threads (default: torch's count, or the cores this process may use).
+
+    Raises:
+        ModelFileError, ConfigError: see :func:`choose_runtime`, and an unreadable file.
+    """
+    chosen, file = choose_runtime(path, runtime)
+    if chosen == "onnx":
+        from engine.inference.onnxnet import open_onnx
+
+        if device not in ("auto", "cpu"):
+            progress.log(f"ONNX Runtime runs on the CPU here: device {device} is not used.")
+        if file != path:
+            progress.log(f"Using {file}, the ONNX export of {path} (torch is not installed).")
+        return open_onnx(file, precision, threads)
+    from engine.inference.torchnet import open_torch
+    from engine.models.device import fit_threads_to_cpu
+
+    fitted = fit_threads_to_cpu() if threads is None else None
+    if fitted is not None:
+        progress.log(f"Using {fitted} torch thread(s): the CPUs this process may use.")
+    return open_torch(file, device, precision, threads)
+
+
+def dihedral_views(batch: np.ndarray, tta: bool) -> Iterator[tuple[np.ndarray, tuple[int, bool]]]:
+    """The batch's views for test-time augmentation (the identity alone without ``tta``):
+    each view with its (quarter turns, flip); see :func:`undo_view`."""
+    for flip in (False, True) if tta else (False,):
+        for turns in range(4) if tta else range(1):
+            view = batch[..., ::-1] if flip else batch
+            yield np.ascontiguousarray(np.rot90(view, turns, axes=(2, 3))), (turns, flip)
+
+
+def undo_view(output: np.ndarray, view: tuple[int, bool]) -> np.ndarray:
+    """``output`` of a view of :func:`dihedral_views` turned back onto the batch's pixels."""
+    turns, flip = view
+    back = np.rot90(output, -turns, axes=(2, 3)) if turns else output
+    return back[..., ::-1] if flip else back
