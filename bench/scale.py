@@ -4,7 +4,8 @@ and against a naive whole-raster pipeline, side by side in one run.
     .venv/bin/python bench/scale.py [--model FILE] [--sizes 2048 4096 8192 16384]
         [--repeat 3] [--repeat-up-to 8192] [--naive-up-to N] [--window W] [--batch-size B]
         [--margin M]
-        [--device cpu|cuda] [--tag NAME] [--skip-training]
+        [--device cpu|cuda] [--runtime auto|torch|onnx] [--precision auto|fp32|bf16]
+        [--tag NAME] [--skip-training]
 
 For each size it writes a GeoTIFF of that many pixels a side (the Banepa test mosaic repeated:
 real roofs, so the vectorizer has real work) and runs, ``--repeat`` times in turn (sizes up
@@ -26,6 +27,8 @@ memory is the process's own:
   processes start the same way).
 
 ``--device cuda`` runs everything on the GPU (and refuses clearly where there is none).
+``--runtime`` and ``--precision`` go to detect, the bare model and the naive pipeline alike
+(``onnx`` runs the model's ``.onnx`` export beside it: ``python -m engine export``).
 
 Without ``--model`` it trains ``train``'s default model for 1 epoch on the Banepa train chips
 (the weights only shape how many polygons there are; the network is the default). Figures are
@@ -156,6 +159,8 @@ def naive_detect(
     batch_size: int,
     device: str,
     streams: int = 1,
+    runtime: str = "auto",
+    precision: str = "auto",
 ) -> dict[str, Any]:
     """The naive way: whole raster in memory, non-overlapping ``tile`` windows into a full-size
     probability array (``streams`` batches at once, as detect), the whole mask polygonised at
@@ -163,19 +168,13 @@ def naive_detect(
     from concurrent.futures import ThreadPoolExecutor
 
     import geopandas as gpd
-    import torch
     from rasterio import features
     from shapely.geometry import shape
 
     from engine.geo.normalize import normalize
-    from engine.inference.sizing import model_threads
-    from engine.inference.torchnet import inference_model
-    from engine.inference.tta import predict_probabilities
-    from engine.models.modelfile import load_model
 
     start = time.monotonic()
-    model, spec = load_model(model_file, device=device)
-    model = inference_model(model, spec.in_channels, torch.device(device))  # as detect does
+    network, spec = _network(model_file, device, runtime, precision)
     with rasterio.open(raster) as src:
         image = src.read(list(spec.bands))
         transform, crs = src.transform, src.crs
@@ -200,18 +199,26 @@ def naive_detect(
 
     def predict(batch: list[tuple[int, int, np.ndarray]]) -> None:
         stack = np.stack([b[2] for b in batch])
-        probs = predict_probabilities(model, stack, torch.device(device))
+        probs = network.probabilities(stack, False)
         for (row, col, _), p in zip(batch, probs, strict=True):
             rh, cw = min(tile, h - row), min(tile, w - col)
             prob[row : row + rh, col : col + cw] = p[0, :rh, :cw]
 
-    with model_threads(streams), ThreadPoolExecutor(streams) as pool:
+    with network.sharing(streams), ThreadPoolExecutor(streams) as pool:
         list(pool.map(predict, batches()))
     mask = (prob >= spec.threshold).astype(np.uint8)
     shapes = features.shapes(mask, mask=mask.astype(bool), transform=transform)
     frame = gpd.GeoDataFrame(geometry=[shape(g) for g, _ in shapes], crs=crs)
     frame.to_file(output, driver="GPKG")
     return {"buildings": len(frame), "seconds": time.monotonic() - start}
+
+
+def _network(model_file: str, device: str, runtime: str, precision: str) -> Any:
+    """The network detect would open (engine.inference.network), as detect prepares it."""
+    from engine.events import NullProgress
+    from engine.inference.network import open_network
+
+    return open_network(model_file, runtime, device, precision, NullProgress())
 
 
 def _stats(spec: Any) -> Any:
@@ -227,20 +234,14 @@ def bare_throughput(
     device: str,
     streams: int = 1,
     seconds: float = 10.0,
+    runtime: str = "auto",
+    precision: str = "auto",
 ) -> dict[str, Any]:
     """Window pixels per second of the model alone on random tensors already in memory,
     ``streams`` batches at once (each on its share of torch's threads, as detect)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    import torch
-
-    from engine.inference.sizing import model_threads
-    from engine.inference.torchnet import inference_model
-    from engine.inference.tta import predict_probabilities
-    from engine.models.modelfile import load_model
-
-    model, spec = load_model(model_file, device=device)
-    model = inference_model(model, spec.in_channels, torch.device(device))  # as detect does
+    network, spec = _network(model_file, device, runtime, precision)
     x = np.random.default_rng(0).standard_normal(
         (batch_size, spec.in_channels, window, window), dtype=np.float32
     )
@@ -248,15 +249,12 @@ def bare_throughput(
     def loop(until: float) -> int:
         done = 0
         while time.monotonic() < until:
-            predict_probabilities(model, x, torch.device(device))
+            network.probabilities(x, False)
             done += batch_size
         return done
 
-    with model_threads(streams), ThreadPoolExecutor(streams) as pool:
-        warm = [
-            pool.submit(predict_probabilities, model, x, torch.device(device))
-            for _ in range(streams)
-        ]
+    with network.sharing(streams), ThreadPoolExecutor(streams) as pool:
+        warm = [pool.submit(network.probabilities, x, False) for _ in range(streams)]
         for future in warm:
             future.result()  # warm-up: one batch each
         start = time.monotonic()
@@ -396,7 +394,8 @@ def sweep(model: Path, args: Any, work: Path) -> list[dict]:
         for run in range(repeats):
             detect = [PYTHON, "-m", "engine", "detect", "--raster", str(raster), "--model",
                       str(model), "--output", str(work / f"d_{side}.gpkg"), "--overwrite",
-                      "--device", args.device, "--events", "json"]  # fmt: skip
+                      "--device", args.device, "--runtime", args.runtime, "--precision",
+                      args.precision, "--events", "json"]  # fmt: skip
             if args.window:
                 detect += ["--window", str(args.window)]
             if args.batch_size:
@@ -411,7 +410,7 @@ def sweep(model: Path, args: Any, work: Path) -> list[dict]:
                 row["detect"] = _run(detect)
                 sizes = row["detect"]["result"]
             bare = [*me, "--bare", str(model), str(sizes["window"]), str(sizes["batch_size"]),
-                    args.device, str(sizes["streams"])]  # fmt: skip
+                    args.device, str(sizes["streams"]), args.runtime, args.precision]  # fmt: skip
             row["bare"] = _run(bare)
             if "detect" not in row:
                 row["detect"] = _run(detect)
@@ -421,7 +420,7 @@ def sweep(model: Path, args: Any, work: Path) -> list[dict]:
                 row["naive"] = _run(
                     [*me, "--naive", str(raster), str(model), str(work / f"n_{side}.gpkg"),
                      str(result["window"]), str(result["batch_size"]), args.device,
-                     str(result["streams"])]
+                     str(result["streams"]), args.runtime, args.precision]
                 )  # fmt: skip
             rows.append(row)
             print(json.dumps(row, default=str), flush=True)
@@ -526,7 +525,8 @@ def record(rows: list[dict], vec: dict | None, training: dict | None, args: Any)
         f"- command: `python bench/scale.py {' '.join(sys.argv[1:])}`",
         f"- hardware: {_hardware()}",
         f"- model: {args.model_name}; detect's windows {first['window']} px, batch"
-        f" {first['batch_size']}, {first['streams']} at once, device {first['device']}",
+        f" {first['batch_size']}, {first['streams']} at once, device {first['device']},"
+        f" runtime {first.get('runtime', 'torch')}, precision {first.get('precision', 'fp32')}",
         "- rate: raster pixels per second of detect's own timer; bare: window pixels per second"
         " of the model alone on windows of the same size, batch and number at once in memory"
         " (mean of just before and just after); naive: the same windows, batch and number at"
@@ -598,13 +598,17 @@ def main() -> int:
 
         tune_allocator()  # as the engine's command line does
     if sys.argv[1:2] == ["--naive"]:
-        raster, model, out, window, batch, device, streams = sys.argv[2:9]
-        result = naive_detect(raster, model, out, int(window), int(batch), device, int(streams))
+        raster, model, out, window, batch, device, streams, runtime, precision = sys.argv[2:11]
+        result = naive_detect(
+            raster, model, out, int(window), int(batch), device, int(streams), runtime, precision
+        )
         print(json.dumps(result))
         return 0
     if sys.argv[1:2] == ["--bare"]:
-        model, window, batch, device, streams = sys.argv[2:7]
-        print(json.dumps(bare_throughput(model, int(window), int(batch), device, int(streams))))
+        model, window, batch, device, streams, runtime, precision = sys.argv[2:9]
+        sizes = (int(window), int(batch))
+        found = bare_throughput(model, *sizes, device, int(streams), 10.0, runtime, precision)
+        print(json.dumps(found))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path)
@@ -616,6 +620,8 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, help="detect's --batch-size (default: its own)")
     parser.add_argument("--margin", type=int, help="detect's --margin (default: its own)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--runtime", default="auto", choices=("auto", "torch", "onnx"))
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     parser.add_argument("--vector-side", type=int, default=8192)
     parser.add_argument("--skip-training", action="store_true")
     parser.add_argument(
