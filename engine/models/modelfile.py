@@ -119,21 +119,30 @@ def _read(path: str | os.PathLike[str], mmap: bool) -> tuple[dict[str, Any], Mod
 def read_spec(path: str | os.PathLike[str]) -> ModelSpec:
     """The spec of a model file (weights are memory-mapped, not read).
 
-    An ``.onnx`` file's spec is read from its metadata (:mod:`engine.models.onnxfile`).
+    An ``.onnx`` file's spec is read from its metadata (:mod:`engine.models.onnxfile`), and so
+    is a ``.pt``'s where torch is not installed and its export lies beside it.
 
     Raises:
         ModelFileError: missing, corrupt, foreign, or newer-format file.
     """
-    if Path(path).suffix.lower() == ".onnx":
+    beside = Path(path).with_suffix(".onnx")
+    if Path(path).suffix.lower() == ".onnx" or (not _has_torch() and beside.is_file()):
         from engine.models.onnxfile import read_onnx_spec
 
-        return read_onnx_spec(path)
+        return read_onnx_spec(beside)  # without torch: the .pt's export beside it
     try:
         return _read(path, mmap=True)[1]
     except ModelFileError as err:
         if err.__cause__ is None:
             raise
     return _read(path, mmap=False)[1]  # e.g. files not in the zip format cannot be mapped
+
+
+def _has_torch() -> bool:
+    """True when torch can be imported."""
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
 
 
 def load_model(

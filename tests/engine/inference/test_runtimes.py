@@ -243,3 +243,18 @@ def test_bf16_and_onnx_choices_reach_the_run(tmp_path: Path) -> None:
     export(ExportConfig(model=str(pt), output=str(onnx)), NullProgress())
     with pytest.raises(ConfigError, match="bf16 runs on torch only"):
         open_network(str(onnx), "onnx", "cpu", "bf16", NullProgress())
+
+
+def test_without_torch_a_models_spec_comes_from_its_export(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The detection-only engine reads the starter model's description (and any .pt's) from
+    the .onnx export beside it: torch cannot open the .pt there."""
+    import engine.models.modelfile as modelfile
+
+    pt = _model_file(tmp_path)
+    export(ExportConfig(model=str(pt), output=str(pt.with_suffix(".onnx"))), NullProgress())
+    monkeypatch.setattr(modelfile, "_has_torch", lambda: False)
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load was called"))
+    assert modelfile.read_spec(pt) == modelfile.read_spec(pt.with_suffix(".onnx"))
+    assert modelfile.read_spec(pt).architecture == "compact"
