@@ -39,6 +39,7 @@ from affine import Affine
 from rasterio import features
 from rasterio.windows import Window
 from shapely.geometry import Polygon
+from skimage import measure
 
 from engine.config import PolygonOptions
 from engine.errors import ConfigError
@@ -299,22 +300,17 @@ def block_pieces(labels: np.ndarray, probability: np.ndarray, col: int, row: int
         empty = np.zeros(1, np.int64)
         return Pieces(np.zeros(labels.shape, np.int32), [], empty, empty)
     shift = Affine.translation(col, row)
-    outlines = [
-        g
-        for g, _ in features.shapes(
-            labels.astype(np.int32, copy=False), mask=building, connectivity=4, transform=shift
-        )
-    ]
+    # the pieces, numbered, then one outline per number (4-connected regions of one label
+    # value are exactly the polygons GDAL traces): no rasterising of the outlines back
+    index = np.asarray(
+        measure.label(labels, background=0, connectivity=1), dtype=np.int32
+    )  # fmt: skip
+    n = int(index.max())
+    outlines: list[dict[str, Any]] = [{}] * n
+    for g, value in features.shapes(index, mask=building, connectivity=4, transform=shift):
+        outlines[int(value) - 1] = g
     geoms = _polygons(outlines)
-    index = features.rasterize(  # from the GeoJSON outlines: no round trip through GEOS
-        ((g, i) for i, g in enumerate(outlines, start=1)),
-        out_shape=labels.shape,
-        transform=shift,
-        fill=0,
-        dtype="int32",
-    )
     flat = index.ravel()
-    n = len(geoms)
     counts = np.bincount(flat, minlength=n + 1)
     sums = np.bincount(flat, weights=np.clip(probability, 0.0, 1.0).ravel(), minlength=n + 1)
     label_of = np.zeros(n + 1, np.int64)
