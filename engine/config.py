@@ -248,6 +248,14 @@ class TrainConfig:
     device: str = field(default="auto", metadata=_h("auto, cpu, cuda or cuda:N."))
     workers: int = field(default=0, metadata=_h("DataLoader worker processes."))
     amp: bool = field(default=True, metadata=_h("Mixed precision on CUDA."))
+    cpu_bf16: bool = field(
+        default=False,
+        metadata=_h(
+            "On a CPU, train under bf16 autocast (fast on CPUs with AMX or AVX512-BF16; slow"
+            " elsewhere). Off by default: see docs/BENCHMARKS.md, Runtimes and precision.",
+            "bf16 autocast on the CPU",
+        ),
+    )
     boundary: bool = field(
         default=True,
         metadata=_h(

@@ -372,8 +372,9 @@ class Loop:
         self.optimizer = make_optimizer(config, self.bare)
         steps = config.epochs * max(len(self.train_loader), 1)
         self.scheduler = make_scheduler(config, self.optimizer, steps)
-        self.amp = config.amp and device.type == "cuda"
-        bf16 = self.amp and torch.cuda.is_bf16_supported()
+        cpu_bf16 = config.cpu_bf16 and device.type == "cpu"
+        self.amp = (config.amp and device.type == "cuda") or cpu_bf16
+        bf16 = cpu_bf16 or (self.amp and torch.cuda.is_bf16_supported())
         self.amp_dtype = torch.bfloat16 if bf16 else torch.float16
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp and not bf16)
         self.batches_done = 0

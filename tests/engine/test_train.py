@@ -558,3 +558,26 @@ def test_frozen_encoder_and_kept_batch_norm_keep_their_statistics() -> None:
     model(torch.rand(2, 3, 64, 64))
     after = model.state_dict()
     assert all(torch.equal(v, after[k]) for k, v in before.items())
+
+
+def test_cpu_bf16_trains_under_bf16_autocast(
+    calls: list[TrainConfig], make_config: Callable[..., TrainConfig],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """--cpu-bf16 runs the forward passes under bf16 autocast on the CPU (and only then)."""
+    seen: list[tuple[str, object, bool]] = []
+    real = torch.autocast
+
+    def recording(device_type: str, dtype: object = None, enabled: bool = True) -> Any:
+        seen.append((device_type, dtype, enabled))
+        return real(device_type, dtype=dtype, enabled=enabled)
+
+    monkeypatch.setattr(train_module.torch, "autocast", recording)
+    for flag in (False, True):
+        seen.clear()
+        result = train_module.train(make_config(f"m{flag}.pt", epochs=1, cpu_bf16=flag),
+                                    RecordingProgress())  # fmt: skip
+        assert Path(result["output"]).is_file()
+        assert seen and {s[2] for s in seen} == {flag}
+        if flag:
+            assert {s[:2] for s in seen} == {("cpu", torch.bfloat16)}
