@@ -262,6 +262,44 @@ def test_settings_dialog_sees_another_installation(
     assert dialog.install_button.isEnabled() and "not installed" in dialog.engine_state.text()
 
 
+def _profile(tmp_path: Path) -> Path:
+    """A fresh QGIS profile's folder under ``tmp_path / "home"``."""
+    return tmp_path / "home" / ".local" / "share" / "QGIS" / "QGIS3" / "profiles" / "default"
+
+
+def _detect_with_installed_plugin(tmp_path: Path, *params: str) -> subprocess.CompletedProcess[str]:
+    """The plugin as a user has it (tracked files, no .venv beside it) enabled in the fresh
+    profile of :func:`_profile`, then ``footprint:detect`` on a generated scene through
+    qgis_process with nothing else to find the engine by (no FOOTPRINT_PYTHON)."""
+    import shutil
+
+    from .conftest import REPO
+    from .helpers import make_scene
+
+    plugins = tmp_path / "plugins" / "footprint"
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
+    for name in tracked:
+        (plugins / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, plugins / name)
+    binary = subprocess.run(
+        ["bash", str(REPO / "scripts" / "qgis_process_path.sh")], capture_output=True, text=True
+    ).stdout.strip()
+    env = {k: v for k, v in os.environ.items() if k != "FOOTPRINT_PYTHON"}
+    env.update(
+        HOME=str(tmp_path / "home"), QGIS_PLUGINPATH=str(plugins.parent),
+        QT_QPA_PLATFORM="offscreen",
+    )  # fmt: skip
+    run = [binary, "plugins", "enable", "footprint"]
+    assert subprocess.run(run, env=env, capture_output=True, timeout=300).returncode == 0
+    scene = make_scene(tmp_path, "scene")
+    return subprocess.run(
+        [binary, "--json", "run", "footprint:detect", "--", f"INPUT={scene.raster}", *params],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+
 @pytest.mark.skipif(
     not os.environ.get("FOOTPRINT_TEST_REAL_INSTALL"),
     reason="downloads and installs the real requirements (~6 GB, minutes): run by hand with"
@@ -270,40 +308,18 @@ def test_settings_dialog_sees_another_installation(
 def test_real_install_into_a_fresh_profile_then_detect(tmp_path: Path) -> None:
     """The real requirements into a fresh QGIS profile, then detect through qgis_process with
     nothing else to find the engine by (no FOOTPRINT_PYTHON, no .venv in the plugin folder)."""
-    import shutil
-    import subprocess
-
     from .conftest import REPO
-    from .helpers import json_tail, make_scene, synthetic_model
+    from .helpers import json_tail, synthetic_model
 
-    home = tmp_path / "home"
-    profile = home / ".local" / "share" / "QGIS" / "QGIS3" / "profiles" / "default"
     lines: list[str] = []
     start = time.monotonic()
-    python = Installer(profile / "footprint", REPO / "requirements.txt", lines.append).install()
-    minutes = (time.monotonic() - start) / 60
-    print(f"installed in {minutes:.1f} min: {python}")
-    plugins = tmp_path / "plugins" / "footprint"
-    tracked = subprocess.run(
-        ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout.split()
-    for name in tracked:  # the plugin as a user has it: no .venv beside it
-        (plugins / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / name, plugins / name)
-    binary = subprocess.run(
-        ["bash", str(REPO / "scripts" / "qgis_process_path.sh")], capture_output=True, text=True
-    ).stdout.strip()
-    env = {k: v for k, v in os.environ.items() if k != "FOOTPRINT_PYTHON"}
-    env.update(HOME=str(home), QGIS_PLUGINPATH=str(plugins.parent), QT_QPA_PLATFORM="offscreen")
-    run = [binary, "plugins", "enable", "footprint"]
-    assert subprocess.run(run, env=env, capture_output=True, timeout=300).returncode == 0
-    scene = make_scene(tmp_path, "scene")
+    installer = Installer(_profile(tmp_path) / "footprint", REPO / "requirements.txt", lines.append)
+    python = installer.install()
+    print(f"installed in {(time.monotonic() - start) / 60:.1f} min: {python}")
     out = tmp_path / "b.gpkg"
-    done = subprocess.run(
-        [binary, "--json", "run", "footprint:detect", "--", f"INPUT={scene.raster}",
-         f"MODEL={synthetic_model()['OUTPUT']}", f"OUTPUT={out}"],
-        env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    done = _detect_with_installed_plugin(
+        tmp_path, f"MODEL={synthetic_model()['OUTPUT']}", f"OUTPUT={out}"
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert json_tail(done.stdout)["results"]["BUILDINGS"] > 0 and out.is_file()
 
@@ -316,45 +332,20 @@ def test_real_install_into_a_fresh_profile_then_detect(tmp_path: Path) -> None:
 def test_real_detection_only_install_then_detect_with_the_starter_model(tmp_path: Path) -> None:
     """The light requirements (no torch) into a fresh QGIS profile, then detect through
     qgis_process with the starter model (its ONNX export): the engine needs no torch."""
-    import shutil
-    import subprocess
-
     from .conftest import REPO
-    from .helpers import make_scene
 
-    home = tmp_path / "home"
-    profile = home / ".local" / "share" / "QGIS" / "QGIS3" / "profiles" / "default"
     lines: list[str] = []
     start = time.monotonic()
-    light = Installer(profile / "footprint", REPO / "requirements-detect.txt", lines.append,
-                      light=True)  # fmt: skip
+    light = Installer(_profile(tmp_path) / "footprint", REPO / "requirements-detect.txt",
+                      lines.append, light=True)  # fmt: skip
     python = light.install()
     minutes = (time.monotonic() - start) / 60
     size = sum(f.stat().st_size for f in Path(python).parents[1].rglob("*") if f.is_file())
     print(f"installed in {minutes:.1f} min, {size / 1e6:.0f} MB: {python}")
     no_torch = subprocess.run([python, "-c", "import torch"], capture_output=True)
     assert no_torch.returncode != 0  # the light engine has no torch
-    plugins = tmp_path / "plugins" / "footprint"
-    tracked = subprocess.run(
-        ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout.split()
-    for name in tracked:  # the plugin as a user has it: no .venv beside it
-        (plugins / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / name, plugins / name)
-    binary = subprocess.run(
-        ["bash", str(REPO / "scripts" / "qgis_process_path.sh")], capture_output=True, text=True
-    ).stdout.strip()
-    env = {k: v for k, v in os.environ.items() if k != "FOOTPRINT_PYTHON"}
-    env.update(HOME=str(home), QGIS_PLUGINPATH=str(plugins.parent), QT_QPA_PLATFORM="offscreen")
-    run = [binary, "plugins", "enable", "footprint"]
-    assert subprocess.run(run, env=env, capture_output=True, timeout=300).returncode == 0
-    scene = make_scene(tmp_path, "scene")
     out = tmp_path / "b.gpkg"
-    done = subprocess.run(
-        [binary, "--json", "run", "footprint:detect", "--", f"INPUT={scene.raster}",
-         f"OUTPUT={out}"],
-        env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    done = _detect_with_installed_plugin(tmp_path, f"OUTPUT={out}")
     assert done.returncode == 0, done.stdout + done.stderr
     assert out.is_file() and "ONNX export" in done.stdout + done.stderr
 
