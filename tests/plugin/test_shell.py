@@ -19,6 +19,7 @@ from .conftest import PACKAGE_PARENT
 EXPECTED_IDS = [
     "footprint:detect",
     "footprint:evaluate",
+    "footprint:export",
     "footprint:improve",
     "footprint:predict",
     "footprint:rasterizelabels",
@@ -50,11 +51,11 @@ app.initQgis()
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_provider_has_exactly_the_seven_algorithms(provider) -> None:
+def test_provider_has_exactly_the_eight_algorithms(provider) -> None:
     assert provider.id() == "footprint" and provider.name() == "Footprint"
     assert not provider.icon().isNull()
     assert sorted(alg.id() for alg in provider.algorithms()) == EXPECTED_IDS
-    assert len(algorithm_classes()) == len(ALGORITHM_MODULES) == 7
+    assert len(algorithm_classes()) == len(ALGORITHM_MODULES) == 8
 
 
 def test_algorithms_share_the_base(provider) -> None:
@@ -168,9 +169,16 @@ dialog = settings_dialog.SettingsDialog()
 dialog.python.setFilePath({str(tmp_path / "no-python")!r})
 checked = dialog.check()
 dialog.device.setCurrentText("cpu")
+full = dialog.make_installer(print, print)
+dialog.kind.setCurrentIndex(1)  # Detection only
+light = dialog.make_installer(print, print)
+kinds = [dialog.kind.itemText(i) for i in range(dialog.kind.count())]
 dialog.accept()
 print(json.dumps({{"checked": checked, "shown": dialog.result.text(),
-                  "python": settings.engine_python(), "device": settings.engine_device()}}))
+                  "python": settings.engine_python(), "device": settings.engine_device(),
+                  "full": [full.variant, full.requirements.name],
+                  "light": [light.variant, light.requirements.name, light.check_torch],
+                  "kinds": kinds, "gpu_hidden": dialog.gpu.isHidden()}}))
 """,
         tmp_path / "profile",
     )
@@ -178,6 +186,10 @@ print(json.dumps({{"checked": checked, "shown": dialog.result.text(),
     assert result["shown"] == result["checked"]
     assert result["python"] == str(tmp_path / "no-python")
     assert result["device"] == "cpu"
+    assert result["full"][1] == "requirements.txt" and result["full"][0] in ("", "cpu")
+    assert result["light"] == ["detect", "requirements-detect.txt", False]
+    assert result["kinds"][0].startswith("Full") and "Detection only" in result["kinds"][1]
+    assert result["gpu_hidden"]  # the CUDA choice is the full engine's
 
 
 def test_engine_python_resolution_order(clean_settings, monkeypatch, tmp_path: Path) -> None:
@@ -238,4 +250,4 @@ print(len(classes))
         timeout=120,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip().splitlines()[-1] == "7"
+    assert done.stdout.strip().splitlines()[-1] == "8"
