@@ -109,6 +109,25 @@ def test_two_local_workers_give_what_one_process_gives(
     assert not _worker_processes()  # the local cluster is gone
 
 
+def test_workers_run_an_exported_model_on_onnx_runtime(
+    inputs: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dask workers open the .onnx model on ONNX Runtime as the client does: the same
+    buildings as one process running it."""
+    from engine.config import ExportConfig
+    from engine.export import export
+
+    raster, model = inputs
+    onnx = tmp_path / "model.onnx"
+    export(ExportConfig(model=str(model), output=str(onnx)), NullProgress())
+    with monkeypatch.context() as patch:
+        patch.setenv("OMP_NUM_THREADS", "1")  # the workers' thread count: the same arithmetic
+        one = _run(raster, onnx, tmp_path / "one.gpkg")
+    two = _run(raster, onnx, tmp_path / "two.gpkg", dask_workers=2)
+    assert one["runtime"] == "onnx" and one["buildings"] == two["buildings"] > 10
+    assert (_polygons(tmp_path / "one.gpkg") == _polygons(tmp_path / "two.gpkg")).all()
+
+
 def test_predict_on_two_workers(inputs: tuple[Path, Path], tmp_path: Path) -> None:
     raster, model = inputs
     one = tmp_path / "one.tif"
