@@ -113,12 +113,14 @@ class SeamJoiner:
         h, w = int(window.height), int(window.width)
         if probability.shape != (h, w) or valid.shape != (h, w):
             raise ValueError(f"Arrays {probability.shape} do not match window {w}x{h}.")
-        seen = valid & ~np.isnan(probability)
-        self.max_value = max(
-            self.max_value, float(np.max(probability, where=seen, initial=-np.inf))
-        )
-        labels = component_labels(valid & (probability >= self.threshold))
-        return self.add_labels(window, labels, probability, None)
+        return self.add_cut(cut_plain(window, probability, valid, self.threshold))
+
+    def add_cut(self, cut: PlainCut) -> list[Building]:
+        """:meth:`add` of a window already cut into pieces (:func:`cut_plain`)."""
+        seen = cut.valid & ~np.isnan(cut.probability)
+        peak = float(np.max(cut.probability, where=seen, initial=-np.inf))
+        self.max_value = max(self.max_value, peak)
+        return self.add_labels(cut.window, cut.labels, cut.probability, None, None, cut.pieces)
 
     def add_block(
         self, block: LabelledBlock, valid: np.ndarray | None = None, pieces: Pieces | None = None
@@ -319,6 +321,31 @@ def block_pieces(labels: np.ndarray, probability: np.ndarray, col: int, row: int
     cluster_of[flat] = component_labels(building).ravel()
     pieces = [Building(g, int(counts[i]), float(sums[i])) for i, g in enumerate(geoms, start=1)]
     return Pieces(index, pieces, label_of, cluster_of)
+
+
+class PlainCut(NamedTuple):
+    """A window of building probability cut for :meth:`SeamJoiner.add_cut`: its connected
+    pieces above the threshold (:func:`cut_plain`)."""
+
+    window: Window
+    labels: np.ndarray
+    probability: np.ndarray
+    valid: np.ndarray
+    pieces: Pieces
+
+
+def cut_plain(
+    window: Window, probability: np.ndarray, valid: np.ndarray, threshold: float
+) -> PlainCut:
+    """The pieces of one window of probability (``valid`` pixels >= ``threshold``, 4-connected):
+    a function of the window alone, so windows can be cut side by side
+    (:class:`engine.background.OrderedPool`) and joined in order."""
+    h, w = int(window.height), int(window.width)
+    if probability.shape != (h, w) or valid.shape != (h, w):
+        raise ValueError(f"Arrays {probability.shape} do not match window {w}x{h}.")
+    labels = component_labels(valid & (probability >= threshold))
+    pieces = block_pieces(labels, probability, int(window.col_off), int(window.row_off))
+    return PlainCut(window, labels, probability, valid, pieces)
 
 
 #: A halo block cut for :meth:`SeamJoiner.add_block`: its labels, its own pixels' validity
