@@ -44,8 +44,8 @@ MODEL_PACKAGES = {
 }
 HOW_TO = (
     "Footprint needs its engine: open Plugins > Footprint > Settings and click Install engine"
-    " (a private Python environment in your QGIS profile: Full, about 6 GB, or Detection only,"
-    " a few hundred MB; a few minutes). If you manage your own environment, choose its Python"
+    " (a private Python environment in your QGIS profile: Full, about 6.4 GB, or Detection"
+    " only, about 770 MB; a few minutes). If you manage your own environment, choose its Python"
     " interpreter there, or set the FOOTPRINT_PYTHON environment variable, to a Python with"
     " rasterio, geopandas and torch with segmentation-models-pytorch (or onnxruntime for"
     " detection only) (developers: bash scripts/setup.sh in {folder})."

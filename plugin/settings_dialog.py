@@ -52,7 +52,7 @@ from .settings import (
 
 #: What Install engine can make: the full engine, or detection only (measured from an empty
 #: folder on Linux x86-64, docs/BENCHMARKS.md "Install").
-ENGINE_SIZES = ("about 6 GB", "about 330 MB")
+ENGINE_SIZES = ("about 6.4 GB", "about 770 MB")
 ENGINE_KINDS = (
     "Full: training, improving and detection (PyTorch, " + ENGINE_SIZES[0] + ")",
     "Detection only: ONNX Runtime, no training (" + ENGINE_SIZES[1] + "; Full adds it later)",
