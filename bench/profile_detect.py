@@ -1,6 +1,7 @@
 """Where detect's time goes: every stage of detect timed alone, one after another, in one thread.
 
     .venv/bin/python bench/profile_detect.py MODEL [--side 4096] [--window W] [--tag NAME]
+        [--precision fp32|bf16|auto]
 
 On a ``--side`` raster made from the Banepa test mosaic (as ``bench/scale.py`` makes it) it
 runs detect's stages in one loop, without the reader and polygonizing threads, timing each
@@ -47,7 +48,9 @@ class Clock:
             self.seconds[stage] += time.perf_counter() - start
 
 
-def profile(raster: Path, model_file: Path, window: int | None, work: Path) -> dict[str, Any]:
+def profile(
+    raster: Path, model_file: Path, window: int | None, work: Path, precision: str = "fp32"
+) -> dict[str, Any]:
     """Run detect's stages on ``raster`` one after another; return seconds per stage."""
     import rasterio
     import torch
@@ -64,7 +67,6 @@ def profile(raster: Path, model_file: Path, window: int | None, work: Path) -> d
     from engine.inference.predictor import window_pad
     from engine.inference.tilereader import read_reflected
     from engine.inference.torchnet import torch_network
-    from engine.inference.tta import predict_probabilities
     from engine.models.modelfile import load_model
     from engine.models.registry import output_stride
     from engine.polygons.blocks import INSTANCE_BLOCK, HaloAssembler, halo_pixels, label_block
@@ -73,7 +75,7 @@ def profile(raster: Path, model_file: Path, window: int | None, work: Path) -> d
     model, spec = load_model(str(model_file), device="cpu")
     device = torch.device("cpu")
     config = DetectConfig(raster=str(raster), model=str(model_file), output="unused")
-    network = torch_network(model, spec, device, "fp32")
+    network = torch_network(model, spec, device, precision)  # folded, channels-last, as detect
     job = prepare_job(str(raster), config, network, spec, NullProgress(), str(work))
     p = job.predictor
     side = window or p.window
@@ -121,7 +123,7 @@ def profile(raster: Path, model_file: Path, window: int | None, work: Path) -> d
         for win in plan:
             data, valid = clock.time("read", read_reflected, src, win, p.bands)
             x = clock.time("normalise", normalize, data, valid, p.stats)
-            probs = clock.time("model", predict_probabilities, model, x[None], device)
+            probs = clock.time("model", network.probabilities, x[None], False)
             predicted += x.shape[1] * x.shape[2]
             blocks = clock.time("blend", lambda *a: list(blender.add(*a)), win, probs[0], valid)
             for block in blocks:
@@ -149,14 +151,21 @@ def record(result: dict[str, Any], args: argparse.Namespace) -> str:
         f"- hardware: {_hardware()}",
         f"- raster {args.side} x {args.side} px, windows {result['window']} px (batch 1),"
         f" {result['predicted_px'] / result['raster_px']:.2f}x the raster's pixels predicted,"
-        f" {result['buildings']} buildings; every stage alone, one thread, one after another",
+        f" {result['buildings']} buildings; every stage alone, one thread, one after another;"
+        f" model precision {args.precision}",
         "",
         "| stage | seconds | share |",
         "| --- | --- | --- |",
     ]
     for stage, value in seconds.items():
         lines.append(f"| {stage} | {value:.1f} | {value / total:.1%} |")
-    lines += [f"| all | {total:.1f} | 100% |", ""]
+    alone = total - seconds.get("write probability", 0.0)
+    lines += [
+        f"| all | {total:.1f} | 100% |",
+        f"| all but writing the probability (what detect does without keeping it) | {alone:.1f}"
+        f" | {alone / total:.1%} |",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -167,13 +176,14 @@ def main() -> int:
     parser.add_argument("--side", type=int, default=4096)
     parser.add_argument("--window", type=int)
     parser.add_argument("--tag", default="cpu")
+    parser.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16"))
     args = parser.parse_args()
     (ROOT / "out").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="footprint-profile-", dir=ROOT / "out") as tmp:
         work = Path(tmp)
         raster = work / "scene.tif"
         make_raster(raster, args.side, resolve_test_mosaic(work))
-        result = profile(raster, args.model, args.window, work)
+        result = profile(raster, args.model, args.window, work, args.precision)
     append_record(record(result, args))
     return 0
 
