@@ -152,7 +152,8 @@ def inference_options(
     batch: str, tta: str, margin: str, native: str, window: str
 ) -> tuple[Option, ...]:
     """The inference parameters of predict and detect, named ``batch``, ``tta``, ``margin``,
-    ``native`` and ``window`` there (advanced), and the Dask cluster's ``DASK_WORKERS`` (local
+    ``native`` and ``window`` there (advanced), the runtime and precision (advanced: auto by
+    default, see engine.inference.network), and the Dask cluster's ``DASK_WORKERS`` (local
     workers), ``SCHEDULER``, its TLS certificates and the opt-in to a plain scheduler of another
     machine (advanced)."""
     return (
@@ -173,6 +174,8 @@ def inference_options(
         Option(window, InferenceOptions, "window", advanced=True),
         Option(margin, InferenceOptions, "margin", advanced=True),
         Option(native, InferenceOptions, "native_resolution", advanced=True),
+        Option("RUNTIME", InferenceOptions, "runtime", advanced=True, optional=True),
+        Option("PRECISION", InferenceOptions, "precision", advanced=True, optional=True),
     )
 
 

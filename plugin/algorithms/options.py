@@ -78,6 +78,7 @@ class Option:
                 label,
                 list(meta["choices"]),
                 defaultValue=self.default,
+                optional=self.optional,
                 usesStaticStrings=True,
             )
         elif self.kind == "bool":
