@@ -3,7 +3,8 @@
 For each of torch fp32, torch bf16 (CPU autocast) and ONNX Runtime fp32, with the same model
 (a .pt and its ONNX export): detect on the Banepa test area (scores with 95% intervals over its
 chips, as bench/accuracy.py), and the bare model's speed on 512-px windows (one window a
-call, the runtime's threads), in one run, so ratios compare on a shared machine. Writes
+call, the runtime's threads; the networks in alternation, median of 5 turns), in one run, so
+ratios compare on a shared machine. Writes
 docs/benchmarks/runtimes/<tag>.json and prints a table.
 
     .venv/bin/python bench/runtimes.py --tag cpu-2core [--model M.pt (default: the starter)]
@@ -36,19 +37,29 @@ from engine.models.device import describe_cpu  # noqa: E402
 RUNS = (("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32"))
 
 
-def bare_speed(model: str, runtime: str, precision: str, seconds: float = 20.0) -> float:
-    """Mpx/s of the network alone on 512-px windows (after one warm-up window)."""
-    network, spec = open_network(model, runtime, "cpu", precision, NullProgress())
-    x = np.random.default_rng(0).standard_normal((1, spec.in_channels, 512, 512))
-    x = x.astype(np.float32)
-    with network.sharing(1):
-        network.probabilities(x, False)
-        count, start = 0, time.monotonic()
-        while time.monotonic() - start < seconds:
-            network.probabilities(x, False)
-            count += 1
-        elapsed = time.monotonic() - start
-    return count * 512 * 512 / 1e6 / elapsed
+def bare_speeds(
+    models: list[tuple[str, str, str]], rounds: int = 5, seconds: float = 4.0
+) -> list[float]:
+    """Mpx/s of each (model file, runtime, precision) network alone on 512-px windows, one a
+    call: ``rounds`` turns of ``seconds`` each, the networks in alternation (a shared machine
+    drifts: every network sees the same moments); the median turn of each."""
+    nets = []
+    for model, runtime, precision in models:
+        network, spec = open_network(model, runtime, "cpu", precision, NullProgress())
+        x = np.random.default_rng(0).standard_normal((1, spec.in_channels, 512, 512))
+        x = x.astype(np.float32)
+        network.probabilities(x, False)  # warm-up
+        nets.append((network, x))
+    turns: list[list[float]] = [[] for _ in nets]
+    for _ in range(rounds):
+        for (network, x), found in zip(nets, turns, strict=True):
+            with network.sharing(1):
+                count, start = 0, time.monotonic()
+                while time.monotonic() - start < seconds:
+                    network.probabilities(x, False)
+                    count += 1
+                found.append(count * 512 * 512 / 1e6 / (time.monotonic() - start))
+    return [float(np.median(found)) for found in turns]
 
 
 def main() -> None:
@@ -76,16 +87,15 @@ def main() -> None:
         import geopandas as gpd
 
         count = len(gpd.read_file(out / "buildings.gpkg"))
-        speed = bare_speed(str(model), runtime, precision)
-        rows.append(
-            {"runtime": runtime, "precision": precision, "buildings": count,
-             "bare_mpx_s": round(speed, 3), **result}
-        )  # fmt: skip
-        s = result["scores"]
+        rows.append({"runtime": runtime, "precision": precision, "buildings": count, **result})
+    models = [(str(onnx if r == "onnx" else pt), r, p) for r, p in RUNS]
+    for row, speed in zip(rows, bare_speeds(models), strict=True):
+        row["bare_mpx_s"] = round(speed, 3)
+        s = row["scores"]
         print(
-            f"{runtime:6} {precision:5} buildings {count:5d} pixel IoU {s['pixel_iou']:.4f}"
-            f" building F1 {s['object_f1']:.4f} detect {result['detect_s']:.1f} s"
-            f" bare {speed:.2f} Mpx/s",
+            f"{row['runtime']:6} {row['precision']:5} buildings {row['buildings']:5d} pixel IoU"
+            f" {s['pixel_iou']:.4f} building F1 {s['object_f1']:.4f} detect"
+            f" {row['detect_s']:.1f} s bare {speed:.2f} Mpx/s",
             flush=True,
         )
     record = {
