@@ -160,14 +160,14 @@ def check_engine(python: str, use_cache: bool = True) -> str:
     if not full and "onnxruntime" not in found:  # no way to run a model
         wanted = ("torch", "segmentation_models_pytorch") if "torch" in found else MODEL_PACKAGES
         missing.update({k: report["missing"][k] for k in wanted if k in report["missing"]})
+    pip_names = {**ENGINE_PACKAGES, **MODEL_PACKAGES}
     if missing:
-        names = ", ".join({**ENGINE_PACKAGES, **MODEL_PACKAGES}[name] for name in missing)
+        names = ", ".join(pip_names[name] for name in missing)
         reasons = "; ".join(f"{name}: {why}" for name, why in missing.items())
         raise EngineCheckError(
             f"The engine interpreter {python} lacks {names} ({reasons}). " + _how_to()
         )
-    names = {**ENGINE_PACKAGES, **MODEL_PACKAGES}
-    versions = ", ".join(f"{names[k]} {v}" for k, v in found.items())
+    versions = ", ".join(f"{pip_names[k]} {v}" for k, v in found.items())
     if not full:
         kind = "detection only (ONNX Runtime; training and export need the full engine)"
     else:

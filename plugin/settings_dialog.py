@@ -135,7 +135,7 @@ class SettingsDialog(QDialog):
     @property
     def light(self) -> bool:
         """True when the detection-only engine is chosen."""
-        return self.kind.currentIndex() == 1
+        return bool(self.kind.currentIndex() == 1)
 
     def _show_gpu(self) -> None:
         """The CUDA choice is the full engine's, on Linux."""
