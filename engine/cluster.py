@@ -62,8 +62,9 @@ from engine.inference.job import (
     with_area,
 )
 from engine.inference.network import open_network
-from engine.polygons.blocks import INSTANCE_BLOCK, LabelledBlock, halo_from, label_block
-from engine.polygons.instances import InstanceParams
+from engine.polygons.blocks import INSTANCE_BLOCK, halo_from
+from engine.polygons.seams import Cut, cut_block, cut_plain
+from engine.polygons.stage import CutSettings, plain_valid
 
 #: Block rows per task.
 STRIP_BLOCKS = 4
@@ -88,12 +89,9 @@ class StripJob:
     options: InferenceOptions
     first: int  # first row of the strip
     end: int  # row after its last
-    halo: int  # rows predicted above and below for instance labelling (0: none)
     block: int
     probability: bool  # return the strip's probability blocks
-    polygons: bool  # return its pieces for the seam joiner (detect)
-    instances: InstanceParams | None  # seeds + watershed (separation models)
-    contact_threshold: float | None  # contact split (contact models)
+    cutting: CutSettings | None  # return its blocks cut into pieces (detect), with its halo
     threads: int
     version: str = engine.__version__  # the client's engine version
 
@@ -103,8 +101,7 @@ class StripResult:
     """What a worker returns for one strip, in row-major block order."""
 
     probability: list[Block]
-    labelled: list[tuple[LabelledBlock, np.ndarray]]  # with the core's valid pixels
-    plain: list[tuple[Window, np.ndarray, np.ndarray]]  # window, building prob., valid
+    cuts: list[Cut]  # its blocks cut into pieces, for the seam joiner
     windows: int
     pixels: int
 
@@ -165,7 +162,8 @@ def run_strip(job: StripJob) -> StripResult:
     with tempfile.TemporaryDirectory(prefix=scratch_prefix("strip")) as workdir:
         pj = prepare_job(job.raster, job.options, network, spec, NullProgress(), workdir)
     g, r, w = pj.grid, pj.raster_grid, pj.window  # strips are rows of the work window
-    first, end = max(0, job.first - job.halo), min(g.height, job.end + job.halo)
+    halo = job.cutting.halo if job.cutting is not None else 0
+    first, end = max(0, job.first - halo), min(g.height, job.end + halo)
     data = np.zeros((len(pj.classes), end - first, g.width), np.float32)
     valid = np.zeros((end - first, g.width), bool)
     blocks = pj.predictor.run(
@@ -179,9 +177,7 @@ def run_strip(job: StripJob) -> StripResult:
         rows = slice(int(window.row_off) - first, int(window.row_off + window.height) - first)
         cols = slice(int(window.col_off), int(window.col_off + window.width))
         data[:, rows, cols], valid[rows, cols] = block.data, block.valid
-    result = StripResult([], [], [], pj.predictor.windows_predicted, pj.predictor.pixels_predicted)
-    classes = pj.classes
-    building = classes.index("building") if "building" in classes else 0
+    result = StripResult([], [], pj.predictor.windows_predicted, pj.predictor.pixels_predicted)
     grid = Grid(g.width, g.height, g.transform)
     for window in grid.blocks(job.block):
         top = int(window.row_off)
@@ -189,38 +185,41 @@ def run_strip(job: StripJob) -> StripResult:
             continue
         rows = slice(top - first, top - first + int(window.height))
         cols = slice(int(window.col_off), int(window.col_off + window.width))
+        block = Block(0, window, data[:, rows, cols], valid[rows, cols])
         if job.probability:
-            result.probability.append(Block(0, window, data[:, rows, cols], valid[rows, cols]))
-        if not job.polygons or job.instances is not None:
-            continue
-        ok = valid[rows, cols]
-        if job.contact_threshold is not None:
-            ok = ok & (data[classes.index("contact"), rows, cols] < job.contact_threshold)
-        result.plain.append((window, data[building, rows, cols], ok))
-    if job.polygons and job.instances is not None:
-        separation = classes.index("separation")
+            result.probability.append(block)
+        if job.cutting is not None and job.cutting.params is None:
+            result.cuts.append(_cut_plain(block, job.cutting))
+    cutting = job.cutting
+    if cutting is not None and cutting.params is not None:
+        separation = cutting.layout.separation
+        assert separation is not None  # seeds + watershed come with a separation class
         for window in grid.blocks(INSTANCE_BLOCK):
             if job.first <= int(window.row_off) < job.end:
-                halo = halo_from(data, valid, (first, 0), window, job.halo)
-                done = label_block(halo, job.instances, building, separation)
-                result.labelled.append((done, halo.core(halo.valid)))
+                part = halo_from(data, valid, (first, 0), window, cutting.halo)
+                cut = cut_block(part, cutting.params, cutting.layout.building, separation)
+                result.cuts.append(cut)
     return result
+
+
+def _cut_plain(block: Block, cutting: CutSettings) -> Cut:
+    """The pieces of a strip's block above the threshold (no seeds + watershed)."""
+    valid = plain_valid(block, cutting.layout, cutting.contact_threshold)
+    probability = block.data[cutting.layout.building]
+    return cut_plain(block.window, probability, valid, cutting.threshold)
 
 
 def strip_jobs(
     raster: str,
     model: str,
     options: InferenceOptions,
-    height: int,
-    block: int,
-    threads: int,
-    halo: int = 0,
+    sizes: tuple[int, int, int],
     probability: bool = True,
-    polygons: bool = False,
-    instances: InstanceParams | None = None,
-    contact_threshold: float | None = None,
+    cutting: CutSettings | None = None,
 ) -> list[StripJob]:
-    """The tasks of a raster ``height`` rows high, in order."""
+    """The tasks of a raster ``height`` rows high in blocks of ``block`` rows, each worker on
+    ``threads`` threads (``sizes``: height, block, threads), in order."""
+    height, block, threads = sizes
     step = STRIP_BLOCKS * block
     local = replace(
         options, dask_workers=0, scheduler=None, scheduler_ca=None, scheduler_cert=None,
@@ -233,12 +232,9 @@ def strip_jobs(
             local,
             top,
             min(top + step, height),
-            halo,
             block,
             probability,
-            polygons,
-            instances,
-            contact_threshold,
+            cutting,
             threads,
         )  # fmt: skip
         for top in range(0, height, step)
@@ -434,9 +430,8 @@ def run_on_cluster(
             " resolution differs from the model's; use 'Predict at the raster's resolution'"
             " (--native-resolution), resample the raster first, or run in one process."
         )
-    jobs = strip_jobs(
-        job.raster, model_file, options, job.grid.height, BLOCK, threads_per_worker(options), **kw
-    )
+    sizes = (job.grid.height, BLOCK, threads_per_worker(options))
+    jobs = strip_jobs(job.raster, model_file, options, sizes, **kw)
     predictor = job.predictor
     predictor.windows_predicted = predictor.pixels_predicted = 0
     with dask_client(options, progress) as client:

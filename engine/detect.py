@@ -20,10 +20,9 @@ contact threshold, as they always did.
 
 from __future__ import annotations
 
-import functools
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
@@ -31,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from rasterio.io import DatasetWriter
 
-from engine.background import BackgroundConsumer, OrderedPool
+from engine.background import BackgroundConsumer
 from engine.cluster import distributed, run_on_cluster
 from engine.config import DetectConfig
 from engine.events import Progress, SubProgress, check_canceled
@@ -53,15 +52,9 @@ from engine.inference.network import Network, open_network
 from engine.inference.sizing import polygon_workers
 from engine.models.spec import ModelSpec
 from engine.models.starter import model_file, resolve_model
-from engine.polygons.blocks import INSTANCE_BLOCK, HaloAssembler, halo_pixels
-from engine.polygons.instances import InstanceParams, InstanceSettings
-from engine.polygons.seams import (
-    CutBlock,
-    PolygonStream,
-    SeamJoiner,
-    check_polygon_options,
-    cut_block,
-)
+from engine.polygons.instances import InstanceSettings
+from engine.polygons.seams import PolygonStream, SeamJoiner, check_polygon_options
+from engine.polygons.stage import BuildingStage, ClassLayout, StageSettings
 from engine.results import DetectResult
 
 if TYPE_CHECKING:
@@ -77,129 +70,62 @@ def model_settings(spec: ModelSpec) -> InstanceSettings:
     )
 
 
-def _instance_setup(job: PredictionJob, settings: InstanceSettings) -> tuple[InstanceParams, int]:
-    """The seeds + watershed parameters in the raster's pixels, and the blocks' halo."""
+def _stage(
+    job: PredictionJob, spec: ModelSpec, config: DetectConfig, stream: PolygonStream
+) -> BuildingStage:
+    """The building stage of ``job`` (its grid, the model's classes and settings with the
+    user's options), writing to ``stream``; its cutting threads: see
+    :func:`engine.inference.sizing.polygon_workers`."""
+    threshold = float(spec.threshold if config.threshold is None else config.threshold)
+    settings = StageSettings(
+        threshold, model_settings(spec).with_options(config, threshold), spec.contact_threshold
+    )
     with open_raster(job.raster) as src:
         pixel = ground_resolution_m(src)
-    return settings.params(pixel), halo_pixels(pixel, BLOCK)
+    grid = (job.grid.width, job.grid.height, pixel)
+    workers = polygon_workers(job.predictor.network)
+    return BuildingStage(ClassLayout.of(job.classes), settings, grid, stream, BLOCK, workers)
 
 
-def _held_rows(job: PredictionJob, settings: InstanceSettings) -> int:
-    """Rows of the raster's grid detect holds across its width after the blend: a row of
-    finished blocks queued for the polygon thread and, for seeds + watershed, the halo
-    blocks' strip (:class:`engine.polygons.blocks.HaloAssembler`)."""
-    if "separation" not in job.classes:
-        return BLOCK
-    return BLOCK + _instance_setup(job, settings)[1] + INSTANCE_BLOCK + BLOCK
-
-
-def _polygonize(
-    job: PredictionJob,
-    threshold: float,
-    spec: ModelSpec,
-    settings: InstanceSettings,
-    dst: DatasetWriter | None,
-    stream: PolygonStream,
-    progress: Progress,
-    workdir: str,
-    config: DetectConfig,
-    workers: int,
+def _buildings_here(
+    blocks: Iterable[Block], stage: BuildingStage, dst: DatasetWriter | None, width: int
 ) -> SeamJoiner:
-    """Buildings from the job's probability blocks into ``stream`` (blocks also written to
-    ``dst`` when given). The blocks are polygonized in a worker thread while the model
-    predicts the next ones (:mod:`engine.background`), at most a row of blocks behind, their
-    seeds + watershed and polygon pieces in ``workers`` threads side by side; on a Dask
-    cluster the workers predict and label strips (:mod:`engine.cluster`)."""
-    joiner = SeamJoiner(job.grid.width, job.grid.height, threshold)
-    if distributed(config):
-        _polygonize_on_cluster(job, spec, settings, dst, stream, joiner, progress, config)
-        stream.add(joiner.finish())
-        return joiner
-    row_blocks = -(-job.grid.width // BLOCK)
-    with ExitStack() as stack:
-        consume, finish = _block_consumer(job, spec, settings, dst, stream, joiner, workers, stack)
-        with BackgroundConsumer(consume, row_blocks, "footprint-polygonize") as worker:
-            for block in probability_blocks(job, progress, workdir):
-                worker.put(block)
-        finish()
-    stream.add(joiner.finish())
-    return joiner
+    """Buildings from ``blocks`` (finished probability blocks of a grid ``width`` pixels
+    wide) through ``stage``, in a worker thread while the model predicts the next ones
+    (:mod:`engine.background`), at most a row of blocks behind; each block also written to
+    ``dst`` when given."""
+
+    def consume(block: Block) -> None:
+        if dst is not None:
+            dst.write(block.data, window=block.window)
+        stage.add(block)
+
+    with BackgroundConsumer(consume, -(-width // BLOCK), "footprint-polygonize") as worker:
+        for block in blocks:
+            worker.put(block)
+    return stage.finish()
 
 
-def _polygonize_on_cluster(
+def _buildings_on_cluster(
     job: PredictionJob,
-    spec: ModelSpec,
-    settings: InstanceSettings,
+    stage: BuildingStage,
     dst: DatasetWriter | None,
-    stream: PolygonStream,
-    joiner: SeamJoiner,
-    progress: Progress,
     config: DetectConfig,
-) -> None:
-    """The cluster's strips, in order, into the joiner (and ``dst``)."""
-    params, halo = None, 0
-    if "separation" in job.classes:
-        params, halo = _instance_setup(job, settings)
-    contact = spec.contact_threshold if "contact" in job.classes else None
+    progress: Progress,
+) -> SeamJoiner:
+    """Buildings from the strips a Dask cluster predicts and cuts into pieces
+    (:mod:`engine.cluster`): here the stage only joins the pieces, in order."""
     results = run_on_cluster(
-        job, model_file(config.model), config, progress, halo=halo, probability=dst is not None,
-        polygons=True, instances=params, contact_threshold=contact,
+        job, model_file(config.model), config, progress, cutting=stage.cut_settings,
+        probability=dst is not None,
     )  # fmt: skip
     for result in results:
         for block in result.probability:
             if dst is not None:
                 dst.write(block.data, window=block.window)
-        for done, valid in result.labelled:
-            stream.add(joiner.add_block(done, valid))
-        for window, probability, ok in result.plain:
-            stream.add(joiner.add(window, probability, ok))
-
-
-def _block_consumer(
-    job: PredictionJob,
-    spec: ModelSpec,
-    settings: InstanceSettings,
-    dst: DatasetWriter | None,
-    stream: PolygonStream,
-    joiner: SeamJoiner,
-    workers: int,
-    stack: ExitStack,
-) -> tuple[Callable[[Block], None], Callable[[], None]]:
-    """What happens to each finished probability block, in row-major order, and what ends
-    the work once the last was given. Seeds + watershed and the polygon pieces of each halo
-    block run in a pool of ``workers`` threads (kept open on ``stack``); the pieces are joined
-    across seams and written in order."""
-    contact = job.classes.index("contact") if "contact" in job.classes else None
-    building = job.classes.index("building") if "building" in job.classes else 0
-    if "separation" in job.classes:
-        params, halo = _instance_setup(job, settings)
-        assembler = HaloAssembler(job.grid.width, job.grid.height, INSTANCE_BLOCK, halo, BLOCK)
-        separation = job.classes.index("separation")
-
-        cut = functools.partial(cut_block, params=params, building=building, separation=separation)
-        pool = stack.enter_context(OrderedPool(cut, workers, "footprint-instances"))
-
-        def join(results: list[CutBlock]) -> None:
-            for done in results:
-                stream.add(joiner.add_block(*done))
-
-        def instances(block: Block) -> None:
-            if dst is not None:
-                dst.write(block.data, window=block.window)
-            for ready in assembler.add(block.window, block.data, block.valid):
-                join(pool.submit(ready))
-
-        return instances, lambda: join(pool.drain())
-
-    def plain(block: Block) -> None:
-        if dst is not None:
-            dst.write(block.data, window=block.window)
-        valid = block.valid
-        if contact is not None:
-            valid = valid & (block.data[contact] < spec.contact_threshold)
-        stream.add(joiner.add(block.window, block.data[building], valid))
-
-    return plain, lambda: None
+        for cut in result.cuts:
+            stage.add_cut(cut)
+    return stage.finish()
 
 
 def detect_with_model(
@@ -225,45 +151,47 @@ def detect_with_network(
     start = time.monotonic()
     threshold = float(spec.threshold if config.threshold is None else config.threshold)
     check_polygon_options(config, threshold)
-    settings = model_settings(spec).with_options(config, threshold)
     out = check_paths(config)
     keep = config.keep_probability or None
     with tempfile.TemporaryDirectory(
         prefix=work_prefix(), dir=out.parent, ignore_cleanup_errors=True
     ) as workdir:
         job = prepare_job(config.raster, config, network, spec, progress, workdir)
-        if not distributed(config):  # a cluster's workers hold strips, not the whole width
-            check_memory(job, config.raster, _held_rows(job, settings))
-        source = "the model's" if config.threshold is None else "given"
-        progress.log(
-            f"Detecting buildings on {job.grid.width}x{job.grid.height} px on {job.device}"
-            f" ({network.runtime}, {network.precision}, {job.predictor.window}-px windows,"
-            f" batch {job.predictor.batch_size}),"
-            f" threshold {threshold:g} ({source})" + _split_note(spec, settings)
-        )
         with ExitStack() as stack:
+            writer = stack.enter_context(VectorWriter(out, config.overwrite, "Polygon"))
+            stream = PolygonStream(writer, job.crs, config, job.grid.transform)
+            stage = stack.enter_context(_stage(job, spec, config, stream))
+            if not distributed(config):  # a cluster's workers hold strips, not the whole width
+                # a row of blocks queued for the polygon thread, and what the stage holds
+                check_memory(job, config.raster, BLOCK + stage.held_rows)
+            _log_start(job, stage, config, progress)
             dst = None
             if keep:
                 tmp = stack.enter_context(atomic_output(keep, config.overwrite))
                 dst = stack.enter_context(open_probability(tmp, job))
-            writer = stack.enter_context(VectorWriter(out, config.overwrite, "Polygon"))
-            stream = PolygonStream(writer, job.crs, config, job.grid.transform)
-            joiner = _polygonize(
-                job,
-                threshold,
-                spec,
-                settings,
-                dst,
-                stream,
-                SubProgress(progress, 0, 95),
-                workdir,
-                config,
-                polygon_workers(network),
-            )
+            part = SubProgress(progress, 0, 95)
+            if distributed(config):
+                joiner = _buildings_on_cluster(job, stage, dst, config, part)
+            else:
+                blocks = probability_blocks(job, part, workdir)
+                joiner = _buildings_here(blocks, stage, dst, job.grid.width)
             check_canceled(progress)
             stream.close()
     seconds = time.monotonic() - start
     return _result(job, stream, writer.path, keep, threshold, seconds, joiner, progress)
+
+
+def _log_start(
+    job: PredictionJob, stage: BuildingStage, config: DetectConfig, progress: Progress
+) -> None:
+    network, p = job.predictor.network, job.predictor
+    source = "the model's" if config.threshold is None else "given"
+    progress.log(
+        f"Detecting buildings on {job.grid.width}x{job.grid.height} px on {job.device}"
+        f" ({network.runtime}, {network.precision}, {p.window}-px windows,"
+        f" batch {p.batch_size}), threshold {stage.settings.threshold:g} ({source})"
+        + stage.describe()
+    )
 
 
 def check_paths(config: DetectConfig) -> Path:
@@ -281,15 +209,6 @@ def check_paths(config: DetectConfig) -> Path:
     outputs = {"output": out, "kept probability raster": kept}
     prepare_outputs(outputs, inputs + layer_inputs("AOI", config.aoi))
     return out
-
-
-def _split_note(spec: ModelSpec, settings: InstanceSettings) -> str:
-    """How touching buildings are told apart, for the log."""
-    if "separation" in spec.classes:
-        return f"; touching buildings: {settings.describe()}."
-    if "contact" in spec.classes:
-        return f", contact probability >= {spec.contact_threshold:g} splits touching buildings."
-    return "."
 
 
 def _result(

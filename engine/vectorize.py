@@ -12,12 +12,11 @@ with the settings given or the defaults of :class:`engine.polygons.instances.Ins
 
 from __future__ import annotations
 
-import functools
 import math
 
 from rasterio.io import DatasetReader
 
-from engine.background import OrderedPool, spare_cores
+from engine.background import spare_cores
 from engine.config import VectorizeConfig
 from engine.errors import ConfigError
 from engine.events import Progress, check_canceled
@@ -31,9 +30,11 @@ from engine.geo.rasters import (
 )
 from engine.geo.vectors import VectorWriter
 from engine.geo.windows import Grid
-from engine.polygons.blocks import halo_pixels, read_halo_block
+from engine.inference.blend import Block
+from engine.polygons.blocks import read_halo_block
 from engine.polygons.instances import InstanceSettings
-from engine.polygons.seams import PolygonStream, SeamJoiner, check_polygon_options, cut_block
+from engine.polygons.seams import PolygonStream, check_polygon_options
+from engine.polygons.stage import BuildingStage, ClassLayout, StageSettings
 from engine.results import VectorizeResult
 
 #: Smallest window side: smaller windows only add seams.
@@ -82,37 +83,32 @@ def vectorize(config: VectorizeConfig, progress: Progress) -> VectorizeResult:
     ):
         band = select_bands(src, [config.band])[0]
         separation = separation_band(src, config)
-        joiner = SeamJoiner(src.width, src.height, config.threshold)
         stream = PolygonStream(writer, src.crs, config, src.transform)
         windows = list(Grid(src.width, src.height, src.transform).blocks(config.window_size))
-        params, halo = None, 0
-        if separation is not None:
-            settings = InstanceSettings().with_options(config, config.threshold)
-            pixel = ground_resolution_m(src)
-            params, halo = settings.params(pixel), halo_pixels(pixel, config.window_size)
-            progress.log(
-                f"Band {separation} is separation: touching buildings: {settings.describe()}."
-            )
-        if params is not None and separation is not None:
-            # seeds + watershed and pieces of blocks side by side on every core (this thread
-            # mostly waits for them: 2 cores, 4k raster: 4.0-4.8 s against 4.7-6.0 s with one)
-            cut = functools.partial(cut_block, params=params)
-            with OrderedPool(cut, spare_cores(0), "footprint-instances") as pool:
-                for i, window in enumerate(windows, start=1):
-                    check_canceled(progress)
-                    block = read_halo_block(src, window, halo, [band, separation])
-                    for done in pool.submit(block):
-                        stream.add(joiner.add_block(*done))
-                    progress.set_progress(90.0 * i / len(windows))
-                for done in pool.drain():
-                    stream.add(joiner.add_block(*done))
-        else:
+        layout = ClassLayout(0, None if separation is None else 1)
+        settings = StageSettings(
+            config.threshold, InstanceSettings().with_options(config, config.threshold)
+        )
+        grid = (src.width, src.height, ground_resolution_m(src))
+        # seeds + watershed and pieces of blocks side by side on every core (this thread
+        # mostly waits for them: 2 cores, 4k raster: 4.0-4.8 s against 4.7-6.0 s with one)
+        with BuildingStage(
+            layout, settings, grid, stream, config.window_size, spare_cores(0)
+        ) as stage:
+            if separation is not None:
+                progress.log(
+                    f"Band {separation} is separation: touching buildings:"
+                    f" {settings.instances.describe()}."
+                )
             for i, window in enumerate(windows, start=1):
                 check_canceled(progress)
-                data, valid = read_window(src, window, [band])
-                stream.add(joiner.add(window, data[0], valid))
+                if separation is not None:
+                    stage.add_halo(read_halo_block(src, window, stage.halo, [band, separation]))
+                else:
+                    data, valid = read_window(src, window, [band])
+                    stage.add(Block(i, window, data, valid))
                 progress.set_progress(90.0 * i / len(windows))
-        stream.add(joiner.finish())
+            joiner = stage.finish()
         check_canceled(progress)
         stream.close()
     if joiner.max_value < config.threshold:

@@ -110,25 +110,11 @@ class SeamJoiner:
 
     def add(self, window: Window, probability: np.ndarray, valid: np.ndarray) -> list[Building]:
         """Polygonize one window of probability; return the buildings now complete."""
-        h, w = int(window.height), int(window.width)
-        if probability.shape != (h, w) or valid.shape != (h, w):
-            raise ValueError(f"Arrays {probability.shape} do not match window {w}x{h}.")
-        return self.add_cut(cut_plain(window, probability, valid, self.threshold))
+        return self.join(cut_plain(window, probability, valid, self.threshold))
 
-    def add_cut(self, cut: PlainCut) -> list[Building]:
-        """:meth:`add` of a window already cut into pieces (:func:`cut_plain`)."""
-        seen = cut.valid & ~np.isnan(cut.probability)
-        peak = float(np.max(cut.probability, where=seen, initial=-np.inf))
-        self.max_value = max(self.max_value, peak)
-        return self.add_labels(cut.window, cut.labels, cut.probability, None, None, cut.pieces)
-
-    def add_block(
-        self, block: LabelledBlock, valid: np.ndarray | None = None, pieces: Pieces | None = None
-    ) -> list[Building]:
+    def add_block(self, block: LabelledBlock, valid: np.ndarray | None = None) -> list[Building]:
         """:meth:`add_labels` of a labelled block (:func:`engine.polygons.blocks.label_block`)."""
-        return self.add_labels(
-            block.window, block.labels, block.probability, block.ring, valid, pieces
-        )
+        return self.add_labels(block.window, block.labels, block.probability, block.ring, valid)
 
     def add_labels(
         self,
@@ -137,36 +123,40 @@ class SeamJoiner:
         probability: np.ndarray,
         ring: Ring | None,
         valid: np.ndarray | None = None,
-        pieces: Pieces | None = None,
     ) -> list[Building]:
         """Polygonize one window of instance labels (0 = none); return the buildings now
         complete. ``ring`` holds the window's labels one pixel outside it (None: pieces that
         touch across a seam are one building); ``valid`` (optional) marks the pixels whose
-        probability counts for the largest value seen; ``pieces``, the window's
-        :func:`block_pieces` when already made (else they are made here)."""
-        if valid is not None and valid.any():
-            peak = float(np.nanmax(np.where(valid, probability, -np.inf)))
-            self.max_value = max(self.max_value, peak)
+        probability counts for the largest value seen."""
+        return self.join(cut_labels(window, labels, probability, ring, valid))
+
+    def join(self, cut: Cut) -> list[Building]:
+        """Join one window's pieces (:func:`cut_plain`, :func:`cut_labels`; windows of a
+        regular grid, in row-major order) to those of the windows before; return the buildings
+        now complete."""
+        window, found, label_of, cluster_of = cut.window, cut.pieces, cut.label_of, cut.cluster_of
+        self.max_value = max(self.max_value, cut.peak)
         col, row = int(window.col_off), int(window.row_off)
         h, w = int(window.height), int(window.width)
-        if labels.shape != (h, w) or probability.shape != (h, w):
-            raise ValueError(f"Arrays {labels.shape} do not match window {w}x{h}.")
+        index, labels = cut.piece_sides, cut.label_sides
+        if (len(index.left), len(index.top)) != (h, w):
+            raise ValueError(
+                f"Sides {len(index.left)}x{len(index.top)} do not match window {w}x{h}."
+            )
         if col == 0 and row > 0:
             release_free_memory()
-        if pieces is None:
-            pieces = block_pieces(labels, probability, col, row)
-        index, found, label_of, cluster_of = pieces
+        ring = cut.ring
         base = self._next_id - 1
         self._next_id += len(found)
-        left, top = _global(index[:, 0], base), _global(index[0, :], base)
+        left, top = _global(index.left, base), _global(index.top, base)
         mine = (
-            (left, labels[:, 0], None if ring is None else ring.left),
-            (top, labels[0, :], None if ring is None else ring.top),
+            (left, labels.left, None if ring is None else ring.left),
+            (top, labels.top, None if ring is None else ring.top),
         )
         links, resolved = self._take_neighbours(mine, col, row)
         has_right, has_bottom = col + w < self.width, row + h < self.height
-        right = _global(index[:, -1], base) if has_right else np.zeros(0, np.int64)
-        bottom = _global(index[-1, :], base) if has_bottom else np.zeros(0, np.int64)
+        right = _global(index.right, base) if has_right else np.zeros(0, np.int64)
+        bottom = _global(index.bottom, base) if has_bottom else np.zeros(0, np.int64)
         waiting = np.zeros(len(found) + 1, np.int64)
         waiting[_ids_on(right) - base] += 1
         waiting[_ids_on(bottom) - base] += 1
@@ -190,12 +180,12 @@ class SeamJoiner:
         if has_right:
             beyond = None if ring is None else ring.right
             self._right[(row, col + w)] = _Edge(
-                right, labels[:, -1].copy(), beyond, _ids_on(right).tolist()
+                right, labels.right, beyond, _ids_on(right).tolist()
             )
         if has_bottom:
             beyond = None if ring is None else ring.bottom
             self._bottom[(row + h, col)] = _Edge(
-                bottom, labels[-1, :].copy(), beyond, _ids_on(bottom).tolist()
+                bottom, labels.bottom, beyond, _ids_on(bottom).tolist()
             )
         return self._emit_complete(resolved)
 
@@ -323,46 +313,76 @@ def block_pieces(labels: np.ndarray, probability: np.ndarray, col: int, row: int
     return Pieces(index, pieces, label_of, cluster_of)
 
 
-class PlainCut(NamedTuple):
-    """A window of building probability cut for :meth:`SeamJoiner.add_cut`: its connected
-    pieces above the threshold (:func:`cut_plain`)."""
+class Sides(NamedTuple):
+    """The values of a window along its four sides (its first and last column and row)."""
+
+    left: np.ndarray
+    top: np.ndarray
+    right: np.ndarray
+    bottom: np.ndarray
+
+    @classmethod
+    def of(cls, image: np.ndarray) -> Sides:
+        """The sides of a 2-D array, copied (the array itself is not kept)."""
+        return cls(image[:, 0].copy(), image[0, :].copy(), image[:, -1].copy(), image[-1, :].copy())
+
+
+class Cut(NamedTuple):
+    """A window cut into polygon pieces: all :meth:`SeamJoiner.join` needs, and nothing of the
+    window's area besides the pieces (what a cluster worker sends back for a block)."""
 
     window: Window
-    labels: np.ndarray
-    probability: np.ndarray
-    valid: np.ndarray
-    pieces: Pieces
+    pieces: list[Building]
+    label_of: np.ndarray  # each piece's label (index 0 unused)
+    cluster_of: np.ndarray  # each piece's touching cluster (index 0 unused)
+    piece_sides: Sides  # piece numbers along the sides (0: none)
+    label_sides: Sides  # labels along the sides
+    ring: Ring | None  # labels one pixel outside (None: pieces touching across a seam are one)
+    peak: float  # largest valid probability (-inf: none)
 
 
-def cut_plain(
-    window: Window, probability: np.ndarray, valid: np.ndarray, threshold: float
-) -> PlainCut:
-    """The pieces of one window of probability (``valid`` pixels >= ``threshold``, 4-connected):
-    a function of the window alone, so windows can be cut side by side
-    (:class:`engine.background.OrderedPool`) and joined in order."""
+def cut_labels(
+    window: Window,
+    labels: np.ndarray,
+    probability: np.ndarray,
+    ring: Ring | None,
+    valid: np.ndarray | None = None,
+) -> Cut:
+    """The pieces of one window of instance labels (0 = none) whose top-left pixel is the
+    window's: a function of the window alone, so windows can be cut side by side (threads,
+    cluster workers) and joined in order. ``valid`` marks the pixels whose probability counts
+    for the largest value seen (None: none)."""
+    h, w = int(window.height), int(window.width)
+    if labels.shape != (h, w) or probability.shape != (h, w):
+        raise ValueError(f"Arrays {labels.shape} do not match window {w}x{h}.")
+    index, found, label_of, cluster_of = block_pieces(
+        labels, probability, int(window.col_off), int(window.row_off)
+    )
+    peak = -math.inf
+    if valid is not None and valid.any():
+        peak = float(np.nanmax(np.where(valid, probability, -np.inf)))
+    return Cut(window, found, label_of, cluster_of, Sides.of(index), Sides.of(labels), ring, peak)
+
+
+def cut_plain(window: Window, probability: np.ndarray, valid: np.ndarray, threshold: float) -> Cut:
+    """The pieces of one window of probability: its ``valid`` pixels >= ``threshold``,
+    4-connected, each one building (see :func:`cut_labels`)."""
     h, w = int(window.height), int(window.width)
     if probability.shape != (h, w) or valid.shape != (h, w):
         raise ValueError(f"Arrays {probability.shape} do not match window {w}x{h}.")
     labels = component_labels(valid & (probability >= threshold))
-    pieces = block_pieces(labels, probability, int(window.col_off), int(window.row_off))
-    return PlainCut(window, labels, probability, valid, pieces)
-
-
-#: A halo block cut for :meth:`SeamJoiner.add_block`: its labels, its own pixels' validity
-#: and its pieces.
-CutBlock = tuple[LabelledBlock, np.ndarray, Pieces]
+    return cut_labels(window, labels, probability, None, valid & ~np.isnan(probability))
 
 
 def cut_block(
     block: HaloBlock, params: InstanceParams, building: int = 0, separation: int = 1
-) -> CutBlock:
+) -> Cut:
     """Seeds + watershed on a halo block (:func:`engine.polygons.blocks.label_block`) and its
-    pieces (:func:`block_pieces`): everything about a block that needs no other block, so
-    blocks can be cut side by side (:class:`engine.background.OrderedPool`) and then joined
-    in order (``joiner.add_block(*cut)``)."""
+    pieces (:func:`cut_labels`): everything about a block that needs no other block."""
     done = label_block(block, params, building, separation)
-    col, row = int(done.window.col_off), int(done.window.row_off)
-    return done, block.core(block.valid), block_pieces(done.labels, done.probability, col, row)
+    return cut_labels(
+        done.window, done.labels, done.probability, done.ring, block.core(block.valid)
+    )
 
 
 def _root(parent: dict[int, int], gid: int) -> int:

@@ -531,7 +531,7 @@ def test_a_worker_of_another_engine_version_refuses_the_strip(
     fuzz.make_geotiff(raster)
     fuzz.make_model(model)
     options = InferenceOptions(device="cpu")
-    (job,) = cluster_module.strip_jobs(str(raster), str(model), options, fuzz.SIDE, 1024, 1)
+    (job,) = cluster_module.strip_jobs(str(raster), str(model), options, (fuzz.SIDE, 1024, 1))
     assert job.version == engine.__version__
     old = replace(job, version="0.0.1")
     message = f"runs Footprint engine {engine.__version__}, this client 0.0.1: install the same"
