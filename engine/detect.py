@@ -53,7 +53,7 @@ from engine.inference.sizing import polygon_workers
 from engine.models.spec import ModelSpec
 from engine.models.starter import model_file, resolve_model
 from engine.polygons.instances import InstanceSettings
-from engine.polygons.seams import PolygonStream, SeamJoiner, check_polygon_options
+from engine.polygons.seams import PolygonStream, check_polygon_options
 from engine.polygons.stage import BuildingStage, ClassLayout, StageSettings
 from engine.results import DetectResult
 
@@ -89,7 +89,7 @@ def _stage(
 
 def _buildings_here(
     blocks: Iterable[Block], stage: BuildingStage, dst: DatasetWriter | None, width: int
-) -> SeamJoiner:
+) -> None:
     """Buildings from ``blocks`` (finished probability blocks of a grid ``width`` pixels
     wide) through ``stage``, in a worker thread while the model predicts the next ones
     (:mod:`engine.background`), at most a row of blocks behind; each block also written to
@@ -103,7 +103,7 @@ def _buildings_here(
     with BackgroundConsumer(consume, -(-width // BLOCK), "footprint-polygonize") as worker:
         for block in blocks:
             worker.put(block)
-    return stage.finish()
+    stage.finish()
 
 
 def _buildings_on_cluster(
@@ -112,7 +112,7 @@ def _buildings_on_cluster(
     dst: DatasetWriter | None,
     config: DetectConfig,
     progress: Progress,
-) -> SeamJoiner:
+) -> None:
     """Buildings from the strips a Dask cluster predicts and cuts into pieces
     (:mod:`engine.cluster`): here the stage only joins the pieces, in order."""
     results = run_on_cluster(
@@ -125,7 +125,7 @@ def _buildings_on_cluster(
                 dst.write(block.data, window=block.window)
         for cut in result.cuts:
             stage.add_cut(cut)
-    return stage.finish()
+    stage.finish()
 
 
 def detect_with_model(
@@ -171,14 +171,14 @@ def detect_with_network(
                 dst = stack.enter_context(open_probability(tmp, job))
             part = SubProgress(progress, 0, 95)
             if distributed(config):
-                joiner = _buildings_on_cluster(job, stage, dst, config, part)
+                _buildings_on_cluster(job, stage, dst, config, part)
             else:
                 blocks = probability_blocks(job, part, workdir)
-                joiner = _buildings_here(blocks, stage, dst, job.grid.width)
+                _buildings_here(blocks, stage, dst, job.grid.width)
             check_canceled(progress)
             stream.close()
     seconds = time.monotonic() - start
-    return _result(job, stream, writer.path, keep, threshold, seconds, joiner, progress)
+    return _result(job, stage, (writer.path, keep), seconds, progress)
 
 
 def _log_start(
@@ -213,14 +213,15 @@ def check_paths(config: DetectConfig) -> Path:
 
 def _result(
     job: PredictionJob,
-    stream: PolygonStream,
-    output: Path,
-    keep: str | None,
-    threshold: float,
+    stage: BuildingStage,
+    outputs: tuple[Path, str | None],
     seconds: float,
-    joiner: SeamJoiner,
     progress: Progress,
 ) -> DetectResult:
+    """The result of a finished run (``outputs``: the buildings' file, the kept probability
+    raster or None)."""
+    output, keep = outputs
+    stream, joiner, threshold = stage.stream, stage.joiner, stage.settings.threshold
     total = stream.total_area_m2
     if joiner.max_value < threshold:
         progress.log(
