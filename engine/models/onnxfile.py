@@ -1,7 +1,10 @@
 """The exported model file: the network as ONNX, its spec in the file's metadata.
 
 :func:`export_onnx` (needs torch and the ``onnx`` package: the full engine) writes the network
-in eval mode with its batch norms folded (:func:`engine.models.fold.fold_batch_norms`), input
+in eval mode with its batch norms folded (:func:`engine.models.fold.fold_batch_norms`; for a
+model whose weights are all exact in float16, as the starter model's, they are stored as
+float16 with a cast and the batch norms left to ONNX Runtime, which folds them when the
+session opens: half the file, the same probabilities), input
 ``image`` (N, C, H, W) float32 normalised as the spec says, output ``logits`` (N, K, H, W),
 batch, height and width dynamic (H and W multiples of the output stride). The metadata holds
 :data:`META_FORMAT` = :data:`FORMAT`, :data:`META_VERSION`, :data:`META_SPEC` (the spec's JSON,
@@ -71,7 +74,10 @@ def export_onnx(
 
     from engine.models.fold import fold_batch_norms
 
-    net = fold_batch_norms(model.eval().to("cpu"), spec.in_channels)
+    net = model.eval().to("cpu")
+    half = _half_exact(net)
+    if not half:  # weights saved in half precision stay unfolded: see the doc
+        net = fold_batch_norms(net, spec.in_channels)
     net = net.to(memory_format=torch.contiguous_format)
     probe = _probe(spec, stride)
     with torch.inference_mode():
@@ -89,6 +95,7 @@ def export_onnx(
                     output_names=["logits"],
                     dynamic_axes={"image": axes, "logits": axes},
                     opset_version=OPSET,
+                    do_constant_folding=not half,  # keep half-exact weights as they are
                     dynamo=False,
                 )
         except Exception as err:  # torch raises many kinds for an unexportable network
@@ -106,6 +113,7 @@ def export_onnx(
         }
         for key, value in meta.items():
             proto.metadata_props.add(key=key, value=value)
+        _half_where_exact(proto)
         proto.producer_name = "footprint"
         onnx.save(proto, str(tmp))
         session, _, _ = read_onnx(tmp)
@@ -118,6 +126,45 @@ def export_onnx(
                 f" {spec.architecture}/{spec.encoder} network; keep using the .pt model."
             )
     return diff
+
+
+def _half_exact(model: nn.Module) -> bool:
+    """True when float16 holds every weight of ``model`` exactly (a model saved in half
+    precision, as the starter model)."""
+    import torch
+
+    return all(
+        torch.equal(t.detach().half().float(), t.detach().float())
+        for t in [*model.parameters(), *model.buffers()]
+        if t.is_floating_point()
+    )
+
+
+def _half_where_exact(proto: Any) -> None:
+    """Store the float32 weights of ``proto`` as float16 with a cast back, where float16
+    holds them exactly (weights saved in half precision, as the starter model's): half the
+    file, the same network (ONNX Runtime folds the casts when the session opens)."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = proto.graph
+    weights = [w for w in graph.initializer if w.data_type == onnx.TensorProto.FLOAT]
+    arrays = [numpy_helper.to_array(w) for w in weights]
+    exact = all(np.array_equal(a.astype(np.float16).astype(np.float32), a) for a in arrays)
+    if not weights or not exact:
+        return
+    casts = []
+    for weight, array in zip(weights, arrays, strict=True):
+        half = numpy_helper.from_array(array.astype(np.float16), weight.name + "_fp16")
+        weight.CopyFrom(half)
+        casts.append(
+            onnx.helper.make_node(
+                "Cast", [half.name], [half.name[: -len("_fp16")]], to=onnx.TensorProto.FLOAT
+            )
+        )
+    nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(casts + nodes)
 
 
 def session_options(threads: int | None = None, optimize: bool = True) -> Any:

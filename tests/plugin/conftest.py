@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# precision auto means fp32 in the engines the tests start, on every CPU (see README, Tests)
+os.environ["FOOTPRINT_NO_BF16"] = "1"
 
 from osgeo import gdal, ogr, osr  # noqa: E402
 from qgis.core import QgsApplication, QgsProcessingFeedback  # noqa: E402

@@ -161,6 +161,7 @@ def test_installed_zip_loads_in_qgis_process(built_zip: Path, tmp_path: Path) ->
         for name in (
             "detect",
             "evaluate",
+            "export",
             "improve",
             "predict",
             "rasterizelabels",
