@@ -63,8 +63,8 @@ from engine.inference.job import (
 )
 from engine.inference.network import open_network
 from engine.polygons.blocks import INSTANCE_BLOCK, halo_from
-from engine.polygons.seams import Cut, cut_block, cut_plain
-from engine.polygons.stage import CutSettings, plain_valid
+from engine.polygons.seams import Cut, cut_block
+from engine.polygons.stage import CutSettings, cut_plain_block
 
 #: Block rows per task.
 STRIP_BLOCKS = 4
@@ -189,7 +189,7 @@ def run_strip(job: StripJob) -> StripResult:
         if job.probability:
             result.probability.append(block)
         if job.cutting is not None and job.cutting.params is None:
-            result.cuts.append(_cut_plain(block, job.cutting))
+            result.cuts.append(cut_plain_block(block, job.cutting))
     cutting = job.cutting
     if cutting is not None and cutting.params is not None:
         separation = cutting.layout.separation
@@ -200,13 +200,6 @@ def run_strip(job: StripJob) -> StripResult:
                 cut = cut_block(part, cutting.params, cutting.layout.building, separation)
                 result.cuts.append(cut)
     return result
-
-
-def _cut_plain(block: Block, cutting: CutSettings) -> Cut:
-    """The pieces of a strip's block above the threshold (no seeds + watershed)."""
-    valid = plain_valid(block, cutting.layout, cutting.contact_threshold)
-    probability = block.data[cutting.layout.building]
-    return cut_plain(block.window, probability, valid, cutting.threshold)
 
 
 def strip_jobs(

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.errors import ConfigError, ModelFileError
 from engine.geo.outputs import atomic_output
+from engine.inference.network import torch_installed as _has_torch
 from engine.models.spec import (
     INPUT_DTYPES,
     SPEC_RANGES,
@@ -136,13 +137,6 @@ def read_spec(path: str | os.PathLike[str]) -> ModelSpec:
         if err.__cause__ is None:
             raise
     return _read(path, mmap=False)[1]  # e.g. files not in the zip format cannot be mapped
-
-
-def _has_torch() -> bool:
-    """True when torch can be imported."""
-    import importlib.util
-
-    return importlib.util.find_spec("torch") is not None
 
 
 def load_model(

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -97,7 +96,6 @@ class BuildingStage:
         self.halo = 0
         self._assembler: HaloAssembler | None = None
         self._pool: OrderedPool[HaloBlock, Cut] | None = None
-        self._stack = ExitStack()
         if layout.separation is not None:
             self.params = settings.instances.params(pixel_m)
             self.halo = halo_pixels(pixel_m, incoming)
@@ -108,8 +106,6 @@ class BuildingStage:
             self._pool = OrderedPool(cut, workers, "footprint-instances")
 
     def __enter__(self) -> BuildingStage:
-        if self._pool is not None:
-            self._stack.enter_context(self._pool)
         return self
 
     def __exit__(
@@ -118,7 +114,8 @@ class BuildingStage:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._stack.__exit__(exc_type, exc, tb)
+        if self._pool is not None:
+            self._pool.__exit__(exc_type, exc, tb)
 
     @property
     def cut_settings(self) -> CutSettings:
@@ -145,9 +142,7 @@ class BuildingStage:
             for ready in self._assembler.add(block.window, block.data, block.valid):
                 self.add_halo(ready)
             return
-        valid = plain_valid(block, self.layout, self.settings.contact_threshold)
-        probability = block.data[self.layout.building]
-        self.add_cut(cut_plain(block.window, probability, valid, self.settings.threshold))
+        self.add_cut(cut_plain_block(block, self.cut_settings))
 
     def add_halo(self, block: HaloBlock) -> None:
         """Take one halo block (seeds + watershed: a model with a separation class)."""
@@ -179,9 +174,11 @@ class BuildingStage:
         return "."
 
 
-def plain_valid(block: Block, layout: ClassLayout, contact_threshold: float) -> np.ndarray:
-    """A block's valid pixels that may be building: without contact ``>= contact_threshold``
-    where the model has a contact class."""
-    if layout.contact is None:
-        return block.valid
-    return np.asarray(block.valid & (block.data[layout.contact] < contact_threshold))
+def cut_plain_block(block: Block, cutting: CutSettings) -> Cut:
+    """The pieces of a probability block without seeds + watershed: its valid pixels whose
+    building probability reaches the threshold, less those with contact probability at or
+    above the contact threshold where the model has a contact class."""
+    valid, layout = block.valid, cutting.layout
+    if layout.contact is not None:
+        valid = np.asarray(valid & (block.data[layout.contact] < cutting.contact_threshold))
+    return cut_plain(block.window, block.data[layout.building], valid, cutting.threshold)
