@@ -112,7 +112,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "epochs": 15,
         "batch_size": 8,
         "lr": 0.01,
-        "boundary": False,  # the baseline of the techniques table; train's default adds it
+        "separation": False,  # the baseline of the techniques table; train's default adds it
     },
     # the single-image fit (Atlanta): a real encoder, small windows, every window kept
     "fit": {
@@ -137,7 +137,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "epochs": 80,
         "batch_size": 16,
         "lr": 0.001,
-        "boundary": True,
+        "separation": True,
         "workers": 8,
     },
 }

@@ -95,11 +95,12 @@ class RasterizeConfig:
             "Burn every pixel a polygon touches, not only centres.", "Burn every touched pixel"
         ),
     )
-    boundary: bool = field(
+    separation: bool = field(
         default=False,
         metadata=_h(
-            "Also burn the contact strip between touching buildings as class 2.",
-            "Contact class between buildings (2)",
+            "Also burn the separation strip between touching buildings (about a pixel each"
+            " side of a shared wall) as class 2.",
+            "Separation strip between touching buildings (2)",
         ),
     )
     window_size: int = field(default=1024, metadata=_h("Pixels per processing window side."))
@@ -256,7 +257,7 @@ class TrainConfig:
             "bf16 autocast on the CPU",
         ),
     )
-    boundary: bool = field(
+    separation: bool = field(
         default=True,
         metadata=_h(
             "Learn a separation class where buildings touch (both sides of a shared wall), so"
@@ -274,7 +275,7 @@ class TrainConfig:
             100.0,
         ),
     )
-    boundary_width_m: float = field(
+    separation_width_m: float = field(
         default=0.4,
         metadata=_h(
             "Separation strip width on each side of a shared wall, in metres on the ground"

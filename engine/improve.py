@@ -51,6 +51,7 @@ from engine.results import ImproveResult
 from engine.train import report_dir_for, train
 from engine.training.crop import crop_on_model_grid
 from engine.training.dataset import open_sources
+from engine.training.finetune import check_trainable
 from engine.training.sampling import Source, cell_shape
 
 #: Epochs at most when training for a time budget (the budget ends it first).
@@ -77,6 +78,7 @@ def improve(config: ImproveConfig, progress: Progress) -> ImproveResult:
     )
     start = resolve_model(config.model, progress)
     spec = read_spec(start)
+    check_trainable(spec, start)
     (source,) = open_sources(_train_config(config, start, "", None))
     checked = _checked_area(config, source)
     buildings = read_labels((config.labels,), source.crs_wkt, bounds=source.bounds)

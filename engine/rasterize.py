@@ -1,7 +1,7 @@
 """Burn building polygons into a mask GeoTIFF on a raster's exact grid, window by window.
 
 The mask has the raster's CRS, transform, width and height: 1 building, 0 background, 2 the
-contact strip between touching buildings (with ``boundary``), 255 where the raster is nodata.
+separation strip between touching buildings (with ``separation``), 255 where the raster is nodata.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from rasterio.windows import transform as window_transform
 from engine.config import RasterizeConfig
 from engine.errors import ConfigError
 from engine.events import Progress, check_canceled
-from engine.geo.labels import BUILDING, CONTACT, LabelIndex, labels_for_extent, layer_inputs
+from engine.geo.labels import BUILDING, SEPARATION, LabelIndex, labels_for_extent, layer_inputs
 from engine.geo.outputs import atomic_output, check_output, prepare_outputs
 from engine.geo.rasters import (
     default_bands,
@@ -35,8 +35,8 @@ from engine.results import RasterizeResult
 #: Mask value where the raster has no data.
 NODATA = 255
 
-#: Half-width of the contact strip, in pixels.
-BOUNDARY_WIDTH = 1.0
+#: Half-width of the separation strip, in pixels.
+SEPARATION_WIDTH_PX = 1.0
 
 
 def rasterize_labels(config: RasterizeConfig, progress: Progress) -> RasterizeResult:
@@ -44,7 +44,7 @@ def rasterize_labels(config: RasterizeConfig, progress: Progress) -> RasterizeRe
 
     Returns:
         ``output`` path, ``buildings`` (polygons overlapping the raster), ``building_pixels``,
-        ``contact_pixels``, ``nodata_pixels``, ``width``, ``height`` and ``crs``.
+        ``separation_pixels``, ``nodata_pixels``, ``width``, ``height`` and ``crs``.
 
     Raises:
         RasterError, LabelsError, ConfigError, OutputError, CancelledError.
@@ -60,7 +60,7 @@ def rasterize_labels(config: RasterizeConfig, progress: Progress) -> RasterizeRe
         raster = resolve_raster(config.raster, workdir=workdir)
         with open_raster(raster) as src:
             crs_wkt = src.crs.to_wkt()
-            margin = (BOUNDARY_WIDTH + 1) * max(abs(src.transform.a), abs(src.transform.e))
+            margin = (SEPARATION_WIDTH_PX + 1) * max(abs(src.transform.a), abs(src.transform.e))
             index, buildings = labels_for_extent(
                 config.labels, crs_wkt, raster_bounds(src), margin=margin, allow_empty=True
             )
@@ -82,7 +82,7 @@ def rasterize_labels(config: RasterizeConfig, progress: Progress) -> RasterizeRe
         "output": str(out),
         "buildings": buildings,
         "building_pixels": int(counts[BUILDING]),
-        "contact_pixels": int(counts[CONTACT]),
+        "separation_pixels": int(counts[SEPARATION]),
         "nodata_pixels": int(counts[NODATA]),
         "width": width,
         "height": height,
@@ -121,16 +121,16 @@ def _write_mask(
     counts = np.zeros(256, dtype=np.int64)
     with rasterio.open(path, "w", **_profile(src)) as dst:
         dst.set_band_description(1, "building mask")
-        dst.update_tags(1, classes="0=background 1=building 2=contact 255=nodata")
+        dst.update_tags(1, classes="0=background 1=building 2=separation 255=nodata")
         for i, window in enumerate(windows):
             check_canceled(progress)
             shape = (int(window.height), int(window.width))
             mask = index.mask(
                 window_transform(window, src.transform),
                 shape,
-                boundary=config.boundary,
+                separation=config.separation,
                 all_touched=config.all_touched,
-                boundary_width=BOUNDARY_WIDTH,
+                separation_width=SEPARATION_WIDTH_PX,
             )
             _, valid = read_window(src, window, bands)
             mask[~valid] = NODATA

@@ -14,7 +14,7 @@ class RasterizeResult(TypedDict):
     output: str
     buildings: int
     building_pixels: int
-    contact_pixels: int
+    separation_pixels: int
     nodata_pixels: int
     width: int
     height: int
@@ -28,7 +28,6 @@ class TrainResult(TypedDict):
     report: str
     best_epoch: int
     threshold: float
-    contact_threshold: float
     metrics: dict[str, float]  # iou, f1, precision, recall, accuracy at ``threshold``
     epochs_run: int
     train_windows: int

@@ -190,10 +190,10 @@ def check_config(config: TrainConfig) -> None:
         )
     if not config.lr > 0 or config.weight_decay < 0 or config.patience < 0 or config.workers < 0:
         raise ConfigError("lr must be > 0; weight_decay, patience and workers must be >= 0.")
-    if not 0 < config.boundary_width_m <= 5:
+    if not 0 < config.separation_width_m <= 5:
         raise ConfigError(
-            f"boundary_width_m must be above 0 and at most 5 metres, got"
-            f" {config.boundary_width_m}; 0.3-0.5 m suits most imagery."
+            f"separation_width_m must be above 0 and at most 5 metres, got"
+            f" {config.separation_width_m}; 0.3-0.5 m suits most imagery."
         )
     build_loss(config.loss, config.pos_weight, (1.0, config.separation_weight))
     check_tile_size(config.architecture, config.encoder, config.tile_size)
@@ -427,13 +427,11 @@ class Loop:
 
     @torch.no_grad()
     def validate(self, progress: Progress) -> Validation:
-        """Mean validation loss, the histograms of building and (when learnt) contact
-        probabilities, and (with a separation class) the windows to score buildings on."""
+        """Mean validation loss, the histogram of building probabilities, and (with a
+        separation class) the windows to score buildings on."""
         self.model.eval()
         self.scored.eval()
         hist = ProbabilityHistogram(self.device)
-        contact = ProbabilityHistogram(self.device) if "contact" in self.classes else None
-        c = self.classes.index("contact") if contact is not None else 0
         windows = ValidationWindows(self.resolution_m) if "separation" in self.classes else None
         s = self.classes.index("separation") if windows is not None else 0
         total = torch.zeros(2, dtype=torch.float64, device=self.device)
@@ -442,14 +440,12 @@ class Loop:
             model = self.averaged.module if self.averaged is not None else None
             loss, logits, target, valid = self._forward(image, mask, model)
             hist.add(torch.sigmoid(logits[:, 0]), target[:, 0] > 0.5, valid[:, 0])
-            if contact is not None:
-                contact.add(torch.sigmoid(logits[:, c]), target[:, c] > 0.5, valid[:, 0])
             if windows is not None and len(windows) < windows.limit:
                 prob = torch.sigmoid(logits.float()).cpu().numpy()
                 labels = mask.reshape(len(mask), *mask.shape[-2:]).numpy()
                 windows.add(prob[:, 0], prob[:, s], labels)
             total += torch.stack([loss.double() * len(image), total.new_tensor(len(image))])
-        return Validation(float(total[0] / total[1].clamp(min=1)), hist, contact, windows)
+        return Validation(float(total[0] / total[1].clamp(min=1)), hist, windows)
 
 
 @dataclass(frozen=True)
@@ -458,7 +454,6 @@ class Validation:
 
     loss: float
     hist: ProbabilityHistogram
-    contact: ProbabilityHistogram | None
     windows: ValidationWindows | None
 
 
@@ -490,7 +485,7 @@ def run_epochs(loop: Loop, state: TrainState, progress: Progress, checkpoint: Pa
             "lr": lr,
             "seconds": time.monotonic() - start,
         }
-        state.add_epoch(record, loop.scored, checked.hist, checked.contact, checked.windows)
+        state.add_epoch(record, loop.scored, checked.hist, checked.windows)
         for name, value in record.items():
             if name != "epoch":
                 progress.metric(name, value, step=epoch)
@@ -588,7 +583,6 @@ def _spec(
     data: TrainingData,
     threshold: float,
     metrics: dict[str, float],
-    contact_threshold: float,
     settings: InstanceSettings,
 ) -> ModelSpec:
     return ModelSpec(
@@ -602,7 +596,6 @@ def _spec(
         tile_size=config.tile_size,
         resolution_m=float(data.resolution_m),
         threshold=threshold,
-        contact_threshold=contact_threshold,
         seed_threshold=settings.seed_threshold,
         min_seed_m2=settings.min_seed_m2,
         seed_erosion_m=settings.seed_erosion_m,
@@ -672,7 +665,6 @@ def _train(config: TrainConfig, progress: Progress) -> TrainResult:
         before = starting_scores(loop, SubProgress(progress, 10, 10))
     run_epochs(loop, state, SubProgress(progress, 10, 98), checkpoint)
     threshold, metrics = state.choose_threshold()
-    contact_threshold = state.contact_threshold()
     settings = DEFAULT
     if state.best_windows is not None:
         hist = state.best_hist
@@ -694,7 +686,6 @@ def _train(config: TrainConfig, progress: Progress) -> TrainResult:
         "report": str(report),
         "best_epoch": state.best_epoch,
         "threshold": threshold,
-        "contact_threshold": contact_threshold,
         "metrics": metrics,
         "epochs_run": state.epoch,
         "train_windows": len(data.train),
@@ -711,7 +702,7 @@ def _train(config: TrainConfig, progress: Progress) -> TrainResult:
         save_model(
             config.output,
             loop.bare,
-            _spec(config, data, threshold, metrics, contact_threshold, settings),
+            _spec(config, data, threshold, metrics, settings),
             overwrite=config.overwrite,
         )
         write_report(report, state.history, {**result, "data": data.summary})

@@ -37,7 +37,7 @@ gdalbuildvrt -q -overwrite "$OUT/train.vrt" "$DATA"/train/oam/*.tif
 gdalbuildvrt -q -overwrite "$OUT/test.vrt" "$DATA"/test/oam/*.tif
 
 echo; echo "==> footprint:train: train's default model (U-Net, EfficientNet-Lite0 from its packaged"
-echo "    ImageNet weights, contact class), $EPOCHS epochs on $DATA/train (CPU is fine)"
+echo "    ImageNet weights, separation class), $EPOCHS epochs on $DATA/train (CPU is fine)"
 step train footprint:train -- RASTERS="$OUT/train.vrt" LABELS="$LABELS" \
     TILE_SIZE=256 EPOCHS="$EPOCHS" BATCH_SIZE=8 OUTPUT="$OUT/model.pt"
 

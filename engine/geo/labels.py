@@ -3,7 +3,7 @@
 :func:`read_labels` reads GeoPackage / GeoJSON / Shapefile layers (any OGR vector format),
 reprojects them, repairs invalid geometries and keeps their polygonal parts.
 :class:`LabelIndex` holds them in an STRtree and rasterises only those touching a window:
-class 1 for buildings and, on request, class 2 for the *contact strip* between touching
+class 1 for buildings and, on request, class 2 for the *separation strip* between touching
 buildings (where their outlines, buffered by about a pixel, overlap), as SpaceNet / solaris
 tooling does so that a model can learn to keep neighbouring buildings apart.
 """
@@ -34,8 +34,8 @@ from engine.geo.vectors import DAMAGED_LAYER_HINT, VECTOR_READ_ERRORS
 Bounds = tuple[float, float, float, float]
 
 #: Mask values written by :meth:`LabelIndex.mask`.
-BACKGROUND, BUILDING, CONTACT = 0, 1, 2
-#: Mask value of a building pixel inside a contact strip (a shared wall; training masks only).
+BACKGROUND, BUILDING, SEPARATION = 0, 1, 2
+#: Mask value of a building pixel inside a separation strip (a shared wall; training masks only).
 WALL = 3
 
 _POLYGON, _MULTIPOLYGON, _COLLECTION = 3, 6, 7
@@ -226,7 +226,7 @@ def labels_for_extent(
 ) -> tuple[LabelIndex, int]:
     """Index of the polygons near ``bounds`` and how many of them intersect ``bounds``.
 
-    Polygons within ``margin`` (CRS units) outside ``bounds`` are kept too, so that contact
+    Polygons within ``margin`` (CRS units) outside ``bounds`` are kept too, so that separation
     strips at the edge are right. With ``allow_empty``, layers without a single feature give
     an empty index (an area known to hold no buildings).
 
@@ -275,7 +275,7 @@ def _to_pixels(geoms: np.ndarray, transform: Affine) -> np.ndarray:
     return np.asarray(shapely.transform(geoms, apply))
 
 
-def contact_zones(geoms: np.ndarray, width: float) -> np.ndarray:
+def separation_zones(geoms: np.ndarray, width: float) -> np.ndarray:
     """Where two different polygons, each buffered by ``width``, overlap (pairwise pieces)."""
     if len(geoms) < 2:
         return np.empty(0, dtype=object)
@@ -319,22 +319,22 @@ class LabelIndex:
         self,
         transform: Affine,
         shape: tuple[int, int],
-        boundary: bool = False,
+        separation: bool = False,
         all_touched: bool = False,
-        boundary_width: float = 1.0,
+        separation_width: float = 1.0,
         walls: bool = False,
     ) -> np.ndarray:
         """A uint8 (H, W) mask of the grid ``transform``/``shape``: 1 building, 0 background.
 
-        With ``boundary`` the pixels where two buildings' outlines, each buffered by
-        ``boundary_width`` pixels, overlap become 2 (the contact strip; a strip of
-        2 x ``boundary_width`` pixels along a shared wall, and the narrow gap between close
+        With ``separation`` the pixels where two buildings' outlines, each buffered by
+        ``separation_width`` pixels, overlap become 2 (the separation strip; a strip of
+        2 x ``separation_width`` pixels along a shared wall, and the narrow gap between close
         buildings), taken out of class 1; with ``walls`` too, the strip's pixels inside a
         building are 3 (:data:`WALL`) and only those outside are 2.
         """
         height, width = shape
         out = np.zeros((height, width), dtype=np.uint8)
-        margin = boundary_width + 1.0 if boundary else 0.0
+        margin = separation_width + 1.0 if separation else 0.0
         xs, ys = zip(
             *(
                 transform * (c, r)
@@ -353,8 +353,8 @@ class LabelIndex:
             out=out,
             all_touched=all_touched,
         )
-        if boundary:
-            zones = contact_zones(_to_pixels(geoms, transform), boundary_width)
+        if separation:
+            zones = separation_zones(_to_pixels(geoms, transform), separation_width)
             if len(zones):
                 strip = rasterize(
                     ((z, 1) for z in zones),
@@ -363,7 +363,7 @@ class LabelIndex:
                     dtype="uint8",
                 ).astype(bool)
                 inside = out == BUILDING
-                out[strip] = CONTACT
+                out[strip] = SEPARATION
                 if walls:
                     out[strip & inside] = WALL
         return out

@@ -51,8 +51,9 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """Square windows of one or more rasters: items are (image (C,T,T) float32, mask (T,T) uint8).
 
     The image is normalised with ``stats`` (nodata 0); the mask holds 0 background,
-    1 building, 2 contact (``boundary``) and 255 ignore. Rasters are opened lazily, once per
-    process; the object pickles without open handles, so DataLoader workers can use it.
+    1 building, 2 and 3 the separation strip (``separation``; 3 inside a building) and 255
+    ignore. Rasters are opened lazily, once per process; the object pickles without open
+    handles, so DataLoader workers can use it.
     """
 
     def __init__(
@@ -62,10 +63,10 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         labels: Sequence[gpd.GeoDataFrame],
         tile: int,
         stats: BandStats,
-        boundary: bool = False,
+        separation: bool = False,
         augment: bool = False,
         scale_jitter: float = 1.0,
-        boundary_width_m: float = 0.4,
+        separation_width_m: float = 0.4,
         seed: int = 0,
         cache: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
         labelled: Sequence[BaseGeometry | None] | None = None,
@@ -75,8 +76,8 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         self.labels = tuple(labels)
         self.tile = tile
         self.stats = stats
-        self.boundary = boundary
-        self.boundary_width_m = boundary_width_m
+        self.separation = separation
+        self.separation_width_m = separation_width_m
         self.augment = augment
         self.scale_jitter = scale_jitter
         self.seed = seed
@@ -132,8 +133,8 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             ref,
             self.tile,
             self._index(ref.raster),
-            self.boundary,
-            self.boundary_width_m,
+            self.separation,
+            self.separation_width_m,
             self.labelled[ref.raster],
         )
 
@@ -239,19 +240,19 @@ def build_training_data(
         stats = fixed_stats
     elif input_scale is not None:
         stats = pretrained_stats(scan.stats, sources[0].dtype, *input_scale)
-    boundary = config.boundary
+    separation = config.separation
     train = WindowDataset(
         sources,
         scan.train,
         labels,
         tile,
         stats,
-        boundary,
+        separation,
         augment=config.augment,
         scale_jitter=config.scale_jitter,
         seed=config.seed,
         cache=scan.train_cache,
-        boundary_width_m=config.boundary_width_m,
+        separation_width_m=config.separation_width_m,
         labelled=labelled,
     )
     val = WindowDataset(
@@ -260,9 +261,9 @@ def build_training_data(
         labels,
         tile,
         stats,
-        boundary,
+        separation,
         cache=scan.train_cache if fit else scan.val_cache,
-        boundary_width_m=config.boundary_width_m,
+        separation_width_m=config.separation_width_m,
         labelled=labelled,
     )
     _log_summary(progress, summary)
@@ -273,7 +274,7 @@ def build_training_data(
         bands=sources[0].bands,
         resolution_m=sources[0].resolution_m,
         input_dtype=sources[0].dtype,
-        classes=("building", "separation") if boundary else ("building",),
+        classes=("building", "separation") if separation else ("building",),
         summary=summary,
     )
 
@@ -308,7 +309,7 @@ def labelled_areas(
 
 
 def _padded(source: Source, pixels: float = 4.0) -> tuple[float, float, float, float]:
-    """The raster's bounds grown by a few pixels (polygons just outside shape contact strips)."""
+    """The raster's bounds grown by a few pixels (polygons just outside shape separation strips)."""
     dx, dy = abs(source.transform[0]) * pixels, abs(source.transform[4]) * pixels
     b = source.bounds
     return (b[0] - dx, b[1] - dy, b[2] + dx, b[3] + dy)

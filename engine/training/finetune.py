@@ -1,7 +1,7 @@
 """Fine-tuning: training that starts from a Footprint model file instead of fresh weights.
 
 ``train --init-model MODEL`` keeps what the model file says about the network and its inputs:
-architecture, encoder, decoder attention, classes (the contact class), input bands and their
+architecture, encoder, decoder attention, classes (the separation class), input bands and their
 normalisation. The new imagery must fit them (same band count and data type); what differs is
 said in the error. ``--freeze-encoder-epochs N`` trains only the decoder for the first N
 epochs, so a few labelled buildings adapt the head before they can disturb the encoder (its
@@ -32,8 +32,10 @@ def finetune_config(config: TrainConfig, spec: ModelSpec, progress: Progress) ->
     bands come from the model file; its own weights replace any encoder weights.
 
     Raises:
-        ConfigError: bands chosen that are not the model's.
+        ConfigError: bands chosen that are not the model's; a model that training cannot
+            start from (:func:`check_trainable`).
     """
+    check_trainable(spec, str(config.init_model))
     if config.bands and tuple(config.bands) != tuple(spec.bands):
         raise ConfigError(
             f"The model {config.init_model} was trained on bands {list(spec.bands)}, not"
@@ -45,7 +47,7 @@ def finetune_config(config: TrainConfig, spec: ModelSpec, progress: Progress) ->
             ("architecture", spec.architecture),
             ("encoder", spec.encoder),
             ("decoder_attention", spec.decoder_attention),
-            ("boundary", len(spec.classes) > 1),
+            ("separation", "separation" in spec.classes),
         )
         if getattr(config, name) != value
     ]
@@ -59,10 +61,22 @@ def finetune_config(config: TrainConfig, spec: ModelSpec, progress: Progress) ->
         architecture=spec.architecture,
         encoder=spec.encoder,
         decoder_attention=spec.decoder_attention,
-        boundary=len(spec.classes) > 1,
+        separation="separation" in spec.classes,
         bands=tuple(spec.bands),
         encoder_weights=None,
     )
+
+
+def check_trainable(spec: ModelSpec, source: str) -> None:
+    """Raise ConfigError for a model with a contact class (made before the separation class):
+    it still detects, but training no longer learns that class."""
+    if "contact" in spec.classes:
+        raise ConfigError(
+            f"The model {source} has a contact class (it was made before Footprint learnt the"
+            " separation class): it still detects buildings, but training can no longer start"
+            " from it. Start from the starter model instead (Improve's default; command line:"
+            " starter), or train a new model."
+        )
 
 
 def kept_stats(spec: ModelSpec) -> BandStats:

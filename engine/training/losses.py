@@ -1,16 +1,14 @@
 """Training losses over smp's binary losses, with nodata pixels masked out.
 
 Targets come from :func:`targets_for`, which maps a label mask (0 background, 1 building,
-2 contact strip outside buildings, 3 contact strip inside a building (the shared wall), 255
-ignore) to one target channel per model output:
+2 separation strip outside buildings, 3 separation strip inside a building (the shared wall),
+255 ignore) to one target channel per model output:
 
-* ``"separation"`` is 1 on the whole strip (2 and 3): the pixels with two
-  different buildings close by, both sides of a shared wall included; ``"building"`` is then
-  1 on every building pixel (1 and 3), so buildings keep their full extent and the
-  separation channel alone marks where they part (seeds + watershed, see
-  :mod:`engine.polygons.instances`);
-* ``"contact"`` (models made before it) is 1 on the strip too, but ``"building"`` is then
-  1 only where the mask is 1: the strip is cut out of the buildings, which split along it;
+* ``"building"`` is 1 on every building pixel (1 and 3), so buildings keep their full
+  extent;
+* ``"separation"`` is 1 on the whole strip (2 and 3): the pixels with two different
+  buildings close by, both sides of a shared wall included; it alone marks where buildings
+  part (seeds + watershed, see :mod:`engine.polygons.instances`);
 * every channel is invalid (ignored) where the mask is 255.
 
 :func:`build_loss` returns a module called as ``loss(logits, target, valid)``: each named
@@ -30,8 +28,8 @@ from engine.errors import ConfigError
 
 #: Label value of pixels that take no part in training (nodata, outside the raster).
 IGNORE = 255
-#: Mask values of each class name (``"building"`` also takes 3 next to ``"separation"``).
-CLASS_VALUES = {"building": (1,), "contact": (2, 3), "separation": (2, 3)}
+#: Mask values of each class name.
+CLASS_VALUES = {"building": (1, 3), "separation": (2, 3)}
 
 
 def targets_for(classes: tuple[str, ...], mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,7 +39,7 @@ def targets_for(classes: tuple[str, ...], mask: torch.Tensor) -> tuple[torch.Ten
         classes: the model's output channels, e.g. ``("building",)`` or
             ``("building", "separation")``.
         mask: uint8 labels (N, H, W) or (N, 1, H, W): 0 background, 1 building, 2 and 3 the
-            contact strip outside and inside buildings, 255 ignore.
+            separation strip outside and inside buildings, 255 ignore.
 
     Raises:
         ConfigError: an unknown class name.
@@ -52,10 +50,7 @@ def targets_for(classes: tuple[str, ...], mask: torch.Tensor) -> tuple[torch.Ten
     if unknown:
         raise ConfigError(f"Unknown class(es) {unknown}; known: {', '.join(CLASS_VALUES)}.")
     valid = (mask != IGNORE).unsqueeze(1)
-    values = dict(CLASS_VALUES)
-    if "separation" in classes:
-        values["building"] = (1, 3)
-    target = torch.stack([_isin(mask, values[c]) for c in classes], dim=1).float()
+    target = torch.stack([_isin(mask, CLASS_VALUES[c]) for c in classes], dim=1).float()
     return target, valid
 
 

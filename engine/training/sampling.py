@@ -176,8 +176,8 @@ class Source:
     resolution_m: float
 
 
-def contact_width_px(width_m: float, resolution_m: float) -> float:
-    """Half-width of the contact strip in pixels: ``width_m`` on the ground, at least 1 px."""
+def separation_width_px(width_m: float, resolution_m: float) -> float:
+    """Half-width of the separation strip in pixels: ``width_m`` on the ground, at least 1 px."""
     return max(1.0, width_m / resolution_m) if resolution_m > 0 else 1.0
 
 
@@ -187,12 +187,12 @@ def read_item(
     ref: WindowRef,
     tile: int,
     index: LabelIndex,
-    boundary: bool,
-    boundary_width_m: float = 0.4,
+    separation: bool,
+    separation_width_m: float = 0.4,
     labelled: BaseGeometry | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read one window's data (float32, C,T,T) and burn its mask (uint8, T,T; 255 nodata);
-    with ``boundary`` the contact strip (``boundary_width_m`` metres each side of a shared
+    with ``separation`` the separation strip (``separation_width_m`` metres each side of a shared
     wall, at least one pixel) is 2 outside buildings and 3 inside them (the wall itself).
     Pixels whose centre lies outside the ``labelled`` area (in the raster's CRS; None:
     everywhere) are 255 too: unknown, not background."""
@@ -203,9 +203,9 @@ def read_item(
         index.mask(
             affine,
             (tile, tile),
-            boundary=boundary,
-            boundary_width=contact_width_px(boundary_width_m, source.resolution_m),
-            walls=boundary,
+            separation=separation,
+            separation_width=separation_width_px(separation_width_m, source.resolution_m),
+            walls=separation,
         ),
         dtype=np.uint8,
     )
@@ -287,7 +287,7 @@ class _Scanner:
             ("kept", "dropped_nodata", "dropped_empty", "empty_kept"), 0
         )
         n["candidates"] = len(refs)
-        pixels = np.zeros(3, dtype=np.int64)  # valid, building, contact
+        pixels = np.zeros(3, dtype=np.int64)  # valid, building, separation
         for i, ref in enumerate(refs):
             check_canceled(self.progress)
             self.done += 1
@@ -299,8 +299,8 @@ class _Scanner:
                 ref,
                 cfg.tile_size,
                 self.indexes[ref.raster],
-                cfg.boundary,
-                cfg.boundary_width_m,
+                cfg.separation,
+                cfg.separation_width_m,
                 self.labelled[ref.raster],
             )
             counts = np.bincount(mask.ravel(), minlength=256)
@@ -318,8 +318,8 @@ class _Scanner:
         n["kept"] = len(kept)
         n["valid_pixels"] = int(pixels[0])
         n["building_share"] = float(pixels[1] / pixels[0]) if pixels[0] else 0.0
-        if cfg.boundary:
-            n["contact_share"] = float(pixels[2] / pixels[0]) if pixels[0] else 0.0
+        if cfg.separation:
+            n["separation_share"] = float(pixels[2] / pixels[0]) if pixels[0] else 0.0
         return kept, n
 
     def _verdict(self, counts: np.ndarray, draw: float | None) -> str:

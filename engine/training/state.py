@@ -85,7 +85,6 @@ class TrainState:
         self.best_iou = -1.0
         self.best_state: dict[str, torch.Tensor] = {}
         self.best_hist: ProbabilityHistogram | None = None
-        self.best_contact: ProbabilityHistogram | None = None
         self.best_windows: ValidationWindows | None = None  # not kept in checkpoints
 
     @property
@@ -100,10 +99,9 @@ class TrainState:
         record: dict[str, float],
         model: torch.nn.Module,
         hist: ProbabilityHistogram,
-        contact: ProbabilityHistogram | None = None,
         windows: ValidationWindows | None = None,
     ) -> None:
-        """Record an epoch; keep its weights (and histograms: building, contact when learnt;
+        """Record an epoch; keep its weights (and the building histogram;
         the validation windows of a separation model) when it is the best so far: by
         validation building F1 (ties: IoU) when measured, else by validation IoU."""
         self.epoch = int(record["epoch"])
@@ -120,9 +118,6 @@ class TrainState:
             self.best_windows = windows
             self.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             self.best_hist = ProbabilityHistogram.from_state(hist.state())
-            self.best_contact = (
-                ProbabilityHistogram.from_state(contact.state()) if contact is not None else None
-            )
 
     def choose_threshold(self, threshold: float | None = None) -> tuple[float, dict[str, float]]:
         """The IoU-maximising threshold of the best epoch (or ``threshold``) and the scores
@@ -139,12 +134,6 @@ class TrainState:
                 metrics[key] = float(record[key])
         return threshold, metrics
 
-    def contact_threshold(self) -> float:
-        """The contact probability that best marks the contact strip on validation (highest
-        IoU of the contact class at the best epoch; contact pixels are rare, so this is usually
-        well below 0.5); 0.5 without a contact class."""
-        return self.best_contact.best_threshold() if self.best_contact is not None else 0.5
-
     def state(self) -> dict[str, Any]:
         """Everything but the live training objects, for a checkpoint."""
         return {
@@ -154,7 +143,6 @@ class TrainState:
             "best_iou": self.best_iou,
             "best_state": self.best_state,
             "best_hist": self.best_hist.state() if self.best_hist else None,
-            "best_contact": self.best_contact.state() if self.best_contact else None,
         }
 
     @classmethod
@@ -166,8 +154,6 @@ class TrainState:
         state.best_state = dict(raw["best_state"])
         if raw["best_hist"] is not None:
             state.best_hist = ProbabilityHistogram.from_state(raw["best_hist"])
-        if raw.get("best_contact") is not None:
-            state.best_contact = ProbabilityHistogram.from_state(raw["best_contact"])
         return state
 
 

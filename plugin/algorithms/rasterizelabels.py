@@ -33,8 +33,8 @@ class RasterizeLabels(FootprintAlgorithm):
         "<b>Building polygons</b>: known buildings, in any CRS (reprojected on the fly).\n"
         "<b>Burn every touched pixel</b> (advanced): also burn pixels a polygon only touches, "
         "not only those whose centre it covers.\n"
-        "<b>Contact class</b> (advanced): burn the strip between touching buildings as 2, the "
-        "class a model learns to keep buildings apart.\n"
+        "<b>Separation strip</b> (advanced): burn the strip between touching buildings as 2, "
+        "the class a model learns to keep buildings apart.\n"
         "<b>Mask</b>: the GeoTIFF to write; an existing file is replaced (Processing asks "
         "before overwriting).\n\n"
         "Outputs also the number of buildings and of building pixels."
@@ -43,13 +43,13 @@ class RasterizeLabels(FootprintAlgorithm):
     INPUT = "INPUT"
     LABELS = "LABELS"
     ALL_TOUCHED = "ALL_TOUCHED"
-    BOUNDARY = "BOUNDARY"
+    SEPARATION = "SEPARATION"
     OUTPUT = "OUTPUT"
     BUILDINGS = "BUILDINGS"
     BUILDING_PIXELS = "BUILDING_PIXELS"
     OPTIONS = (
         Option(ALL_TOUCHED, RasterizeConfig, "all_touched", advanced=True),
-        Option(BOUNDARY, RasterizeConfig, "boundary", advanced=True),
+        Option(SEPARATION, RasterizeConfig, "separation", advanced=True),
     )
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:

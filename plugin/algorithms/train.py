@@ -97,8 +97,8 @@ class Train(FootprintAlgorithm):
     POS_WEIGHT = "POS_WEIGHT"
     AUGMENT = "AUGMENT"
     EMPTY_KEEP_FRACTION = "EMPTY_KEEP_FRACTION"
-    BOUNDARY = "BOUNDARY"
-    BOUNDARY_WIDTH = "BOUNDARY_WIDTH"
+    SEPARATION = "SEPARATION"
+    SEPARATION_WIDTH = "SEPARATION_WIDTH"
     DECODER_ATTENTION = "DECODER_ATTENTION"
     ENCODER_WEIGHTS = "ENCODER_WEIGHTS"
     PRETRAINED = "PRETRAINED"
@@ -135,12 +135,13 @@ class Train(FootprintAlgorithm):
         Option(POS_WEIGHT, TrainConfig, "pos_weight", advanced=True),
         Option(EMPTY_KEEP_FRACTION, TrainConfig, "empty_keep_fraction", advanced=True),
         # added after 0.1.0: optional, so Processing models saved before still run
-        Option(BOUNDARY_WIDTH, TrainConfig, "boundary_width_m", advanced=True, optional=True),
+        Option(SEPARATION_WIDTH, TrainConfig, "separation_width_m", advanced=True, optional=True),
         Option("SEPARATION_WEIGHT", TrainConfig, "separation_weight", advanced=True, optional=True),
         Option(SEED, TrainConfig, "seed", advanced=True),
         Option(PATIENCE, TrainConfig, "patience", advanced=True),
         Option(AUGMENT, TrainConfig, "augment", advanced=True),
-        Option(BOUNDARY, TrainConfig, "boundary", advanced=True),
+        # renamed from BOUNDARY (after 0.1.0): optional, so Processing models saved before still run
+        Option(SEPARATION, TrainConfig, "separation", advanced=True, optional=True),
         Option(DECODER_ATTENTION, TrainConfig, "decoder_attention", advanced=True),
         Option(
             FREEZE_ENCODER_EPOCHS,

@@ -158,7 +158,7 @@ def test_atlanta_single_band_uint16_utm(shared_data: Path, tmp_path: Path) -> No
         "--no-augment",
         "--empty-keep-fraction",
         "1",
-        "--no-boundary",  # the one-class path (Banepa above trains with the default contact)
+        "--no-separation",  # the one-class path (Banepa above trains with the separation class)
     )
     spec = read_spec(model)
     assert spec.in_channels == 1 and spec.input_dtype == "uint16"

@@ -21,6 +21,7 @@ from engine.config import ImproveConfig, PredictConfig, TrainConfig
 from engine.errors import ConfigError, OutputError
 from engine.events import RecordingProgress
 from engine.improve import held_back_part
+from engine.models.modelfile import load_model, save_model
 from engine.predict import predict
 from engine.train import train
 from engine.training.dataset import open_sources
@@ -60,7 +61,7 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         epochs=3,
         lr=0.01,
         device="cpu",
-        boundary=False,
+        separation=False,
         augment=False,
     )
     train(config, RecordingProgress())
@@ -193,6 +194,28 @@ def test_the_improved_model_may_not_replace_an_input(
     with pytest.raises(OutputError, match=what):
         improve_module.improve(config, RecordingProgress())
     assert Path(getattr(config, field)).read_bytes() == before
+
+
+def test_a_model_with_the_old_contact_class_is_not_trained_on(
+    scene: dict[str, Path], tmp_path: Path
+) -> None:
+    """Models made before the separation class still detect (test_detect), but neither improve
+    nor train starts from them: the message names the way out and nothing is written."""
+    network, spec = load_model(scene["model"])
+    old = tmp_path / "contact.pt"
+    save_model(old, network, replace(spec, classes=("building", "contact")))
+    with pytest.raises(ConfigError, match="contact class.*starter model"):
+        improve_module.improve(improve_config(scene, tmp_path, model=str(old)), RecordingProgress())
+    tuned = TrainConfig(
+        rasters=(str(scene["raster"]),),
+        labels=(str(scene["labels"]),),
+        output=str(tmp_path / "tuned.pt"),
+        init_model=str(old),
+        device="cpu",
+    )
+    with pytest.raises(ConfigError, match="contact class.*starter model"):
+        train(tuned, RecordingProgress())
+    assert not (tmp_path / "improved.pt").exists() and not (tmp_path / "tuned.pt").exists()
 
 
 def test_the_starter_model_is_the_default_start(

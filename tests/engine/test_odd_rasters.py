@@ -210,9 +210,9 @@ def test_a_wide_raster_with_an_extent_and_a_normal_raster_are_accepted(tmp_path:
     assert values.shape == (1, 40, 60) and result["windows"] > 0
 
 
-def test_south_up_contact_strip_sees_buildings_just_outside_the_raster(tmp_path: Path) -> None:
+def test_south_up_separation_strip_sees_buildings_just_outside_the_raster(tmp_path: Path) -> None:
     """A house just beyond the raster's bottom edge touches one inside: both twins burn the
-    contact strip along their shared wall (the labels are read around ordered bounds)."""
+    separation strip along their shared wall (the labels are read around ordered bounds)."""
     north, south = twins(tmp_path, np.zeros((1, 40, 60), np.float32))
     inside, outside = world_box(10, 30, 30, 40), world_box(10, 40, 30, 50)
     labels = write_labels(tmp_path / "houses.gpkg", [inside, outside], crs="EPSG:32616")
@@ -220,9 +220,9 @@ def test_south_up_contact_strip_sees_buildings_just_outside_the_raster(tmp_path:
     for raster in (north, south):
         out = tmp_path / f"{raster.stem}-mask.tif"
         rasterize_labels(
-            RasterizeConfig(str(raster), (str(labels),), str(out), boundary=True), NullProgress()
+            RasterizeConfig(str(raster), (str(labels),), str(out), separation=True), NullProgress()
         )
         with rasterio.open(out) as src:
             masks.append(src.read(1))
-    assert (masks[0][-1, 10:30] == 2).all(), "the wall at the bottom edge is contact"
+    assert (masks[0][-1, 10:30] == 2).all(), "the wall at the bottom edge is separation"
     np.testing.assert_array_equal(masks[0], masks[1][::-1])

@@ -123,7 +123,7 @@ def test_bow_tie_label_is_repaired(
     assert result["building_pixels"] == pytest.approx(200, abs=20)
 
 
-def test_windowed_mask_equals_a_single_window_mask_with_contacts(
+def test_windowed_mask_equals_a_single_window_mask_with_separation(
     tmp_path: Path,
     raster_factory: Callable[..., Path],
     labels_factory: Callable[..., Path],
@@ -137,15 +137,15 @@ def test_windowed_mask_equals_a_single_window_mask_with_contacts(
         geoms.append(px_box(UTM_GRID, c + 0.3, r + 0.2, c + w, r + h))
     labels = labels_factory("l.gpkg", geoms)
 
-    small = run(raster, [labels], tmp_path / "small.tif", window_size=16, boundary=True)
-    big = run(raster, [labels], tmp_path / "big.tif", window_size=1024, boundary=True)
+    small = run(raster, [labels], tmp_path / "small.tif", window_size=16, separation=True)
+    big = run(raster, [labels], tmp_path / "big.tif", window_size=1024, separation=True)
 
     a, b = read(tmp_path / "small.tif"), read(tmp_path / "big.tif")
     assert (a == 1).any() and (a == 2).any()
     assert np.array_equal(a, b)
     assert small == {**big, "output": small["output"]}
     assert small["building_pixels"] == int((a == 1).sum())
-    assert small["contact_pixels"] == int((a == 2).sum())
+    assert small["separation_pixels"] == int((a == 2).sum())
 
 
 def test_nodata_pixels_become_255(
@@ -168,7 +168,7 @@ def test_nodata_pixels_become_255(
     assert result["building_pixels"] == 50
 
 
-def test_boundary_puts_class_2_between_two_squares_sharing_a_wall(
+def test_separation_puts_class_2_between_two_squares_sharing_a_wall(
     tmp_path: Path,
     utm_raster: Path,
     labels_factory: Callable[..., Path],
@@ -177,14 +177,14 @@ def test_boundary_puts_class_2_between_two_squares_sharing_a_wall(
         "l.gpkg", [px_box(UTM_GRID, 5, 5, 15, 15), px_box(UTM_GRID, 15, 5, 25, 15)]
     )
 
-    result = run(utm_raster, [labels], tmp_path / "m.tif", boundary=True)
+    result = run(utm_raster, [labels], tmp_path / "m.tif", separation=True)
 
     mask = read(tmp_path / "m.tif")
     want = np.zeros((40, 50), dtype=np.uint8)
     want[5:15, 5:25] = 1
     want[4:16, 14:16] = 2
     assert np.array_equal(mask, want)
-    assert result["contact_pixels"] == 24 and result["building_pixels"] == 200 - 20
+    assert result["separation_pixels"] == 24 and result["building_pixels"] == 200 - 20
 
 
 def test_empty_labels_give_a_background_mask_but_points_are_an_error(
@@ -290,7 +290,7 @@ def test_real_banepa_mosaic_matches_the_vector_building_share(
             labels=(str(labels),),
             output=str(tmp_path / "contact.tif"),
             window_size=512,
-            boundary=True,
+            separation=True,
         ),
         progress,
     )
@@ -305,7 +305,7 @@ def test_real_banepa_mosaic_matches_the_vector_building_share(
     assert share == pytest.approx(vector_share, abs=0.02)
     assert plain["buildings"] == result["buildings"] == 272  # the fixture keeps touching ones
     # Contacts (shared walls) are carved out of the buildings.
-    assert 0 < result["contact_pixels"] < 0.05 * plain["building_pixels"]
+    assert 0 < result["separation_pixels"] < 0.05 * plain["building_pixels"]
     assert result["building_pixels"] < plain["building_pixels"]
     assert progress.percents[-1] == 100.0
     with rasterio.open(tmp_path / "contact.tif") as mask:

@@ -30,7 +30,7 @@ from engine.training.dataset import TrainingData
 from engine.training.finetune import freeze_statistics, set_encoder_trainable
 from engine.training.losses import IGNORE, targets_for
 from engine.training.postprocess import DEFAULT, grid
-from engine.training.state import ProbabilityHistogram, TrainState
+from engine.training.state import ProbabilityHistogram
 
 TILE = 32
 
@@ -96,7 +96,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[TrainConfig]:
 
     def build(config: TrainConfig, progress: Any) -> TrainingData:
         seen.append(config)
-        return fake_data(config.boundary)
+        return fake_data(config.separation)
 
     monkeypatch.setattr(train_module, "build_training_data", build)
     return seen
@@ -117,7 +117,7 @@ def make_config(tmp_path: Path) -> Callable[..., TrainConfig]:
             lr=0.01,
             device="cpu",
             seed=3,
-            boundary=False,  # one class unless a test asks for the contact class
+            separation=False,  # one class unless a test asks for the separation class
         )
         values.update(changes)
         return TrainConfig(**values)
@@ -260,7 +260,7 @@ def test_two_classes_sgd_cosine(
     calls: list[TrainConfig], make_config: Callable[..., TrainConfig]
 ) -> None:
     config = make_config(
-        boundary=True,
+        separation=True,
         optimizer="sgd",
         schedule="cosine",
         epochs=2,
@@ -286,24 +286,6 @@ def test_two_classes_sgd_cosine(
     assert 0.0 <= result["metrics"]["building_f1"] <= 1.0
 
 
-def test_contact_threshold_from_validation_and_checkpoint() -> None:
-    state = TrainState()
-    building, contact = ProbabilityHistogram(), ProbabilityHistogram()
-    prob = (torch.arange(100) + 0.5) / 100  # one pixel in the middle of each bin
-    truth = prob >= 0.5
-    building.add(prob, truth, torch.ones(100, dtype=torch.bool))
-    # contact pixels are predicted at 0.2-0.3: only a low threshold finds them
-    contact.add(prob, (prob >= 0.2) & (prob < 0.3), torch.ones(100, dtype=torch.bool))
-    assert state.contact_threshold() == 0.5  # nothing learnt yet
-    model = torch.nn.Linear(1, 1)
-    state.add_epoch({"epoch": 1, "val_iou": 0.9}, model, building, contact)
-    assert state.contact_threshold() == 0.2
-    again = TrainState.from_state(state.state())
-    assert again.contact_threshold() == 0.2
-    state.add_epoch({"epoch": 2, "val_iou": 0.95}, model, building)  # a one-class epoch
-    assert state.contact_threshold() == 0.5
-
-
 def test_bad_settings_fail_before_reading_data(
     calls: list[TrainConfig], make_config: Callable[..., TrainConfig]
 ) -> None:
@@ -314,7 +296,7 @@ def test_bad_settings_fail_before_reading_data(
         ({"tile_size": 30}, "--tile-size 32"),
         ({"architecture": "unet", "encoder": "resnet0"}, "resnet34"),
         ({"epochs": 0}, "epochs"),
-        ({"boundary_width_m": 0.0}, "boundary_width_m"),
+        ({"separation_width_m": 0.0}, "separation_width_m"),
         ({"balance": 1.5}, "balance must be from 0"),
         ({"ema_decay": 1.0}, "ema_decay must be from 0"),
     ]

@@ -40,7 +40,7 @@ QUICK_TRAINING = {
     "BATCH_SIZE": 8,
     "LR": 0.01,
     "SEED": 0,
-    "BOUNDARY": False,  # the synthetic scenes' buildings stand apart
+    "SEPARATION": False,  # the synthetic scenes' buildings stand apart
 }
 _CACHE: dict[str, Any] = {}
 

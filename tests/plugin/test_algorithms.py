@@ -149,7 +149,7 @@ def test_rasterizelabels_contact_class_and_overwrite(tmp_path: Path) -> None:
     out.write_text("an older file Processing asked to replace")
     run(
         "footprint:rasterizelabels",
-        scene.mask_parameters(out, BOUNDARY=True),
+        scene.mask_parameters(out, SEPARATION=True),
     )
     assert raster_info(out)["size"] == (128, 128)  # replaced (--overwrite)
 
@@ -514,7 +514,7 @@ def banepa_model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             "TILE_SIZE": 256,
             "EPOCHS": 8,
             "LR": 0.01,
-            "BOUNDARY": False,  # pixel scores below; the engine's end-to-end test covers contact
+            "SEPARATION": False,  # pixel scores below; the engine's end-to-end test covers it
             "OUTPUT": str(folder / "banepa.pt"),
         },
     )

@@ -133,16 +133,16 @@ def test_models_saved_before_new_train_parameters_still_validate(
     provider: Any, tmp_path: Path
 ) -> None:
     """A Processing model saved by 0.1.0 has no value for parameters added since (e.g. the
-    contact strip width): it must still validate and run with the engine's default."""
+    separation strip width): it must still validate and run with the engine's default."""
     text = MODEL.read_text(encoding="utf-8")
-    start = text.index('<Option type="List" name="BOUNDARY_WIDTH">')
+    start = text.index('<Option type="List" name="SEPARATION_WIDTH">')
     end = text.index("</Option>\n        </Option>\n", start) + len(
         "</Option>\n        </Option>\n"
     )
     old = tmp_path / "old.model3"
     old.write_text(text[:start] + text[end:], encoding="utf-8")
     model = load_model(old)
-    assert "BOUNDARY_WIDTH" not in model.childAlgorithm("train").parameterSources()
+    assert "SEPARATION_WIDTH" not in model.childAlgorithm("train").parameterSources()
     assert model.validate()[0], model.validate()[1]
 
 

@@ -176,11 +176,11 @@ def test_index_counts_and_bounds() -> None:
     assert index.count_in((3, 3, 4, 4)) == 0
 
 
-def test_contact_class_lies_exactly_along_a_shared_wall() -> None:
+def test_separation_strip_lies_exactly_along_a_shared_wall() -> None:
     grid = Affine(1, 0, 0, 0, -1, 12)
     index = LabelIndex([px_box(grid, 2, 2, 6, 10), px_box(grid, 6, 2, 10, 10)])
 
-    mask = index.mask(grid, (12, 12), boundary=True)
+    mask = index.mask(grid, (12, 12), separation=True)
 
     want = expected((12, 12), (2, 2, 10, 10))
     want[1:11, 5:7] = 2  # one pixel each side of the wall, and its ends (within 1 px of both)
@@ -189,13 +189,13 @@ def test_contact_class_lies_exactly_along_a_shared_wall() -> None:
     assert np.array_equal(plain, expected((12, 12), (2, 2, 10, 10)))
 
 
-def test_contact_class_fills_a_narrow_gap_but_not_a_wide_one() -> None:
+def test_separation_strip_fills_a_narrow_gap_but_not_a_wide_one() -> None:
     grid = Affine(1, 0, 0, 0, -1, 12)
     narrow = LabelIndex([px_box(grid, 1, 2, 5, 10), px_box(grid, 6, 2, 10, 10)])
     wide = LabelIndex([px_box(grid, 1, 2, 5, 10), px_box(grid, 8, 2, 11, 10)])
 
-    assert np.all(narrow.mask(grid, (12, 12), boundary=True)[2:10, 5] == 2)
-    wide_mask = wide.mask(grid, (12, 12), boundary=True)
+    assert np.all(narrow.mask(grid, (12, 12), separation=True)[2:10, 5] == 2)
+    wide_mask = wide.mask(grid, (12, 12), separation=True)
     assert not (wide_mask == 2).any()
     assert np.array_equal(wide_mask, wide.mask(grid, (12, 12)))
 
@@ -209,12 +209,12 @@ def test_window_masks_equal_the_slices_of_one_big_mask() -> None:
         w, h = rng.integers(2, 9, size=2)
         boxes.append(shapely.affinity.rotate(px_box(grid, c, r, c + w, r + h), rng.uniform(0, 40)))
     index = LabelIndex(boxes)
-    full = index.mask(grid, (64, 64), boundary=True)
+    full = index.mask(grid, (64, 64), separation=True)
     assert (full == 1).any() and (full == 2).any()
 
     for row in range(0, 64, 16):
         for col in range(0, 64, 16):
-            part = index.mask(grid * Affine.translation(col, row), (16, 16), boundary=True)
+            part = index.mask(grid * Affine.translation(col, row), (16, 16), separation=True)
             assert np.array_equal(part, full[row : row + 16, col : col + 16])
 
 

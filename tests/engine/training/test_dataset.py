@@ -39,7 +39,7 @@ def px_box(t: Affine, c0: float, r0: float, c1: float, r1: float) -> Any:
 
 
 def config(rasters: list[Path], labels: Path, **kw: Any) -> TrainConfig:
-    kw.setdefault("boundary", False)  # one class unless a test asks for the contact class
+    kw.setdefault("separation", False)  # one class unless a test asks for the separation
     return TrainConfig(
         rasters=tuple(str(r) for r in rasters), labels=(str(labels),), output="unused.pt", **kw
     )
@@ -287,20 +287,20 @@ def test_cached_and_uncached_items_are_identical(rgb: Path, rgb_labels: Path) ->
         torch.testing.assert_close(a, b)
 
 
-def test_boundary_adds_separation_class(
+def test_separation_adds_the_separation_class(
     raster_factory: Callable[..., Path], labels_factory: Callable[..., Path]
 ) -> None:
     raster = raster_factory("r.tif", np.full((1, 128, 128), 9, np.uint8), crs=UTM, transform=UTM_T)
     geoms = [px_box(UTM_T, c, r, c + 16, r + 20) for c in (10, 26, 74, 90) for r in (10, 70)]
     labels = labels_factory("pairs.gpkg", geoms, crs=UTM)
-    td = build(config([raster], labels, tile_size=64, boundary=True, augment=False))
+    td = build(config([raster], labels, tile_size=64, separation=True, augment=False))
     assert td.classes == ("building", "separation")
     masks = [np.asarray(td.train[i][1]) for i in range(len(td.train))]
     assert any((m == 3).any() for m in masks)  # the shared walls, labelled on both sides
-    assert td.summary["train"]["contact_share"] > 0
-    wide = build(config([raster], labels, tile_size=64, boundary=True, boundary_width_m=1.5))
-    share = td.summary["train"]["contact_share"]
-    assert wide.summary["train"]["contact_share"] == pytest.approx(3 * share, rel=0.25)
+    assert td.summary["train"]["separation_share"] > 0
+    wide = build(config([raster], labels, tile_size=64, separation=True, separation_width_m=1.5))
+    share = td.summary["train"]["separation_share"]
+    assert wide.summary["train"]["separation_share"] == pytest.approx(3 * share, rel=0.25)
     wide_masks = [np.asarray(wide.train[i][1]) for i in range(len(wide.train))]
     strip = [((m == 2) | (m == 3)).sum() for m in masks]
     wide_strip = [((m == 2) | (m == 3)).sum() for m in wide_masks]
@@ -456,7 +456,7 @@ def test_banepa_2x2_gives_both_splits(shared_data: Path) -> None:
         rasters=(str(folder / "banepa_2x2_rgb_jpeg.tif"),),
         labels=(str(folder / "banepa_2x2_buildings.geojson"),),
         output="x.pt",
-        boundary=False,
+        separation=False,
     )
     td = build_training_data(cfg, NullProgress())
     assert len(td.train) > 0 and len(td.val) > 0

@@ -9,7 +9,7 @@ from engine.errors import ConfigError
 from engine.training.losses import IGNORE, LOSS_TERMS, build_loss, targets_for
 
 ONE = ("building",)
-TWO = ("building", "contact")
+TWO = ("building", "separation")
 
 
 def sample_mask() -> torch.Tensor:
@@ -23,13 +23,15 @@ def test_targets_for_maps_classes_to_channels() -> None:
     mask = torch.tensor([[[0, 1], [2, IGNORE]]], dtype=torch.uint8)
     target, valid = targets_for(TWO, mask)
     assert target.shape == (1, 2, 2, 2) and target.dtype == torch.float32
-    assert target[0, 0].tolist() == [[0, 1], [0, 0]]  # building: 1 only (contact is not)
-    assert target[0, 1].tolist() == [[0, 0], [1, 0]]  # contact: 2
+    assert target[0, 0].tolist() == [[0, 1], [0, 0]]  # building: 1 (2 is outside buildings)
+    assert target[0, 1].tolist() == [[0, 0], [1, 0]]  # separation: 2
     assert valid.shape == (1, 1, 2, 2) and valid[0, 0].tolist() == [[True, True], [True, False]]
     one, _ = targets_for(ONE, mask[:, None])  # (N, 1, H, W) masks work too
     assert one.shape == (1, 1, 2, 2) and one[0, 0].tolist() == [[0, 1], [0, 0]]
     with pytest.raises(ConfigError, match="roof"):
         targets_for(("roof",), mask)
+    with pytest.raises(ConfigError, match="contact"):  # old models' class: no longer trained
+        targets_for(("building", "contact"), mask)
 
 
 def test_separation_targets_keep_the_walls_in_the_buildings() -> None:
@@ -37,9 +39,6 @@ def test_separation_targets_keep_the_walls_in_the_buildings() -> None:
     target, valid = targets_for(("building", "separation"), mask)
     assert target[0, 0].tolist() == [[0, 1, 1], [0, 1, 0]]  # building: 1 and the walls
     assert target[0, 1].tolist() == [[0, 0, 1], [1, 1, 0]]  # separation: the whole strip
-    old, _ = targets_for(TWO, mask)  # a contact model: the strip cut out of the buildings
-    assert old[0, 0].tolist() == [[0, 1, 0], [0, 0, 0]]
-    assert old[0, 1].tolist() == [[0, 0, 1], [1, 1, 0]]
 
 
 @pytest.mark.parametrize("name", [*LOSS_TERMS, "bce+dice", "jaccard+bce", "focal+dice"])
