@@ -89,7 +89,8 @@ def vectorize(config: VectorizeConfig, progress: Progress) -> VectorizeResult:
         settings = StageSettings(
             config.threshold, InstanceSettings().with_options(config, config.threshold)
         )
-        grid = (src.width, src.height, ground_resolution_m(src))
+        pixel_m = ground_resolution_m(src) if separation is not None else 0.0  # seeds only
+        grid = (src.width, src.height, pixel_m)
         # seeds + watershed and pieces of blocks side by side on every core (this thread
         # mostly waits for them: 2 cores, 4k raster: 4.0-4.8 s against 4.7-6.0 s with one)
         with BuildingStage(
