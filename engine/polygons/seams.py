@@ -39,7 +39,6 @@ from affine import Affine
 from rasterio import features
 from rasterio.windows import Window
 from shapely.geometry import Polygon
-from skimage import measure
 
 from engine.config import PolygonOptions
 from engine.errors import ConfigError
@@ -282,11 +281,15 @@ class Pieces(NamedTuple):
     cluster_of: np.ndarray
 
 
-def block_pieces(labels: np.ndarray, probability: np.ndarray, col: int, row: int) -> Pieces:
+def block_pieces(
+    labels: np.ndarray, probability: np.ndarray, col: int, row: int, plain: bool = False
+) -> Pieces:
     """The pieces of one window of instance labels whose top-left pixel is (``row``, ``col``)
     of the grid: a function of the window alone, so windows can be cut into pieces in any
     thread (:class:`engine.background.OrderedPool`) before :meth:`SeamJoiner.add_labels` joins
-    them in order."""
+    them in order. ``plain``: the labels are already the pieces (4-connected regions numbered
+    1..n, as :func:`engine.polygons.instances.component_labels` gives), so each piece is its
+    own label and its own touching cluster and no relabelling is needed."""
     building = labels > 0
     if not building.any():
         empty = np.zeros(1, np.int64)
@@ -294,9 +297,12 @@ def block_pieces(labels: np.ndarray, probability: np.ndarray, col: int, row: int
     shift = Affine.translation(col, row)
     # the pieces, numbered, then one outline per number (4-connected regions of one label
     # value are exactly the polygons GDAL traces): no rasterising of the outlines back
-    index = np.asarray(
-        measure.label(labels, background=0, connectivity=1), dtype=np.int32
-    )  # fmt: skip
+    if plain:
+        index = np.asarray(labels, dtype=np.int32)
+    else:
+        from skimage import measure  # the labelled path only: its import and first call cost
+
+        index = np.asarray(measure.label(labels, background=0, connectivity=1), np.int32)
     n = int(index.max())
     outlines: list[dict[str, Any]] = [{}] * n
     for g, value in features.shapes(index, mask=building, connectivity=4, transform=shift):
@@ -305,10 +311,13 @@ def block_pieces(labels: np.ndarray, probability: np.ndarray, col: int, row: int
     flat = index.ravel()
     counts = np.bincount(flat, minlength=n + 1)
     sums = np.bincount(flat, weights=np.clip(probability, 0.0, 1.0).ravel(), minlength=n + 1)
-    label_of = np.zeros(n + 1, np.int64)
-    label_of[flat] = labels.ravel()
-    cluster_of = np.zeros(n + 1, np.int64)
-    cluster_of[flat] = component_labels(building).ravel()
+    if plain:
+        label_of = cluster_of = np.arange(n + 1, dtype=np.int64)
+    else:
+        label_of = np.zeros(n + 1, np.int64)
+        label_of[flat] = labels.ravel()
+        cluster_of = np.zeros(n + 1, np.int64)
+        cluster_of[flat] = component_labels(building).ravel()
     pieces = [Building(g, int(counts[i]), float(sums[i])) for i, g in enumerate(geoms, start=1)]
     return Pieces(index, pieces, label_of, cluster_of)
 
@@ -347,16 +356,18 @@ def cut_labels(
     probability: np.ndarray,
     ring: Ring | None,
     valid: np.ndarray | None = None,
+    *,
+    plain: bool = False,
 ) -> Cut:
     """The pieces of one window of instance labels (0 = none) whose top-left pixel is the
     window's: a function of the window alone, so windows can be cut side by side (threads,
     cluster workers) and joined in order. ``valid`` marks the pixels whose probability counts
-    for the largest value seen (None: none)."""
+    for the largest value seen (None: none); ``plain``: see :func:`block_pieces`."""
     h, w = int(window.height), int(window.width)
     if labels.shape != (h, w) or probability.shape != (h, w):
         raise ValueError(f"Arrays {labels.shape} do not match window {w}x{h}.")
     index, found, label_of, cluster_of = block_pieces(
-        labels, probability, int(window.col_off), int(window.row_off)
+        labels, probability, int(window.col_off), int(window.row_off), plain
     )
     peak = -math.inf
     if valid is not None and valid.any():
@@ -371,7 +382,7 @@ def cut_plain(window: Window, probability: np.ndarray, valid: np.ndarray, thresh
     if probability.shape != (h, w) or valid.shape != (h, w):
         raise ValueError(f"Arrays {probability.shape} do not match window {w}x{h}.")
     labels = component_labels(valid & (probability >= threshold))
-    return cut_labels(window, labels, probability, None, valid & ~np.isnan(probability))
+    return cut_labels(window, labels, probability, None, valid & ~np.isnan(probability), plain=True)
 
 
 def cut_block(
