@@ -1,7 +1,7 @@
 """Make the starter model ``resources/models/footprint-starter.pt``: the one way it is made.
 
     .venv/bin/python scripts/make_starter_model.py [--epochs N] [--loro-epochs N]
-        [--skip-loro] [--only PLACE ...] [--out DIR]
+        [--encoder NAME] [--scale-jitter F] [--skip-loro] [--only PLACE ...] [--out DIR]
 
 Data (``../shared/data`` or ``$FOOTPRINT_DATA``): the Banepa *train* chips (never the test
 chips) and the zoom-20 chips (~15 cm) of the three regions (Zanzibar, Nairobi, Catanduanes).
@@ -182,7 +182,7 @@ def count_windows(places: list[str], work: Path) -> dict[str, Any]:
 
 
 def train_args(
-    places: list[str], work: Path, name: str, epochs: int | None, scale_jitter: float | None
+    places: list[str], work: Path, name: str, epochs: int | None, extra: list[str]
 ) -> list[str]:
     """``python -m engine train`` arguments for the default recipe on ``places``."""
     prepared = [prepare(p, work) for p in places]
@@ -191,14 +191,14 @@ def train_args(
     args += ["--labels", *(str(DATA / PLACES[p][1]) for p in places)]
     args += ["--labelled-area", str(area), "--output", str(work / f"{name}.pt"), "--overwrite"]
     args += ["--epochs", str(epochs)] if epochs else []
-    return args + (["--scale-jitter", str(scale_jitter)] if scale_jitter else [])
+    return args + extra
 
 
 def train_run(
-    places: list[str], work: Path, name: str, epochs: int | None, scale_jitter: float | None
+    places: list[str], work: Path, name: str, epochs: int | None, extra: list[str]
 ) -> dict[str, Any]:
     """Train (or reuse) the model ``name``; the record's training part."""
-    args = train_args(places, work, name, epochs, scale_jitter)
+    args = train_args(places, work, name, epochs, extra)
     model, done = work / f"{name}.pt", work / f"{name}.train.json"
     command = [sys.executable, "-m", "engine", "train", *args, "--events", "json"]
     if model.is_file() and done.is_file():
@@ -486,6 +486,9 @@ def main() -> int:
     parser.add_argument(
         "--scale-jitter", type=float, default=None, help="train's --scale-jitter (all runs)."
     )
+    parser.add_argument(
+        "--encoder", default=None, help="train's --encoder (all runs; default: train's)."
+    )
     parser.add_argument("--skip-loro", action="store_true")
     parser.add_argument("--skip-final", action="store_true")
     parser.add_argument(
@@ -511,8 +514,10 @@ def main() -> int:
     os.chdir(ROOT)
     command = "python scripts/make_starter_model.py " + shlex.join(sys.argv[1:])
     places = ["banepa", *REGIONS]
+    extra = ["--scale-jitter", str(args.scale_jitter)] if args.scale_jitter else []
+    extra += ["--encoder", args.encoder] if args.encoder else []
     if not args.skip_final:
-        trained = train_run(places, work, "final", args.epochs, args.scale_jitter)
+        trained = train_run(places, work, "final", args.epochs, extra)
         windows = count_windows(places, work)
         log(f"windows per place: {windows}")
         test = banepa_test(work / "final.pt", work)
@@ -531,7 +536,7 @@ def main() -> int:
             others = [p for p in places if p != region]
             name = f"loro_{region}{args.tag}"
             epochs = args.loro_epochs or args.epochs
-            trained = train_run(others, work, name, epochs, args.scale_jitter)
+            trained = train_run(others, work, name, epochs, extra)
             if region == "banepa":
                 result = {"banepa_test": banepa_test(work / f"{name}.pt", work)}
             else:
