@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -538,3 +541,27 @@ def test_buildings_scoring_below_low_confidence_are_marked(
     assert none["low_confidence"].tolist() == [0, 0]
     with pytest.raises(ConfigError, match="low_confidence must be from 0 to 1"):
         _run(raster, tmp_path / "x.gpkg", low_confidence=1.5)
+
+
+def test_a_plain_mask_never_imports_scikit_image(
+    raster_factory: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Seeds and watershed are for probability rasters with a separation class: a plain
+    mask's vectorize runs without importing scikit-image (its import is ~0.1 s of the
+    command), and writes the same buildings."""
+    mask, _ = _shapes_mask()
+    raster, out = raster_factory("m.tif", mask), tmp_path / "b.gpkg"
+    code = (
+        "import json, sys\n"
+        "from engine.cli import main\n"
+        f"rc = main(['vectorize', '--raster', {str(raster)!r}, '--output', {str(out)!r},"
+        " '--threshold', '0.5', '--events', 'quiet'])\n"
+        "print(json.dumps({'rc': rc, 'skimage': 'skimage' in sys.modules}))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300
+    )
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report == {"rc": 0, "skimage": False}, done.stderr
+    assert len(gpd.read_file(out)) == 5
