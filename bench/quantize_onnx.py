@@ -14,6 +14,7 @@ docs/benchmarks/runtimes/<tag>.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -84,16 +85,17 @@ def quantize(model: Path, out: Path, windows: list[np.ndarray], work: Path) -> N
     source = onnx.load(str(model))
     name = source.graph.input[0].name
     prepared = work / "prepared.onnx"
-    quant_pre_process(str(model), str(prepared), skip_symbolic_shape=True)
-    quantize_static(
-        str(prepared),
-        str(out),
-        Reader(name),
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-    )
+    with contextlib.chdir(work):  # the pre-processing leaves temporary files in the cwd
+        quant_pre_process(str(model), str(prepared), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepared),
+            str(out),
+            Reader(name),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
     quantized = onnx.load(str(out))
     del quantized.metadata_props[:]
     quantized.metadata_props.extend(source.metadata_props)
@@ -107,7 +109,7 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=32)
     parser.add_argument("--work", default="/tmp/footprint-int8")
     args = parser.parse_args()
-    fp32, work = Path(args.model), Path(args.work)
+    fp32, work = Path(args.model).absolute(), Path(args.work).absolute()
     work.mkdir(parents=True, exist_ok=True)
     int8 = work / "int8.onnx"
     windows = calibration_windows(fp32, work, args.windows)
