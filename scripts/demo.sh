@@ -9,6 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# the engine setup.sh made (FOOTPRINT_VENV: elsewhere, as setup.sh allows)
+export FOOTPRINT_PYTHON=${FOOTPRINT_PYTHON:-${FOOTPRINT_VENV:-$(pwd)/.venv}/bin/python}
 DATA=${1:-}
 OUT=${2:-out/demo}
 EPOCHS=${FOOTPRINT_DEMO_EPOCHS:-8}
@@ -17,7 +19,7 @@ if [ -z "$DATA" ]; then
   DATA=${FOOTPRINT_DATA:-../shared/data}/banepa
   if [ ! -d "$DATA/train" ]; then
     echo; echo "==> $DATA not found: generating a small synthetic example scene in $OUT/example"
-    .venv/bin/python -m tools.example "$OUT/example" > /dev/null
+    "$FOOTPRINT_PYTHON" -m tools.example "$OUT/example" > /dev/null
     DATA=$OUT/example
   fi
 fi
@@ -49,7 +51,7 @@ echo; echo "==> footprint:evaluate against $LABELS on the test chips' extent"
 step evaluate footprint:evaluate -- PREDICTED="$OUT/buildings.gpkg" REFERENCE="$LABELS" \
     AREA="$OUT/test.vrt" OUTPUT="$OUT/evaluation.gpkg" REPORT="$OUT/scores.json"
 
-.venv/bin/python -m tools.preview --raster "$OUT/test.vrt" --predicted "$OUT/buildings.gpkg" \
+"$FOOTPRINT_PYTHON" -m tools.preview --raster "$OUT/test.vrt" --predicted "$OUT/buildings.gpkg" \
     --reference "$LABELS" --output "$OUT/preview.png" --max-side 1600 --overwrite > /dev/null
 
 echo; echo "==> Scores on the test area"

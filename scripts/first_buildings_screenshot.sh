@@ -33,7 +33,7 @@ EOF
 ln -sfn "$ROOT" "$WORK/plugins/footprint"
 printf '[PythonPlugins]\nfootprint=true\n' >"$WORK/profiles/profiles/default/QGIS/QGIS3.ini"
 export QGIS_PLUGINPATH="$WORK/plugins"
-export FOOTPRINT_PYTHON=${FOOTPRINT_PYTHON:-$ROOT/.venv/bin/python}
+export FOOTPRINT_PYTHON=${FOOTPRINT_PYTHON:-${FOOTPRINT_VENV:-$ROOT/.venv}/bin/python}
 export FOOTPRINT_REPO=$ROOT
 export FOOTPRINT_SCREENSHOT=${FOOTPRINT_SCREENSHOT:-$ROOT/docs/images/first_buildings.png}
 export FOOTPRINT_SCREENSHOT_XYZ="type=xyz&url=file://$WORK/tiles/{z}/{x}/{y}.png&zmax=20&zmin=0"
