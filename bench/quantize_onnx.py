@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import datetime
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,14 +27,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from make_starter_model import BANEPA_TEST, DATA, PLACES, scores  # noqa: E402
-from runtimes import bare_speeds  # noqa: E402
+from runtimes import bare_speeds, save_record  # noqa: E402
 
 from engine.config import DetectConfig  # noqa: E402
 from engine.detect import detect  # noqa: E402
 from engine.events import NullProgress  # noqa: E402
 from engine.geo.rasters import resolve_raster  # noqa: E402
 from engine.inference.onnxnet import OnnxNetwork  # noqa: E402
-from engine.models.device import describe_cpu  # noqa: E402
 
 BANEPA_TRAIN = "banepa/train/oam"
 
@@ -130,18 +127,7 @@ def main() -> None:
             f" size {row['bytes'] / 2**20:.1f} MiB",
             flush=True,
         )
-    record = {
-        "tag": args.tag,
-        "date": datetime.date.today().isoformat(),
-        "cpu": describe_cpu(),
-        "model": str(fp32),
-        "calibration_windows": len(windows),
-        "command": " ".join(["python", *sys.argv]),
-        "rows": rows,
-    }
-    dest = ROOT / "docs" / "benchmarks" / "runtimes" / f"{args.tag}.json"
-    dest.write_text(json.dumps(record, indent=1, default=str) + "\n")
-    print(f"wrote {dest}")
+    save_record(args.tag, str(fp32), rows, calibration_windows=len(windows))
 
 
 if __name__ == "__main__":

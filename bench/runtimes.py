@@ -98,18 +98,26 @@ def main() -> None:
             f" {row['detect_s']:.1f} s bare {speed:.2f} Mpx/s",
             flush=True,
         )
+    save_record(args.tag, str(pt), rows)
+
+
+def save_record(tag: str, model: str, rows: list[dict[str, Any]], **extra: Any) -> Path:
+    """Write docs/benchmarks/runtimes/<tag>.json: the rows with the date, CPU, model, command
+    and ``extra`` fields."""
     record = {
-        "tag": args.tag,
+        "tag": tag,
         "date": datetime.date.today().isoformat(),
         "cpu": describe_cpu(),
-        "model": str(pt),
+        "model": model,
+        **extra,
         "command": " ".join(["python", *sys.argv]),
         "rows": rows,
     }
-    dest = ROOT / "docs" / "benchmarks" / "runtimes" / f"{args.tag}.json"
+    dest = ROOT / "docs" / "benchmarks" / "runtimes" / f"{tag}.json"
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(record, indent=1, default=str) + "\n")
     print(f"wrote {dest}")
+    return dest
 
 
 if __name__ == "__main__":
