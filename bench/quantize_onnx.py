@@ -35,8 +35,6 @@ from engine.events import NullProgress  # noqa: E402
 from engine.geo.rasters import resolve_raster  # noqa: E402
 from engine.inference.onnxnet import OnnxNetwork  # noqa: E402
 
-BANEPA_TRAIN = "banepa/train/oam"
-
 
 def calibration_windows(model: Path, work: Path, limit: int) -> list[np.ndarray]:
     """The first ``limit`` windows (1 x C x 512 x 512, normalised) that detect feeds the
@@ -50,7 +48,7 @@ def calibration_windows(model: Path, work: Path, limit: int) -> list[np.ndarray]
                 seen.append(np.array(window[None], dtype=np.float32))
         return original(self, batch, tta)
 
-    train = resolve_raster(str(DATA / BANEPA_TRAIN), workdir=str(work))
+    train = resolve_raster(str(DATA / PLACES["banepa"][0]), workdir=str(work))
     config = DetectConfig(train, str(model), str(work / "calibration.gpkg"), window=512)
     OnnxNetwork.probabilities = recording  # type: ignore[method-assign]
     try:

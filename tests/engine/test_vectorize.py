@@ -548,7 +548,7 @@ def test_a_plain_mask_never_imports_scikit_image(
 ) -> None:
     """Seeds and watershed are for probability rasters with a separation class: a plain
     mask's vectorize runs without importing scikit-image (its import is ~0.1 s of the
-    command), and writes the same buildings."""
+    command) and still writes its buildings."""
     mask, _ = _shapes_mask()
     raster, out = raster_factory("m.tif", mask), tmp_path / "b.gpkg"
     code = (
