@@ -1,0 +1,174 @@
+"""How well the validation windows choose a model's seed settings (issue 29).
+
+    .venv/bin/python bench/settings_choice.py MODEL:SEED [MODEL:SEED ...] [--out FILE.json]
+
+For each Banepa model trained by ``bench/accuracy.py --recipe default --set seed=SEED``:
+detects once on the Banepa test chips (probability kept), then vectorizes and scores that
+probability with every setting of train's grid (building thresholds 0.4 and 0.5 x
+:data:`engine.training.postprocess.SEEDS` x ``EROSIONS`` x ``MIN_SEEDS``). It rebuilds the
+model's validation windows (the same split and weights as in training) and scores the same
+grid there twice: window by window, as training does, and with the adjacent windows stitched
+into blocks, so that fewer buildings are cut by a window's edge. Prints, per model, the test
+building F1 of the settings chosen each way, the best the grid reaches on the test chips (an
+oracle), and the correlation of each validation score with the test score over the grid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from accuracy import DATA, DATASETS, _config, _labels  # noqa: E402
+
+from engine.config import DetectConfig, EvaluateConfig, VectorizeConfig  # noqa: E402
+from engine.detect import detect  # noqa: E402
+from engine.evaluate import evaluate  # noqa: E402
+from engine.events import NullProgress  # noqa: E402
+from engine.geo.rasters import resolve_raster  # noqa: E402
+from engine.models.modelfile import load_model  # noqa: E402
+from engine.polygons.instances import InstanceSettings, label_instances  # noqa: E402
+from engine.scoring.buildings import (  # noqa: E402
+    IGNORE,
+    BuildingCounts,
+    count_matches,
+    reference_instances,
+)
+from engine.train import Loop, build_training_data, resolve_encoder_weights  # noqa: E402
+from engine.training.postprocess import (  # noqa: E402
+    EROSIONS,
+    MIN_AREA_M2,
+    MIN_SEEDS,
+    SEEDS,
+    ValidationWindows,
+)
+from engine.training.state import seed_everything  # noqa: E402
+from engine.vectorize import vectorize  # noqa: E402
+
+GRID = [InstanceSettings(*s) for s in itertools.product((0.4, 0.5), SEEDS, EROSIONS, MIN_SEEDS)]
+
+
+def key(s: InstanceSettings) -> str:
+    return f"{s.threshold} {s.seed_threshold} {s.seed_erosion_m} {s.min_seed_m2}"
+
+
+def test_scores(model: str, work: Path) -> dict[str, Any]:
+    """Test building F1, merges and splits with the model's own settings (``own``) and with
+    every setting of the grid."""
+    data = DATASETS["banepa"]
+    labels = str(_labels(data))
+    raster = resolve_raster(str(DATA / data.test), workdir=str(work))
+    prob, out = work / "probability.tif", work / "buildings.gpkg"
+    detect(DetectConfig(raster, model, str(out), keep_probability=str(prob)), NullProgress())
+
+    def score() -> list[float]:
+        s = evaluate(EvaluateConfig(str(out), labels, area=str(prob)), NullProgress())
+        return [s["object_f1"], s["merges"], s["splits"]]
+
+    found = {"own": score()}
+    for s in GRID:
+        config = VectorizeConfig(
+            str(prob),
+            str(out),
+            overwrite=True,
+            threshold=s.threshold,
+            seed_threshold=s.seed_threshold,
+            seed_erosion_m=s.seed_erosion_m,
+            min_seed_m2=s.min_seed_m2,
+        )
+        vectorize(config, NullProgress())
+        found[key(s)] = score()
+    return found
+
+
+def validation(model: str, seed: int, work: Path) -> tuple[ValidationWindows, list[tuple]]:
+    """The model's validation windows as training scored them, and the same stitched into
+    blocks of adjacent windows: (probabilities, reference instances, valid) per block."""
+    (work / "train").mkdir(exist_ok=True)
+    config = _config(DATASETS["banepa"], "default", [f"seed={seed}"], work)
+    config = replace(config, encoder_weights=resolve_encoder_weights(config))
+    seed_everything(seed)
+    data = build_training_data(config, NullProgress())
+    loop = Loop(config, data, torch.device("cpu"))
+    loop.bare.load_state_dict(load_model(model)[0].state_dict())
+    windows = loop.validate(NullProgress()).windows
+    assert windows is not None, "a model with a separation class"
+    refs, tile = data.val.windows[: len(windows)], config.tile_size
+    blocks = []
+    for raster in sorted({r.raster for r in refs}):
+        idx = [i for i, r in enumerate(refs) if r.raster == raster]
+        rows = np.array([refs[i].row // tile for i in idx])
+        cols = np.array([refs[i].col // tile for i in idx])
+        cells = np.zeros((rows.max() - rows.min() + 1, cols.max() - cols.min() + 1), int)
+        cells[rows - rows.min(), cols - cols.min()] = np.arange(len(idx)) + 1
+        groups, n = ndimage.label(cells > 0)
+        for g in range(1, n + 1):
+            rr, cc = np.nonzero(groups == g)
+            shape = ((rr.max() - rr.min() + 1) * tile, (cc.max() - cc.min() + 1) * tile)
+            prob = np.zeros((2, *shape), np.float32)
+            mask = np.full(shape, IGNORE, np.uint8)
+            for r, c in zip(rr, cc, strict=True):
+                i = idx[cells[r, c] - 1]
+                y, x = (r - rr.min()) * tile, (c - cc.min()) * tile
+                prob[:, y : y + tile, x : x + tile] = windows.probabilities[i]
+                mask[y : y + tile, x : x + tile] = data.val.read(i)[1]
+            blocks.append((prob, reference_instances(mask), mask != IGNORE))
+    return windows, blocks
+
+
+def stitched_f1(blocks: list[tuple], s: InstanceSettings, pixel_m: float) -> float:
+    params, smallest = s.params(pixel_m), MIN_AREA_M2 / pixel_m**2
+    total = BuildingCounts()
+    for prob, ref, valid in blocks:
+        labels = label_instances(prob[0], prob[1], valid, params)
+        sizes = np.bincount(labels.ravel())
+        total += count_matches(np.where(sizes[labels] >= smallest, labels, 0), ref, valid)
+    return total.f1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("models", nargs="+", help="MODEL.pt:SEED")
+    parser.add_argument("--out", type=Path, default=None, help="Write every score as JSON.")
+    args = parser.parse_args()
+    record: dict[str, Any] = {}
+    for item in args.models:
+        model, seed = item.rsplit(":", 1)
+        with tempfile.TemporaryDirectory(prefix="footprint-settings-") as tmp:
+            test = test_scores(model, Path(tmp))
+            windows, blocks = validation(model, int(seed), Path(tmp))
+        val = {key(s): windows.score(s).f1 for s in GRID}
+        stitched = {key(s): stitched_f1(blocks, s, windows.pixel_size_m) for s in GRID}
+        record[model] = {"test": test, "windows": val, "stitched": stitched}
+        keys = [key(s) for s in GRID]
+        f1 = np.array([test[k][0] for k in keys])
+        line = [f"{Path(model).stem}: its own settings {test['own'][0]:.3f}"]
+        for name, scores in (("windows", val), ("stitched", stitched)):
+            v = np.array([scores[k] for k in keys])
+            pick = keys[int(np.argmax(v))]
+            line.append(
+                f"{name} pick ({pick}) {test[pick][0]:.3f}, merges/splits"
+                f" {test[pick][1]}/{test[pick][2]}, corr {np.corrcoef(v, f1)[0, 1]:.2f}"
+            )
+        line.append(f"test oracle {f1.max():.3f} ({keys[int(np.argmax(f1))]})")
+        print(" | ".join(line), flush=True)
+    if args.out:
+        args.out.write_text(json.dumps(record, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
