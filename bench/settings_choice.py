@@ -66,7 +66,7 @@ def key(s: InstanceSettings) -> str:
     return f"{s.threshold} {s.seed_threshold} {s.seed_erosion_m} {s.min_seed_m2}"
 
 
-def test_scores(model: str, work: Path) -> dict[str, Any]:
+def scores_on_test(model: str, work: Path) -> dict[str, Any]:
     """Test building F1, merges and splits with the model's own settings (``own``) and with
     every setting of the grid."""
     data = DATASETS["banepa"]
@@ -167,7 +167,7 @@ def main() -> int:
     for item in args.models:
         model, seed = item.rsplit(":", 1)
         with tempfile.TemporaryDirectory(prefix="footprint-settings-") as tmp:
-            test = test_scores(model, Path(tmp))
+            test = scores_on_test(model, Path(tmp))
             windows, blocks, trained_on = validation(model, int(seed), Path(tmp))
         val = {key(s): windows.score(s).f1 for s in GRID}
         stitched = {key(s): stitched_f1(blocks, s, windows.pixel_size_m) for s in GRID}
