@@ -1,6 +1,6 @@
 """On a place left out: test-time augmentation, and seed settings chosen on the place itself.
 
-    .venv/bin/python bench/place_settings.py MODEL.pt REGION [--out FILE.json]
+    .venv/bin/python bench/place_settings.py MODEL.pt REGION [--no-tta] [--out FILE.json]
 
 ``MODEL`` is a leave-one-out model of ``scripts/make_starter_model.py`` that never saw
 ``REGION`` (zanzibar, nairobi or catanduanes). On the region's z20 and z21 chips, scored as
@@ -45,6 +45,7 @@ def main() -> int:
     parser.add_argument("model", type=Path)
     parser.add_argument("region", choices=("zanzibar", "nairobi", "catanduanes"))
     parser.add_argument("--out", type=Path, default=None, help="Write every score as JSON.")
+    parser.add_argument("--no-tta", action="store_true", help="Skip the detect with --tta.")
     args = parser.parse_args()
     spec = read_spec(args.model)
     labels = starter.DATA / starter.PLACES[args.region][1]
@@ -56,7 +57,7 @@ def main() -> int:
         for zoom in ZOOMS:
             chips = starter.DATA / "regions" / args.region / zoom
             raster = starter.resolve_raster(str(chips), workdir=str(work))
-            for tta in (False, True):
+            for tta in (False,) if args.no_tta else (False, True):
                 out = work / f"{zoom}-{tta}"
                 found = starter.scores(raster, args.model, labels, area, z19, out, tta=tta)
                 record["detect"][f"{zoom} tta={tta}"] = found
