@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 from skimage.segmentation import watershed
 
 from engine.polygons.instances import component_labels
@@ -70,18 +71,45 @@ def count_matches(
     the ``valid`` pixels. Above 0.5 a region of one label image has at most one partner in
     the other, so the matching is one-to-one without a search (``evaluate``'s polygons use
     >= 0.5; the two differ only at exactly one half)."""
+    pred_ids, ref_ids, pairs = _matches(predicted, reference, valid)
+    return BuildingCounts(len(pairs[0]), len(pred_ids), len(ref_ids))
+
+
+def count_whole_matches(
+    predicted: np.ndarray, reference: np.ndarray, valid: np.ndarray
+) -> BuildingCounts:
+    """:func:`count_matches` over the buildings that the window shows whole: a building cut by
+    the window's edge or by its invalid pixels (predicted or reference), and its partner if it
+    has one, are not counted. A cut building is a piece of unknown size; counting it scores the
+    settings by how they treat pieces (a large seed erosion loses them), not buildings."""
+    pred_ids, ref_ids, (pred_of, ref_of) = _matches(predicted, reference, valid)
+    rim = valid & ~ndimage.binary_erosion(valid, border_value=0)
+    cut_pred = np.intersect1d(predicted[rim], pred_ids)
+    cut_ref = np.intersect1d(reference[rim], ref_ids)
+    cut_pair = np.isin(pred_of, cut_pred) | np.isin(ref_of, cut_ref)
+    dropped_pred = np.union1d(cut_pred, pred_of[cut_pair])
+    dropped_ref = np.union1d(cut_ref, ref_of[cut_pair])
+    return BuildingCounts(
+        int((~cut_pair).sum()), len(pred_ids) - len(dropped_pred), len(ref_ids) - len(dropped_ref)
+    )
+
+
+def _matches(
+    predicted: np.ndarray, reference: np.ndarray, valid: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """The predicted and the reference building labels seen in ``valid`` pixels, and the
+    pairs (predicted labels, reference labels) that overlap at IoU above 0.5."""
     pred = np.where(valid, predicted, 0).ravel().astype(np.int64)
     ref = np.where(valid, reference, 0).ravel().astype(np.int64)
     pred_ids, pred = np.unique(pred, return_inverse=True)
     ref_ids, ref = np.unique(ref, return_inverse=True)
-    n_pred = len(pred_ids) - int(pred_ids[0] == 0)
-    n_ref = len(ref_ids) - int(ref_ids[0] == 0)
-    if n_pred == 0 or n_ref == 0:
-        return BuildingCounts(0, n_pred, n_ref)
+    none = np.zeros(0, np.int64)
+    if len(pred_ids) == int(pred_ids[0] == 0) or len(ref_ids) == int(ref_ids[0] == 0):
+        return pred_ids[pred_ids > 0], ref_ids[ref_ids > 0], (none, none)
     pred_area = np.bincount(pred)
     ref_area = np.bincount(ref)
     both = (pred_ids[pred] > 0) & (ref_ids[ref] > 0)
     pairs, inter = np.unique(pred[both] * len(ref_ids) + ref[both], return_counts=True)
     p, r = pairs // len(ref_ids), pairs % len(ref_ids)
-    iou = inter / (pred_area[p] + ref_area[r] - inter)
-    return BuildingCounts(int((iou > 0.5).sum()), n_pred, n_ref)
+    match = inter / (pred_area[p] + ref_area[r] - inter) > 0.5
+    return pred_ids[pred_ids > 0], ref_ids[ref_ids > 0], (pred_ids[p[match]], ref_ids[r[match]])

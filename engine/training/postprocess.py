@@ -5,8 +5,11 @@ of (up to :data:`MAX_WINDOWS`) validation windows with their masks. Every epoch 
 scored with fixed settings, :data:`EPOCH_SETTINGS` (``val_building_f1``, the best of those
 few, so a model that is still calibrated low is not scored 0: the best epoch is chosen by
 it); after training, :func:`choose_settings` tries the coarse :func:`grid` on the best
-epoch's windows and keeps the settings with the highest building F1 (ties: the earlier; a
-model that no setting separates keeps :data:`DEFAULT` at the threshold best for pixel IoU).
+epoch's windows and keeps the settings with the highest building F1 over the buildings the
+windows show whole (ties: the earlier; a model that no setting separates keeps
+:data:`DEFAULT` at the threshold best for pixel IoU). A 256-px window cuts most buildings it
+holds; scored on the pieces, the choice favoured small seeds that keep pieces and split whole
+roofs (docs/BENCHMARKS.md, *Run to run*).
 Building thresholds are only tried where validation pixel IoU is within :data:`IOU_SLACK` of
 its best (:func:`thresholds_near`), so separating buildings never costs the building mask.
 Windows are labelled alone (no halo): their edges cut buildings alike in the prediction and
@@ -23,7 +26,13 @@ import numpy as np
 
 from engine.config import PolygonOptions
 from engine.polygons.instances import InstanceSettings, label_instances
-from engine.scoring.buildings import IGNORE, BuildingCounts, count_matches, reference_instances
+from engine.scoring.buildings import (
+    IGNORE,
+    BuildingCounts,
+    count_matches,
+    count_whole_matches,
+    reference_instances,
+)
 
 #: Predicted buildings smaller than this are not counted (detect's default minimum area).
 MIN_AREA_M2 = float(next(f.default for f in fields(PolygonOptions) if f.name == "min_area_m2"))  # type: ignore[arg-type]
@@ -35,6 +44,8 @@ MAX_WINDOWS = 96
 DEFAULT = InstanceSettings()
 #: What every epoch is scored with (the best of these).
 EPOCH_SETTINGS = tuple(replace(DEFAULT, seed_threshold=s) for s in (0.6, 0.75, 0.9))
+#: Fewer whole buildings than this in the validation windows: settings are chosen on all.
+MIN_WHOLE = 30
 #: How much validation pixel IoU a building threshold may cost against the best one.
 IOU_SLACK = 0.01
 #: The grid tried after training: building thresholds (with the pixel-IoU one), seed
@@ -85,9 +96,11 @@ class ValidationWindows:
         """The epoch's building F1: the best over :data:`EPOCH_SETTINGS`."""
         return max(self.score(s).f1 for s in EPOCH_SETTINGS)
 
-    def score(self, settings: InstanceSettings) -> BuildingCounts:
-        """Building matches over the kept windows with ``settings``; predicted buildings
+    def score(self, settings: InstanceSettings, whole: bool = False) -> BuildingCounts:
+        """Building matches over the kept windows with ``settings`` (``whole``: only of the
+        buildings no window edge cuts, :func:`count_whole_matches`); predicted buildings
         smaller than detect's default minimum area are dropped first, as detect drops them."""
+        count = count_whole_matches if whole else count_matches
         params = settings.params(self.pixel_size_m)
         smallest = MIN_AREA_M2 / self.pixel_size_m**2
         total = BuildingCounts()
@@ -96,20 +109,23 @@ class ValidationWindows:
             labels = label_instances(b, s, valid, params)
             sizes = np.bincount(labels.ravel())
             labels = np.where(sizes[labels] >= smallest, labels, 0)
-            total += count_matches(labels, ref, valid)
+            total += count(labels, ref, valid)
         return total
 
 
 def choose_settings(
     windows: ValidationWindows, threshold: float, candidates: list[InstanceSettings] | None = None
 ) -> tuple[InstanceSettings, BuildingCounts]:
-    """The settings with the highest building F1 on ``windows``: :data:`DEFAULT` at
+    """The settings with the highest building F1 on the buildings ``windows`` show whole (on
+    all their buildings if fewer than :data:`MIN_WHOLE` are whole): :data:`DEFAULT` at
     ``threshold`` (the pixel-IoU threshold) unless one of ``candidates`` (default: the
-    :func:`grid` at ``threshold``) scores higher."""
+    :func:`grid` at ``threshold``) scores higher. Returns them with their counts over all the
+    windows' buildings (what training reports)."""
     best = replace(DEFAULT, threshold=threshold)
-    best_counts = windows.score(best)
+    whole = windows.score(best, whole=True).reference >= MIN_WHOLE
+    best_f1 = windows.score(best, whole=whole).f1
     for settings in grid([threshold]) if candidates is None else candidates:
-        counts = windows.score(settings)
-        if counts.f1 > best_counts.f1:
-            best, best_counts = settings, counts
-    return best, best_counts
+        f1 = windows.score(settings, whole=whole).f1
+        if f1 > best_f1:
+            best, best_f1 = settings, f1
+    return best, windows.score(best)

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.scoring.buildings import BuildingCounts, count_matches, reference_instances
+from engine.scoring.buildings import (
+    BuildingCounts,
+    count_matches,
+    count_whole_matches,
+    reference_instances,
+)
 
 
 def two_houses_mask() -> np.ndarray:
@@ -44,3 +49,49 @@ def test_ignored_pixels_take_no_part() -> None:
     pred = truth.copy()
     pred[pred == truth[5, 17]] = 0
     assert count_matches(pred, truth, valid) == BuildingCounts(1, 1, 1)
+
+
+def houses_in_a_window() -> np.ndarray:
+    """Three houses in a 20 x 30 window: two whole, one cut by the right edge."""
+    labels = np.zeros((20, 30), np.int32)
+    labels[3:9, 3:9] = 1
+    labels[12:18, 3:11] = 2
+    labels[5:12, 24:30] = 3  # reaches the window's edge
+    return labels
+
+
+def test_whole_matches_leave_out_buildings_cut_by_the_edge() -> None:
+    truth = houses_in_a_window()
+    valid = np.ones(truth.shape, bool)
+    assert count_matches(truth, truth, valid) == BuildingCounts(3, 3, 3)
+    assert count_whole_matches(truth, truth, valid) == BuildingCounts(2, 2, 2)
+    missed_piece = np.where(truth == 3, 0, truth)  # the cut house not found
+    assert count_matches(missed_piece, truth, valid) == BuildingCounts(2, 2, 3)
+    assert count_whole_matches(missed_piece, truth, valid) == BuildingCounts(2, 2, 2)
+    stray_piece = truth.copy()
+    stray_piece[0:3, 15:20] = 4  # a false piece at the top edge: not counted
+    assert count_whole_matches(stray_piece, truth, valid) == BuildingCounts(2, 2, 2)
+    stray_whole = truth.copy()
+    stray_whole[12:16, 15:20] = 4  # a whole false building: counted
+    assert count_whole_matches(stray_whole, truth, valid) == BuildingCounts(2, 3, 2)
+
+
+def test_whole_matches_leave_out_a_pair_when_one_side_is_cut() -> None:
+    truth = houses_in_a_window()
+    valid = np.ones(truth.shape, bool)
+    short = truth.copy()
+    short[:, 29] = 0  # the prediction of the cut house stops a pixel short of the edge
+    assert count_whole_matches(short, truth, valid) == BuildingCounts(2, 2, 2)
+    merged = truth.copy()
+    merged[3:18, 3:11] = 1  # houses 1 and 2 as one: both references stay, no match
+    assert count_whole_matches(merged, truth, valid) == BuildingCounts(0, 1, 2)
+
+
+def test_whole_matches_take_invalid_pixels_as_an_edge() -> None:
+    truth = houses_in_a_window()
+    valid = np.ones(truth.shape, bool)
+    valid[:, 6:] = False  # unlabelled from column 6: houses 1 and 2 cut, house 3 unseen
+    assert count_matches(truth, truth, valid) == BuildingCounts(2, 2, 2)
+    assert count_whole_matches(truth, truth, valid) == BuildingCounts(0, 0, 0)
+    valid[11:19, 2:12] = True  # a labelled margin around house 2: it is whole
+    assert count_whole_matches(truth, truth, valid) == BuildingCounts(1, 1, 1)

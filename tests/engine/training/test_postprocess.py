@@ -1,8 +1,21 @@
-"""Seed settings chosen on validation: which building thresholds may be tried."""
+"""Seed settings chosen on validation: which building thresholds may be tried, and on which
+buildings the settings are compared."""
 
 from __future__ import annotations
 
-from engine.training.postprocess import IOU_SLACK, THRESHOLDS, grid, thresholds_near
+from dataclasses import replace
+
+from engine.polygons.instances import InstanceSettings
+from engine.scoring.buildings import BuildingCounts
+from engine.training.postprocess import (
+    DEFAULT,
+    IOU_SLACK,
+    MIN_WHOLE,
+    THRESHOLDS,
+    choose_settings,
+    grid,
+    thresholds_near,
+)
 
 
 def test_only_thresholds_that_keep_pixel_iou_are_tried() -> None:
@@ -22,3 +35,38 @@ def test_only_thresholds_that_keep_pixel_iou_are_tried() -> None:
     assert sorted(by_threshold) == [0.4, 0.45, 0.5]
     assert all(len(combos) == 30 for combos in by_threshold.values())
     assert len(settings) == 90
+
+
+class FakeWindows:
+    """Validation windows whose scores are given: all buildings and the whole ones."""
+
+    def __init__(self, scores: dict[float, tuple[BuildingCounts, BuildingCounts]]) -> None:
+        self.scores = scores  # by seed erosion: (all buildings, whole buildings)
+
+    def score(self, settings: InstanceSettings, whole: bool = False) -> BuildingCounts:
+        return self.scores[settings.seed_erosion_m][int(whole)]
+
+
+def test_settings_are_chosen_on_whole_buildings() -> None:
+    # erosion 1.0 loses the pieces at the windows' edges (lower on all buildings) but
+    # separates the whole ones better
+    pieces_kept, pieces_lost = BuildingCounts(80, 100, 100), BuildingCounts(70, 100, 100)
+    scores = {
+        DEFAULT.seed_erosion_m: (pieces_kept, BuildingCounts(30, 50, 50)),
+        1.0: (pieces_lost, BuildingCounts(40, 50, 50)),
+    }
+    candidates = [InstanceSettings(0.5, 0.9, 1.0, 4.0)]
+    chosen, counts = choose_settings(FakeWindows(scores), 0.5, candidates)  # type: ignore[arg-type]
+    assert chosen == candidates[0]
+    assert counts == pieces_lost  # reported over all the windows' buildings
+
+
+def test_too_few_whole_buildings_choose_on_all() -> None:
+    few = MIN_WHOLE - 1
+    scores = {
+        DEFAULT.seed_erosion_m: (BuildingCounts(80, 100, 100), BuildingCounts(1, few, few)),
+        1.0: (BuildingCounts(70, 100, 100), BuildingCounts(few, few, few)),
+    }
+    candidates = [InstanceSettings(0.5, 0.9, 1.0, 4.0)]
+    chosen, _ = choose_settings(FakeWindows(scores), 0.5, candidates)  # type: ignore[arg-type]
+    assert chosen == replace(DEFAULT, threshold=0.5)
