@@ -7,8 +7,9 @@ detects once on the Banepa test chips (probability kept), then vectorizes and sc
 probability with every setting of train's grid (building thresholds 0.4 and 0.5 x
 :data:`engine.training.postprocess.SEEDS` x ``EROSIONS`` x ``MIN_SEEDS``). It rebuilds the
 model's validation windows (the same split and weights as in training) and scores the same
-grid there twice: window by window, as training does, and with the adjacent windows stitched
-into blocks, so that fewer buildings are cut by a window's edge; and on the model's own
+grid there: window by window over all buildings (as training did until 2026-12-04), over the
+buildings the windows show whole (as training does since), and with the adjacent windows
+stitched into blocks, so that fewer buildings are cut by a window's edge; and on the model's own
 training windows (not augmented), ten times as many. Prints, per model, the test
 building F1 of the settings chosen each way, the best the grid reaches on the test chips (an
 oracle), and the correlation of each validation score with the test score over the grid.
@@ -170,13 +171,21 @@ def main() -> int:
             test = scores_on_test(model, Path(tmp))
             windows, blocks, trained_on = validation(model, int(seed), Path(tmp))
         val = {key(s): windows.score(s).f1 for s in GRID}
+        whole = {key(s): windows.score(s, whole=True).f1 for s in GRID}
         stitched = {key(s): stitched_f1(blocks, s, windows.pixel_size_m) for s in GRID}
         on_train = {key(s): trained_on.score(s).f1 for s in GRID}
-        record[model] = {"test": test, "windows": val, "stitched": stitched, "train": on_train}
+        record[model] = {
+            "test": test,
+            "windows": val,
+            "whole": whole,
+            "stitched": stitched,
+            "train": on_train,
+        }
         keys = [key(s) for s in GRID]
         f1 = np.array([test[k][0] for k in keys])
         line = [f"{Path(model).stem}: its own settings {test['own'][0]:.3f}"]
-        for name, scores in (("windows", val), ("stitched", stitched), ("train", on_train)):
+        choices = (("windows", val), ("whole", whole), ("stitched", stitched), ("train", on_train))
+        for name, scores in choices:
             v = np.array([scores[k] for k in keys])
             pick = keys[int(np.argmax(v))]
             line.append(
