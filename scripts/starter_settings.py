@@ -28,8 +28,10 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import make_starter_model as starter  # noqa: E402
 
 from engine.config import TrainConfig  # noqa: E402
+from engine.detect import model_settings  # noqa: E402
 from engine.events import NullProgress  # noqa: E402
 from engine.models.modelfile import load_model, read_spec  # noqa: E402
+from engine.models.spec import spec_to_json  # noqa: E402
 from engine.train import Loop, build_training_data, resolve_encoder_weights  # noqa: E402
 from engine.training.postprocess import choose_settings, grid  # noqa: E402
 from engine.training.state import seed_everything  # noqa: E402
@@ -66,30 +68,26 @@ def main() -> int:
     old = read_spec(starter.SHIPPED)
     windows = validation_windows(list(card["trained_on"]), work)
     settings, counts = choose_settings(windows, old.threshold, grid([old.threshold]))
-    before = windows.score(
-        replace(
-            settings,
-            seed_threshold=old.seed_threshold,
-            seed_erosion_m=old.seed_erosion_m,
-            min_seed_m2=old.min_seed_m2,
-        )
-    )
+    before = windows.score(model_settings(old))
     starter.log(
         f"shipped: {old.seed_threshold}, {old.seed_erosion_m} m, {old.min_seed_m2} m²"
         f" (validation building F1 {before.f1:.4f}); chosen now: {settings.describe()}"
         f" (validation building F1 {counts.f1:.4f})"
     )
-    payload = torch.load(starter.SHIPPED, map_location="cpu", weights_only=True)
-    spec = json.loads(payload["spec"])
-    spec.update(
+    new = replace(
+        old,
         seed_threshold=settings.seed_threshold,
         seed_erosion_m=settings.seed_erosion_m,
         min_seed_m2=settings.min_seed_m2,
+        metrics={
+            **old.metrics,
+            "building_precision": counts.precision,
+            "building_recall": counts.recall,
+            "building_f1": counts.f1,
+        },
     )
-    spec["metrics"].update(
-        building_precision=counts.precision, building_recall=counts.recall, building_f1=counts.f1
-    )
-    payload["spec"] = json.dumps(spec, sort_keys=True)
+    payload = torch.load(starter.SHIPPED, map_location="cpu", weights_only=True)
+    payload["spec"] = spec_to_json(new)
     model = work / "final_resettled.pt"
     torch.save(payload, model)
     record = {"places": card["trained_on"], "command": card["command"]}

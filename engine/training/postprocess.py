@@ -122,8 +122,9 @@ def choose_settings(
     :func:`grid` at ``threshold``) scores higher. Returns them with their counts over all the
     windows' buildings (what training reports)."""
     best = replace(DEFAULT, threshold=threshold)
-    whole = windows.score(best, whole=True).reference >= MIN_WHOLE
-    best_f1 = windows.score(best, whole=whole).f1
+    counts = windows.score(best, whole=True)
+    whole = counts.reference >= MIN_WHOLE
+    best_f1 = (counts if whole else windows.score(best)).f1
     for settings in grid([threshold]) if candidates is None else candidates:
         f1 = windows.score(settings, whole=whole).f1
         if f1 > best_f1:
