@@ -42,17 +42,14 @@ from engine.evaluate import evaluate  # noqa: E402
 from engine.events import NullProgress  # noqa: E402
 from engine.geo.rasters import resolve_raster  # noqa: E402
 from engine.models.modelfile import load_model  # noqa: E402
-from engine.polygons.instances import InstanceSettings, label_instances  # noqa: E402
+from engine.polygons.instances import InstanceSettings  # noqa: E402
 from engine.scoring.buildings import (  # noqa: E402
     IGNORE,
-    BuildingCounts,
-    count_matches,
     reference_instances,
 )
 from engine.train import Loop, build_training_data, resolve_encoder_weights  # noqa: E402
 from engine.training.postprocess import (  # noqa: E402
     EROSIONS,
-    MIN_AREA_M2,
     MIN_SEEDS,
     SEEDS,
     ValidationWindows,
@@ -98,9 +95,9 @@ def scores_on_test(model: str, work: Path) -> dict[str, Any]:
 
 def validation(
     model: str, seed: int, work: Path
-) -> tuple[ValidationWindows, list[tuple], ValidationWindows]:
+) -> tuple[ValidationWindows, ValidationWindows, ValidationWindows]:
     """The model's validation windows as training scored them; the same stitched into
-    blocks of adjacent windows: (probabilities, reference instances, valid) per block; and
+    blocks of adjacent windows (each block held as one window); and
     its training windows (not augmented) scored the same way as the validation windows."""
     (work / "train").mkdir(exist_ok=True)
     config = _config(DATASETS["banepa"], "default", [f"seed={seed}"], work)
@@ -112,7 +109,7 @@ def validation(
     windows = loop.validate(NullProgress()).windows
     assert windows is not None, "a model with a separation class"
     refs, tile = data.val.windows[: len(windows)], config.tile_size
-    blocks = []
+    blocks = ValidationWindows(windows.pixel_size_m, limit=len(refs))
     for raster in sorted({r.raster for r in refs}):
         idx = [i for i, r in enumerate(refs) if r.raster == raster]
         rows = np.array([refs[i].row // tile for i in idx])
@@ -130,7 +127,9 @@ def validation(
                 y, x = (r - rr.min()) * tile, (c - cc.min()) * tile
                 prob[:, y : y + tile, x : x + tile] = windows.probabilities[i]
                 mask[y : y + tile, x : x + tile] = data.val.read(i)[1]
-            blocks.append((prob, reference_instances(mask), mask != IGNORE))
+            blocks.probabilities.append(prob)
+            blocks.references.append(reference_instances(mask))
+            blocks.valid.append(mask != IGNORE)
     return windows, blocks, training_windows(loop, data)
 
 
@@ -149,16 +148,6 @@ def training_windows(loop: Loop, data: Any) -> ValidationWindows:
     return found
 
 
-def stitched_f1(blocks: list[tuple], s: InstanceSettings, pixel_m: float) -> float:
-    params, smallest = s.params(pixel_m), MIN_AREA_M2 / pixel_m**2
-    total = BuildingCounts()
-    for prob, ref, valid in blocks:
-        labels = label_instances(prob[0], prob[1], valid, params)
-        sizes = np.bincount(labels.ravel())
-        total += count_matches(np.where(sizes[labels] >= smallest, labels, 0), ref, valid)
-    return total.f1
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("models", nargs="+", help="MODEL.pt:SEED")
@@ -172,7 +161,7 @@ def main() -> int:
             windows, blocks, trained_on = validation(model, int(seed), Path(tmp))
         val = {key(s): windows.score(s).f1 for s in GRID}
         whole = {key(s): windows.score(s, whole=True).f1 for s in GRID}
-        stitched = {key(s): stitched_f1(blocks, s, windows.pixel_size_m) for s in GRID}
+        stitched = {key(s): blocks.score(s).f1 for s in GRID}
         on_train = {key(s): trained_on.score(s).f1 for s in GRID}
         record[model] = {
             "test": test,
