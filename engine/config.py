@@ -195,6 +195,17 @@ class TrainConfig:
             4.0,
         ),
     )
+    colour_jitter: float = field(
+        default=0.0,
+        metadata=_h(
+            "Also vary each training window's colour by up to this much (0: off; needs"
+            " augment): saturation by up to twice it, each band's gain and shift by up to it,"
+            " so that one model serves other cameras and light.",
+            "Colour jitter per band (0: off)",
+            0.0,
+            0.5,
+        ),
+    )
     balance: float = field(
         default=0.0,
         metadata=_h(

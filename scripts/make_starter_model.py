@@ -1,7 +1,8 @@
 """Make the starter model ``resources/models/footprint-starter.pt``: the one way it is made.
 
     .venv/bin/python scripts/make_starter_model.py [--epochs N] [--loro-epochs N]
-        [--encoder NAME] [--scale-jitter F] [--skip-loro] [--only PLACE ...] [--out DIR]
+        [--encoder NAME] [--scale-jitter F] [--colour-jitter S] [--skip-loro]
+        [--only PLACE ...] [--out DIR]
 
 Data (``../shared/data`` or ``$FOOTPRINT_DATA``): the Banepa *train* chips (never the test
 chips) and the zoom-20 chips (~15 cm) of the three regions (Zanzibar, Nairobi, Catanduanes).
@@ -487,6 +488,9 @@ def main() -> int:
         "--scale-jitter", type=float, default=None, help="train's --scale-jitter (all runs)."
     )
     parser.add_argument(
+        "--colour-jitter", type=float, default=None, help="train's --colour-jitter (all runs)."
+    )
+    parser.add_argument(
         "--encoder", default=None, help="train's --encoder (all runs; default: train's)."
     )
     parser.add_argument("--skip-loro", action="store_true")
@@ -515,6 +519,7 @@ def main() -> int:
     command = "python scripts/make_starter_model.py " + shlex.join(sys.argv[1:])
     places = ["banepa", *REGIONS]
     extra = ["--scale-jitter", str(args.scale_jitter)] if args.scale_jitter else []
+    extra += ["--colour-jitter", str(args.colour_jitter)] if args.colour_jitter else []
     extra += ["--encoder", args.encoder] if args.encoder else []
     if not args.skip_final:
         trained = train_run(places, work, "final", args.epochs, extra)

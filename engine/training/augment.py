@@ -1,5 +1,5 @@
-"""Training-time augmentation: scale jitter, the 8 dihedral flips/rotations and
-brightness/contrast jitter.
+"""Training-time augmentation: scale jitter, the 8 dihedral flips/rotations,
+brightness/contrast jitter and, when asked, colour jitter (each band on its own).
 
 Geometry changes are applied identically to the image and its mask; colour changes only to
 the image, and nodata pixels stay 0. Every random choice comes from a generator seeded by
@@ -53,6 +53,29 @@ def jitter(
     gain = 1.0 + rng.uniform(-contrast, contrast)
     shift = rng.uniform(-brightness, brightness)
     out = (image * np.float32(gain) + np.float32(shift)).astype(np.float32, copy=False)
+    out[:, ~valid] = 0.0
+    return out
+
+
+def colour_jitter(
+    image: np.ndarray, valid: np.ndarray, rng: np.random.Generator, strength: float
+) -> np.ndarray:
+    """Vary a normalised (C, H, W) image's colour by up to ``strength``: its saturation
+    (the distance of each pixel from its mean over the bands) by a factor 1 +- 2 x
+    ``strength``, then each band by its own gain 1 +- ``strength`` and shift +- ``strength``
+    (a camera's white balance and response). A single band gets the gain and shift only.
+
+    Invalid pixels (``valid`` False) stay 0.
+    """
+    bands = image.shape[0]
+    saturation = 1.0 + rng.uniform(-2.0 * strength, 2.0 * strength)
+    gain = 1.0 + rng.uniform(-strength, strength, size=(bands, 1, 1))
+    shift = rng.uniform(-strength, strength, size=(bands, 1, 1))
+    out = image
+    if bands > 1:
+        grey = image.mean(axis=0, keepdims=True)
+        out = grey + np.float32(max(saturation, 0.0)) * (image - grey)
+    out = (out * gain.astype(np.float32) + shift.astype(np.float32)).astype(np.float32)
     out[:, ~valid] = 0.0
     return out
 
@@ -122,9 +145,11 @@ def augment(
     rng: np.random.Generator,
     nodata: int = 255,
     scale_jitter: float = 1.0,
+    colour: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A random rescaling (by up to ``scale_jitter``, 1: none), a random dihedral transform
-    of image (C, H, W) and mask (H, W), then colour jitter.
+    of image (C, H, W) and mask (H, W), brightness/contrast jitter, then
+    :func:`colour_jitter` by ``colour`` (0: none).
 
     Pixels whose mask is ``nodata`` count as invalid for the jitter.
     """
@@ -135,4 +160,8 @@ def augment(
     k = int(rng.integers(8))
     image = dihedral(image, k)
     mask = dihedral(mask, k)
-    return jitter(image, mask != nodata, rng), mask
+    valid = mask != nodata
+    image = jitter(image, valid, rng)
+    if colour > 0.0:
+        image = colour_jitter(image, valid, rng, colour)
+    return image, mask

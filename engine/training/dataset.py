@@ -66,6 +66,7 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         separation: bool = False,
         augment: bool = False,
         scale_jitter: float = 1.0,
+        colour_jitter: float = 0.0,
         separation_width_m: float = 0.4,
         seed: int = 0,
         cache: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
@@ -80,6 +81,7 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         self.separation_width_m = separation_width_m
         self.augment = augment
         self.scale_jitter = scale_jitter
+        self.colour_jitter = colour_jitter
         self.seed = seed
         self.cache = cache
         self.labelled = tuple(labelled) if labelled is not None else (None,) * len(sources)
@@ -118,7 +120,9 @@ class WindowDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         image = normalize(data, mask != IGNORE, self.stats)
         if self.augment:
             rng = item_rng(self.seed, self.epoch, index)
-            image, mask = augment(image, mask, rng, scale_jitter=self.scale_jitter)
+            image, mask = augment(
+                image, mask, rng, scale_jitter=self.scale_jitter, colour=self.colour_jitter
+            )
         return torch.from_numpy(image), torch.from_numpy(mask)
 
     def read(self, index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -250,6 +254,7 @@ def build_training_data(
         separation,
         augment=config.augment,
         scale_jitter=config.scale_jitter,
+        colour_jitter=config.colour_jitter,
         seed=config.seed,
         cache=scan.train_cache,
         separation_width_m=config.separation_width_m,
@@ -345,6 +350,11 @@ def _check_config(config: TrainConfig) -> None:
         raise ConfigError(
             f"Scale jitter must be from 1 (off) to 4, got {config.scale_jitter}; e.g. 1.6"
             " rescales training windows by 1/1.6 to 1.6."
+        )
+    if not 0.0 <= config.colour_jitter <= 0.5:
+        raise ConfigError(
+            f"Colour jitter must be from 0 (off) to 0.5, got {config.colour_jitter}; e.g. 0.2"
+            " varies each band's gain by up to 20%."
         )
     if config.validation is None and not 0.0 <= config.val_fraction < 1.0:
         raise ConfigError(

@@ -151,6 +151,7 @@ class Train(FootprintAlgorithm):
             optional=True,
         ),
         Option("SCALE_JITTER", TrainConfig, "scale_jitter", advanced=True, optional=True),
+        Option("COLOUR_JITTER", TrainConfig, "colour_jitter", advanced=True, optional=True),
         Option("BALANCE", TrainConfig, "balance", advanced=True, optional=True),
         Option("EMA_DECAY", TrainConfig, "ema_decay", advanced=True, optional=True),
     )
