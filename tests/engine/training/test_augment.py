@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.training.augment import augment, dihedral, item_rng, jitter, rescale
+from engine.training.augment import augment, colour_jitter, dihedral, item_rng, jitter, rescale
 
 
 def marked(shape: tuple[int, int] = (16, 16), at: tuple[int, int] = (2, 5)) -> np.ndarray:
@@ -150,3 +150,30 @@ def test_no_scale_jitter_leaves_the_scale_alone() -> None:
     for index in range(16):
         out_mask = augment(image, mask, item_rng(0, 0, index))[1]
         assert int((out_mask == 1).sum()) == 24 * 24
+
+
+def test_colour_jitter_gives_a_grey_image_a_cast_within_its_range_and_spares_nodata() -> None:
+    rng = np.random.default_rng(0)
+    grey = np.repeat(rng.normal(size=(1, 16, 16)).astype(np.float32), 3, axis=0)
+    valid = np.ones((16, 16), dtype=bool)
+    valid[:3] = False
+    gains = []
+    for index in range(50):
+        out = colour_jitter(grey, valid, item_rng(0, 0, index), 0.2)
+        assert np.all(out[:, ~valid] == 0.0)
+        for band in out:  # each band an affine map of the grey one: gain and shift in range
+            gain, shift = np.polyfit(grey[0][valid], band[valid], 1)
+            assert 0.8 - 1e-4 <= gain <= 1.2 + 1e-4 and abs(shift) <= 0.2 + 1e-4
+            gains.append(gain)
+        assert np.ptp(out[:, valid], axis=0).max() > 0.0  # the bands no longer agree
+    assert min(gains) < 0.85 and max(gains) > 1.15  # the whole range is drawn
+
+
+def test_colour_jitter_leaves_geometry_and_mask_alone() -> None:
+    image, mask = square(side=24)
+    for index in range(8):
+        plain_image, plain_mask = augment(image, mask, item_rng(0, 0, index))
+        out_image, out_mask = augment(image, mask, item_rng(0, 0, index), colour=0.3)
+        np.testing.assert_array_equal(out_mask, plain_mask)
+        # the same dihedral transform and jitter came first: only the colour differs
+        assert not np.allclose(out_image, plain_image)

@@ -584,6 +584,25 @@ def test_scale_jitter_reaches_training_windows_only(rgb: Path, rgb_labels: Path)
     assert any(not torch.equal(a, b) for a, b in masks)
 
 
+@pytest.mark.parametrize("value", [-0.1, 0.6])
+def test_colour_jitter_out_of_range_names_the_range(
+    rgb: Path, rgb_labels: Path, value: float
+) -> None:
+    with pytest.raises(ConfigError, match="Colour jitter must be from 0"):
+        build(config([rgb], rgb_labels, colour_jitter=value))
+
+
+def test_colour_jitter_reaches_training_windows_only(rgb: Path, rgb_labels: Path) -> None:
+    data = build(config([rgb], rgb_labels, colour_jitter=0.3))
+    assert data.train.colour_jitter == 0.3 and data.val.colour_jitter == 0.0
+    plain = build(config([rgb], rgb_labels))
+    data.train.set_epoch(1)
+    plain.train.set_epoch(1)
+    pairs = [(data.train[i], plain.train[i]) for i in range(len(data.train))]
+    assert all(torch.equal(a[1], b[1]) for a, b in pairs)  # masks untouched
+    assert any(not torch.equal(a[0], b[0]) for a, b in pairs)
+
+
 def test_balance_draws_each_training_raster_in_equal_shares(
     rgb: Path,
     rgb_labels: Path,
