@@ -670,17 +670,21 @@ def _train(config: TrainConfig, progress: Progress) -> TrainResult:
         hist = state.best_hist
         assert hist is not None  # set with the best windows
         near = thresholds_near(lambda t: hist.counts(t).iou, threshold)
-        settings, counts = choose_settings(state.best_windows, threshold, grid(near))
+        settings, counts, whole = choose_settings(state.best_windows, threshold, grid(near))
         threshold, metrics = state.choose_threshold(settings.threshold)
         metrics.update(
             building_precision=counts.precision,
             building_recall=counts.recall,
             building_f1=counts.f1,
         )
+        basis = (
+            "the validation buildings that no window edge cuts; on all of them"
+            if whole
+            else "all the validation buildings (too few are whole in a window):"
+        )
         progress.log(
-            f"Touching buildings: {settings.describe()} (chosen by building F1 on the validation"
-            f" buildings that no window edge cuts; on all of them {counts.f1:.4f},"
-            f" {counts.tp} of {counts.reference} buildings matched)."
+            f"Touching buildings: {settings.describe()} (chosen by building F1 on {basis}"
+            f" {counts.f1:.4f}, {counts.tp} of {counts.reference} buildings matched)."
         )
     result: TrainResult = {
         "output": str(Path(config.output).expanduser().absolute()),

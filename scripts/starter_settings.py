@@ -67,7 +67,7 @@ def main() -> int:
     card = json.loads(starter.SHIPPED.with_suffix(".json").read_text(encoding="utf-8"))
     old = read_spec(starter.SHIPPED)
     windows = validation_windows(list(card["trained_on"]), work)
-    settings, counts = choose_settings(windows, old.threshold, grid([old.threshold]))
+    settings, counts, _ = choose_settings(windows, old.threshold, grid([old.threshold]))
     before = windows.score(model_settings(old))
     starter.log(
         f"shipped: {old.seed_threshold}, {old.seed_erosion_m} m, {old.min_seed_m2} m²"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import fields, replace
+from typing import NamedTuple
 
 import numpy as np
 
@@ -113,14 +114,22 @@ class ValidationWindows:
         return total
 
 
+class SettingsChoice(NamedTuple):
+    """What :func:`choose_settings` chose, its counts over all the windows' buildings, and
+    whether it was chosen on the whole buildings (False: too few of them, on all)."""
+
+    settings: InstanceSettings
+    counts: BuildingCounts
+    whole: bool
+
+
 def choose_settings(
     windows: ValidationWindows, threshold: float, candidates: list[InstanceSettings] | None = None
-) -> tuple[InstanceSettings, BuildingCounts]:
+) -> SettingsChoice:
     """The settings with the highest building F1 on the buildings ``windows`` show whole (on
     all their buildings if fewer than :data:`MIN_WHOLE` are whole): :data:`DEFAULT` at
     ``threshold`` (the pixel-IoU threshold) unless one of ``candidates`` (default: the
-    :func:`grid` at ``threshold``) scores higher. Returns them with their counts over all the
-    windows' buildings (what training reports)."""
+    :func:`grid` at ``threshold``) scores higher."""
     best = replace(DEFAULT, threshold=threshold)
     counts = windows.score(best, whole=True)
     whole = counts.reference >= MIN_WHOLE
@@ -129,4 +138,4 @@ def choose_settings(
         f1 = windows.score(settings, whole=whole).f1
         if f1 > best_f1:
             best, best_f1 = settings, f1
-    return best, windows.score(best)
+    return SettingsChoice(best, windows.score(best), whole)

@@ -56,8 +56,8 @@ def test_settings_are_chosen_on_whole_buildings() -> None:
         1.0: (pieces_lost, BuildingCounts(40, 50, 50)),
     }
     candidates = [InstanceSettings(0.5, 0.9, 1.0, 4.0)]
-    chosen, counts = choose_settings(FakeWindows(scores), 0.5, candidates)  # type: ignore[arg-type]
-    assert chosen == candidates[0]
+    chosen, counts, whole = choose_settings(FakeWindows(scores), 0.5, candidates)  # type: ignore[arg-type]
+    assert chosen == candidates[0] and whole
     assert counts == pieces_lost  # reported over all the windows' buildings
 
 
@@ -68,5 +68,5 @@ def test_too_few_whole_buildings_choose_on_all() -> None:
         1.0: (BuildingCounts(70, 100, 100), BuildingCounts(few, few, few)),
     }
     candidates = [InstanceSettings(0.5, 0.9, 1.0, 4.0)]
-    chosen, _ = choose_settings(FakeWindows(scores), 0.5, candidates)  # type: ignore[arg-type]
-    assert chosen == replace(DEFAULT, threshold=0.5)
+    chosen, _, whole = choose_settings(FakeWindows(scores), 0.5, candidates)  # type: ignore[arg-type]
+    assert chosen == replace(DEFAULT, threshold=0.5) and not whole
