@@ -730,6 +730,17 @@ class EvaluateConfig:
             0.0,
         ),
     )
+    max_shift_m: float = field(
+        default=0.0,
+        metadata=_h(
+            "Reference traced on other imagery: move it by the shift of up to this many metres"
+            " (whole pixels) that best lines it up with the predicted buildings (pixel IoU),"
+            " then score (0: score it where it is).",
+            "Line the reference up: largest shift (m, 0: off)",
+            0.0,
+            10.0,
+        ),
+    )
     report: str | None = field(default=None, metadata=_h("JSON file to write the scores to."))
 
 

@@ -33,8 +33,9 @@ from engine.geo.outputs import Input, atomic_output, check_output, prepare_outpu
 from engine.geo.rasters import RASTER_SUFFIXES, ground_resolution_m, open_raster, raster_inputs
 from engine.geo.vectors import DAMAGED_LAYER_HINT, VECTOR_READ_ERRORS, write_vector
 from engine.geo.windows import Grid
-from engine.results import EvaluateResult
+from engine.results import EvaluateResult, ReferenceShift
 from engine.scoring.metrics import ConfusionCounts, Matching, match_objects, object_scores
+from engine.scoring.shift import ShiftOverlaps
 
 #: Pixels per side of one rasterising window.
 WINDOW = 2048
@@ -86,12 +87,17 @@ def evaluate(config: EvaluateConfig, progress: Progress) -> EvaluateResult:
         f" buildings in {scene.crs.name}; pixel scores on {grid.width}x{grid.height} pixels"
         f" of {resolution:g} m."
     )
+    ref_w, shift = scene.ref_w, None
+    if config.max_shift_m > 0:
+        ref_w, shift = line_up(scene, grid, config.max_shift_m, resolution, progress)
+        ref_in = inside(ref_w, scene.area)
     counts = count_pixels(
-        scene.pred_w, scene.ref_w, scene.area, grid, WINDOW, SubProgress(progress, 10, 85)
+        scene.pred_w, ref_w, scene.area, grid, WINDOW, SubProgress(progress, 10, 85)
     )
-    matching = match_objects(scene.pred_w[pred_in], scene.ref_w[ref_in], config.iou_threshold)
+    matching = match_objects(scene.pred_w[pred_in], ref_w[ref_in], config.iou_threshold)
     progress.set_progress(90)
     result = _result(counts, matching, config, resolution, scene.crs, output, report)
+    result["reference_shift"] = shift
     _report(result, progress)
     if output is not None:
         write_layer(_status_frame(scene, pred_in, ref_in, matching), output, config.overwrite)
@@ -106,6 +112,11 @@ def _check_config(config: EvaluateConfig) -> tuple[Path | None, Path | None]:
     """Validate parameters and output paths before any work; return the absolute outputs."""
     if not 0.0 < config.iou_threshold <= 1.0:
         raise ConfigError(f"IoU threshold must be in (0, 1], got {config.iou_threshold}.")
+    if not 0.0 <= config.max_shift_m <= 10.0:
+        raise ConfigError(
+            f"The largest shift of the reference must be from 0 (off) to 10 m, got"
+            f" {config.max_shift_m}; OpenStreetMap outlines are typically 1-3 m off."
+        )
     if config.resolution is not None and not config.resolution > 0:
         raise ConfigError(
             f"Resolution must be a positive number of metres, got {config.resolution}."
@@ -303,6 +314,60 @@ def count_pixels(
     return total
 
 
+def line_up(
+    scene: Scene, grid: Grid, max_shift_m: float, resolution_m: float, progress: Progress
+) -> tuple[np.ndarray, ReferenceShift]:
+    """The reference moved by the whole-pixel shift of up to ``max_shift_m`` that gives the
+    best pixel IoU with the prediction inside the area (:class:`ShiftOverlaps`), and the move."""
+    margin = max(1, math.ceil(max_shift_m / resolution_m - 1e-9))
+    overlaps = ShiftOverlaps(margin)
+    pred_tree, ref_tree = shapely.STRtree(scene.pred_w), shapely.STRtree(scene.ref_w)
+    shapely.prepare(scene.area)
+    pixel = grid.transform.a
+    for block in grid.blocks(WINDOW):
+        check_canceled(progress)
+        transform = windows.transform(block, grid.transform)
+        shape = (int(block.height), int(block.width))
+        box = shapely.box(*windows.bounds(block, grid.transform))
+        if not scene.area.intersects(box):
+            continue
+        valid = (
+            None
+            if scene.area.contains(box)
+            else _burn([shapely.clip_by_rect(scene.area, *box.bounds)], shape, transform)
+        )
+        pred = _burn(scene.pred_w[pred_tree.query(box, predicate="intersects")], shape, transform)
+        xmin, ymin, xmax, ymax = box.bounds
+        reach = margin * pixel
+        wide_box = shapely.box(xmin - reach, ymin - reach, xmax + reach, ymax + reach)
+        wide = _burn(
+            scene.ref_w[ref_tree.query(wide_box, predicate="intersects")],
+            (shape[0] + 2 * margin, shape[1] + 2 * margin),
+            transform * Affine.translation(-margin, -margin),
+        )
+        overlaps.add(pred, wide, valid)
+    dy, dx = overlaps.best()
+    iou = overlaps.iou()
+    east, north = -dx * pixel, dy * pixel
+    moved = shapely.transform(scene.ref_w, lambda xy: xy + np.array([east, north]))
+    unit = _unit_metres(scene.crs)
+    shift: ReferenceShift = {
+        "east_m": round(east * unit, 6),
+        "north_m": round(north * unit, 6),
+        "max_shift_m": max_shift_m,
+        "pixel_iou_unshifted": float(iou[margin, margin]),
+        "pixel_iou_shifted": float(iou[margin + dy, margin + dx]),
+    }
+    progress.log(
+        f"The reference lines up best with the predicted buildings moved"
+        f" {shift['east_m']:+.2f} m east, {shift['north_m']:+.2f} m north (searched up to"
+        f" {max_shift_m:g} m in steps of {resolution_m:g} m): pixel IoU"
+        f" {shift['pixel_iou_unshifted']:.4f} where it is, {shift['pixel_iou_shifted']:.4f}"
+        " moved. The scores below are of the moved reference."
+    )
+    return moved, shift
+
+
 def _burn(geoms: Any, shape: tuple[int, int], transform: Affine) -> np.ndarray:
     """Boolean mask of pixels whose centre lies in any of ``geoms``."""
     geoms = [g for g in geoms if not g.is_empty]
@@ -349,6 +414,7 @@ def _result(
         "object_f1": objects["object_f1"],
         "merges": matching.merges,
         "splits": matching.splits,
+        "reference_shift": None,
     }
 
 

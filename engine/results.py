@@ -135,6 +135,17 @@ class EvaluateResult(TypedDict):
     object_f1: float
     merges: int  # predictions holding most of two or more reference buildings
     splits: int  # reference buildings holding most of two or more predictions
+    reference_shift: ReferenceShift | None  # with max_shift_m: the move applied
+
+
+class ReferenceShift(TypedDict):
+    """How ``evaluate`` moved the reference to line it up with the prediction."""
+
+    east_m: float
+    north_m: float
+    max_shift_m: float
+    pixel_iou_unshifted: float
+    pixel_iou_shifted: float
 
 
 class ModelInfoResult(TypedDict):

@@ -38,7 +38,11 @@ class Evaluate(FootprintAlgorithm):
         "or a polygon layer limiting the evaluation; without it, the extent of both layers.\n"
         "Advanced: <b>IoU for a building match</b> (a predicted and a reference building are "
         "matched one to one when their intersection over union reaches it; 0.5 by default), "
-        "<b>Pixel size</b> for the pixel scores (empty: the area raster's, else 0.25 m).\n"
+        "<b>Pixel size</b> for the pixel scores (empty: the area raster's, else 0.25 m), "
+        "<b>Line the reference up</b> (reference traced on other imagery, as OpenStreetMap's "
+        "often is: the reference is moved by the shift of up to this many metres that best "
+        "matches the predicted buildings' pixels, the log says by how much, and the scores "
+        "are of the moved reference; 0, the default: scored where it is).\n"
         "<b>Evaluation layer</b> (optional): every building marked TP (matched), FP (false) or "
         "FN (missed). <b>Report</b> (optional): the scores as JSON. Existing files are "
         "replaced (Processing asks first).\n"
@@ -51,11 +55,13 @@ class Evaluate(FootprintAlgorithm):
     AREA = "AREA"
     IOU_THRESHOLD = "IOU_THRESHOLD"
     RESOLUTION = "RESOLUTION"
+    MAX_SHIFT = "MAX_SHIFT"
     OUTPUT = "OUTPUT"
     REPORT = "REPORT"
     OPTIONS = (
         Option(IOU_THRESHOLD, EvaluateConfig, "iou_threshold", advanced=True),
         Option(RESOLUTION, EvaluateConfig, "resolution", advanced=True),
+        Option(MAX_SHIFT, EvaluateConfig, "max_shift_m", advanced=True, optional=True),
     )
     #: Numeric outputs: output name -> (result key, label).
     SCORES = {

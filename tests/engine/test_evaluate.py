@@ -60,6 +60,34 @@ def test_offset_squares_known_scores(tmp_path: Path, offset_pair: tuple[Path, Pa
     assert r7["object_f1"] == 0.0 and r7["pixel_counts"]["tp"] == 320
 
 
+def test_a_shifted_reference_is_lined_up_within_the_largest_shift(
+    tmp_path: Path, offset_pair: tuple[Path, Path]
+) -> None:
+    pred, ref = offset_pair  # the prediction 2 m east of the reference
+    r = run(tmp_path, predicted=pred, reference=ref, max_shift_m=3)
+    assert r["reference_shift"] == {
+        "east_m": 2.0,
+        "north_m": 0.0,
+        "max_shift_m": 3,
+        "pixel_iou_unshifted": pytest.approx(2 / 3),
+        "pixel_iou_shifted": 1.0,
+    }
+    assert r["pixel_iou"] == 1.0 and r["object"]["mean_iou_matched"] == 1.0
+    # never further than asked: 1 m east of 2 is the best within reach (9 of 11 m overlap)
+    near = run(tmp_path, predicted=pred, reference=ref, max_shift_m=1)
+    assert near["reference_shift"]["east_m"] == 1.0
+    assert near["pixel_iou"] == pytest.approx(9 / 11)
+    assert run(tmp_path, predicted=pred, reference=ref)["reference_shift"] is None
+
+
+def test_largest_shift_out_of_range_is_refused(
+    tmp_path: Path, offset_pair: tuple[Path, Path]
+) -> None:
+    pred, ref = offset_pair
+    with pytest.raises(ConfigError, match="from 0 \\(off\\) to 10 m"):
+        run(tmp_path, predicted=pred, reference=ref, max_shift_m=12)
+
+
 def test_split_prediction_and_duplicates(
     tmp_path: Path, labels_factory: Callable[..., Path]
 ) -> None:
@@ -271,3 +299,7 @@ def test_real_labels_against_themselves_and_shifted(tmp_path: Path, shared_data:
     assert 0 < shifted["object_f1"] < 1.0
     assert 0 < shifted["pixel_iou"] < 1.0
     assert shifted["object"]["tp"] + shifted["object"]["fn"] == 43
+    lined_up = run(tmp_path, predicted=shifted_path, reference=labels, max_shift_m=4)
+    assert lined_up["reference_shift"]["east_m"] == pytest.approx(3.0)
+    assert lined_up["reference_shift"]["north_m"] == pytest.approx(0.0)
+    assert lined_up["object_f1"] == 1.0 and lined_up["pixel_iou"] > 0.99

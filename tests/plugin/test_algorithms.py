@@ -452,6 +452,19 @@ def test_evaluate_reference_against_itself_is_perfect(tmp_path: Path) -> None:
     for name in ("PIXEL_PRECISION", "PIXEL_RECALL", "PIXEL_F1", "OBJECT_F1", "OBJECT_RECALL"):
         assert result[name] == pytest.approx(1.0), name
     assert result["OUTPUT"] is None and result["REPORT"] is None
+    report = tmp_path / "lined_up.json"
+    run(
+        "footprint:evaluate",
+        {
+            "PREDICTED": str(scene.labels),
+            "REFERENCE": str(scene.labels),
+            "AREA": str(area),
+            "MAX_SHIFT": 2.0,
+            "REPORT": str(report),
+        },
+    )
+    shift = json.loads(report.read_text())["reference_shift"]
+    assert (shift["east_m"], shift["north_m"], shift["max_shift_m"]) == (0.0, 0.0, 2.0)
 
 
 def test_polygon_outputs_load_with_the_plugin_styles(tmp_path: Path) -> None:
