@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -291,11 +292,24 @@ def count_pixels(
 ) -> ConfusionCounts:
     """Pixel confusion counts of rasterised ``pred`` against ``ref``, inside ``area`` only,
     rasterising one ``window`` x ``window`` block at a time (pixel centres decide)."""
-    progress = progress or NullProgress()
     pred_tree, ref_tree = shapely.STRtree(pred), shapely.STRtree(ref)
+    total = ConfusionCounts()
+    for box, shape, transform, valid in area_blocks(area, grid, window, progress):
+        pred_mask = _burn(pred[pred_tree.query(box, predicate="intersects")], shape, transform)
+        ref_mask = _burn(ref[ref_tree.query(box, predicate="intersects")], shape, transform)
+        total += ConfusionCounts.from_arrays(pred_mask, ref_mask, valid)
+    return total
+
+
+def area_blocks(
+    area: BaseGeometry, grid: Grid, window: int, progress: Progress | None = None
+) -> Iterator[tuple[BaseGeometry, tuple[int, int], Affine, np.ndarray | None]]:
+    """The ``window`` x ``window`` blocks of ``grid`` that meet ``area``: each one's box,
+    shape, transform and valid pixels (None: all of them inside), with cancel checks and
+    progress over all the blocks."""
+    progress = progress or NullProgress()
     shapely.prepare(area)
     blocks = list(grid.blocks(window))
-    total = ConfusionCounts()
     for i, block in enumerate(blocks):
         check_canceled(progress)
         transform = windows.transform(block, grid.transform)
@@ -307,11 +321,8 @@ def count_pixels(
                 if area.contains(box)
                 else _burn([shapely.clip_by_rect(area, *box.bounds)], shape, transform)
             )
-            pred_mask = _burn(pred[pred_tree.query(box, predicate="intersects")], shape, transform)
-            ref_mask = _burn(ref[ref_tree.query(box, predicate="intersects")], shape, transform)
-            total += ConfusionCounts.from_arrays(pred_mask, ref_mask, valid)
+            yield box, shape, transform, valid
         progress.set_progress(100.0 * (i + 1) / len(blocks))
-    return total
 
 
 def line_up(
@@ -322,20 +333,9 @@ def line_up(
     margin = max(1, math.ceil(max_shift_m / resolution_m - 1e-9))
     overlaps = ShiftOverlaps(margin)
     pred_tree, ref_tree = shapely.STRtree(scene.pred_w), shapely.STRtree(scene.ref_w)
-    shapely.prepare(scene.area)
     pixel = grid.transform.a
-    for block in grid.blocks(WINDOW):
+    for box, shape, transform, valid in area_blocks(scene.area, grid, WINDOW):
         check_canceled(progress)
-        transform = windows.transform(block, grid.transform)
-        shape = (int(block.height), int(block.width))
-        box = shapely.box(*windows.bounds(block, grid.transform))
-        if not scene.area.intersects(box):
-            continue
-        valid = (
-            None
-            if scene.area.contains(box)
-            else _burn([shapely.clip_by_rect(scene.area, *box.bounds)], shape, transform)
-        )
         pred = _burn(scene.pred_w[pred_tree.query(box, predicate="intersects")], shape, transform)
         xmin, ymin, xmax, ymax = box.bounds
         reach = margin * pixel
