@@ -330,7 +330,7 @@ def line_up(
 ) -> tuple[np.ndarray, ReferenceShift]:
     """The reference moved by the whole-pixel shift of up to ``max_shift_m`` that gives the
     best pixel IoU with the prediction inside the area (:class:`ShiftOverlaps`), and the move."""
-    margin = max(1, math.ceil(max_shift_m / resolution_m - 1e-9))
+    margin = max(1, math.floor(max_shift_m / resolution_m + 1e-9))
     overlaps = ShiftOverlaps(margin)
     pred_tree, ref_tree = shapely.STRtree(scene.pred_w), shapely.STRtree(scene.ref_w)
     pixel = grid.transform.a
