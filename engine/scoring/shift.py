@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import signal
 
 
 @dataclass
@@ -69,5 +68,7 @@ class ShiftOverlaps:
 
 def _correlate(wide: np.ndarray, block: np.ndarray) -> np.ndarray:
     """``out[k, l] = sum(block * wide[k:k+H, l:l+W])`` for every offset, rounded to counts."""
+    from scipy import signal  # ~1 s to import: only when a line-up is asked for
+
     out = signal.correlate(wide, block.astype(np.float64), mode="valid", method="fft")
     return np.asarray(np.rint(out), dtype=np.int64)
