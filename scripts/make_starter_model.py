@@ -493,6 +493,12 @@ def main() -> int:
     parser.add_argument(
         "--encoder", default=None, help="train's --encoder (all runs; default: train's)."
     )
+    parser.add_argument("--seed", type=int, default=None, help="train's --seed (all runs).")
+    parser.add_argument(
+        "--no-ship",
+        action="store_true",
+        help="Train and score the final model (final<tag>) without replacing the shipped one.",
+    )
     parser.add_argument("--skip-loro", action="store_true")
     parser.add_argument("--skip-final", action="store_true")
     parser.add_argument(
@@ -503,7 +509,9 @@ def main() -> int:
         help="Places left out, one run each (banepa: scored on its test chips).",
     )
     parser.add_argument(
-        "--tag", default="", help="Suffix of the leave-one-out runs' names (e.g. -8ep)."
+        "--tag",
+        default="",
+        help="Suffix of the runs' names (e.g. -8ep); a tagged final model needs --no-ship.",
     )
     parser.add_argument(
         "--markdown", action="store_true", help="Only rewrite docs/BENCHMARKS.md's section."
@@ -521,21 +529,26 @@ def main() -> int:
     extra = ["--scale-jitter", str(args.scale_jitter)] if args.scale_jitter else []
     extra += ["--colour-jitter", str(args.colour_jitter)] if args.colour_jitter else []
     extra += ["--encoder", args.encoder] if args.encoder else []
+    extra += ["--seed", str(args.seed)] if args.seed is not None else []
+    final = f"final{args.tag}"
+    if not args.skip_final and args.tag and not args.no_ship:
+        parser.error("--tag names a candidate: add --no-ship, or drop --tag to ship it")
     if not args.skip_final:
-        trained = train_run(places, work, "final", args.epochs, extra)
+        trained = train_run(places, work, final, args.epochs, extra)
         windows = count_windows(places, work)
         log(f"windows per place: {windows}")
-        test = banepa_test(work / "final.pt", work)
+        test = banepa_test(work / f"{final}.pt", work)
         record = {
-            "run": "final",
+            "run": final,
             "script": command,
             **trained,
             "windows": windows,
             "banepa_test": test,
             "hardware": hardware(),
         }
-        write_record("final", record)
-        ship(work / "final.pt", test, work, record)
+        write_record(final, record)
+        if not args.no_ship:
+            ship(work / f"{final}.pt", test, work, record)
     if not args.skip_loro:
         for region in args.only:
             others = [p for p in places if p != region]
