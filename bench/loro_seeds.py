@@ -50,7 +50,11 @@ def table(tags: list[str], zooms: list[str]) -> str:
         for zoom in zooms:
             cells = [place, zoom]
             for tag in tags:
-                got = {s: r[zoom]["scores"] for (p, s), r in recipes[tag].items() if p == place}
+                got = {
+                    s: r[zoom]["scores"]
+                    for (p, s), r in recipes[tag].items()
+                    if p == place and zoom in r
+                }
                 if not got:
                     cells.append("-")
                     continue
@@ -63,7 +67,7 @@ def table(tags: list[str], zooms: list[str]) -> str:
                     r[zoom]["scores"]["object_f1"]
                     - recipes[tags[0]][(p, s)][zoom]["scores"]["object_f1"]
                     for (p, s), r in sorted(recipes[tag].items())
-                    if p == place and (p, s) in recipes[tags[0]]
+                    if p == place and zoom in r and zoom in recipes[tags[0]].get((p, s), {})
                 ]
                 pairs[tag] += diffs
                 cells.append(" / ".join(f"{d:+.3f}" for d in diffs) or "-")
