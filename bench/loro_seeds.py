@@ -33,7 +33,7 @@ def runs(tag: str) -> dict[tuple[str, int], dict[str, Any]]:
         seed = int(match.group(1)) if match else 0
         base = name[: match.start()] if match else name
         record = json.loads(path.read_text())
-        if base.endswith(tag) and base == f"loro_{record['left_out']}{tag}":
+        if base == f"loro_{record['left_out']}{tag}":
             found[(record["left_out"], seed)] = record
     return found
 
