@@ -79,6 +79,9 @@ PRECISIONS = ("auto", "fp32", "bf16")
 SEED_THRESHOLD = 0.9
 SEED_EROSION_M = 0.6
 MIN_SEED_M2 = 1.0
+#: Smallest building kept (m²) where neither the model file nor the user gives it (vectorize on
+#: a probability raster, models trained before train chose it on validation).
+MIN_AREA_M2 = 4.0
 
 
 @dataclass(frozen=True)
@@ -580,9 +583,14 @@ class PolygonOptions:
             1.0,
         ),
     )
-    min_area_m2: float = field(
-        default=4.0,
-        metadata=_h("Drop polygons smaller than this (m²).", "Minimum building area (m²)", 0.0),
+    min_area_m2: float | None = field(
+        default=None,
+        metadata=_h(
+            "Drop polygons smaller than this (m²; default: the model's, chosen on validation;"
+            f" {MIN_AREA_M2:g} in vectorize).",
+            "Minimum building area (m², empty: the model's)",
+            0.0,
+        ),
     )
     hole_area_m2: float = field(
         default=4.0,
@@ -648,6 +656,11 @@ class PolygonOptions:
         ),
     )
 
+    @property
+    def smallest_m2(self) -> float:
+        """``min_area_m2``, or :data:`MIN_AREA_M2` where neither the user nor a model gave it."""
+        return MIN_AREA_M2 if self.min_area_m2 is None else self.min_area_m2
+
 
 @dataclass(frozen=True)
 class PredictConfig(InferenceOptions):
@@ -672,6 +685,11 @@ class VectorizeConfig(PolygonOptions):
         default=0.5,
         kw_only=True,
         metadata=_h("Pixels >= threshold are building (1 for a 0/1 mask).", "Threshold", 0.0, 1.0),
+    )
+    min_area_m2: float = field(
+        default=MIN_AREA_M2,
+        kw_only=True,
+        metadata=_h("Drop polygons smaller than this (m²).", "Minimum building area (m²)", 0.0),
     )
     band: int = field(default=1, metadata=_h("Band holding the probability."))
     separation_band: int | None = field(

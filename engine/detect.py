@@ -150,6 +150,8 @@ def detect_with_network(
     """:func:`detect` with a network already open (``config.model`` is not read)."""
     start = time.monotonic()
     threshold = float(spec.threshold if config.threshold is None else config.threshold)
+    if config.min_area_m2 is None:
+        config = replace(config, min_area_m2=spec.min_area_m2)
     check_polygon_options(config, threshold)
     out = check_paths(config)
     keep = config.keep_probability or None
@@ -235,9 +237,14 @@ def _result(
         if stream.low_confidence
         else ""
     )
+    dropped = (
+        f"; {stream.dropped} under {stream.config.smallest_m2:g} m² left out"
+        if stream.dropped
+        else ""
+    )
     progress.log(
-        f"{stream.buildings} buildings ({total:.1f} m²{check}) written to {output} in"
-        f" {seconds:.1f} s."
+        f"{stream.buildings} buildings ({total:.1f} m²{check}{dropped}) written to {output}"
+        f" in {seconds:.1f} s."
     )
     progress.set_progress(100.0)
     return {

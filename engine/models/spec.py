@@ -34,6 +34,7 @@ class ModelSpec:
     seed_threshold: float = 0.9  # building x (1 - separation) of a seed (validation)
     min_seed_m2: float = 1.0  # smaller seeds are dropped (validation)
     seed_erosion_m: float = 0.6  # seeds are eroded by this much first (validation)
+    min_area_m2: float = 4.0  # smaller buildings are dropped (validation; 4 before it was)
     decoder_attention: bool = False
     input_dtype: str = "uint8"
     metrics: dict[str, float] = field(default_factory=dict)
@@ -55,6 +56,7 @@ SPEC_RANGES: dict[str, tuple[float, float]] = {
     "seed_threshold": (0.0, 1.0),
     "min_seed_m2": (0.0, 10_000.0),
     "seed_erosion_m": (0.0, 100.0),
+    "min_area_m2": (0.0, 1_000_000.0),
 }
 #: Fields holding whole numbers.
 _INTEGERS = {"in_channels", "bands", "tile_size"}

@@ -204,7 +204,7 @@ def _clean(geoms: np.ndarray, transform: Affine, crs: CRS, config: PolygonOption
     if config.simplify > 0:
         arr = simplify_coverage(arr, config.simplify)
     if config.regularize:
-        arr = square_coverage(arr, transform, crs, config.min_area_m2)
+        arr = square_coverage(arr, transform, crs, config.smallest_m2)
     return arr
 
 
@@ -245,7 +245,7 @@ def finalize_polygons(
     if broken.any():
         world[broken] = [_largest_polygon(shapely.make_valid(g)) for g in world[broken]]
     areas = polygon_areas_m2(world, pcrs)
-    keep = areas >= config.min_area_m2
+    keep = areas >= config.smallest_m2
     world, areas, score_arr = world[keep], areas[keep], score_arr[keep]
     frame = pd.DataFrame(
         {

@@ -9,7 +9,8 @@ epoch's windows and keeps the settings with the highest building F1 over the bui
 windows show whole (ties: the earlier; a model that no setting separates keeps
 :data:`DEFAULT` at the threshold best for pixel IoU). A 256-px window cuts most buildings it
 holds; scored on the pieces, the choice favoured small seeds that keep pieces and split whole
-roofs (docs/BENCHMARKS.md, *Run to run*).
+roofs (docs/BENCHMARKS.md, *Run to run*). With those settings, :func:`choose_min_area` then
+picks the smallest building area kept the same way (*Smallest building*).
 Building thresholds are only tried where validation pixel IoU is within :data:`IOU_SLACK` of
 its best (:func:`thresholds_near`), so separating buildings never costs the building mask.
 Windows are labelled alone (no halo): their edges cut buildings alike in the prediction and
@@ -20,12 +21,12 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable
-from dataclasses import fields, replace
+from dataclasses import replace
 from typing import NamedTuple
 
 import numpy as np
 
-from engine.config import PolygonOptions
+from engine.config import MIN_AREA_M2
 from engine.polygons.instances import InstanceSettings, label_instances
 from engine.scoring.buildings import (
     IGNORE,
@@ -35,8 +36,9 @@ from engine.scoring.buildings import (
     reference_instances,
 )
 
-#: Predicted buildings smaller than this are not counted (detect's default minimum area).
-MIN_AREA_M2 = float(next(f.default for f in fields(PolygonOptions) if f.name == "min_area_m2"))  # type: ignore[arg-type]
+#: The smallest building areas (m²) tried after the settings: the first is the default, what
+#: every epoch is scored with.
+MIN_AREAS = (MIN_AREA_M2, 8.0, 12.0, 16.0, 20.0, 25.0, 30.0)
 #: Validation windows kept for scoring (the first ones; enough for a stable F1).
 MAX_WINDOWS = 96
 
@@ -97,13 +99,15 @@ class ValidationWindows:
         """The epoch's building F1: the best over :data:`EPOCH_SETTINGS`."""
         return max(self.score(s).f1 for s in EPOCH_SETTINGS)
 
-    def score(self, settings: InstanceSettings, whole: bool = False) -> BuildingCounts:
+    def score(
+        self, settings: InstanceSettings, whole: bool = False, min_area_m2: float = MIN_AREA_M2
+    ) -> BuildingCounts:
         """Building matches over the kept windows with ``settings`` (``whole``: only of the
         buildings no window edge cuts, :func:`count_whole_matches`); predicted buildings
-        smaller than detect's default minimum area are dropped first, as detect drops them."""
+        smaller than ``min_area_m2`` are dropped first, as detect drops them."""
         count = count_whole_matches if whole else count_matches
         params = settings.params(self.pixel_size_m)
-        smallest = MIN_AREA_M2 / self.pixel_size_m**2
+        smallest = min_area_m2 / self.pixel_size_m**2
         total = BuildingCounts()
         for prob, ref, valid in zip(self.probabilities, self.references, self.valid, strict=True):
             b, s = prob[0].astype(np.float32), prob[1].astype(np.float32)
@@ -139,3 +143,19 @@ def choose_settings(
         if f1 > best_f1:
             best, best_f1 = settings, f1
     return SettingsChoice(best, windows.score(best), whole)
+
+
+def choose_min_area(
+    windows: ValidationWindows, settings: InstanceSettings, whole: bool
+) -> tuple[float, BuildingCounts]:
+    """The smallest building area of :data:`MIN_AREAS` with the highest building F1 with
+    ``settings`` (on the buildings the windows show whole when ``whole``; ties: the smaller),
+    and its counts over all the windows' buildings. Which small buildings count depends on
+    the labels (many maps leave sheds out): the validation labels say it for the model's
+    places, a cut piece of a large roof does not, hence the whole buildings."""
+    best, best_f1 = MIN_AREA_M2, -1.0
+    for area in MIN_AREAS:
+        f1 = windows.score(settings, whole=whole, min_area_m2=area).f1
+        if f1 > best_f1:
+            best, best_f1 = area, f1
+    return best, windows.score(settings, min_area_m2=best)

@@ -180,12 +180,13 @@ def inference_options(
 
 
 def polygon_options(
-    min_area: str, simplify: str, regularize: str, hole_area: str
+    config: type, min_area: str, simplify: str, regularize: str, hole_area: str
 ) -> tuple[Option, ...]:
-    """Minimum area, simplify, regularize (main), hole area and the low-confidence mark
+    """Minimum area (as ``config``, VectorizeConfig or DetectConfig, defines it: a number, or
+    empty for the model's), simplify, regularize (main), hole area and the low-confidence mark
     (advanced) of vectorize and detect."""
     return (
-        Option(min_area, PolygonOptions, "min_area_m2"),
+        Option(min_area, config, "min_area_m2"),
         Option(simplify, PolygonOptions, "simplify"),
         Option(regularize, PolygonOptions, "regularize"),
         Option(hole_area, PolygonOptions, "hole_area_m2", advanced=True),

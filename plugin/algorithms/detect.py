@@ -47,7 +47,10 @@ class Detect(FootprintAlgorithm):
         "Train can improve it on your own corrections).\n"
         "<b>Threshold</b> (optional): building probability threshold; leave it empty to use "
         "the threshold chosen on validation when the model was trained.\n"
-        "<b>Minimum building area</b> (m²), <b>Simplify tolerance</b> (pixels, 0: off), "
+        "<b>Minimum building area</b> (m², optional): leave it empty to use the smallest "
+        "building chosen on validation when the model was trained (labels that leave sheds "
+        "out teach 20-30 m²; models trained before December 2026 keep 4 m²); "
+        "<b>Simplify tolerance</b> (pixels, 0: off), "
         "<b>Square off outlines</b> (regularize to right angles).\n"
         "<b>Extent</b> (optional): limit the work to this rectangle (any CRS): time, memory "
         "and disk follow the rectangle, not the raster, and the buildings inside it are "
@@ -98,7 +101,7 @@ class Detect(FootprintAlgorithm):
     USED_THRESHOLD = "USED_THRESHOLD"
     POLYGONS = (
         Option(THRESHOLD, DetectConfig, "threshold"),
-        *polygon_options(MIN_AREA, SIMPLIFY, REGULARIZE, HOLE_AREA),
+        *polygon_options(DetectConfig, MIN_AREA, SIMPLIFY, REGULARIZE, HOLE_AREA),
         *seed_options(),
     )
     INFERENCE = inference_options(BATCH_SIZE, TTA, MARGIN, NATIVE_RESOLUTION, WINDOW)

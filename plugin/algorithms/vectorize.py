@@ -56,7 +56,7 @@ class Vectorize(FootprintAlgorithm):
     TOTAL_AREA = "TOTAL_AREA"
     POLYGONS = (
         Option(THRESHOLD, VectorizeConfig, "threshold"),
-        *polygon_options(MIN_AREA, SIMPLIFY, REGULARIZE, HOLE_AREA),
+        *polygon_options(VectorizeConfig, MIN_AREA, SIMPLIFY, REGULARIZE, HOLE_AREA),
         *seed_options(),
         Option("SEPARATION_BAND", VectorizeConfig, "separation_band", advanced=True),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from engine.detect import detect, detect_with_model
 from engine.errors import CancelledError, ConfigError, OutputError
 from engine.events import NullProgress, RecordingProgress
 from engine.models.modelfile import ModelSpec
+from engine.models.spec import spec_from_json, spec_to_json
 from engine.predict import predict_with_model
 from engine.vectorize import vectorize
 from tests.engine.polygons.test_instances import probabilities, terraces
@@ -413,3 +415,20 @@ def test_vectorize_cuts_blocks_side_by_side_and_joins_them_in_order(
         assert vectorize(cfg, NullProgress())["buildings"] == truth.max()
         wkb[workers] = shapely.to_wkb(gpd.read_file(cfg.output).geometry.values).tolist()
     assert wkb[1] == wkb[3]
+
+
+def test_the_models_smallest_building_applies_unless_one_is_given(tmp_path: Path) -> None:
+    # RECTS cover 150, 600, 375 and 100 m² (0.5 m pixels); the model keeps 120 m² and up
+    raster, model = rect_raster(tmp_path), spec(min_area_m2=120.0)
+    log = RecordingProgress()
+    own = config(raster, tmp_path / "own.gpkg", min_area_m2=None)
+    assert detect_with_model(own, Pointwise(), model, log)["buildings"] == 3
+    areas = gpd.read_file(tmp_path / "own.gpkg")["area_m2"]
+    assert areas.min() == pytest.approx(150.0)
+    assert any("1 under 120 m² left out" in m for m in log.messages)
+    given = config(raster, tmp_path / "given.gpkg", min_area_m2=0.0)
+    assert detect_with_model(given, Pointwise(), model, NullProgress())["buildings"] == 4
+    # a model file from before train chose it keeps 4 m², as detect always did
+    before = json.loads(spec_to_json(model))
+    del before["min_area_m2"]
+    assert spec_from_json(json.dumps(before)).min_area_m2 == 4.0

@@ -29,7 +29,7 @@ from engine.scoring.metrics import ConfusionCounts
 from engine.training.dataset import TrainingData
 from engine.training.finetune import freeze_statistics, set_encoder_trainable
 from engine.training.losses import IGNORE, targets_for
-from engine.training.postprocess import DEFAULT, grid
+from engine.training.postprocess import DEFAULT, MIN_AREAS, grid
 from engine.training.state import ProbabilityHistogram
 
 TILE = 32
@@ -282,6 +282,7 @@ def test_two_classes_sgd_cosine(
     )
     # the seeds + watershed settings from validation
     assert chosen in [replace(DEFAULT, threshold=chosen.threshold), *grid([chosen.threshold])]
+    assert spec.min_area_m2 in MIN_AREAS  # and the smallest building
     assert spec.threshold == result["threshold"]
     assert 0.0 <= result["metrics"]["building_f1"] <= 1.0
 

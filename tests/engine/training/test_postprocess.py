@@ -1,17 +1,22 @@
 """Seed settings chosen on validation: which building thresholds may be tried, and on which
-buildings the settings are compared."""
+buildings the settings are compared; the smallest building kept."""
 
 from __future__ import annotations
 
 from dataclasses import replace
+
+import numpy as np
 
 from engine.polygons.instances import InstanceSettings
 from engine.scoring.buildings import BuildingCounts
 from engine.training.postprocess import (
     DEFAULT,
     IOU_SLACK,
+    MIN_AREAS,
     MIN_WHOLE,
     THRESHOLDS,
+    ValidationWindows,
+    choose_min_area,
     choose_settings,
     grid,
     thresholds_near,
@@ -70,3 +75,32 @@ def test_too_few_whole_buildings_choose_on_all() -> None:
     candidates = [InstanceSettings(0.5, 0.9, 1.0, 4.0)]
     chosen, _, whole = choose_settings(FakeWindows(scores), 0.5, candidates)  # type: ignore[arg-type]
     assert chosen == replace(DEFAULT, threshold=0.5) and not whole
+
+
+def _window(sheds_labelled: bool) -> ValidationWindows:
+    """One 160-px validation window at 0.25 m: nine whole 6 x 6 m houses (576 px) predicted
+    and labelled, and nine 2.5 x 2.5 m sheds (100 px, 6.25 m²) predicted, labelled only when
+    ``sheds_labelled`` (many maps leave sheds out)."""
+    building = np.zeros((160, 160), np.float32)
+    mask = np.zeros((160, 160), np.uint8)
+    for i in range(3):
+        for j in range(3):
+            r, c = 10 + 50 * i, 10 + 50 * j
+            building[r : r + 24, c : c + 24] = 0.95
+            mask[r : r + 24, c : c + 24] = 1
+            building[r + 30 : r + 40, c + 30 : c + 40] = 0.95
+            mask[r + 30 : r + 40, c + 30 : c + 40] = int(sheds_labelled)
+    windows = ValidationWindows(0.25)
+    windows.add(building[None], np.zeros((1, 160, 160), np.float32), mask[None])
+    return windows
+
+
+def test_the_smallest_building_follows_what_the_labels_count() -> None:
+    settings = replace(DEFAULT, threshold=0.5, min_seed_m2=1.0)
+    # sheds unlabelled: 9 false buildings of 6.25 m² go with the first area above them
+    area, counts = choose_min_area(_window(False), settings, whole=True)
+    assert area == min(a for a in MIN_AREAS if a > 6.25) and area < 36.0
+    assert (counts.tp, counts.predicted, counts.reference) == (9, 9, 9)
+    # sheds labelled: they are buildings, and the default keeps them
+    area, counts = choose_min_area(_window(True), settings, whole=True)
+    assert area == MIN_AREAS[0] and (counts.tp, counts.reference) == (18, 18)

@@ -1,0 +1,212 @@
+"""The smallest building kept, chosen on validation as train chooses it (issue 29).
+
+    .venv/bin/python bench/min_area_choice.py starter:NAME [...] banepa:MODEL.pt:SEED [...]
+        [--work DIR] [--out FILE.json]
+    .venv/bin/python bench/min_area_choice.py --markdown FILE.json
+
+``starter:NAME``: a model made by ``scripts/make_starter_model.py`` in ``--work`` (default
+/work/runs/starter), ``loro_<place>-...`` (scored on the left-out place's z19, z20 and z21
+chips) or ``final...`` (on the Banepa test chips); its detections there are reused.
+``banepa:MODEL.pt:SEED``: a model of ``bench/accuracy.py --recipe default --set seed=SEED``
+(detected here on the Banepa test chips).
+
+For each model it rebuilds the validation windows (the same places, split and seed as in
+training), chooses the smallest building area with the model's own seed settings as train
+does since 2026-12-05 (:func:`engine.training.postprocess.choose_min_area`: building F1 over
+the buildings the windows show whole), and scores the test detections with every area of
+:data:`engine.training.postprocess.MIN_AREAS` (the polygons under it left out). Prints the
+test building F1 at 4 m² (as detect kept before), at the chosen area, and the grid's best.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import make_starter_model as starter  # noqa: E402
+from accuracy import DATA, DATASETS, _config, _labels  # noqa: E402
+
+from engine.config import DetectConfig, EvaluateConfig, TrainConfig  # noqa: E402
+from engine.detect import detect, model_settings  # noqa: E402
+from engine.evaluate import evaluate  # noqa: E402
+from engine.events import NullProgress  # noqa: E402
+from engine.geo.rasters import resolve_raster  # noqa: E402
+from engine.models.modelfile import load_model, read_spec  # noqa: E402
+from engine.train import Loop, build_training_data, resolve_encoder_weights  # noqa: E402
+from engine.training.postprocess import (  # noqa: E402
+    MIN_AREAS,
+    MIN_WHOLE,
+    ValidationWindows,
+    choose_min_area,
+)
+from engine.training.state import seed_everything  # noqa: E402
+
+#: A test: (detected buildings, reference labels, area scored: polygons or a raster).
+Test = tuple[Path, Path, Path]
+
+
+def windows_of(config: TrainConfig, model: Path) -> ValidationWindows:
+    """``model``'s probabilities on the validation windows of ``config`` (as training saw
+    them: the same split for the same seed)."""
+    config = replace(config, encoder_weights=resolve_encoder_weights(config))
+    seed_everything(config.seed)
+    data = build_training_data(config, NullProgress())
+    seed_everything(config.seed)
+    loop = Loop(config, data, torch.device("cpu"))
+    loop.bare.load_state_dict(load_model(str(model))[0].state_dict())
+    windows = loop.validate(NullProgress()).windows
+    if windows is None:
+        raise SystemExit(f"{model} has no separation class: train chooses no area for it")
+    return windows
+
+
+def starter_case(name: str, work: Path) -> tuple[TrainConfig, Path, dict[str, Test]]:
+    """The training config, model and tests of a model made by make_starter_model.py."""
+    record = json.loads((work / f"{name}.train.json").read_text())
+    places = list(record["places"])
+    prepared = [starter.prepare(p, work) for p in places]
+    seed = (
+        int(record["command"].split("--seed ")[1].split()[0])
+        if "--seed " in record["command"]
+        else 0
+    )
+    config = TrainConfig(
+        rasters=tuple(str(r) for r, _ in prepared),
+        labels=tuple(str(DATA / starter.PLACES[p][1]) for p in places),
+        output=str(work / "unused.pt"),
+        labelled_area=str(work / f"{name}_area.geojson"),
+        seed=seed,
+    )
+    if name.startswith("loro_"):
+        left = next(p for p in starter.PLACES if p not in places)
+        labels, area = DATA / starter.PLACES[left][1], work / f"{left}_area.geojson"
+        tests = {z: (work / f"{name}_{z}" / "buildings.gpkg", labels, area) for z in starter.ZOOMS}
+    else:
+        out = work / f"{name}_banepa_test"
+        tests = {
+            "banepa": (
+                out / "buildings.gpkg",
+                DATA / starter.PLACES["banepa"][1],
+                out / "probability.tif",
+            )
+        }
+    return config, work / f"{name}.pt", tests
+
+
+def banepa_case(model: Path, seed: int, work: Path) -> tuple[TrainConfig, Path, dict[str, Test]]:
+    """The training config, model and Banepa test of a bench/accuracy.py model (detected)."""
+    data = DATASETS["banepa"]
+    (work / "train").mkdir(parents=True, exist_ok=True)
+    raster = resolve_raster(str(DATA / data.test), workdir=str(work))
+    buildings, prob = work / "buildings.gpkg", work / "probability.tif"
+    detect(
+        DetectConfig(
+            raster, str(model), str(buildings), keep_probability=str(prob), overwrite=True
+        ),
+        NullProgress(),
+    )
+    return (
+        _config(data, "default", [f"seed={seed}"], work),
+        model,
+        {"banepa": (buildings, _labels(data), prob)},
+    )
+
+
+def test_scores(test: Test) -> dict[str, dict[str, float]]:
+    """Building P/R/F1 and pixel IoU of the detections with each area of MIN_AREAS."""
+    buildings, labels, area = test
+    found = gpd.read_file(buildings)
+    scores = {}
+    with tempfile.TemporaryDirectory(prefix="footprint-area-") as tmp:
+        for smallest in MIN_AREAS:
+            kept = Path(tmp) / f"{smallest:g}.gpkg"
+            found[found["area_m2"] >= smallest].to_file(kept)
+            s = evaluate(
+                EvaluateConfig(str(kept), str(labels), area=str(area), resolution=0.15),
+                NullProgress(),
+            )
+            keys = (
+                "object_precision",
+                "object_recall",
+                "object_f1",
+                "pixel_iou",
+                "merges",
+                "splits",
+            )
+            scores[f"{smallest:g}"] = {k: s[k] for k in keys}
+    return scores
+
+
+def markdown(record: dict[str, Any]) -> str:
+    """The record as a table: per model and test, building F1 at 4 m², at the chosen area,
+    and the grid's best on the test."""
+    rows = ["| model | chosen | test | building F1 at 4 m² | at the chosen | test's best |"]
+    rows.append("| --- | --- | --- | --- | --- | --- |")
+    for model, found in record.items():
+        chosen = f"{found['chosen_m2']:g}"
+        for name, by_area in found["test"].items():
+            f1 = {a: s["object_f1"] for a, s in by_area.items()}
+            best = max(f1, key=lambda a: f1[a])
+            rows.append(
+                f"| {Path(model).stem} | {chosen} m² | {name} | {f1['4']:.3f} |"
+                f" {f1[chosen]:.3f} | {f1[best]:.3f} ({best} m²) |"
+            )
+    return "\n".join(rows)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("models", nargs="*", help="starter:NAME or banepa:MODEL.pt:SEED")
+    parser.add_argument("--work", type=Path, default=Path("/work/runs/starter"))
+    parser.add_argument("--out", type=Path, default=None, help="Write every score as JSON.")
+    parser.add_argument("--markdown", type=Path, default=None, help="Print FILE.json as a table.")
+    args = parser.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(args.markdown.read_text())))
+        return 0
+    record: dict[str, Any] = {}
+    for item in args.models:
+        kind, rest = item.split(":", 1)
+        with tempfile.TemporaryDirectory(prefix="footprint-area-") as tmp:
+            if kind == "starter":
+                config, model, tests = starter_case(rest, args.work)
+            else:
+                path, seed = rest.rsplit(":", 1)
+                config, model, tests = banepa_case(Path(path), int(seed), Path(tmp))
+            settings = model_settings(read_spec(model))
+            windows = windows_of(config, model)
+            whole = windows.score(settings, whole=True).reference >= MIN_WHOLE
+            val = {
+                f"{a:g}": windows.score(settings, whole=whole, min_area_m2=a).f1 for a in MIN_AREAS
+            }
+            chosen, _ = choose_min_area(windows, settings, whole)
+            tested = {name: test_scores(test) for name, test in tests.items()}
+        record[str(model)] = {"chosen_m2": chosen, "validation_f1": val, "test": tested}
+        line = [f"{model.stem}: chosen {chosen:g} m²"]
+        for name, by_area in tested.items():
+            f1 = {a: s["object_f1"] for a, s in by_area.items()}
+            best = max(f1, key=lambda a: f1[a])
+            line.append(
+                f"{name} {f1['4']:.3f} -> {f1[f'{chosen:g}']:.3f} (best {f1[best]:.3f} at {best})"
+            )
+        print(" | ".join(line), flush=True)
+    if args.out:
+        args.out.write_text(json.dumps(record, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
