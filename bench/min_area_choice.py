@@ -5,30 +5,31 @@
     .venv/bin/python bench/min_area_choice.py --markdown FILE.json
 
 ``starter:NAME``: a model made by ``scripts/make_starter_model.py`` in ``--work`` (default
-/work/runs/starter), ``loro_<place>-...`` (scored on the left-out place's z19, z20 and z21
-chips) or ``final...`` (on the Banepa test chips); its detections there are reused.
-``banepa:MODEL.pt:SEED``: a model of ``bench/accuracy.py --recipe default --set seed=SEED``
-(detected here on the Banepa test chips).
+/work/runs/starter), ``loro_<place>-...`` (scored on the left-out place's z20 chips, ~15 cm,
+the model's own resolution) or ``final...`` (on the Banepa test chips); the probability its
+detection there kept is reused. ``banepa:MODEL.pt:SEED``: a model of ``bench/accuracy.py
+--recipe default --set seed=SEED`` (detected here on the Banepa test chips).
 
 For each model it rebuilds the validation windows (the same places, split and seed as in
-training), chooses the smallest building area with the model's own seed settings as train
-does since 2026-12-05 (:func:`engine.training.postprocess.choose_min_area`: building F1 over
-the buildings the windows show whole), and scores the test detections with every area of
-:data:`engine.training.postprocess.MIN_AREAS` (the polygons under it left out). Prints the
-test building F1 at 4 m² (as detect kept before), at the chosen area, and the grid's best.
+training), chooses the smallest building with the model's own seed settings as train does
+since 2026-12-05 (:func:`engine.training.postprocess.choose_min_area`: building F1 over the
+buildings the windows show whole; a smaller building joins the neighbour it touches most, or
+is dropped alone), vectorizes the test probability with those settings at 4 m² (detect's
+smallest building before) and at the chosen area, and prints both scores.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import shlex
 import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import geopandas as gpd
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,12 +40,13 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import make_starter_model as starter  # noqa: E402
 from accuracy import DATA, DATASETS, _config, _labels  # noqa: E402
 
-from engine.config import DetectConfig, EvaluateConfig, TrainConfig  # noqa: E402
+from engine.config import DetectConfig, EvaluateConfig, TrainConfig, VectorizeConfig  # noqa: E402
 from engine.detect import detect, model_settings  # noqa: E402
 from engine.evaluate import evaluate  # noqa: E402
 from engine.events import NullProgress  # noqa: E402
 from engine.geo.rasters import resolve_raster  # noqa: E402
 from engine.models.modelfile import load_model, read_spec  # noqa: E402
+from engine.polygons.instances import InstanceSettings  # noqa: E402
 from engine.train import Loop, build_training_data, resolve_encoder_weights  # noqa: E402
 from engine.training.postprocess import (  # noqa: E402
     MIN_AREAS,
@@ -53,9 +55,13 @@ from engine.training.postprocess import (  # noqa: E402
     choose_min_area,
 )
 from engine.training.state import seed_everything  # noqa: E402
+from engine.vectorize import vectorize  # noqa: E402
 
-#: A test: (detected buildings, reference labels, area scored: polygons or a raster).
+#: A test: (kept probability raster, reference labels, area scored: polygons or a raster).
 Test = tuple[Path, Path, Path]
+#: The zooms of a left-out place scored (z20, ~15 cm, is the starter's own resolution, so
+#: vectorizing its kept probability labels what detect labelled).
+ZOOMS = ("z20",)
 
 
 def windows_of(config: TrainConfig, model: Path) -> ValidationWindows:
@@ -93,7 +99,7 @@ def starter_case(name: str, work: Path) -> tuple[TrainConfig, Path, dict[str, Te
     if name.startswith("loro_"):
         left = next(p for p in starter.PLACES if p not in places)
         labels, area = DATA / starter.PLACES[left][1], work / f"{left}_area.geojson"
-        tests = {z: (work / f"{name}_{z}" / "buildings.gpkg", labels, area) for z in starter.ZOOMS}
+        tests = {z: (work / f"{name}_{z}" / "probability.tif", labels, area) for z in ZOOMS}
     else:
         out = work / f"{name}_banepa_test"
         tests = {
@@ -121,48 +127,52 @@ def banepa_case(model: Path, seed: int, work: Path) -> tuple[TrainConfig, Path, 
     return (
         _config(data, "default", [f"seed={seed}"], work),
         model,
-        {"banepa": (buildings, _labels(data), prob)},
+        {"banepa": (prob, _labels(data), prob)},
     )
 
 
-def test_scores(test: Test) -> dict[str, dict[str, float]]:
-    """Building P/R/F1 and pixel IoU of the detections with each area of MIN_AREAS."""
-    buildings, labels, area = test
-    found = gpd.read_file(buildings)
+def test_scores(test: Test, settings: InstanceSettings) -> dict[str, dict[str, float]]:
+    """Building P/R/F1, pixel IoU, merges and splits of the kept probability vectorized with
+    ``settings`` at 4 m² (detect's smallest building before) and at the settings' own."""
+    prob, labels, area = test
     scores = {}
     with tempfile.TemporaryDirectory(prefix="footprint-area-") as tmp:
-        for smallest in MIN_AREAS:
-            kept = Path(tmp) / f"{smallest:g}.gpkg"
-            found[found["area_m2"] >= smallest].to_file(kept)
+        for smallest in sorted({MIN_AREAS[0], settings.min_area_m2}):
+            out = Path(tmp) / f"{smallest:g}.gpkg"
+            config = VectorizeConfig(
+                str(prob),
+                str(out),
+                threshold=settings.threshold,
+                seed_threshold=settings.seed_threshold,
+                seed_erosion_m=settings.seed_erosion_m,
+                min_seed_m2=settings.min_seed_m2,
+                min_area_m2=smallest,
+            )
+            vectorize(config, NullProgress())
             s = evaluate(
-                EvaluateConfig(str(kept), str(labels), area=str(area), resolution=0.15),
+                EvaluateConfig(str(out), str(labels), area=str(area), resolution=0.15),
                 NullProgress(),
             )
-            keys = (
-                "object_precision",
-                "object_recall",
-                "object_f1",
-                "pixel_iou",
-                "merges",
-                "splits",
-            )
-            scores[f"{smallest:g}"] = {k: s[k] for k in keys}
+            keys = ("object_precision", "object_recall", "object_f1", "pixel_iou")
+            scores[f"{smallest:g}"] = {k: s[k] for k in (*keys, "merges", "splits")}
     return scores
 
 
 def markdown(record: dict[str, Any]) -> str:
-    """The record as a table: per model and test, building F1 at 4 m², at the chosen area,
-    and the grid's best on the test."""
-    rows = ["| model | chosen | test | building F1 at 4 m² | at the chosen | test's best |"]
-    rows.append("| --- | --- | --- | --- | --- | --- |")
+    """The record as a table: per model and test, building F1, pixel IoU and splits at 4 m²
+    and at the chosen area."""
+    rows = [
+        "| model | chosen | test | building F1 at 4 m² -> chosen | pixel IoU | merges / splits |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for model, found in record.items():
         chosen = f"{found['chosen_m2']:g}"
         for name, by_area in found["test"].items():
-            f1 = {a: s["object_f1"] for a, s in by_area.items()}
-            best = max(f1, key=lambda a: f1[a])
+            a, b = by_area["4"], by_area[chosen]
             rows.append(
-                f"| {Path(model).stem} | {chosen} m² | {name} | {f1['4']:.3f} |"
-                f" {f1[chosen]:.3f} | {f1[best]:.3f} ({best} m²) |"
+                f"| {Path(model).stem} | {chosen} m² | {name} | {a['object_f1']:.3f} ->"
+                f" {b['object_f1']:.3f} | {a['pixel_iou']:.3f} -> {b['pixel_iou']:.3f} |"
+                f" {a['merges']} / {a['splits']} -> {b['merges']} / {b['splits']} |"
             )
     return "\n".join(rows)
 
@@ -175,7 +185,7 @@ def main() -> int:
     parser.add_argument("--markdown", type=Path, default=None, help="Print FILE.json as a table.")
     args = parser.parse_args()
     if args.markdown:
-        print(markdown(json.loads(args.markdown.read_text())))
+        print(markdown(json.loads(args.markdown.read_text())["models"]))
         return 0
     record: dict[str, Any] = {}
     for item in args.models:
@@ -190,21 +200,29 @@ def main() -> int:
             windows = windows_of(config, model)
             whole = windows.score(settings, whole=True).reference >= MIN_WHOLE
             val = {
-                f"{a:g}": windows.score(settings, whole=whole, min_area_m2=a).f1 for a in MIN_AREAS
+                f"{a:g}": windows.score(replace(settings, min_area_m2=a), whole=whole).f1
+                for a in MIN_AREAS
             }
-            chosen, _ = choose_min_area(windows, settings, whole)
-            tested = {name: test_scores(test) for name, test in tests.items()}
+            chosen_settings = choose_min_area(windows, settings, whole)[0]
+            chosen = chosen_settings.min_area_m2
+            tested = {name: test_scores(test, chosen_settings) for name, test in tests.items()}
         record[str(model)] = {"chosen_m2": chosen, "validation_f1": val, "test": tested}
         line = [f"{model.stem}: chosen {chosen:g} m²"]
         for name, by_area in tested.items():
             f1 = {a: s["object_f1"] for a, s in by_area.items()}
-            best = max(f1, key=lambda a: f1[a])
+            iou = {a: s["pixel_iou"] for a, s in by_area.items()}
             line.append(
-                f"{name} {f1['4']:.3f} -> {f1[f'{chosen:g}']:.3f} (best {f1[best]:.3f} at {best})"
+                f"{name} building F1 {f1['4']:.3f} -> {f1[f'{chosen:g}']:.3f}, pixel IoU"
+                f" {iou['4']:.3f} -> {iou[f'{chosen:g}']:.3f}"
             )
         print(" | ".join(line), flush=True)
     if args.out:
-        args.out.write_text(json.dumps(record, indent=1) + "\n")
+        meta = {
+            "command": shlex.join(["bench/min_area_choice.py", *sys.argv[1:]]),
+            "date": datetime.date.today().isoformat(),
+            "hardware": starter.hardware(),
+        }
+        args.out.write_text(json.dumps({"meta": meta, "models": record}, indent=1) + "\n")
     return 0
 
 

@@ -66,7 +66,7 @@ __all__ = ["detect", "detect_with_model", "detect_with_network"]
 def model_settings(spec: ModelSpec) -> InstanceSettings:
     """The seeds + watershed settings stored in a model with a separation class."""
     return InstanceSettings(
-        spec.threshold, spec.seed_threshold, spec.seed_erosion_m, spec.min_seed_m2
+        spec.threshold, spec.seed_threshold, spec.seed_erosion_m, spec.min_seed_m2, spec.min_area_m2
     )
 
 

@@ -33,7 +33,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 
 from engine import __version__
-from engine.config import MIN_AREA_M2, STARTER, TrainConfig
+from engine.config import STARTER, TrainConfig
 from engine.errors import ConfigError
 from engine.events import NullProgress, Progress, SubProgress, check_canceled
 from engine.geo.labels import layer_inputs
@@ -585,7 +585,6 @@ def _spec(
     threshold: float,
     metrics: dict[str, float],
     settings: InstanceSettings,
-    min_area_m2: float,
 ) -> ModelSpec:
     return ModelSpec(
         architecture=config.architecture.lower(),
@@ -601,7 +600,7 @@ def _spec(
         seed_threshold=settings.seed_threshold,
         min_seed_m2=settings.min_seed_m2,
         seed_erosion_m=settings.seed_erosion_m,
-        min_area_m2=min_area_m2,
+        min_area_m2=settings.min_area_m2,
         decoder_attention=config.decoder_attention,
         input_dtype=data.input_dtype,
         metrics=metrics,
@@ -668,13 +667,13 @@ def _train(config: TrainConfig, progress: Progress) -> TrainResult:
         before = starting_scores(loop, SubProgress(progress, 10, 10))
     run_epochs(loop, state, SubProgress(progress, 10, 98), checkpoint)
     threshold, metrics = state.choose_threshold()
-    settings, min_area = DEFAULT, MIN_AREA_M2
+    settings = DEFAULT
     if state.best_windows is not None:
         hist = state.best_hist
         assert hist is not None  # set with the best windows
         near = thresholds_near(lambda t: hist.counts(t).iou, threshold)
         settings, counts, whole = choose_settings(state.best_windows, threshold, grid(near))
-        min_area, counts = choose_min_area(state.best_windows, settings, whole)
+        settings, counts = choose_min_area(state.best_windows, settings, whole)
         threshold, metrics = state.choose_threshold(settings.threshold)
         metrics.update(
             building_precision=counts.precision,
@@ -687,9 +686,8 @@ def _train(config: TrainConfig, progress: Progress) -> TrainResult:
             else "all the validation buildings (too few are whole in a window):"
         )
         progress.log(
-            f"Touching buildings: {settings.describe()}; buildings of at least {min_area:g} m²"
-            f" (chosen by building F1 on {basis} {counts.f1:.4f}, {counts.tp} of"
-            f" {counts.reference} buildings matched)."
+            f"Touching buildings: {settings.describe()} (chosen by building F1 on {basis}"
+            f" {counts.f1:.4f}, {counts.tp} of {counts.reference} buildings matched)."
         )
     result: TrainResult = {
         "output": str(Path(config.output).expanduser().absolute()),
@@ -712,7 +710,7 @@ def _train(config: TrainConfig, progress: Progress) -> TrainResult:
         save_model(
             config.output,
             loop.bare,
-            _spec(config, data, threshold, metrics, settings, min_area),
+            _spec(config, data, threshold, metrics, settings),
             overwrite=config.overwrite,
         )
         write_report(report, state.history, {**result, "data": data.summary})

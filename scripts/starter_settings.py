@@ -78,20 +78,19 @@ def main() -> int:
     old = read_spec(args.model)
     windows = validation_windows(places, work, args.model)
     settings, _, whole = choose_settings(windows, old.threshold, grid([old.threshold]))
-    min_area, counts = choose_min_area(windows, settings, whole)
-    before = windows.score(model_settings(old), min_area_m2=old.min_area_m2)
+    settings, counts = choose_min_area(windows, settings, whole)
+    before = windows.score(model_settings(old))
     starter.log(
         f"before: {old.seed_threshold}, {old.seed_erosion_m} m, {old.min_seed_m2} m²,"
         f" buildings of {old.min_area_m2:g} m² (validation building F1 {before.f1:.4f});"
-        f" chosen now: {settings.describe()}, buildings of {min_area:g} m² (validation"
-        f" building F1 {counts.f1:.4f})"
+        f" chosen now: {settings.describe()} (validation building F1 {counts.f1:.4f})"
     )
     new = replace(
         old,
         seed_threshold=settings.seed_threshold,
         seed_erosion_m=settings.seed_erosion_m,
         min_seed_m2=settings.min_seed_m2,
-        min_area_m2=min_area,
+        min_area_m2=settings.min_area_m2,
         metrics={
             **old.metrics,
             "building_precision": counts.precision,
@@ -113,7 +112,12 @@ def main() -> int:
         "chosen_by": "scripts/starter_settings.py (train's rules of 2026-12-04: whole"
         " buildings; 2026-12-05: the smallest building)",
         "before": [old.seed_threshold, old.seed_erosion_m, old.min_seed_m2, old.min_area_m2],
-        "after": [settings.seed_threshold, settings.seed_erosion_m, settings.min_seed_m2, min_area],
+        "after": [
+            settings.seed_threshold,
+            settings.seed_erosion_m,
+            settings.min_seed_m2,
+            settings.min_area_m2,
+        ],
         "trained": str(trained),
     }
     shipped.write_text(json.dumps(new_card, indent=1, default=str) + "\n", encoding="utf-8")

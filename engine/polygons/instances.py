@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from engine.config import MIN_SEED_M2, SEED_EROSION_M, SEED_THRESHOLD, PolygonOptions
+from engine.config import MIN_AREA_M2, MIN_SEED_M2, SEED_EROSION_M, SEED_THRESHOLD, PolygonOptions
 from engine.errors import ConfigError
 
 #: 4-connectivity (pixels sharing an edge), as the polygons are traced.
@@ -41,6 +41,7 @@ class InstanceParams:
     seed_threshold: float = 0.5  # building x (1 - separation) of a seed
     min_seed_px: int = 1  # smaller seeds are dropped
     erode_px: int = 0  # seeds are eroded by this many pixels first
+    min_area_px: int = 0  # smaller buildings join the neighbour they share the most edge with
 
     def __post_init__(self) -> None:
         for name in ("threshold", "seed_threshold"):
@@ -51,6 +52,8 @@ class InstanceParams:
             raise ConfigError(f"min_seed_px must be at least 1, got {self.min_seed_px}.")
         if self.erode_px < 0:
             raise ConfigError(f"erode_px must be 0 or more, got {self.erode_px}.")
+        if self.min_area_px < 0:
+            raise ConfigError(f"min_area_px must be 0 or more, got {self.min_area_px}.")
 
 
 def pixels_for(metres: float, pixel_size_m: float) -> int:
@@ -75,6 +78,7 @@ class InstanceSettings:
     seed_threshold: float = SEED_THRESHOLD
     seed_erosion_m: float = SEED_EROSION_M
     min_seed_m2: float = MIN_SEED_M2
+    min_area_m2: float = MIN_AREA_M2
 
     def with_options(self, options: PolygonOptions, threshold: float) -> InstanceSettings:
         """These settings with the ones ``options`` gives (None: keep) and ``threshold``."""
@@ -83,6 +87,7 @@ class InstanceSettings:
             seed_threshold=_given(options.seed_threshold, self.seed_threshold),
             seed_erosion_m=_given(options.seed_erosion_m, self.seed_erosion_m),
             min_seed_m2=_given(options.min_seed_m2, self.min_seed_m2),
+            min_area_m2=_given(options.min_area_m2, self.min_area_m2),
         )
 
     def describe(self) -> str:
@@ -90,7 +95,8 @@ class InstanceSettings:
         return (
             f"seeds where building x (1 - separation) >= {self.seed_threshold:g}, eroded by"
             f" {self.seed_erosion_m:g} m, of at least {self.min_seed_m2:g} m², grown over"
-            f" building probability >= {self.threshold:g}"
+            f" building probability >= {self.threshold:g}; a building under"
+            f" {self.min_area_m2:g} m² joins the neighbour it touches most, or is dropped alone"
         )
 
     def params(self, pixel_size_m: float) -> InstanceParams:
@@ -100,6 +106,7 @@ class InstanceSettings:
             seed_threshold=self.seed_threshold,
             min_seed_px=min_seed_pixels(self.min_seed_m2, pixel_size_m**2),
             erode_px=pixels_for(self.seed_erosion_m, pixel_size_m),
+            min_area_px=round(self.min_area_m2 / pixel_size_m**2) if pixel_size_m > 0 else 0,
         )
 
 
@@ -140,7 +147,38 @@ def label_instances(
     orphans, m = ndimage.label(area & (labels == 0), structure=FOUR)
     if m:
         labels = np.where(orphans > 0, orphans + n, labels).astype(np.int32)
+    if params.min_area_px > 1:
+        labels = join_small(labels, params.min_area_px)
     return labels
+
+
+def join_small(labels: np.ndarray, min_area_px: int) -> np.ndarray:
+    """``labels`` with each building smaller than ``min_area_px`` that shares an edge with
+    another one joined to the neighbour it shares the most edge with: the piece of a roof that
+    a small seed cut off. A small building alone stays, for the minimum area to drop. Smallest
+    first, each joining what its neighbour has become. A building touching the block's edge
+    may be larger than the block shows, so it is not joined to anything here (the block that
+    holds it whole decides: the halo is wider than a small building)."""
+    sizes = np.bincount(labels.ravel())
+    small = np.nonzero(sizes < min_area_px)[0]
+    rim = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    small = small[(small > 0) & ~np.isin(small, rim)]
+    if not len(small):
+        return labels
+    first, second = [], []
+    for x, y in ((labels[:, :-1], labels[:, 1:]), (labels[:-1], labels[1:])):
+        border = (x != y) & (x > 0) & (y > 0)
+        first += [x[border], y[border]]
+        second += [y[border], x[border]]
+    pixel, neighbour = np.concatenate(first), np.concatenate(second)
+    into = np.arange(len(sizes))
+    for label in small[np.argsort(sizes[small], kind="stable")]:
+        near = into[neighbour[pixel == label]]
+        near = near[near != label]
+        if len(near):
+            values, counts = np.unique(near, return_counts=True)
+            into[into == label] = values[np.argmax(counts)]
+    return np.asarray(into[labels], dtype=np.int32)
 
 
 def _grow(score: np.ndarray, markers: np.ndarray, area: np.ndarray) -> np.ndarray:

@@ -99,15 +99,14 @@ class ValidationWindows:
         """The epoch's building F1: the best over :data:`EPOCH_SETTINGS`."""
         return max(self.score(s).f1 for s in EPOCH_SETTINGS)
 
-    def score(
-        self, settings: InstanceSettings, whole: bool = False, min_area_m2: float = MIN_AREA_M2
-    ) -> BuildingCounts:
+    def score(self, settings: InstanceSettings, whole: bool = False) -> BuildingCounts:
         """Building matches over the kept windows with ``settings`` (``whole``: only of the
         buildings no window edge cuts, :func:`count_whole_matches`); predicted buildings
-        smaller than ``min_area_m2`` are dropped first, as detect drops them."""
+        smaller than the settings' smallest building are joined to a neighbour or dropped
+        first, as detect does."""
         count = count_whole_matches if whole else count_matches
         params = settings.params(self.pixel_size_m)
-        smallest = min_area_m2 / self.pixel_size_m**2
+        smallest = settings.min_area_m2 / self.pixel_size_m**2
         total = BuildingCounts()
         for prob, ref, valid in zip(self.probabilities, self.references, self.valid, strict=True):
             b, s = prob[0].astype(np.float32), prob[1].astype(np.float32)
@@ -147,15 +146,16 @@ def choose_settings(
 
 def choose_min_area(
     windows: ValidationWindows, settings: InstanceSettings, whole: bool
-) -> tuple[float, BuildingCounts]:
-    """The smallest building area of :data:`MIN_AREAS` with the highest building F1 with
-    ``settings`` (on the buildings the windows show whole when ``whole``; ties: the smaller),
-    and its counts over all the windows' buildings. Which small buildings count depends on
+) -> tuple[InstanceSettings, BuildingCounts]:
+    """``settings`` with the smallest building area of :data:`MIN_AREAS` that gives the
+    highest building F1 (on the buildings the windows show whole when ``whole``; ties: the
+    smaller), and its counts over all the windows' buildings. Which small buildings count depends on
     the labels (many maps leave sheds out): the validation labels say it for the model's
     places, a cut piece of a large roof does not, hence the whole buildings."""
-    best, best_f1 = MIN_AREA_M2, -1.0
+    best, best_f1 = replace(settings, min_area_m2=MIN_AREA_M2), -1.0
     for area in MIN_AREAS:
-        f1 = windows.score(settings, whole=whole, min_area_m2=area).f1
+        candidate = replace(settings, min_area_m2=area)
+        f1 = windows.score(candidate, whole=whole).f1
         if f1 > best_f1:
-            best, best_f1 = area, f1
-    return best, windows.score(settings, min_area_m2=best)
+            best, best_f1 = candidate, f1
+    return best, windows.score(best)

@@ -3,6 +3,8 @@ block as on the whole raster, and neighbours that still share their edges once s
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import shapely
@@ -16,7 +18,7 @@ from engine.errors import ConfigError
 from engine.geo.windows import Grid
 from engine.polygons import blocks
 from engine.polygons.blocks import HaloAssembler, HaloBlock, label_block, read_halo_block
-from engine.polygons.instances import FOUR, InstanceParams, _grow, label_instances
+from engine.polygons.instances import FOUR, InstanceParams, _grow, join_small, label_instances
 from engine.polygons.seams import Building, SeamJoiner
 from engine.polygons.shapes import finalize_polygons, simplify_coverage, touching_groups
 
@@ -138,12 +140,16 @@ def test_bad_parameters_are_refused(bad: dict[str, float]) -> None:
 
 
 def polygons_by_blocks(
-    prob: np.ndarray, block: int, halo: int, incoming: int | None = None
+    prob: np.ndarray,
+    block: int,
+    halo: int,
+    incoming: int | None = None,
+    params: InstanceParams = PARAMS,
 ) -> list[Building]:
     """Buildings from halo blocks of a ``block`` grid, assembled from the blocks of an
     ``incoming`` grid fed in row-major order."""
     _, height, width = prob.shape
-    joiner = SeamJoiner(width, height, PARAMS.threshold)
+    joiner = SeamJoiner(width, height, params.threshold)
     assembler = HaloAssembler(width, height, block, halo, incoming)
     out: list[Building] = []
     for window in Grid(width, height, Affine.identity()).blocks(incoming or block):
@@ -151,7 +157,7 @@ def polygons_by_blocks(
         h, w = int(window.height), int(window.width)
         data = prob[:, r : r + h, c : c + w]
         for ready in assembler.add(window, data, np.ones((h, w), bool)):
-            done = label_block(ready, PARAMS)
+            done = label_block(ready, params)
             out += joiner.add_labels(done.window, done.labels, done.probability, done.ring)
     return out + joiner.finish()
 
@@ -277,3 +283,47 @@ def test_halo_blocks_match_the_raster_around_them(
         h, w = int(one.window.height), int(one.window.width)
         np.testing.assert_array_equal(one.data, padded[:, r : r + h + 20, c : c + w + 20])
         np.testing.assert_array_equal(one.valid, inside[r : r + h + 20, c : c + w + 20])
+
+
+def test_small_pieces_join_the_neighbour_they_touch_most() -> None:
+    labels = np.zeros((40, 60), np.int32)
+    labels[5:25, 5:25] = 1  # a house
+    labels[5:25, 25:45] = 2  # its neighbour, sharing a wall
+    labels[25:30, 8:20] = 3  # a 95-px piece under house 1 (17 px of edge) and house 2 (2 px)
+    labels[25:30, 20:27] = 3
+    labels[32:37, 50:55] = 4  # a small building alone
+    labels[0:5, 50:60] = 5  # a small piece at the block's edge: its size is unknown here
+    labels[5:8, 50:57] = 6  # and a small piece touching only it
+    joined = join_small(labels, min_area_px=100)
+    assert (joined[labels == 3] == 1).all()  # the piece is now part of house 1
+    assert set(np.unique(joined)) == {0, 1, 2, 4, 5}
+    assert (joined[labels == 6] == 5).all()  # into the edge piece (which itself stays)
+    assert (join_small(labels, min_area_px=20) == labels).all()  # none is that small
+
+
+def annexes(seed: int) -> np.ndarray:
+    """:func:`terraces` with a 10 x 8 px shed (80 px) against every other house."""
+    truth = terraces(seed)
+    n = int(truth.max())
+    for k in range(1, n + 1, 2):
+        rows, cols = np.nonzero(truth == k)
+        top, left = int(rows.max()) + 1, int(cols.min()) + 4
+        if top + 8 < truth.shape[0] and not truth[top : top + 8, left : left + 10].any():
+            n += 1
+            truth[top : top + 8, left : left + 10] = n
+    return truth
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_small_buildings_join_alike_block_by_block(seed: int) -> None:
+    truth = annexes(seed)
+    prob = probabilities(truth, seed)
+    seeding = replace(PARAMS, min_seed_px=4, erode_px=0)  # a shed keeps its own seed
+    plain = polygons_by_blocks(prob, max(truth.shape), 1, params=seeding)
+    joining = replace(seeding, min_area_px=100)
+    whole = polygons_by_blocks(prob, max(truth.shape), 1, params=joining)
+    sheds = int(truth.max() - terraces(seed).max())
+    assert sheds > 3 and len(whole) == len(plain) - sheds  # each shed joined its house
+    assert sum(b.pixels for b in whole) == sum(b.pixels for b in plain)  # no pixel lost
+    blocks = polygons_by_blocks(prob, 64, 40, params=joining)
+    assert as_set(blocks) == as_set(whole)
