@@ -79,8 +79,8 @@ def test_too_few_whole_buildings_choose_on_all() -> None:
 
 def _window(sheds_labelled: bool) -> ValidationWindows:
     """One 160-px validation window at 0.25 m: nine whole 6 x 6 m houses (576 px) predicted
-    and labelled, and nine 2.5 x 2.5 m sheds (100 px, 6.25 m²) predicted, labelled only when
-    ``sheds_labelled`` (many maps leave sheds out)."""
+    and labelled, and nine 2.5 x 2.5 m sheds (100 px, 6.25 m²) apart from them, predicted,
+    labelled only when ``sheds_labelled`` (many maps leave sheds out)."""
     building = np.zeros((160, 160), np.float32)
     mask = np.zeros((160, 160), np.uint8)
     for i in range(3):
@@ -98,9 +98,9 @@ def _window(sheds_labelled: bool) -> ValidationWindows:
 def test_the_smallest_building_follows_what_the_labels_count() -> None:
     settings = replace(DEFAULT, threshold=0.5, min_seed_m2=1.0)
     # sheds unlabelled: 9 false buildings of 6.25 m² go with the first area above them
-    area, counts = choose_min_area(_window(False), settings, whole=True)
-    assert area == min(a for a in MIN_AREAS if a > 6.25) and area < 36.0
+    chosen, counts = choose_min_area(_window(False), settings, whole=True)
+    assert chosen == replace(settings, min_area_m2=min(a for a in MIN_AREAS if a > 6.25))
     assert (counts.tp, counts.predicted, counts.reference) == (9, 9, 9)
     # sheds labelled: they are buildings, and the default keeps them
-    area, counts = choose_min_area(_window(True), settings, whole=True)
-    assert area == MIN_AREAS[0] and (counts.tp, counts.reference) == (18, 18)
+    chosen, counts = choose_min_area(_window(True), settings, whole=True)
+    assert chosen.min_area_m2 == MIN_AREAS[0] and (counts.tp, counts.reference) == (18, 18)
