@@ -586,8 +586,9 @@ class PolygonOptions:
     min_area_m2: float | None = field(
         default=None,
         metadata=_h(
-            "Drop polygons smaller than this (m²; default: the model's, chosen on validation;"
-            f" {MIN_AREA_M2:g} in vectorize).",
+            "Buildings smaller than this (m²) join the neighbour they share the most edge with"
+            " (models with a separation class), or are dropped when alone (default: the"
+            f" model's, chosen on validation; {MIN_AREA_M2:g} in vectorize).",
             "Minimum building area (m², empty: the model's)",
             0.0,
         ),
@@ -689,7 +690,12 @@ class VectorizeConfig(PolygonOptions):
     min_area_m2: float = field(
         default=MIN_AREA_M2,
         kw_only=True,
-        metadata=_h("Drop polygons smaller than this (m²).", "Minimum building area (m²)", 0.0),
+        metadata=_h(
+            "Buildings smaller than this (m²) join the neighbour they share the most edge with"
+            " (with a separation band), or are dropped when alone.",
+            "Minimum building area (m²)",
+            0.0,
+        ),
     )
     band: int = field(default=1, metadata=_h("Band holding the probability."))
     separation_band: int | None = field(
