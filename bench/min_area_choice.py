@@ -5,10 +5,11 @@
     .venv/bin/python bench/min_area_choice.py --markdown FILE.json
 
 ``starter:NAME``: a model made by ``scripts/make_starter_model.py`` in ``--work`` (default
-/work/runs/starter), ``loro_<place>-...`` (scored on the left-out place's z20 chips, ~15 cm,
-the model's own resolution) or ``final...`` (on the Banepa test chips); the probability its
-detection there kept is reused. ``banepa:MODEL.pt:SEED``: a model of ``bench/accuracy.py
---recipe default --set seed=SEED`` (detected here on the Banepa test chips).
+/work/runs/starter), ``loro_<place>-...`` (scored on the left-out place's ``--zooms`` chips,
+by default z20, ~15 cm, the model's own resolution) or ``final...`` (on the Banepa test
+chips); the probability its detection there kept is reused. ``banepa:MODEL.pt:SEED``: a model
+of ``bench/accuracy.py --recipe default --set seed=SEED`` (detected here on the Banepa test
+chips).
 
 For each model it rebuilds the validation windows (the same places, split and seed as in
 training), chooses the smallest building with the model's own seed settings as train does
@@ -59,8 +60,8 @@ from engine.vectorize import vectorize  # noqa: E402
 
 #: A test: (kept probability raster, reference labels, area scored: polygons or a raster).
 Test = tuple[Path, Path, Path]
-#: The zooms of a left-out place scored (z20, ~15 cm, is the starter's own resolution, so
-#: vectorizing its kept probability labels what detect labelled).
+#: The zooms of a left-out place scored by default (z20, ~15 cm, the starter's resolution;
+#: detect labels the probability on the chips' own grid, as vectorize does here).
 ZOOMS = ("z20",)
 
 
@@ -79,7 +80,9 @@ def windows_of(config: TrainConfig, model: Path) -> ValidationWindows:
     return windows
 
 
-def starter_case(name: str, work: Path) -> tuple[TrainConfig, Path, dict[str, Test]]:
+def starter_case(
+    name: str, work: Path, zooms: tuple[str, ...] = ZOOMS
+) -> tuple[TrainConfig, Path, dict[str, Test]]:
     """The training config, model and tests of a model made by make_starter_model.py."""
     record = json.loads((work / f"{name}.train.json").read_text())
     places = list(record["places"])
@@ -99,7 +102,7 @@ def starter_case(name: str, work: Path) -> tuple[TrainConfig, Path, dict[str, Te
     if name.startswith("loro_"):
         left = next(p for p in starter.PLACES if p not in places)
         labels, area = DATA / starter.PLACES[left][1], work / f"{left}_area.geojson"
-        tests = {z: (work / f"{name}_{z}" / "probability.tif", labels, area) for z in ZOOMS}
+        tests = {z: (work / f"{name}_{z}" / "probability.tif", labels, area) for z in zooms}
     else:
         out = work / f"{name}_banepa_test"
         tests = {
@@ -181,6 +184,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("models", nargs="*", help="starter:NAME or banepa:MODEL.pt:SEED")
     parser.add_argument("--work", type=Path, default=Path("/work/runs/starter"))
+    parser.add_argument("--zooms", nargs="+", default=list(ZOOMS), help="Of a left-out place.")
     parser.add_argument("--out", type=Path, default=None, help="Write every score as JSON.")
     parser.add_argument("--markdown", type=Path, default=None, help="Print FILE.json as a table.")
     args = parser.parse_args()
@@ -192,7 +196,7 @@ def main() -> int:
         kind, rest = item.split(":", 1)
         with tempfile.TemporaryDirectory(prefix="footprint-area-") as tmp:
             if kind == "starter":
-                config, model, tests = starter_case(rest, args.work)
+                config, model, tests = starter_case(rest, args.work, tuple(args.zooms))
             else:
                 path, seed = rest.rsplit(":", 1)
                 config, model, tests = banepa_case(Path(path), int(seed), Path(tmp))
