@@ -34,7 +34,7 @@ class ModelSpec:
     seed_threshold: float = 0.9  # building x (1 - separation) of a seed (validation)
     min_seed_m2: float = 1.0  # smaller seeds are dropped (validation)
     seed_erosion_m: float = 0.6  # seeds are eroded by this much first (validation)
-    min_area_m2: float = 4.0  # smaller buildings are dropped (validation; 4 before it was)
+    min_area_m2: float = 4.0  # smaller buildings join a neighbour or are dropped (validation)
     decoder_attention: bool = False
     input_dtype: str = "uint8"
     metrics: dict[str, float] = field(default_factory=dict)

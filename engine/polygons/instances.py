@@ -12,7 +12,9 @@ probabilities per pixel, building ``b`` and separation ``s``. Then:
    neighbour seed, or become a building of their own when no seed reaches them);
 3. every area pixel joins a seed by a marker watershed (scikit-image) over ``-b * (1 - s)``,
    so walls, where separation is high, are where two seeds meet;
-4. area pieces that no seed reaches are buildings of their own.
+4. area pieces that no seed reaches are buildings of their own;
+5. a building under ``min_area_px`` pixels that touches another joins the neighbour it shares
+   the most edge with (:func:`join_small`); alone, it is left for the minimum area to drop.
 
 :func:`label_instances` is pure array code: it sees one block (with its halo) at a time, see
 :mod:`engine.polygons.blocks`.
