@@ -72,6 +72,14 @@ def min_seed_pixels(min_seed_m2: float, pixel_area_m2: float) -> int:
     return max(1, round(min_seed_m2 / pixel_area_m2))
 
 
+def min_area_pixels(min_area_m2: float, pixel_area_m2: float) -> int:
+    """The pixels a building needs to reach ``min_area_m2`` (rounded up, so that whatever the
+    polygons' minimum area drops is first offered to a neighbour; 0 for no pixel size)."""
+    if pixel_area_m2 <= 0 or not math.isfinite(pixel_area_m2):
+        return 0
+    return max(0, math.ceil(min_area_m2 / pixel_area_m2 - 1e-9))
+
+
 @dataclass(frozen=True)
 class InstanceSettings:
     """Seeds + watershed settings in ground units, as the model file stores them."""
@@ -108,7 +116,7 @@ class InstanceSettings:
             seed_threshold=self.seed_threshold,
             min_seed_px=min_seed_pixels(self.min_seed_m2, pixel_size_m**2),
             erode_px=pixels_for(self.seed_erosion_m, pixel_size_m),
-            min_area_px=round(self.min_area_m2 / pixel_size_m**2) if pixel_size_m > 0 else 0,
+            min_area_px=min_area_pixels(self.min_area_m2, pixel_size_m**2),
         )
 
 
@@ -158,9 +166,12 @@ def join_small(labels: np.ndarray, min_area_px: int) -> np.ndarray:
     """``labels`` with each building smaller than ``min_area_px`` that shares an edge with
     another one joined to the neighbour it shares the most edge with: the piece of a roof that
     a small seed cut off. A small building alone stays, for the minimum area to drop. Smallest
-    first, each joining what its neighbour has become. A building touching the block's edge
-    may be larger than the block shows, so it is not joined to anything here (the block that
-    holds it whole decides: the halo is wider than a small building)."""
+    first, each joining what its neighbour has become; one that has grown to the area by the
+    pieces joined to it stays itself. A building touching the block's edge may be larger than
+    the block shows, so it is not joined to anything here: the block that holds it whole
+    decides. Block by block equals the whole raster where the small buildings are shorter
+    than the halo (8 m); a thinner, longer one at a seam may join differently, and equal
+    shared edges go to the lower label, which can differ between blocks."""
     sizes = np.bincount(labels.ravel())
     small = np.nonzero(sizes < min_area_px)[0]
     rim = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
@@ -173,13 +184,17 @@ def join_small(labels: np.ndarray, min_area_px: int) -> np.ndarray:
         first += [x[border], y[border]]
         second += [y[border], x[border]]
     pixel, neighbour = np.concatenate(first), np.concatenate(second)
-    into = np.arange(len(sizes))
+    into, grown = np.arange(len(sizes)), sizes.copy()
     for label in small[np.argsort(sizes[small], kind="stable")]:
+        if grown[label] >= min_area_px:
+            continue
         near = into[neighbour[pixel == label]]
         near = near[near != label]
         if len(near):
             values, counts = np.unique(near, return_counts=True)
-            into[into == label] = values[np.argmax(counts)]
+            target = values[np.argmax(counts)]
+            into[into == label] = target
+            grown[target] += grown[label]
     return np.asarray(into[labels], dtype=np.int32)
 
 

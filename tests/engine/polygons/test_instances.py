@@ -18,7 +18,14 @@ from engine.errors import ConfigError
 from engine.geo.windows import Grid
 from engine.polygons import blocks
 from engine.polygons.blocks import HaloAssembler, HaloBlock, label_block, read_halo_block
-from engine.polygons.instances import FOUR, InstanceParams, _grow, join_small, label_instances
+from engine.polygons.instances import (
+    FOUR,
+    InstanceParams,
+    InstanceSettings,
+    _grow,
+    join_small,
+    label_instances,
+)
 from engine.polygons.seams import Building, SeamJoiner
 from engine.polygons.shapes import finalize_polygons, simplify_coverage, touching_groups
 
@@ -299,6 +306,22 @@ def test_small_pieces_join_the_neighbour_they_touch_most() -> None:
     assert set(np.unique(joined)) == {0, 1, 2, 4, 5}
     assert (joined[labels == 6] == 5).all()  # into the edge piece (which itself stays)
     assert (join_small(labels, min_area_px=20) == labels).all()  # none is that small
+
+
+def test_small_halves_that_make_a_building_stay_one() -> None:
+    labels = np.zeros((60, 60), np.int32)
+    labels[5:35, 5:35] = 1  # a house (900 px)
+    labels[35:45, 30:40] = 2  # a garage in two halves of 100 px under it: this one shares
+    labels[35:45, 20:30] = 3  # 5 px with the house and 10 with the other, which shares 10
+    joined = join_small(labels, min_area_px=150)
+    assert set(np.unique(joined)) == {0, 1, 3}  # the halves together (200 px) stay a garage
+    assert (joined[labels == 2] == 3).all()
+
+
+def test_whatever_the_area_drops_is_first_offered_to_a_neighbour() -> None:
+    # 4 m² at 0.3 m pixels is 44.4 px: a 44-px building is dropped, so 45 px must be joined
+    assert InstanceSettings(min_area_m2=4.0).params(0.3).min_area_px == 45
+    assert InstanceSettings(min_area_m2=4.0).params(0.5).min_area_px == 16
 
 
 def annexes(seed: int) -> np.ndarray:
