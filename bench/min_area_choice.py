@@ -16,7 +16,8 @@ training), chooses the smallest building with the model's own seed settings as t
 since 2026-12-05 (:func:`engine.training.postprocess.choose_min_area`: building F1 over the
 buildings the windows show whole; a smaller building joins the neighbour it touches most, or
 is dropped alone), vectorizes the test probability with those settings at 4 m² (detect's
-smallest building before) and at the chosen area, and prints both scores.
+smallest building before) and at the chosen area, and prints both scores; the record also
+keeps evaluate's causes of each missed and false building (``--markdown`` tables them).
 """
 
 from __future__ import annotations
@@ -157,7 +158,8 @@ def test_scores(test: Test, settings: InstanceSettings) -> dict[str, dict[str, f
                 NullProgress(),
             )
             keys = ("object_precision", "object_recall", "object_f1", "pixel_iou")
-            scores[f"{smallest:g}"] = {k: s[k] for k in (*keys, "merges", "splits")}
+            more = ("merges", "splits", "false_causes", "missed_causes")
+            scores[f"{smallest:g}"] = {k: s[k] for k in (*keys, *more)}
     return scores
 
 
@@ -180,6 +182,24 @@ def markdown(record: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def causes_markdown(record: dict[str, Any]) -> str:
+    """Why the buildings at the chosen area are missed or false (evaluate's causes), per
+    model and test, as a table (records made before the causes were counted are skipped)."""
+    rows = [
+        "| model | test | missed: merge / split / missed / outline |"
+        " false: merge / split / extra / outline |",
+        "| --- | --- | --- | --- |",
+    ]
+    for model, found in record.items():
+        for name, by_area in found["test"].items():
+            scores = by_area[f"{found['chosen_m2']:g}"]
+            if "missed_causes" in scores:
+                missed = " / ".join(str(n) for n in scores["missed_causes"].values())
+                false = " / ".join(str(n) for n in scores["false_causes"].values())
+                rows.append(f"| {Path(model).stem} | {name} | {missed} | {false} |")
+    return "\n".join(rows)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("models", nargs="*", help="starter:NAME or banepa:MODEL.pt:SEED")
@@ -189,7 +209,8 @@ def main() -> int:
     parser.add_argument("--markdown", type=Path, default=None, help="Print FILE.json as a table.")
     args = parser.parse_args()
     if args.markdown:
-        print(markdown(json.loads(args.markdown.read_text())["models"]))
+        models = json.loads(args.markdown.read_text())["models"]
+        print(markdown(models) + "\n\n" + causes_markdown(models))
         return 0
     record: dict[str, Any] = {}
     for item in args.models:

@@ -35,7 +35,15 @@ from engine.geo.rasters import RASTER_SUFFIXES, ground_resolution_m, open_raster
 from engine.geo.vectors import DAMAGED_LAYER_HINT, VECTOR_READ_ERRORS, write_vector
 from engine.geo.windows import Grid
 from engine.results import EvaluateResult, ReferenceShift
-from engine.scoring.metrics import ConfusionCounts, Matching, match_objects, object_scores
+from engine.scoring.metrics import (
+    FALSE_CAUSES,
+    MISSED_CAUSES,
+    ConfusionCounts,
+    Matching,
+    cause_counts,
+    match_objects,
+    object_scores,
+)
 from engine.scoring.shift import ShiftOverlaps
 
 #: Pixels per side of one rasterising window.
@@ -414,6 +422,8 @@ def _result(
         "object_f1": objects["object_f1"],
         "merges": matching.merges,
         "splits": matching.splits,
+        "false_causes": cause_counts(matching.pred_cause, FALSE_CAUSES),
+        "missed_causes": cause_counts(matching.ref_cause, MISSED_CAUSES),
         "reference_shift": None,
     }
 
@@ -437,6 +447,33 @@ def _report(result: EvaluateResult, progress: Progress) -> None:
         " predictions run two or more buildings together (merges),"
         f" {result['splits']} buildings are cut into two or more (splits)."
     )
+    if obj["fp"] or obj["fn"]:
+        missed = _causes(result["missed_causes"], _MISSED_WORDS)
+        false = _causes(result["false_causes"], _FALSE_WORDS)
+        progress.log(
+            f"Why: of the {obj['fn']} missed, {missed}; of the {obj['fp']} false, {false}"
+            " (the output layer's cause field)."
+        )
+
+
+#: Each cause in a user's words, for the log: missed references, false predictions.
+_MISSED_WORDS = {
+    "merge": "run together with another building",
+    "split": "cut into pieces",
+    "missed": "mostly not found",
+    "outline": "found with too different an outline",
+}
+_FALSE_WORDS = {
+    "merge": "run two or more buildings together",
+    "split": "are pieces of a building cut up",
+    "extra": "lie mostly outside any reference building",
+    "outline": "lie on a building with too different an outline",
+}
+
+
+def _causes(counts: dict[str, int], words: dict[str, str]) -> str:
+    """``counts`` of causes in words ("12 run together with another building, ...")."""
+    return ", ".join(f"{n} {words[c]}" for c, n in counts.items() if n) or "none"
 
 
 def _status_frame(
@@ -446,7 +483,9 @@ def _status_frame(
 
     ``iou`` is each feature's best IoU with the other layer; ``match_id`` is, for a TP, the
     row number of the matched reference in the reference layer (empty otherwise); ``feature`` is
-    the feature's own row number in its layer.
+    the feature's own row number in its layer; ``cause`` says why an FP or FN did not match
+    (:data:`~engine.scoring.metrics.FALSE_CAUSES`, :data:`~engine.scoring.metrics.MISSED_CAUSES`;
+    empty for a TP).
     """
     preds = scene.pred[pred_in].reset_index(drop=True)
     refs = scene.ref[ref_in].reset_index(drop=True)
@@ -467,6 +506,8 @@ def _status_frame(
             [int(m) if m >= 0 else None for m in matched_ref] + [None] * len(missed),
             dtype="Int64",
         ),
+        "cause": [c or None for c in matching.pred_cause]
+        + list(matching.ref_cause[matching.unmatched_ref]),
     }
     geometry = np.concatenate(
         [

@@ -135,6 +135,8 @@ class EvaluateResult(TypedDict):
     object_f1: float
     merges: int  # predictions holding most of two or more reference buildings
     splits: int  # reference buildings holding most of two or more predictions
+    false_causes: dict[str, int]  # false predictions by why: merge, split, extra, outline
+    missed_causes: dict[str, int]  # missed references by why: merge, split, missed, outline
     reference_shift: ReferenceShift | None  # with max_shift_m: the move applied
 
 

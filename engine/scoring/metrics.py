@@ -13,7 +13,7 @@ scores, while predicting nothing where buildings exist gives precision 0.0 (not 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import shapely
@@ -126,6 +126,10 @@ class Matching:
         merges: predictions that hold most (>= half the area) of two or more references:
             buildings run together.
         splits: references that hold most of two or more predictions: a building cut up.
+        pred_cause: (n_pred,) why each unmatched prediction is false (:data:`FALSE_CAUSES`),
+            "" for a matched one.
+        ref_cause: (n_ref,) why each unmatched reference is missed (:data:`MISSED_CAUSES`),
+            "" for a matched one.
     """
 
     pairs: np.ndarray
@@ -139,6 +143,8 @@ class Matching:
     iou_threshold: float
     merges: int = 0
     splits: int = 0
+    pred_cause: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
+    ref_cause: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
 
     @property
     def tp(self) -> int:
@@ -189,17 +195,67 @@ def pair_overlaps(pred: np.ndarray, ref: np.ndarray) -> Overlaps:
     return Overlaps(p_idx.astype(np.int64), r_idx.astype(np.int64), inter, iou)
 
 
-def merges_and_splits(
-    overlaps: Overlaps, pred_area: np.ndarray, ref_area: np.ndarray, share: float = 0.5
-) -> tuple[int, int]:
-    """Predictions holding ``share`` or more of the area of two or more references (merges),
-    and references holding ``share`` or more of two or more predictions (splits)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ref_inside = overlaps.inter >= share * ref_area[overlaps.ref]
-        pred_inside = overlaps.inter >= share * pred_area[overlaps.pred]
-    per_pred = np.bincount(overlaps.pred[ref_inside & (ref_area[overlaps.ref] > 0)])
-    per_ref = np.bincount(overlaps.ref[pred_inside & (pred_area[overlaps.pred] > 0)])
-    return int((per_pred >= 2).sum()), int((per_ref >= 2).sum())
+#: Why a prediction matched nothing, in order of precedence: it runs two or more reference
+#: buildings together; it is a piece of a reference building cut in two or more; less than
+#: half of it lies on reference buildings (extra); it lies on one but the outlines differ too
+#: much (IoU under the threshold).
+FALSE_CAUSES = ("merge", "split", "extra", "outline")
+#: Why a reference building matched nothing: a prediction runs it together with another
+#: one; it is cut in two or more; less than half of it is predicted (missed); the outlines
+#: differ too much.
+MISSED_CAUSES = ("merge", "split", "missed", "outline")
+
+
+@dataclass(frozen=True)
+class Overlapping:
+    """The predictions and references that hold most (``share``) of two or more of the
+    other: merges and splits."""
+
+    overlaps: Overlaps
+    pred_area: np.ndarray
+    ref_area: np.ndarray
+    ref_inside: np.ndarray  # per overlapping pair: the reference lies mostly in the prediction
+    pred_inside: np.ndarray  # per overlapping pair: the prediction lies mostly in the reference
+    merging: np.ndarray  # (n_pred,) bool: holds most of two or more references
+    split: np.ndarray  # (n_ref,) bool: holds most of two or more predictions
+
+    @classmethod
+    def of(
+        cls, overlaps: Overlaps, pred_area: np.ndarray, ref_area: np.ndarray, share: float = 0.5
+    ) -> Overlapping:
+        """Merges and splits among ``overlaps`` of geometries with these areas."""
+        p, r, inter = overlaps.pred, overlaps.ref, overlaps.inter
+        ref_inside = (inter >= share * ref_area[r]) & (ref_area[r] > 0)
+        pred_inside = (inter >= share * pred_area[p]) & (pred_area[p] > 0)
+        merging = np.bincount(p[ref_inside], minlength=len(pred_area)) >= 2
+        split = np.bincount(r[pred_inside], minlength=len(ref_area)) >= 2
+        return cls(overlaps, pred_area, ref_area, ref_inside, pred_inside, merging, split)
+
+    def causes(
+        self, pred_match: np.ndarray, ref_match: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Why each unmatched prediction is false (:data:`FALSE_CAUSES`) and each unmatched
+        reference missed (:data:`MISSED_CAUSES`); "" for the matched ones."""
+        p, r, inter = self.overlaps.pred, self.overlaps.ref, self.overlaps.inter
+        ref_merged = np.zeros(len(self.ref_area), bool)  # lies mostly in a merging prediction
+        ref_merged[r[self.ref_inside & self.merging[p]]] = True
+        pred_split = np.zeros(len(self.pred_area), bool)  # lies mostly in a split reference
+        pred_split[p[self.pred_inside & self.split[r]]] = True
+        pred_on = np.bincount(p, weights=inter, minlength=len(self.pred_area))
+        ref_on = np.bincount(r, weights=inter, minlength=len(self.ref_area))
+        false = np.select(
+            [self.merging, pred_split, pred_on < 0.5 * self.pred_area],
+            FALSE_CAUSES[:3],
+            FALSE_CAUSES[3],
+        ).astype(object)
+        missed = np.select(
+            [ref_merged, self.split, ref_on < 0.5 * self.ref_area],
+            MISSED_CAUSES[:3],
+            MISSED_CAUSES[3],
+        ).astype(object)
+        false[pred_match >= 0] = ""
+        missed[ref_match >= 0] = ""
+        return false, missed
 
 
 def match_objects(
@@ -222,7 +278,7 @@ def match_objects(
     ref = _as_geometry_array(ref_geoms)
     overlaps = pair_overlaps(pred, ref)
     p_idx, r_idx, iou = overlaps.pred, overlaps.ref, overlaps.iou
-    merges, splits = merges_and_splits(overlaps, shapely.area(pred), shapely.area(ref))
+    found = Overlapping.of(overlaps, shapely.area(pred), shapely.area(ref))
     pred_best = np.zeros(len(pred))
     ref_best = np.zeros(len(ref))
     np.maximum.at(pred_best, p_idx, iou)
@@ -238,6 +294,7 @@ def match_objects(
             pred_match[p], ref_match[r] = r, p
             pairs.append((int(p), int(r)))
             ious.append(float(v))
+    pred_cause, ref_cause = found.causes(pred_match, ref_match)
     return Matching(
         pairs=np.asarray(pairs, dtype=np.int64).reshape(-1, 2),
         ious=np.asarray(ious, dtype=np.float64),
@@ -248,9 +305,16 @@ def match_objects(
         pred_match=pred_match,
         ref_match=ref_match,
         iou_threshold=float(iou_threshold),
-        merges=merges,
-        splits=splits,
+        merges=int(found.merging.sum()),
+        splits=int(found.split.sum()),
+        pred_cause=pred_cause,
+        ref_cause=ref_cause,
     )
+
+
+def cause_counts(causes: np.ndarray, names: Sequence[str]) -> dict[str, int]:
+    """How many of ``causes`` are each of ``names`` (in that order)."""
+    return {name: int((causes == name).sum()) for name in names}
 
 
 def object_scores(matching: Matching) -> dict[str, float]:

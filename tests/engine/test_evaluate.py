@@ -187,6 +187,10 @@ def test_output_layer_statuses(tmp_path: Path, labels_factory: Callable[..., Pat
     assert list(layer["feature"]) == [0, 1, 2, 1, 2]
     assert layer["iou"].tolist() == pytest.approx([0, 9 / 11, 0.4, 0.4, 0])
     assert layer["match_id"].iloc[1] == 0 and layer["match_id"].drop(index=1).isna().all()
+    # why: nothing under the first; the third lies on a building whose 40% it covers
+    assert layer["cause"].fillna("").tolist() == ["extra", "", "outline", "missed", "missed"]
+    assert r["false_causes"] == {"merge": 0, "split": 0, "extra": 1, "outline": 1}
+    assert r["missed_causes"] == {"merge": 0, "split": 0, "missed": 2, "outline": 0}
     assert layer.geometry.iloc[3].equals(refs[1])
     saved = json.loads((tmp_path / "scores.json").read_text())
     assert saved["object"] == r["object"] and saved["object_f1"] == pytest.approx(1 / 3)

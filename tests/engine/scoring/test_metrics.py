@@ -10,7 +10,13 @@ import shapely
 from shapely.geometry import Polygon, box
 
 from engine.errors import ConfigError
-from engine.scoring.metrics import ConfusionCounts, match_objects, object_scores
+from engine.scoring.metrics import (
+    FALSE_CAUSES,
+    ConfusionCounts,
+    cause_counts,
+    match_objects,
+    object_scores,
+)
 
 
 def strip(x0: float, x1: float) -> Polygon:
@@ -190,6 +196,48 @@ def test_merges_and_splits_are_counted() -> None:
     assert (m.merges, m.splits) == (1, 1)
     scores = object_scores(m)
     assert (scores["merges"], scores["splits"]) == (1, 1)
+
+
+def test_each_false_and_missed_building_gets_its_cause() -> None:
+    refs = [
+        strip(0, 10),  # 0-2: run together by one prediction
+        strip(10, 20),
+        strip(20, 30),
+        strip(40, 50),  # 3: cut in three
+        strip(60, 70),  # 4: right
+        strip(80, 90),  # 5: half found, IoU 1/3
+        strip(120, 130),  # 6: nothing there
+        strip(140, 150),  # 7: a fifth of it found
+    ]
+    preds = [
+        strip(0, 30),
+        strip(40, 44),
+        strip(44, 47),
+        strip(47, 50),
+        strip(60, 70),
+        strip(85, 95),
+        strip(100, 110),  # nothing under it
+        strip(140, 142),
+        strip(160, 175),  # more than half off any building: 5 of 15 on none... all off
+    ]
+    m = match_objects(preds, refs)
+    assert m.pred_cause.tolist() == [
+        "merge", "split", "split", "split", "", "outline", "extra", "outline", "extra"
+    ]  # fmt: skip
+    assert m.ref_cause.tolist() == [
+        "merge", "merge", "merge", "split", "", "outline", "missed", "missed"
+    ]  # fmt: skip
+    assert (m.merges, m.splits) == (1, 1)  # the causes follow the same rule as the counts
+    assert cause_counts(m.pred_cause, FALSE_CAUSES) == {
+        "merge": 1, "split": 3, "extra": 2, "outline": 2
+    }  # fmt: skip
+
+
+def test_no_cause_without_an_error() -> None:
+    m = match_objects([strip(0, 10)], [strip(0, 10)])
+    assert m.pred_cause.tolist() == m.ref_cause.tolist() == [""]
+    empty = match_objects([], [strip(0, 1)])
+    assert empty.ref_cause.tolist() == ["missed"] and len(empty.pred_cause) == 0
 
 
 def test_a_slight_overlap_is_neither_merge_nor_split() -> None:
