@@ -67,7 +67,7 @@ print(f"  left:      {r['MERGES']:.0f} detections run two or more buildings toge
 PY
 echo
 echo "  buildings:  $OUT/buildings.gpkg"
-echo "  evaluation: $OUT/evaluation.gpkg (TP/FP/FN per building)"
+echo "  evaluation: $OUT/evaluation.gpkg (TP/FP/FN per building, with the cause of each error)"
 echo "  scores:     $OUT/scores.json"
 echo "  preview:    $OUT/preview.png (orange: detected, cyan: reference)"
 echo "  model:      $OUT/model.pt (report: $OUT/model_report/)"
