@@ -49,6 +49,7 @@ from engine.events import NullProgress  # noqa: E402
 from engine.geo.rasters import resolve_raster  # noqa: E402
 from engine.models.modelfile import load_model, read_spec  # noqa: E402
 from engine.polygons.instances import InstanceSettings  # noqa: E402
+from engine.scoring.metrics import FALSE_CAUSES, MISSED_CAUSES  # noqa: E402
 from engine.train import Loop, build_training_data, resolve_encoder_weights  # noqa: E402
 from engine.training.postprocess import (  # noqa: E402
     MIN_AREAS,
@@ -194,8 +195,8 @@ def causes_markdown(record: dict[str, Any]) -> str:
         for name, by_area in found["test"].items():
             scores = by_area[f"{found['chosen_m2']:g}"]
             if "missed_causes" in scores:
-                missed = " / ".join(str(n) for n in scores["missed_causes"].values())
-                false = " / ".join(str(n) for n in scores["false_causes"].values())
+                missed = " / ".join(str(scores["missed_causes"][c]) for c in MISSED_CAUSES)
+                false = " / ".join(str(scores["false_causes"][c]) for c in FALSE_CAUSES)
                 rows.append(f"| {Path(model).stem} | {name} | {missed} | {false} |")
     return "\n".join(rows)
 

@@ -447,33 +447,37 @@ def _report(result: EvaluateResult, progress: Progress) -> None:
         " predictions run two or more buildings together (merges),"
         f" {result['splits']} buildings are cut into two or more (splits)."
     )
-    if obj["fp"] or obj["fn"]:
-        missed = _causes(result["missed_causes"], _MISSED_WORDS)
-        false = _causes(result["false_causes"], _FALSE_WORDS)
-        progress.log(
-            f"Why: of the {obj['fn']} missed, {missed}; of the {obj['fp']} false, {false}"
-            " (the output layer's cause field)."
-        )
+    why = [
+        f"of the {obj['fn']} missed, {_causes(result['missed_causes'], _MISSED_WORDS)}"
+        if obj["fn"]
+        else "",
+        f"of the {obj['fp']} false, {_causes(result['false_causes'], _FALSE_WORDS)}"
+        if obj["fp"]
+        else "",
+    ]
+    if any(why):
+        where = " (each marked in the evaluation layer's cause field)" if result["output"] else ""
+        progress.log(f"Why: {'; '.join(w for w in why if w)}{where}.")
 
 
 #: Each cause in a user's words, for the log: missed references, false predictions.
 _MISSED_WORDS = {
-    "merge": "run together with another building",
+    "merge": "merged with a neighbour",
     "split": "cut into pieces",
     "missed": "mostly not found",
     "outline": "found with too different an outline",
 }
 _FALSE_WORDS = {
-    "merge": "run two or more buildings together",
-    "split": "are pieces of a building cut up",
-    "extra": "lie mostly outside any reference building",
-    "outline": "lie on a building with too different an outline",
+    "merge": "merging two or more buildings",
+    "split": "pieces of a cut building",
+    "extra": "mostly off any reference building",
+    "outline": "on a building with too different an outline",
 }
 
 
 def _causes(counts: dict[str, int], words: dict[str, str]) -> str:
-    """``counts`` of causes in words ("12 run together with another building, ...")."""
-    return ", ".join(f"{n} {words[c]}" for c, n in counts.items() if n) or "none"
+    """``counts`` of causes in words ("12 merged with a neighbour, 3 cut into pieces")."""
+    return ", ".join(f"{n} {words[c]}" for c, n in counts.items() if n)
 
 
 def _status_frame(

@@ -13,7 +13,7 @@ scores, while predicting nothing where buildings exist gives precision 0.0 (not 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import shapely
@@ -141,10 +141,10 @@ class Matching:
     pred_match: np.ndarray
     ref_match: np.ndarray
     iou_threshold: float
+    pred_cause: np.ndarray
+    ref_cause: np.ndarray
     merges: int = 0
     splits: int = 0
-    pred_cause: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
-    ref_cause: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
 
     @property
     def tp(self) -> int:
@@ -244,12 +244,12 @@ class Overlapping:
         pred_on = np.bincount(p, weights=inter, minlength=len(self.pred_area))
         ref_on = np.bincount(r, weights=inter, minlength=len(self.ref_area))
         false = np.select(
-            [self.merging, pred_split, pred_on < 0.5 * self.pred_area],
+            [self.merging, pred_split, (pred_on < 0.5 * self.pred_area) | (self.pred_area == 0)],
             FALSE_CAUSES[:3],
             FALSE_CAUSES[3],
         ).astype(object)
         missed = np.select(
-            [ref_merged, self.split, ref_on < 0.5 * self.ref_area],
+            [ref_merged, self.split, (ref_on < 0.5 * self.ref_area) | (self.ref_area == 0)],
             MISSED_CAUSES[:3],
             MISSED_CAUSES[3],
         ).astype(object)

@@ -48,8 +48,8 @@ class Evaluate(FootprintAlgorithm):
         "(one prediction runs two or more buildings together), <i>split</i> (a building cut "
         "into pieces), <i>extra</i> (a prediction mostly off any reference building), "
         "<i>missed</i> (a building mostly not found) or <i>outline</i> (found, but the outlines "
-        "overlap under the IoU); the log counts them. <b>Report</b> (optional): the scores "
-        "as JSON. Existing files are replaced (Processing asks first).\n"
+        "overlap less than the IoU for a match); the log counts them. <b>Report</b> "
+        "(optional): the scores as JSON. Existing files are replaced (Processing asks first).\n"
         "Outputs pixel precision, recall, F1, IoU and accuracy, and building precision, "
         "recall and F1, for use in models."
     )

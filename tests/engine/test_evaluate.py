@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -224,6 +225,25 @@ def test_metrics_and_logs_are_reported(tmp_path: Path, offset_pair: tuple[Path, 
         metrics
     )
     assert progress.percents[-1] == 100 and any("IoU >= 0.5" in m for m in progress.messages)
+    assert not any(m.startswith("Why") for m in progress.messages)  # nothing missed or false
+
+
+def test_the_log_says_why_buildings_are_missed(
+    tmp_path: Path, labels_factory: Callable[..., Path]
+) -> None:
+    refs = [at(0, 0, 10, 10), at(10, 0, 20, 10), at(20, 0, 30, 10), at(60, 0, 70, 10)]
+    pred = labels_factory("p.gpkg", [at(0, 0, 30, 10)])  # three houses in one polygon
+    progress = RecordingProgress()
+    config = EvaluateConfig(str(pred), str(labels_factory("r.gpkg", refs)), resolution=0.5)
+    evaluate(config, progress)
+    why = [m for m in progress.messages if m.startswith("Why")]
+    assert why == [
+        "Why: of the 4 missed, 3 merged with a neighbour, 1 mostly not found; of the 1 false,"
+        " 1 merging two or more buildings."
+    ]
+    config = replace(config, output=str(tmp_path / "e.gpkg"))
+    evaluate(config, progress := RecordingProgress())
+    assert any("evaluation layer's cause field" in m for m in progress.messages)
 
 
 def test_windowed_counts_equal_single_window() -> None:

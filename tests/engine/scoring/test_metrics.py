@@ -208,6 +208,7 @@ def test_each_false_and_missed_building_gets_its_cause() -> None:
         strip(80, 90),  # 5: half found, IoU 1/3
         strip(120, 130),  # 6: nothing there
         strip(140, 150),  # 7: a fifth of it found
+        strip(170, 180),  # 8: half of it under a prediction mostly off buildings
     ]
     preds = [
         strip(0, 30),
@@ -218,14 +219,14 @@ def test_each_false_and_missed_building_gets_its_cause() -> None:
         strip(85, 95),
         strip(100, 110),  # nothing under it
         strip(140, 142),
-        strip(160, 175),  # more than half off any building: 5 of 15 on none... all off
+        strip(160, 175),  # 5 of its 15 m on a building: mostly off, so extra
     ]
     m = match_objects(preds, refs)
     assert m.pred_cause.tolist() == [
         "merge", "split", "split", "split", "", "outline", "extra", "outline", "extra"
     ]  # fmt: skip
     assert m.ref_cause.tolist() == [
-        "merge", "merge", "merge", "split", "", "outline", "missed", "missed"
+        "merge", "merge", "merge", "split", "", "outline", "missed", "missed", "outline"
     ]  # fmt: skip
     assert (m.merges, m.splits) == (1, 1)  # the causes follow the same rule as the counts
     assert cause_counts(m.pred_cause, FALSE_CAUSES) == {
@@ -238,6 +239,9 @@ def test_no_cause_without_an_error() -> None:
     assert m.pred_cause.tolist() == m.ref_cause.tolist() == [""]
     empty = match_objects([], [strip(0, 1)])
     assert empty.ref_cause.tolist() == ["missed"] and len(empty.pred_cause) == 0
+    flat = Polygon([(0, 0), (5, 0), (10, 0)])  # no area: nothing of it can be found
+    assert match_objects([strip(20, 30)], [flat]).ref_cause.tolist() == ["missed"]
+    assert match_objects([flat], [strip(20, 30)]).pred_cause.tolist() == ["extra"]
 
 
 def test_a_slight_overlap_is_neither_merge_nor_split() -> None:
