@@ -447,17 +447,14 @@ def _report(result: EvaluateResult, progress: Progress) -> None:
         " predictions run two or more buildings together (merges),"
         f" {result['splits']} buildings are cut into two or more (splits)."
     )
-    why = [
-        f"of the {obj['fn']} missed, {_causes(result['missed_causes'], _MISSED_WORDS)}"
-        if obj["fn"]
-        else "",
-        f"of the {obj['fp']} false, {_causes(result['false_causes'], _FALSE_WORDS)}"
-        if obj["fp"]
-        else "",
-    ]
-    if any(why):
+    why = []
+    if obj["fn"]:
+        why.append(f"of the {obj['fn']} missed, {_causes(result['missed_causes'], _MISSED_WORDS)}")
+    if obj["fp"]:
+        why.append(f"of the {obj['fp']} false, {_causes(result['false_causes'], _FALSE_WORDS)}")
+    if why:
         where = " (each marked in the evaluation layer's cause field)" if result["output"] else ""
-        progress.log(f"Why: {'; '.join(w for w in why if w)}{where}.")
+        progress.log(f"Why: {'; '.join(why)}{where}.")
 
 
 #: Each cause in a user's words, for the log: missed references, false predictions.
