@@ -765,6 +765,16 @@ class EvaluateConfig:
             10.0,
         ),
     )
+    clip_to_area: bool = field(
+        default=False,
+        metadata=_h(
+            "Cut both layers' buildings at the area's edge and score the parts inside (a"
+            " part under 1 m² is left out): for an area whose edge cuts buildings that go on"
+            " beyond it, e.g. a raster's extent. Off: a building counts whole, where its"
+            " representative point lies (each building once when areas tile a larger one).",
+            "Cut buildings at the area's edge",
+        ),
+    )
     report: str | None = field(default=None, metadata=_h("JSON file to write the scores to."))
 
 

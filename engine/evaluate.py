@@ -2,8 +2,10 @@
 
 Geometry work happens in metres: in the prediction's CRS when it is projected, else in the
 UTM zone of the evaluated area. Objects count when their representative point lies in the
-area (so a building on the edge counts once, whole); pixels count only inside the area. Pixel
-scores are accumulated window by window on a grid of ``resolution`` metres.
+area (so a building on the edge counts once, whole), or with ``clip_to_area`` by their parts
+inside it (a raster's edge cuts the buildings the reference has whole); pixels count only
+inside the area. Pixel scores are accumulated window by window on a grid of ``resolution``
+metres.
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ from engine.scoring.shift import ShiftOverlaps
 
 #: Pixels per side of one rasterising window.
 WINDOW = 2048
+#: Smallest part (m²) of a building cut by the area's edge that still counts (clip_to_area):
+#: smaller slivers are no building either layer could be blamed for.
+MIN_CUT_PART_M2 = 1.0
 #: Pixel size in metres when neither the config nor an area raster gives one.
 DEFAULT_RESOLUTION_M = 0.25
 _POLYGONAL = (3, 6)  # shapely type ids of Polygon and MultiPolygon
@@ -81,8 +86,8 @@ def evaluate(config: EvaluateConfig, progress: Progress) -> EvaluateResult:
     scene = load_scene(config)
     check_canceled(progress)
     progress.set_progress(10)
-    pred_in = inside(scene.pred_w, scene.area)
-    ref_in = inside(scene.ref_w, scene.area)
+    unit = _unit_metres(scene.crs)
+    _, ref_in = counted(scene.ref_w, scene.area, config.clip_to_area, unit)
     if not ref_in.any():
         raise LabelsError(
             f"The area contains no reference buildings (none of the {len(scene.ref)} in"
@@ -90,20 +95,22 @@ def evaluate(config: EvaluateConfig, progress: Progress) -> EvaluateResult:
             " reference buildings."
         )
     resolution = config.resolution or scene.raster_resolution_m or DEFAULT_RESOLUTION_M
-    grid = pixel_grid(scene.area, resolution / _unit_metres(scene.crs))
-    progress.log(
-        f"Evaluating {int(pred_in.sum())} predicted against {int(ref_in.sum())} reference"
-        f" buildings in {scene.crs.name}; pixel scores on {grid.width}x{grid.height} pixels"
-        f" of {resolution:g} m."
-    )
+    grid = pixel_grid(scene.area, resolution / unit)
     ref_w, shift = scene.ref_w, None
     if config.max_shift_m > 0:
         ref_w, shift = line_up(scene, grid, config.max_shift_m, resolution, progress)
-        ref_in = inside(ref_w, scene.area)
+    pred_scored, pred_in = counted(scene.pred_w, scene.area, config.clip_to_area, unit)
+    ref_scored, ref_in = counted(ref_w, scene.area, config.clip_to_area, unit)
+    progress.log(
+        f"Evaluating {int(pred_in.sum())} predicted against {int(ref_in.sum())} reference"
+        f" buildings in {scene.crs.name}"
+        + (", cut at the area's edge" if config.clip_to_area else "")
+        + f"; pixel scores on {grid.width}x{grid.height} pixels of {resolution:g} m."
+    )
     counts = count_pixels(
         scene.pred_w, ref_w, scene.area, grid, WINDOW, SubProgress(progress, 10, 85)
     )
-    matching = match_objects(scene.pred_w[pred_in], ref_w[ref_in], config.iou_threshold)
+    matching = match_objects(pred_scored[pred_in], ref_scored[ref_in], config.iou_threshold)
     progress.set_progress(90)
     result = _result(counts, matching, config, resolution, scene.crs, output, report)
     result["reference_shift"] = shift
@@ -276,6 +283,21 @@ def _unit_metres(crs: CRS) -> float:
 # ----------------------------------------------------------------------------- scoring
 
 
+def counted(
+    geoms: np.ndarray, area: BaseGeometry, clip: bool, unit_m: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The geometries as scored and the mask of those that count in ``area``.
+
+    Without ``clip``: the geometries whole, counted where their representative point lies
+    (:func:`inside`). With it: their parts inside ``area``, counted when at least
+    :data:`MIN_CUT_PART_M2` (``unit_m``: metres per CRS unit).
+    """
+    if not clip:
+        return geoms, inside(geoms, area)
+    cut = polygonal(shapely.intersection(geoms, area))
+    return cut, np.asarray(shapely.area(cut) * unit_m**2 >= MIN_CUT_PART_M2, dtype=bool)
+
+
 def inside(geoms: np.ndarray, area: BaseGeometry) -> np.ndarray:
     """Boolean mask of geometries whose representative point lies in ``area`` (edge included)."""
     shapely.prepare(area)
@@ -425,6 +447,7 @@ def _result(
         "false_causes": cause_counts(matching.pred_cause, FALSE_CAUSES),
         "missed_causes": cause_counts(matching.ref_cause, MISSED_CAUSES),
         "reference_shift": None,
+        "clip_to_area": config.clip_to_area,
     }
 
 

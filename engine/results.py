@@ -138,6 +138,7 @@ class EvaluateResult(TypedDict):
     false_causes: dict[str, int]  # false predictions by why: merge, split, extra, outline
     missed_causes: dict[str, int]  # missed references by why: merge, split, missed, outline
     reference_shift: ReferenceShift | None  # with max_shift_m: the move applied
+    clip_to_area: bool  # buildings cut at the area's edge, their parts inside scored
 
 
 class ReferenceShift(TypedDict):

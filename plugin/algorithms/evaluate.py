@@ -42,7 +42,12 @@ class Evaluate(FootprintAlgorithm):
         "<b>Line the reference up</b> (reference traced on other imagery, as OpenStreetMap's "
         "often is: the reference is moved by the shift of up to this many metres that best "
         "matches the predicted buildings' pixels, the log says by how much, and the scores "
-        "are of the moved reference; 0, the default: scored where it is).\n"
+        "are of the moved reference; 0, the default: scored where it is), <b>Cut buildings "
+        "at the area's edge</b> (score the parts of buildings inside the area, both layers "
+        "cut at its edge, a part under 1 m² left out: for an area such as a raster's extent, "
+        "which cuts the detected buildings where the reference goes on; off, the default: a "
+        "building counts whole, where its representative point lies, so each counts once "
+        "when areas tile a larger one).\n"
         "<b>Evaluation layer</b> (optional): every building marked TP (matched), FP (false) or "
         "FN (missed), and in its <i>cause</i> field why an FP or FN did not match: <i>merge</i> "
         "(one prediction runs two or more buildings together), <i>split</i> (a building cut "
@@ -60,12 +65,14 @@ class Evaluate(FootprintAlgorithm):
     IOU_THRESHOLD = "IOU_THRESHOLD"
     RESOLUTION = "RESOLUTION"
     MAX_SHIFT = "MAX_SHIFT"
+    CLIP_TO_AREA = "CLIP_TO_AREA"
     OUTPUT = "OUTPUT"
     REPORT = "REPORT"
     OPTIONS = (
         Option(IOU_THRESHOLD, EvaluateConfig, "iou_threshold", advanced=True),
         Option(RESOLUTION, EvaluateConfig, "resolution", advanced=True),
         Option(MAX_SHIFT, EvaluateConfig, "max_shift_m", advanced=True, optional=True),
+        Option(CLIP_TO_AREA, EvaluateConfig, "clip_to_area", advanced=True),
     )
     #: Numeric outputs: output name -> (result key, label).
     SCORES = {

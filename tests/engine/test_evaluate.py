@@ -157,6 +157,32 @@ def test_area_raster_clips_objects_by_representative_point_and_pixels(
     assert r["pixel_counts"] == {"tp": 760, "fp": 0, "fn": 0, "tn": 10_000 - 760}
 
 
+def test_clip_to_area_scores_the_parts_of_buildings_inside_the_area(
+    tmp_path: Path, labels_factory: Callable[..., Path], raster_factory: Callable[..., Path]
+) -> None:
+    # a raster's extent (x < 50 m) cuts the predictions; the reference goes on beyond it
+    refs = [at(10, 10, 20, 20), at(47, 30, 57, 40), at(49, 0, 60, 2), at(49.5, 45, 60, 46)]
+    preds = [at(10, 10, 20, 20), at(47, 30, 50, 40)]
+    pred, ref = labels_factory("pred.gpkg", preds), labels_factory("ref.gpkg", refs)
+    area = raster_factory(
+        "area.tif", np.ones((100, 100), np.uint8), transform=Affine(0.5, 0, X0, 0, -0.5, Y0 + 50)
+    )
+    whole = run(tmp_path, predicted=pred, reference=ref, area=area)
+    # whole buildings, by representative point: the cut prediction is false, its building
+    # (mostly outside) not counted
+    assert (whole["predicted"], whole["reference"]) == (2, 1)
+    assert (whole["object"]["tp"], whole["object"]["fp"], whole["object"]["fn"]) == (1, 1, 0)
+    assert whole["clip_to_area"] is False
+    cut = run(tmp_path, predicted=pred, reference=ref, area=area, clip_to_area=True)
+    # parts inside: 3 x 10 m of the second building matches the cut prediction; the third's
+    # 1 x 2 m inside is missed; the fourth's 0.5 x 1 m sliver is under 1 m² and left out
+    assert (cut["predicted"], cut["reference"]) == (2, 3)
+    assert (cut["object"]["tp"], cut["object"]["fp"], cut["object"]["fn"]) == (2, 0, 1)
+    assert cut["missed_causes"]["missed"] == 1
+    assert cut["clip_to_area"] is True
+    assert cut["pixel_counts"] == whole["pixel_counts"]  # pixels count inside the area anyway
+
+
 def test_area_polygon_in_another_crs(
     tmp_path: Path, edge_scene: tuple[Path, Path], labels_factory: Callable[..., Path]
 ) -> None:

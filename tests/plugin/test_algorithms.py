@@ -460,11 +460,14 @@ def test_evaluate_reference_against_itself_is_perfect(tmp_path: Path) -> None:
             "REFERENCE": str(scene.labels),
             "AREA": str(area),
             "MAX_SHIFT": 2.0,
+            "CLIP_TO_AREA": True,
             "REPORT": str(report),
         },
     )
-    shift = json.loads(report.read_text())["reference_shift"]
+    scores = json.loads(report.read_text())
+    shift = scores["reference_shift"]
     assert (shift["east_m"], shift["north_m"], shift["max_shift_m"]) == (0.0, 0.0, 2.0)
+    assert scores["clip_to_area"] is True and scores["object_f1"] == pytest.approx(1.0)
 
 
 def test_polygon_outputs_load_with_the_plugin_styles(tmp_path: Path) -> None:
