@@ -5,8 +5,9 @@
 
 Each model's kept test probability is vectorized with the model's seed settings and the
 smallest building ``--areas`` (a ``bench/min_area_choice.py`` record) chose for it, then
-evaluated twice against its reference on its test area: buildings counted whole where their
-representative point lies (evaluate's default), and cut at the area's edge
+evaluated twice against its reference on its test area (Banepa: the test chips' extent; a
+place left out: its chips' footprint), the edge of its imagery: buildings counted whole where
+their representative point lies (evaluate's default), and cut at the area's edge
 (``--clip-to-area``: a detection stops at the imagery's edge where the reference goes on).
 ``starter:NAME``: a model of ``scripts/make_starter_model.py`` in ``--work`` (its left-out
 place's z20 chips, or Banepa's test chips); ``banepa:MODEL:PROBABILITY``: a model of
@@ -100,6 +101,8 @@ def main() -> int:
             tests = {"banepa": (p, _labels(DATASETS["banepa"]), p)}
         else:
             raise SystemExit(f"{spec}: expected starter:NAME or banepa:MODEL:PROBABILITY")
+        if str(model) not in chosen:
+            raise SystemExit(f"{model}: not in {args.areas}; give the path as it is there")
         area = float(chosen[str(model)]["chosen_m2"])
         row = {name: scores(test, model, area) for name, test in tests.items()}
         record["models"][str(model)] = {"min_area_m2": area, "test": row}

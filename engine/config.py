@@ -768,10 +768,11 @@ class EvaluateConfig:
     clip_to_area: bool = field(
         default=False,
         metadata=_h(
-            "Cut both layers' buildings at the area's edge and score the parts inside (a"
-            " part under 1 m² is left out): for an area whose edge cuts buildings that go on"
-            " beyond it, e.g. a raster's extent. Off: a building counts whole, where its"
-            " representative point lies (each building once when areas tile a larger one).",
+            "Cut both layers' buildings at the area's edge and score (and write) the parts"
+            " inside (a cut part under 1 m² is left out): for an area whose edge cuts"
+            " buildings that go on beyond it, e.g. a raster's extent; without an area nothing"
+            " is cut. Off: a building counts whole, where its representative point lies (each"
+            " building once when areas tile a larger one).",
             "Cut buildings at the area's edge",
         ),
     )

@@ -89,10 +89,15 @@ def evaluate(config: EvaluateConfig, progress: Progress) -> EvaluateResult:
     unit = _unit_metres(scene.crs)
     _, ref_in = counted(scene.ref_w, scene.area, config.clip_to_area, unit)
     if not ref_in.any():
+        which = (
+            f"none of the {len(scene.ref)} in {config.reference} has a part of"
+            f" {MIN_CUT_PART_M2:g} m² or more inside it"
+            if config.clip_to_area
+            else f"none of the {len(scene.ref)} in {config.reference}"
+        )
         raise LabelsError(
-            f"The area contains no reference buildings (none of the {len(scene.ref)} in"
-            f" {config.reference}), so the scores are undefined; choose an area that holds"
-            " reference buildings."
+            f"The area contains no reference buildings ({which}), so the scores are undefined;"
+            " choose an area that holds reference buildings."
         )
     resolution = config.resolution or scene.raster_resolution_m or DEFAULT_RESOLUTION_M
     grid = pixel_grid(scene.area, resolution / unit)
@@ -116,7 +121,8 @@ def evaluate(config: EvaluateConfig, progress: Progress) -> EvaluateResult:
     result["reference_shift"] = shift
     _report(result, progress)
     if output is not None:
-        write_layer(_status_frame(scene, pred_in, ref_in, matching), output, config.overwrite)
+        frame = _status_frame(scene, pred_in, ref_in, matching, config.clip_to_area)
+        write_layer(frame, output, config.overwrite)
     if report is not None:
         with atomic_output(report, config.overwrite) as tmp:
             tmp.write_text(json.dumps(result, indent=2) + "\n")
@@ -289,13 +295,20 @@ def counted(
     """The geometries as scored and the mask of those that count in ``area``.
 
     Without ``clip``: the geometries whole, counted where their representative point lies
-    (:func:`inside`). With it: their parts inside ``area``, counted when at least
-    :data:`MIN_CUT_PART_M2` (``unit_m``: metres per CRS unit).
+    (:func:`inside`). With it: those inside ``area`` whole, and those its edge cuts by their
+    part inside, counted when that part is at least :data:`MIN_CUT_PART_M2` (``unit_m``:
+    metres per CRS unit).
     """
     if not clip:
         return geoms, inside(geoms, area)
-    cut = polygonal(shapely.intersection(geoms, area))
-    return cut, np.asarray(shapely.area(cut) * unit_m**2 >= MIN_CUT_PART_M2, dtype=bool)
+    shapely.prepare(area)
+    whole = np.asarray(shapely.contains_properly(area, geoms), dtype=bool)
+    edge = ~whole & np.asarray(shapely.intersects(area, geoms), dtype=bool)
+    cut = np.where(whole, geoms, shapely.Polygon())
+    cut[edge] = polygonal(shapely.intersection(geoms[edge], area))
+    keep = whole.copy()
+    keep[edge] = shapely.area(cut[edge]) * unit_m**2 >= MIN_CUT_PART_M2
+    return cut, keep
 
 
 def inside(geoms: np.ndarray, area: BaseGeometry) -> np.ndarray:
@@ -501,9 +514,10 @@ def _causes(counts: dict[str, int], words: dict[str, str]) -> str:
 
 
 def _status_frame(
-    scene: Scene, pred_in: np.ndarray, ref_in: np.ndarray, matching: Matching
+    scene: Scene, pred_in: np.ndarray, ref_in: np.ndarray, matching: Matching, clip: bool
 ) -> gpd.GeoDataFrame:
-    """Predictions (TP/FP) and missed references (FN) in the prediction's CRS.
+    """Predictions (TP/FP) and missed references (FN) in the prediction's CRS, cut at the
+    area's edge with ``clip`` (the parts scored).
 
     ``iou`` is each feature's best IoU with the other layer; ``match_id`` is, for a TP, the
     row number of the matched reference in the reference layer (empty otherwise); ``feature`` is
@@ -539,6 +553,9 @@ def _status_frame(
             np.asarray(missed.geometry.values, dtype=object),
         ]
     )
+    if clip:
+        edge = gpd.GeoSeries([scene.area], crs=scene.crs).to_crs(scene.pred.crs).iloc[0]
+        geometry = polygonal(shapely.intersection(geometry, edge))
     return gpd.GeoDataFrame(rows, geometry=geometry, crs=scene.pred.crs)
 
 

@@ -162,6 +162,7 @@ def test_clip_to_area_scores_the_parts_of_buildings_inside_the_area(
 ) -> None:
     # a raster's extent (x < 50 m) cuts the predictions; the reference goes on beyond it
     refs = [at(10, 10, 20, 20), at(47, 30, 57, 40), at(49, 0, 60, 2), at(49.5, 45, 60, 46)]
+    refs.append(at(20, 40, 20.5, 41))  # a 0.5 m² shed wholly inside: counted either way
     preds = [at(10, 10, 20, 20), at(47, 30, 50, 40)]
     pred, ref = labels_factory("pred.gpkg", preds), labels_factory("ref.gpkg", refs)
     area = raster_factory(
@@ -170,17 +171,37 @@ def test_clip_to_area_scores_the_parts_of_buildings_inside_the_area(
     whole = run(tmp_path, predicted=pred, reference=ref, area=area)
     # whole buildings, by representative point: the cut prediction is false, its building
     # (mostly outside) not counted
-    assert (whole["predicted"], whole["reference"]) == (2, 1)
-    assert (whole["object"]["tp"], whole["object"]["fp"], whole["object"]["fn"]) == (1, 1, 0)
+    assert (whole["predicted"], whole["reference"]) == (2, 2)
+    assert (whole["object"]["tp"], whole["object"]["fp"], whole["object"]["fn"]) == (1, 1, 1)
     assert whole["clip_to_area"] is False
-    cut = run(tmp_path, predicted=pred, reference=ref, area=area, clip_to_area=True)
+    layer = tmp_path / "cut.gpkg"
+    cut = run(tmp_path, predicted=pred, reference=ref, area=area, clip_to_area=True, output=layer)
     # parts inside: 3 x 10 m of the second building matches the cut prediction; the third's
     # 1 x 2 m inside is missed; the fourth's 0.5 x 1 m sliver is under 1 m² and left out
-    assert (cut["predicted"], cut["reference"]) == (2, 3)
-    assert (cut["object"]["tp"], cut["object"]["fp"], cut["object"]["fn"]) == (2, 0, 1)
-    assert cut["missed_causes"]["missed"] == 1
+    assert (cut["predicted"], cut["reference"]) == (2, 4)
+    assert (cut["object"]["tp"], cut["object"]["fp"], cut["object"]["fn"]) == (2, 0, 2)
+    assert cut["missed_causes"]["missed"] == 2
     assert cut["clip_to_area"] is True
     assert cut["pixel_counts"] == whole["pixel_counts"]  # pixels count inside the area anyway
+    # the evaluation layer shows the parts scored
+    frame = gpd.read_file(layer)
+    missed = frame[frame["status"] == "FN"]
+    assert sorted(missed.area.round(3)) == [0.5, 2.0]
+    assert sorted(frame[frame["status"] == "TP"].area.round(3)) == [30.0, 100.0]
+
+
+def test_clip_to_area_without_a_part_inside_is_refused(
+    tmp_path: Path, labels_factory: Callable[..., Path], raster_factory: Callable[..., Path]
+) -> None:
+    pred = labels_factory("pred.gpkg", [at(10, 10, 20, 20)])
+    ref = labels_factory("ref.gpkg", [at(10, 10, 20, 20), at(49.5, 45, 60, 46)])
+    area = raster_factory(
+        "area.tif",
+        np.ones((100, 100), np.uint8),
+        transform=Affine(0.5, 0, X0 + 59.5, 0, -0.5, Y0 + 50),
+    )  # x from 59.5 m: of the reference only a 0.5 x 1 m sliver lies inside
+    with pytest.raises(LabelsError, match="has a part of 1 m² or more inside it"):
+        run(tmp_path, predicted=pred, reference=ref, area=area, clip_to_area=True)
 
 
 def test_area_polygon_in_another_crs(
