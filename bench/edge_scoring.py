@@ -23,6 +23,7 @@ import json
 import shlex
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +34,13 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import make_starter_model as starter  # noqa: E402
 from accuracy import DATASETS, _labels  # noqa: E402
-from min_area_choice import Test, starter_case  # noqa: E402
+from min_area_choice import Test, starter_case, vectorize_with  # noqa: E402
 
-from engine.config import EvaluateConfig, VectorizeConfig  # noqa: E402
+from engine.config import EvaluateConfig  # noqa: E402
+from engine.detect import model_settings  # noqa: E402
 from engine.evaluate import evaluate  # noqa: E402
 from engine.events import NullProgress  # noqa: E402
 from engine.models.modelfile import read_spec  # noqa: E402
-from engine.vectorize import vectorize  # noqa: E402
 
 KEYS = ("object_precision", "object_recall", "object_f1", "merges", "splits", "predicted")
 
@@ -48,22 +49,11 @@ def scores(test: Test, model: Path, min_area_m2: float) -> dict[str, dict[str, f
     """Building scores of ``test``'s probability vectorized with ``model``'s settings at
     ``min_area_m2``, counted whole and cut at the area's edge."""
     prob, labels, area = test
-    spec = read_spec(str(model))
+    settings = replace(model_settings(read_spec(str(model))), min_area_m2=min_area_m2)
     out: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="footprint-edge-") as tmp:
         buildings = Path(tmp) / "buildings.gpkg"
-        vectorize(
-            VectorizeConfig(
-                str(prob),
-                str(buildings),
-                threshold=spec.threshold,
-                seed_threshold=spec.seed_threshold,
-                seed_erosion_m=spec.seed_erosion_m,
-                min_seed_m2=spec.min_seed_m2,
-                min_area_m2=min_area_m2,
-            ),
-            NullProgress(),
-        )
+        vectorize_with(prob, buildings, settings)
         for name, clip in (("whole", False), ("cut", True)):
             s = evaluate(
                 EvaluateConfig(

@@ -136,6 +136,20 @@ def banepa_case(model: Path, seed: int, work: Path) -> tuple[TrainConfig, Path, 
     )
 
 
+def vectorize_with(prob: Path, out: Path, settings: InstanceSettings) -> None:
+    """Vectorize the probability raster ``prob`` into ``out`` with ``settings``."""
+    config = VectorizeConfig(
+        str(prob),
+        str(out),
+        threshold=settings.threshold,
+        seed_threshold=settings.seed_threshold,
+        seed_erosion_m=settings.seed_erosion_m,
+        min_seed_m2=settings.min_seed_m2,
+        min_area_m2=settings.min_area_m2,
+    )
+    vectorize(config, NullProgress())
+
+
 def test_scores(test: Test, settings: InstanceSettings) -> dict[str, dict[str, float]]:
     """Building P/R/F1, pixel IoU, merges and splits of the kept probability vectorized with
     ``settings`` at 4 m² (detect's smallest building before) and at the settings' own."""
@@ -144,16 +158,7 @@ def test_scores(test: Test, settings: InstanceSettings) -> dict[str, dict[str, f
     with tempfile.TemporaryDirectory(prefix="footprint-area-") as tmp:
         for smallest in sorted({MIN_AREAS[0], settings.min_area_m2}):
             out = Path(tmp) / f"{smallest:g}.gpkg"
-            config = VectorizeConfig(
-                str(prob),
-                str(out),
-                threshold=settings.threshold,
-                seed_threshold=settings.seed_threshold,
-                seed_erosion_m=settings.seed_erosion_m,
-                min_seed_m2=settings.min_seed_m2,
-                min_area_m2=smallest,
-            )
-            vectorize(config, NullProgress())
+            vectorize_with(prob, out, replace(settings, min_area_m2=smallest))
             s = evaluate(
                 EvaluateConfig(str(out), str(labels), area=str(area), resolution=0.15),
                 NullProgress(),
