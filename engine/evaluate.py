@@ -87,7 +87,7 @@ def evaluate(config: EvaluateConfig, progress: Progress) -> EvaluateResult:
     check_canceled(progress)
     progress.set_progress(10)
     unit = _unit_metres(scene.crs)
-    _, ref_in = counted(scene.ref_w, scene.area, config.clip_to_area, unit)
+    ref_scored, ref_in = counted(scene.ref_w, scene.area, config.clip_to_area, unit)
     if not ref_in.any():
         which = (
             f"none of the {len(scene.ref)} in {config.reference} has a part of"
@@ -104,8 +104,8 @@ def evaluate(config: EvaluateConfig, progress: Progress) -> EvaluateResult:
     ref_w, shift = scene.ref_w, None
     if config.max_shift_m > 0:
         ref_w, shift = line_up(scene, grid, config.max_shift_m, resolution, progress)
+        ref_scored, ref_in = counted(ref_w, scene.area, config.clip_to_area, unit)
     pred_scored, pred_in = counted(scene.pred_w, scene.area, config.clip_to_area, unit)
-    ref_scored, ref_in = counted(ref_w, scene.area, config.clip_to_area, unit)
     progress.log(
         f"Evaluating {int(pred_in.sum())} predicted against {int(ref_in.sum())} reference"
         f" buildings in {scene.crs.name}"
@@ -295,20 +295,27 @@ def counted(
     """The geometries as scored and the mask of those that count in ``area``.
 
     Without ``clip``: the geometries whole, counted where their representative point lies
-    (:func:`inside`). With it: those inside ``area`` whole, and those its edge cuts by their
-    part inside, counted when that part is at least :data:`MIN_CUT_PART_M2` (``unit_m``:
-    metres per CRS unit).
+    (:func:`inside`). With it: :func:`cut_at` the area's edge, a building inside counted
+    whole and one the edge cuts by its part inside, when that part is at least
+    :data:`MIN_CUT_PART_M2` (``unit_m``: metres per CRS unit).
     """
     if not clip:
         return geoms, inside(geoms, area)
+    cut, edge = cut_at(geoms, area)
+    keep = ~shapely.is_empty(cut)
+    keep[edge] &= shapely.area(cut[edge]) * unit_m**2 >= MIN_CUT_PART_M2
+    return cut, keep
+
+
+def cut_at(geoms: np.ndarray, area: BaseGeometry) -> tuple[np.ndarray, np.ndarray]:
+    """``geoms`` cut at ``area``'s edge (those inside as they are, those outside empty) and
+    the mask of those the edge cuts; only those are intersected."""
     shapely.prepare(area)
     whole = np.asarray(shapely.contains_properly(area, geoms), dtype=bool)
     edge = ~whole & np.asarray(shapely.intersects(area, geoms), dtype=bool)
     cut = np.where(whole, geoms, shapely.Polygon())
     cut[edge] = polygonal(shapely.intersection(geoms[edge], area))
-    keep = whole.copy()
-    keep[edge] = shapely.area(cut[edge]) * unit_m**2 >= MIN_CUT_PART_M2
-    return cut, keep
+    return cut, edge
 
 
 def inside(geoms: np.ndarray, area: BaseGeometry) -> np.ndarray:
@@ -555,7 +562,7 @@ def _status_frame(
     )
     if clip:
         edge = gpd.GeoSeries([scene.area], crs=scene.crs).to_crs(scene.pred.crs).iloc[0]
-        geometry = polygonal(shapely.intersection(geometry, edge))
+        geometry = cut_at(geometry, edge)[0]
     return gpd.GeoDataFrame(rows, geometry=geometry, crs=scene.pred.crs)
 
 
