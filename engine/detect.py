@@ -175,7 +175,7 @@ def detect_with_network(
             if distributed(config):
                 _buildings_on_cluster(job, stage, dst, config, part)
             else:
-                blocks = probability_blocks(job, part, workdir)
+                blocks = probability_blocks(job, part)
                 _buildings_here(blocks, stage, dst, job.grid.width)
             check_canceled(progress)
             stream.close()

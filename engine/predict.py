@@ -82,7 +82,7 @@ def predict_with_network(
                     for block in result.probability:
                         dst.write(block.data, window=block.window)
             else:
-                for block in probability_blocks(job, progress, workdir):
+                for block in probability_blocks(job, progress):
                     dst.write(block.data, window=block.window)
     progress.set_progress(100.0)
     return _result(job, str(out), time.monotonic() - start, progress)

@@ -12,53 +12,49 @@ pixel, and released block by block as soon as a block is final. Memory holds abo
 
 The model runs at its training resolution: when the raster's ground resolution differs by
 more than 5 % (and ``native_resolution`` is off), windows are read from a virtual raster
-(WarpedVRT, same CRS, bilinear) at the model's resolution, predicted into a temporary
-probability GeoTIFF, and that is resampled back (bilinear) onto the raster's grid block by
-block. Pixels that are nodata in any input band, and pixels whose centre lies outside the
+(WarpedVRT, same CRS, bilinear) at the model's resolution, and the probability is resampled
+back (bilinear) onto the raster's grid block by block as soon as the model rows a block reads
+are final (:mod:`engine.inference.resample`), so the stages after it run beside the model.
+Pixels that are nodata in any input band, and pixels whose centre lies outside the
 extent/AOI, are :data:`NODATA` (-1, outside the 0-1 range of probabilities).
 
 With an extent/AOI everything covers its work window only
 (:func:`engine.geo.workarea.work_window`): the output grid is that window of the raster's
-grid, the model runs on the windows of the whole grid's plan that meet it (so its pixels get
-the values a run over the whole raster gives them), and the temporary probability GeoTIFF on
-the model's grid covers that window plus what the bilinear resampling back reads around it.
-Time, memory and disk follow the area, not the raster. The temporary GeoTIFF's size is
-checked against the free space of its folder before it is written.
+grid, and the model runs on the windows of the whole grid's plan that meet it (on the model's
+grid: that window plus what the bilinear resampling back reads around it), so its pixels get
+the values a run over the whole raster gives them. Time and memory follow the area, not the
+raster.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
-from rasterio.errors import RasterioError
 from rasterio.io import DatasetWriter
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
-from rasterio.windows import bounds as window_bounds
 from rasterio.windows import transform as window_transform
 from shapely.geometry.base import BaseGeometry
 
 from engine.config import InferenceOptions
-from engine.errors import ConfigError, FootprintError, OutputError, RasterError
-from engine.events import Progress, SubProgress, check_canceled
+from engine.errors import ConfigError, RasterError
+from engine.events import Progress
 from engine.geo.normalize import BandStats
-from engine.geo.outputs import check_free_space, write_failure
-from engine.geo.rasters import ground_resolution_m, open_raster, reading, resolve_raster
+from engine.geo.rasters import ground_resolution_m, open_raster, resolve_raster
 from engine.geo.windows import Grid
 from engine.geo.workarea import area_mask, load_work_area, work_window
 from engine.inference.blend import NODATA, Block
 from engine.inference.network import Network
 from engine.inference.predictor import TiledPredictor, check_tiling, default_margin
+from engine.inference.resample import BackResampler, footprint
 from engine.inference.sizing import (
     check_row_memory,
     prediction_batch,
@@ -66,7 +62,7 @@ from engine.inference.sizing import (
     prediction_window,
     row_bytes,
 )
-from engine.inference.tilereader import read_inside
+from engine.inference.tilereader import valid_inside
 from engine.models.spec import ModelSpec, check_bands
 
 __all__ = [
@@ -182,21 +178,13 @@ def sub_grid(grid: Grid, window: Window) -> Grid:
 
 
 def _model_window(window: Window, raster: Grid, model: Grid) -> Window:
-    """The part of ``model`` that the resampling back onto ``window`` of ``raster`` reads:
-    the window's bounds on ``model``, grown by the bilinear kernel (wider where the raster's
-    pixels are larger than the model's), within ``model``."""
+    """The part of ``model`` that the resampling back onto ``window`` of ``raster`` reads
+    (:func:`engine.inference.resample.footprint`)."""
     if model == raster:
         return window
     if window == Window(0, 0, raster.width, raster.height):
         return Window(0, 0, model.width, model.height)
-    xmin, ymin, xmax, ymax = window_bounds(window, raster.transform)
-    corners = [~model.transform * (x, y) for x in (xmin, xmax) for y in (ymin, ymax)]
-    cols, rows = [c for c, _ in corners], [r for _, r in corners]
-    grow = math.ceil(2 * max(1.0, abs(raster.transform.a / model.transform.a))) + 1
-    col0, row0 = max(0, math.floor(min(cols)) - grow), max(0, math.floor(min(rows)) - grow)
-    col1 = min(model.width, math.ceil(max(cols)) + grow)
-    row1 = min(model.height, math.ceil(max(rows)) + grow)
-    return Window(col0, row0, max(1, col1 - col0), max(1, row1 - row0))
+    return footprint(window, raster, model)
 
 
 def prepare_job(
@@ -327,31 +315,29 @@ def _warped(job: PredictionJob) -> Any:
     return opener
 
 
-def _resampled_back(job: PredictionJob, path: Path, progress: Progress) -> Iterator[Block]:
-    """Blocks on the output grid, bilinear from the model-grid probabilities in ``path``."""
+def _back_resampler(job: PredictionJob) -> BackResampler:
+    """The resampler of ``job``'s model-grid blocks onto its output grid."""
+    return BackResampler(sub_grid(job.model_grid, job.model_window), job.grid, job.crs, BLOCK)
+
+
+def _resampled_back(job: PredictionJob, blocks: Iterable[Block]) -> Iterator[Block]:
+    """Blocks on the output grid, bilinear from the model-grid ``blocks`` as they come
+    (:class:`engine.inference.resample.BackResampler`)."""
     g = job.grid
-    windows = list(g.blocks(BLOCK))
+    back = _back_resampler(job)
     col0, row0 = int(job.window.col_off), int(job.window.row_off)
-    with (
-        rasterio.open(path) as prob,
-        open_raster(job.raster) as src,
-        warp_to(prob, g, src_nodata=NODATA, nodata=NODATA) as vrt,
-    ):
-        for index, window in enumerate(windows):
-            check_canceled(progress)
-            with reading(prob, window):
-                data = vrt.read(window=window).astype(np.float32, copy=False)
+    with open_raster(job.raster) as src:
+        for index, (window, data) in enumerate(back.run(blocks)):
             on_raster = Window(
                 window.col_off + col0, window.row_off + row0, window.width, window.height
             )
-            _, valid = read_inside(src, on_raster, job.bands)
+            valid = valid_inside(src, on_raster, job.bands)
             valid &= data[0] != NODATA
             data[:, ~valid] = NODATA
             yield with_area(Block(index, window, data, valid), job, g.transform)
-            progress.set_progress(100.0 * (index + 1) / len(windows))
 
 
-def probability_blocks(job: PredictionJob, progress: Progress, workdir: str) -> Iterator[Block]:
+def probability_blocks(job: PredictionJob, progress: Progress) -> Iterator[Block]:
     """The output's blocks on the raster grid, final, in row-major order (see module doc).
 
     Raises:
@@ -372,49 +358,11 @@ def probability_blocks(job: PredictionJob, progress: Progress, workdir: str) -> 
             yield with_area(block, job, job.grid.transform)
     else:
         g = job.model_grid
-        tmp = Path(workdir) / "model-grid-probability.tif"
-        with (
-            _writing_temporary(tmp, job),
-            open_probability(
-                tmp, job, sub_grid(g, job.model_window), compress="none", predictor=1
-            ) as dst,
-        ):
-            for block in p.run(
-                _warped(job),
-                g.width,
-                g.height,
-                g.transform,
-                job.area,
-                SubProgress(progress, 0, 90),
-                region=job.model_window,
-            ):
-                dst.write(block.data, window=block.window)
-        check_any_valid(job)
-        yield from _resampled_back(job, tmp, SubProgress(progress, 90, 100))
+        blocks = p.run(
+            _warped(job), g.width, g.height, g.transform, job.area, progress, job.model_window
+        )
+        yield from _resampled_back(job, blocks)
     check_any_valid(job)
-
-
-@contextmanager
-def _writing_temporary(path: Path, job: PredictionJob) -> Iterator[None]:
-    """Check that the model-grid probability GeoTIFF ``path`` fits its disk's free space, and
-    turn a failed write of it (disk full) into an OutputError naming the folder (the one that
-    holds the run's temporary folder: the output's)."""
-    w = job.model_window
-    size = int(w.width) * int(w.height) * len(job.classes) * np.dtype(np.float32).itemsize
-    what = f"the temporary probability raster on the model's grid ({w.width}x{w.height} px)"
-    check_free_space(path.parent, size, what, shown=path.parent.parent)
-    try:
-        yield
-    except FootprintError:
-        raise
-    except (OSError, RasterioError) as exc:
-        why = write_failure(exc)
-        if why is None:
-            raise
-        raise OutputError(
-            f"Writing {what} ({size / 1e9:.2f} GB) in {path.parent.parent} failed: {why}. Give a"
-            " smaller extent/AOI, or write the output to a folder on a larger disk."
-        ) from exc
 
 
 def check_any_valid(job: PredictionJob) -> None:
@@ -430,8 +378,9 @@ def check_any_valid(job: PredictionJob) -> None:
 def check_memory(job: PredictionJob, name: str, raster_rows: int = 0) -> None:
     """Refuse, before any work, a job on raster ``name`` (as the user gave it) whose rows held
     across the work's width would not fit the memory available: the blend's (a window and two
-    blocks of the model's grid) and ``raster_rows`` rows of the raster's grid (what the caller
-    holds after it).
+    blocks of the model's grid), the model rows the resampling back holds (when the model runs
+    at its own resolution) and ``raster_rows`` rows of the raster's grid (what the caller holds
+    after it).
 
     Raises:
         ConfigError: with the figures and the ways out (see
@@ -439,6 +388,8 @@ def check_memory(job: PredictionJob, name: str, raster_rows: int = 0) -> None:
     """
     classes = len(job.classes)
     width = int(job.model_window.width)  # the work's: the extent/AOI's window when given
-    need = row_bytes(width, job.predictor.window + 2 * BLOCK, classes)
-    need += row_bytes(job.grid.width, raster_rows, classes)
+    rows = job.predictor.window + 2 * BLOCK
+    if job.resampled:
+        rows += _back_resampler(job).held_rows
+    need = row_bytes(width, rows, classes) + row_bytes(job.grid.width, raster_rows, classes)
     check_row_memory(name, width, need, row_bytes(width, 1, classes))

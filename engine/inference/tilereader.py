@@ -56,6 +56,18 @@ def read_inside(src: Any, window: Window, bands: Sequence[int]) -> tuple[np.ndar
     return data, valid_pixels(data, masks)
 
 
+def valid_inside(src: Any, window: Window, bands: Sequence[int]) -> np.ndarray:
+    """The valid pixels (h, w) of a window lying inside ``src``, as :func:`read_inside` finds
+    them, reading the pixels themselves only where they could be NaN or Inf (float bands)."""
+    with reading(src, window):
+        masks = src.read_masks(list(bands), window=window)
+        valid: np.ndarray = np.all(masks > 0, axis=0)
+        if any(np.issubdtype(np.dtype(src.dtypes[b - 1]), np.floating) for b in bands):
+            data = src.read(list(bands), window=window, masked=False)
+            valid &= np.all(np.isfinite(data), axis=0)
+    return valid
+
+
 def read_reflected(src: Any, window: Window, bands: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """``window`` of ``src``, mirrored where it leaves the raster (it must overlap it)."""
     col, row = int(window.col_off), int(window.row_off)

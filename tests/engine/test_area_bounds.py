@@ -17,10 +17,8 @@ from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 from shapely.geometry import Point
 
-import engine.geo.outputs as outputs
 from engine.config import DetectConfig, PredictConfig
 from engine.detect import detect_with_model
-from engine.errors import OutputError
 from engine.events import NullProgress
 from engine.geo.outputs import write_failure
 from engine.inference.job import NODATA
@@ -151,25 +149,6 @@ def test_predict_with_an_aoi_writes_the_aoi_window(
     with rasterio.open(out) as p, rasterio.open(kept["probability"]) as d:
         assert p.transform == d.transform and (p.width, p.height) == (d.width, d.height)
         np.testing.assert_array_equal(p.read(), d.read())
-
-
-class _Usage(NamedTuple):
-    total: int
-    used: int
-    free: int
-
-
-def test_too_little_disk_for_the_temporary_raster_is_a_clear_error(
-    inputs: Inputs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The model-grid raster is checked against the free space of its folder before it is
-    written: the error names the folder and the size; nothing is left behind."""
-    monkeypatch.setattr(outputs.shutil, "disk_usage", lambda path: _Usage(10**9, 10**9, 1000))
-    out = tmp_path / "b.gpkg"
-    with pytest.raises(OutputError, match="Not enough free disk space in .*GB") as caught:
-        _detect(inputs.crop, inputs.aoi, out, "building")
-    assert str(tmp_path) in str(caught.value) and "temporary probability" in str(caught.value)
-    assert list(tmp_path.iterdir()) == []
 
 
 def test_gdal_disk_refusals_are_write_failures() -> None:
