@@ -1,26 +1,27 @@
 """Probability on the model's grid back onto the output grid, as the model finishes its rows.
 
 When the model runs at its own resolution (:mod:`engine.inference.job`), its probability
-blocks arrive in row-major order on its grid (same CRS as the raster, another pixel size).
-:class:`BackResampler` resamples each output block (bilinear, with GDAL's warper, as a
-WarpedVRT of the whole model-grid probability would) as soon as the model rows it reads are
-final, so what follows (the buildings stage) runs beside the model instead of after it, and
-nothing is written to disk. It holds the model rows one row of output blocks reads, whole
-rows of model blocks, across the model window's width (:attr:`BackResampler.held_rows`).
+blocks arrive in row-major order on its grid (same CRS and extent as the raster, another
+pixel size: the grids differ by a scale along each axis). :class:`BackResampler` resamples
+each row of output blocks as soon as the model rows it reads are final, so the buildings
+stage runs beside the model instead of after it, and nothing is written to disk. The values
+are GDAL's bilinear warp (what a WarpedVRT of the whole model-grid probability gives, to
+float rounding; :func:`bilinear`), computed as separable sparse products, about ten times
+faster than the warper. It holds the model rows one row of output blocks reads, whole rows
+of model blocks, across the model window's width (:attr:`BackResampler.held_rows`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
-from affine import Affine
 from rasterio.crs import CRS
-from rasterio.enums import Resampling
-from rasterio.warp import reproject
 from rasterio.windows import Window
 from rasterio.windows import bounds as window_bounds
+from scipy import sparse
 
 from engine.geo.windows import Grid
 from engine.inference.blend import NODATA, Block
@@ -55,6 +56,10 @@ class BackResampler:
             footprint(Window(0, row, out.width, min(block, out.height - row)), out, model)
             for row in range(0, out.height, block)
         ]
+        t = model.transform
+        self._columns = _Axis(out.width, out.transform.c, out.transform.a).on(
+            model.width, (t.c, t.a)
+        )
         #: Most model rows held at once: what a row of output blocks reads, from the start of
         #: the model block row it starts in to the end of the one it ends in.
         self.held_rows = max(int(w.height) for w in self._rows) + 2 * block
@@ -92,36 +97,95 @@ class BackResampler:
         self, index: int, strips: list[tuple[int, np.ndarray]]
     ) -> Iterator[tuple[Window, np.ndarray]]:
         """The output blocks of block row ``index``, resampled from the held ``strips``."""
-        row = index * self.block
-        height = min(self.block, self.out.height - row)
-        for col in range(0, self.out.width, self.block):
-            window = Window(col, row, min(self.block, self.out.width - col), height)
-            yield window, self._resampled(window, strips)
-
-    def _resampled(self, window: Window, strips: list[tuple[int, np.ndarray]]) -> np.ndarray:
-        src = footprint(window, self.out, self.model)
+        src = self._rows[index]
         r0, r1 = int(src.row_off), _end(src)
-        c0, c1 = int(src.col_off), int(src.col_off + src.width)
         parts = [
-            s[:, max(r0, top) - top : min(r1, top + s.shape[1]) - top, c0:c1]
+            s[:, max(r0, top) - top : min(r1, top + s.shape[1]) - top]
             for top, s in strips
             if top < r1 and top + s.shape[1] > r0
         ]
         source = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
-        data = np.empty((source.shape[0], int(window.height), int(window.width)), np.float32)
-        reproject(
-            np.ascontiguousarray(source),
-            data,
-            src_transform=self.model.transform * Affine.translation(c0, r0),
-            src_crs=self.crs,
-            src_nodata=NODATA,
-            dst_transform=self.out.transform
-            * Affine.translation(int(window.col_off), int(window.row_off)),
-            dst_crs=self.crs,
-            dst_nodata=NODATA,
-            resampling=Resampling.bilinear,
+        row = index * self.block
+        height = min(self.block, self.out.height - row)
+        rows = _Axis(
+            height, self.out.transform.f + row * self.out.transform.e, self.out.transform.e
         )
-        return data
+        values = bilinear(source, rows.on(r1 - r0, self._model_row(r0)), self._columns)
+        for col in range(0, self.out.width, self.block):
+            width = min(self.block, self.out.width - col)
+            yield Window(col, row, width, height), values[:, :, col : col + width].copy()
+
+    def _model_row(self, row: int) -> tuple[float, float]:
+        """Origin and step of the model grid's rows from ``row`` on."""
+        t = self.model.transform
+        return t.f + row * t.e, t.e
+
+
+@dataclass(frozen=True)
+class _Axis:
+    """``size`` output pixels along one axis, from ``origin`` by ``step`` (ground units)."""
+
+    size: int
+    origin: float
+    step: float
+
+    def on(self, count: int, source: tuple[float, float]) -> AxisWeights:
+        """The weights of this axis's pixels over ``count`` source pixels starting at
+        ``source`` (origin, step)."""
+        return AxisWeights.of(self, count, *source)
+
+
+@dataclass(frozen=True)
+class AxisWeights:
+    """Bilinear weights of output pixels over source pixels along one axis (a sparse
+    ``(output, source)`` matrix), and the source pixel under each output pixel's centre."""
+
+    matrix: sparse.csr_matrix
+    centre: np.ndarray
+
+    @classmethod
+    def of(cls, axis: _Axis, count: int, origin: float, step: float) -> AxisWeights:
+        """GDAL's bilinear kernel (its warper's): a triangle one source pixel wide each side,
+        widened to one output pixel where the output's pixels are larger (downsampling)."""
+        centres = (axis.origin + (np.arange(axis.size) + 0.5) * axis.step - origin) / step
+        scale = max(1.0, abs(axis.step / step))
+        taps = math.ceil(2 * scale) + 1
+        first = np.floor(centres - 0.5 - scale).astype(np.int64) + 1
+        index = first[:, None] + np.arange(taps)[None, :]
+        weights = 1.0 - np.abs((index + 0.5 - centres[:, None]) / scale)
+        weights[(weights <= 0) | (index < 0) | (index >= count)] = 0.0
+        rows = np.repeat(np.arange(axis.size), taps)
+        matrix = sparse.csr_matrix(
+            (weights.ravel().astype(np.float32), (rows, np.clip(index, 0, count - 1).ravel())),
+            shape=(axis.size, count),
+        )
+        centre = np.clip(np.floor(centres).astype(np.int64), 0, count - 1)
+        return cls(matrix, centre)
+
+
+def bilinear(source: np.ndarray, rows: AxisWeights, columns: AxisWeights) -> np.ndarray:
+    """``source`` (C, h, w; NODATA where invalid in every band) resampled bilinearly as GDAL's
+    warper does: the weights of valid source pixels only, renormalised, and NODATA where the
+    source pixel under an output pixel's centre is invalid (or no valid pixel has weight)."""
+    valid = source[0] != NODATA
+    if valid.all():  # most rows: the weights' sums are those of the kernels
+        weight = np.outer(rows.matrix.sum(axis=1), columns.matrix.sum(axis=1))
+        ok = weight > 1e-6
+    else:
+        weight = _separable(valid.astype(np.float32), rows, columns)
+        ok = (weight > 1e-6) & valid[np.ix_(rows.centre, columns.centre)]
+    scale = np.divide(1.0, weight, out=np.zeros(weight.shape, np.float32), where=ok)
+    out = np.empty((source.shape[0], *weight.shape), np.float32)
+    for band in range(source.shape[0]):
+        values = source[band] if valid.all() else np.where(valid, source[band], 0.0)
+        out[band] = np.where(ok, _separable(values, rows, columns) * scale, NODATA)
+    return out
+
+
+def _separable(values: np.ndarray, rows: AxisWeights, columns: AxisWeights) -> np.ndarray:
+    """``rows.matrix @ values @ columns.matrix.T`` (sparse products, float32)."""
+    down = rows.matrix @ values.astype(np.float32, copy=False)
+    return np.asarray(columns.matrix @ down.T).T
 
 
 def _end(window: Window) -> int:

@@ -21,9 +21,11 @@ CRS_UTM = CRS.from_epsg(32636)
 BLOCK = 32
 
 
-def model_grid_of(out: Grid, ratio: float) -> Grid:
-    """A grid over ``out``'s extent with pixels ``ratio`` times the size (as the job makes)."""
-    width, height = max(1, round(out.width / ratio)), max(1, round(out.height / ratio))
+def model_grid_of(out: Grid, ratio: float, ratio_y: float | None = None) -> Grid:
+    """A grid over ``out``'s extent with pixels ``ratio`` (``ratio_y`` down) times the size,
+    as the job makes it."""
+    ratio_y = ratio if ratio_y is None else ratio_y
+    width, height = max(1, round(out.width / ratio)), max(1, round(out.height / ratio_y))
     scale = Affine.scale(out.width / width, out.height / height)
     return Grid(width, height, out.transform * scale)
 
@@ -64,10 +66,19 @@ def warped_whole(data: np.ndarray, model: Grid, out: Grid) -> np.ndarray:
             return np.asarray(vrt.read(), np.float32)
 
 
-@pytest.mark.parametrize("ratio", [2.0, 0.5, 1.07, 0.93, 3.0])
-def test_streamed_blocks_equal_a_warp_of_the_whole_grid(ratio: float) -> None:
-    out = Grid(150, 230, Affine(0.1, 0, 500_000.0, 0, -0.1, 4_000_000.0))
-    model = model_grid_of(out, ratio)
+@pytest.mark.parametrize(
+    ("ratio", "ratio_y", "north_up"),
+    [(2.0, 2.0, True), (0.5, 0.5, True), (1.07, 1.07, True), (0.93, 0.93, True), (3.0, 3.0, True),
+     (1.12, 0.89, True), (0.6, 1.3, False)],
+)  # fmt: skip
+def test_streamed_blocks_equal_a_warp_of_the_whole_grid(
+    ratio: float, ratio_y: float, north_up: bool
+) -> None:
+    """Every ratio (up and down, per axis; geographic grids have unequal x and y pixels),
+    north-up and south-up: the values and nodata of GDAL's warp of the whole grid."""
+    y = -0.1 if north_up else 0.1
+    out = Grid(150, 230, Affine(0.1, 0, 500_000.0, 0, y, 4_000_000.0))
+    model = model_grid_of(out, ratio, ratio_y)
     data = probability(model)
     expected = warped_whole(data, model, out)
     got = np.full_like(expected, 7.0)
