@@ -378,9 +378,9 @@ def check_any_valid(job: PredictionJob) -> None:
 def check_memory(job: PredictionJob, name: str, raster_rows: int = 0) -> None:
     """Refuse, before any work, a job on raster ``name`` (as the user gave it) whose rows held
     across the work's width would not fit the memory available: the blend's (a window and two
-    blocks of the model's grid), the model rows the resampling back holds (when the model runs
-    at its own resolution) and ``raster_rows`` rows of the raster's grid (what the caller holds
-    after it).
+    blocks of the model's grid), the model rows and the row of output blocks the resampling
+    back holds (when the model runs at its own resolution) and ``raster_rows`` rows of the
+    raster's grid (what the caller holds after it).
 
     Raises:
         ConfigError: with the figures and the ways out (see
@@ -389,7 +389,8 @@ def check_memory(job: PredictionJob, name: str, raster_rows: int = 0) -> None:
     classes = len(job.classes)
     width = int(job.model_window.width)  # the work's: the extent/AOI's window when given
     rows = job.predictor.window + 2 * BLOCK
-    if job.resampled:
+    if job.resampled:  # the model rows it reads, and the row of output blocks it makes
         rows += _back_resampler(job).held_rows
+        raster_rows += BLOCK
     need = row_bytes(width, rows, classes) + row_bytes(job.grid.width, raster_rows, classes)
     check_row_memory(name, width, need, row_bytes(width, 1, classes))
