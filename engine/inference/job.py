@@ -317,7 +317,7 @@ def _warped(job: PredictionJob) -> Any:
 
 def _back_resampler(job: PredictionJob) -> BackResampler:
     """The resampler of ``job``'s model-grid blocks onto its output grid."""
-    return BackResampler(sub_grid(job.model_grid, job.model_window), job.grid, job.crs, BLOCK)
+    return BackResampler(sub_grid(job.model_grid, job.model_window), job.grid, BLOCK)
 
 
 def _resampled_back(job: PredictionJob, blocks: Iterable[Block]) -> Iterator[Block]:

@@ -18,7 +18,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from rasterio.crs import CRS
 from rasterio.windows import Window
 from rasterio.windows import bounds as window_bounds
 from scipy import sparse
@@ -50,24 +49,26 @@ class BackResampler:
     """Resamples ``model`` (the predicted part of the model's grid, whose blocks are
     ``block`` px, row-major) onto ``out`` in blocks of ``block`` px, in row-major order."""
 
-    def __init__(self, model: Grid, out: Grid, crs: CRS, block: int) -> None:
-        self.model, self.out, self.crs, self.block = model, out, crs, block
+    def __init__(self, model: Grid, out: Grid, block: int) -> None:
+        self.model, self.out, self.block = model, out, block
         self._rows = [
             footprint(Window(0, row, out.width, min(block, out.height - row)), out, model)
             for row in range(0, out.height, block)
         ]
-        t = model.transform
-        self._columns = _Axis(out.width, out.transform.c, out.transform.a).on(
-            model.width, (t.c, t.a)
-        )
+        #: Output pixel (column, row) to model pixel: a scale and shift along each axis.
+        self._to_model = ~model.transform * out.transform
+        if abs(self._to_model.b) > 1e-9 or abs(self._to_model.d) > 1e-9:
+            raise ValueError("The model's grid must be the output grid scaled along its axes.")
+        m = self._to_model
+        self._columns = AxisWeights.of(out.width, m.a, m.c, model.width)
         #: Most model rows held at once: what a row of output blocks reads, from the start of
         #: the model block row it starts in to the end of the one it ends in.
         self.held_rows = max(int(w.height) for w in self._rows) + 2 * block
         self.peak_rows = 0  # the most held during the last run (for tests)
 
     def run(self, blocks: Iterable[Block]) -> Iterator[tuple[Window, np.ndarray]]:
-        """The output blocks (window on ``out``, (C, h, w) float32 with NODATA where no valid
-        model pixel reaches) resampled from the model-grid ``blocks`` as they complete rows."""
+        """The output blocks (window on ``out``, (C, h, w) float32, NODATA where :func:`bilinear`
+        finds no value) resampled from the model-grid ``blocks`` as they complete rows."""
         strips: list[tuple[int, np.ndarray]] = []  # (first row, C x rows x width), complete
         strip: np.ndarray | None = None
         done = 0  # output block rows yielded
@@ -107,32 +108,12 @@ class BackResampler:
         source = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
         row = index * self.block
         height = min(self.block, self.out.height - row)
-        rows = _Axis(
-            height, self.out.transform.f + row * self.out.transform.e, self.out.transform.e
-        )
-        values = bilinear(source, rows.on(r1 - r0, self._model_row(r0)), self._columns)
+        m = self._to_model
+        rows = AxisWeights.of(height, m.e, m.f + row * m.e - r0, r1 - r0)
+        values = bilinear(source, rows, self._columns)
         for col in range(0, self.out.width, self.block):
             width = min(self.block, self.out.width - col)
             yield Window(col, row, width, height), values[:, :, col : col + width].copy()
-
-    def _model_row(self, row: int) -> tuple[float, float]:
-        """Origin and step of the model grid's rows from ``row`` on."""
-        t = self.model.transform
-        return t.f + row * t.e, t.e
-
-
-@dataclass(frozen=True)
-class _Axis:
-    """``size`` output pixels along one axis, from ``origin`` by ``step`` (ground units)."""
-
-    size: int
-    origin: float
-    step: float
-
-    def on(self, count: int, source: tuple[float, float]) -> AxisWeights:
-        """The weights of this axis's pixels over ``count`` source pixels starting at
-        ``source`` (origin, step)."""
-        return AxisWeights.of(self, count, *source)
 
 
 @dataclass(frozen=True)
@@ -144,20 +125,22 @@ class AxisWeights:
     centre: np.ndarray
 
     @classmethod
-    def of(cls, axis: _Axis, count: int, origin: float, step: float) -> AxisWeights:
-        """GDAL's bilinear kernel (its warper's): a triangle one source pixel wide each side,
-        widened to one output pixel where the output's pixels are larger (downsampling)."""
-        centres = (axis.origin + (np.arange(axis.size) + 0.5) * axis.step - origin) / step
-        scale = max(1.0, abs(axis.step / step))
-        taps = math.ceil(2 * scale) + 1
-        first = np.floor(centres - 0.5 - scale).astype(np.int64) + 1
+    def of(cls, size: int, scale: float, offset: float, count: int) -> AxisWeights:
+        """The weights of ``size`` output pixels over ``count`` source pixels, output pixel
+        ``i``'s centre lying at source pixel coordinate ``(i + 0.5) * scale + offset``. GDAL's
+        bilinear kernel (its warper's): a triangle one source pixel wide each side, widened to
+        one output pixel where the output's pixels are larger (``scale`` > 1: downsampling)."""
+        centres = (np.arange(size) + 0.5) * scale + offset
+        width = max(1.0, abs(scale))
+        taps = math.ceil(2 * width) + 1
+        first = np.floor(centres - 0.5 - width).astype(np.int64) + 1
         index = first[:, None] + np.arange(taps)[None, :]
-        weights = 1.0 - np.abs((index + 0.5 - centres[:, None]) / scale)
+        weights = 1.0 - np.abs((index + 0.5 - centres[:, None]) / width)
         weights[(weights <= 0) | (index < 0) | (index >= count)] = 0.0
-        rows = np.repeat(np.arange(axis.size), taps)
+        rows = np.repeat(np.arange(size), taps)
         matrix = sparse.csr_matrix(
             (weights.ravel().astype(np.float32), (rows, np.clip(index, 0, count - 1).ravel())),
-            shape=(axis.size, count),
+            shape=(size, count),
         )
         centre = np.clip(np.floor(centres).astype(np.int64), 0, count - 1)
         return cls(matrix, centre)

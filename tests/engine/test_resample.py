@@ -66,23 +66,28 @@ def warped_whole(data: np.ndarray, model: Grid, out: Grid) -> np.ndarray:
             return np.asarray(vrt.read(), np.float32)
 
 
+NORTH_UP = Affine(0.1, 0, 500_000.0, 0, -0.1, 4_000_000.0)
+SOUTH_UP = Affine(0.1, 0, 500_000.0, 0, 0.1, 4_000_000.0)
+ROTATED = NORTH_UP * Affine.rotation(20)
+
+
 @pytest.mark.parametrize(
-    ("ratio", "ratio_y", "north_up"),
-    [(2.0, 2.0, True), (0.5, 0.5, True), (1.07, 1.07, True), (0.93, 0.93, True), (3.0, 3.0, True),
-     (1.12, 0.89, True), (0.6, 1.3, False)],
+    ("ratio", "ratio_y", "transform"),
+    [(2.0, 2.0, NORTH_UP), (0.5, 0.5, NORTH_UP), (1.07, 1.07, NORTH_UP), (0.93, 0.93, NORTH_UP),
+     (3.0, 3.0, NORTH_UP), (1.12, 0.89, NORTH_UP), (0.6, 1.3, SOUTH_UP), (1.3, 0.7, ROTATED)],
 )  # fmt: skip
 def test_streamed_blocks_equal_a_warp_of_the_whole_grid(
-    ratio: float, ratio_y: float, north_up: bool
+    ratio: float, ratio_y: float, transform: Affine
 ) -> None:
     """Every ratio (up and down, per axis; geographic grids have unequal x and y pixels),
-    north-up and south-up: the values and nodata of GDAL's warp of the whole grid."""
-    y = -0.1 if north_up else 0.1
-    out = Grid(150, 230, Affine(0.1, 0, 500_000.0, 0, y, 4_000_000.0))
+    north-up, south-up and rotated grids: the values and nodata of GDAL's warp of the whole
+    grid."""
+    out = Grid(150, 230, transform)
     model = model_grid_of(out, ratio, ratio_y)
     data = probability(model)
     expected = warped_whole(data, model, out)
     got = np.full_like(expected, 7.0)
-    back = BackResampler(model, out, CRS_UTM, BLOCK)
+    back = BackResampler(model, out, BLOCK)
     windows = []
     for window, values in back.run(blocks_of(data, [])):
         r, c = int(window.row_off), int(window.col_off)
@@ -106,7 +111,7 @@ def test_a_work_window_reads_only_its_footprint() -> None:
     r, c = int(part.row_off), int(part.col_off)
     inside = data[:, r : r + int(part.height), c : c + int(part.width)]
     out = sub_grid(whole, window)
-    back = BackResampler(sub_grid(model_whole, part), out, CRS_UTM, BLOCK)
+    back = BackResampler(sub_grid(model_whole, part), out, BLOCK)
     got = np.zeros((2, out.height, out.width), np.float32)
     for w, values in back.run(blocks_of(np.ascontiguousarray(inside), [])):
         wr, wc = int(w.row_off), int(w.col_off)
@@ -126,7 +131,7 @@ def test_blocks_come_as_the_rows_do_and_few_rows_are_held(ratio: float) -> None:
     out = Grid(96, 1200, Affine(0.1, 0, 500_000.0, 0, -0.1, 4_000_000.0))
     model = model_grid_of(out, ratio)
     consumed: list[int] = []
-    back = BackResampler(model, out, CRS_UTM, BLOCK)
+    back = BackResampler(model, out, BLOCK)
     stream = back.run(blocks_of(probability(model), consumed))
     next(stream)
     total = len(list(model.blocks(BLOCK)))
