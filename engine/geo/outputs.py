@@ -9,7 +9,6 @@ import contextlib
 import errno
 import os
 import re
-import shutil
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -51,26 +50,6 @@ def write_failure(exc: BaseException) -> str | None:
             detail = str(exc).strip().rstrip(".") or type(exc).__name__
             return f"{cause} ({detail})"
     return None
-
-
-def check_free_space(folder: Path, size: int, what: str, shown: Path | None = None) -> None:
-    """Raise OutputError unless ``folder``'s disk has room for ``size`` more bytes of ``what``
-    (with 5 % and 64 MB to spare); the message names ``shown`` (default ``folder``)."""
-    try:
-        free = shutil.disk_usage(folder).free
-    except OSError:
-        return  # not measurable: the write itself will say
-    needed = int(size * 1.05) + (64 << 20)
-    if free < needed:
-        raise OutputError(
-            f"Not enough free disk space in {shown or folder} for {what}: it needs about"
-            f" {_gigabytes(needed)}, and {_gigabytes(free)} are free. Free some space, write the"
-            " output to a folder on a larger disk, or give a smaller extent/AOI."
-        )
-
-
-def _gigabytes(size: int) -> str:
-    return f"{size / 1e9:.2f} GB"
 
 
 def check_output(path: str | os.PathLike[str], overwrite: bool) -> Path:

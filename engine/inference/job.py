@@ -259,12 +259,9 @@ def prepare_job(
 
 
 @contextmanager
-def open_probability(
-    path: str | Path, job: PredictionJob, grid: Grid | None = None, **options: Any
-) -> Iterator[DatasetWriter]:
-    """A new probability GeoTIFF on ``grid`` (default: the job's raster grid)."""
-    grid = grid or job.grid
-    profile = {**PROFILE, **options}
+def open_probability(path: str | Path, job: PredictionJob) -> Iterator[DatasetWriter]:
+    """A new probability GeoTIFF on the job's output grid."""
+    grid = job.grid
     with rasterio.open(
         path,
         "w",
@@ -273,7 +270,7 @@ def open_probability(
         count=len(job.classes),
         crs=job.crs,
         transform=grid.transform,
-        **profile,
+        **PROFILE,
     ) as dst:
         for band, name in enumerate(job.classes, start=1):
             dst.set_band_description(band, f"{name} probability")
@@ -390,7 +387,8 @@ def check_memory(job: PredictionJob, name: str, raster_rows: int = 0) -> None:
     width = int(job.model_window.width)  # the work's: the extent/AOI's window when given
     rows = job.predictor.window + 2 * BLOCK
     if job.resampled:  # the model rows it reads, and the row of output blocks it makes
-        rows += _back_resampler(job).held_rows
-        raster_rows += BLOCK
+        back = _back_resampler(job)
+        rows += back.held_rows
+        raster_rows += back.held_out_rows
     need = row_bytes(width, rows, classes) + row_bytes(job.grid.width, raster_rows, classes)
     check_row_memory(name, width, need, row_bytes(width, 1, classes))

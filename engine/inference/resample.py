@@ -29,7 +29,8 @@ from engine.inference.blend import NODATA, Block
 def kernel_reach(out: Grid, model: Grid) -> int:
     """Model pixels that bilinear resampling onto ``out`` reads beyond an output window's
     footprint (wider where the output's pixels are larger than the model's)."""
-    return math.ceil(2 * max(1.0, abs(float(out.transform.a) / float(model.transform.a)))) + 1
+    scale = ~model.transform * out.transform
+    return math.ceil(2 * max(1.0, abs(float(scale.a)), abs(float(scale.e)))) + 1
 
 
 def footprint(window: Window, out: Grid, model: Grid) -> Window:
@@ -61,9 +62,15 @@ class BackResampler:
             raise ValueError("The model's grid must be the output grid scaled along its axes.")
         m = self._to_model
         self._columns = AxisWeights.of(out.width, m.a, m.c, model.width)
-        #: Most model rows held at once: what a row of output blocks reads, from the start of
-        #: the model block row it starts in to the end of the one it ends in.
-        self.held_rows = max(int(w.height) for w in self._rows) + 2 * block
+        #: Most model rows held at once (in rows of probability, see
+        #: :func:`engine.inference.sizing.row_bytes`): the model block rows a row of output
+        #: blocks reads, from the start of the one it starts in to the end of the one it ends
+        #: in, and the copy of the rows it reads with :func:`bilinear`'s work arrays on them
+        #: (less than three more copies).
+        self.held_rows = 4 * max(int(w.height) for w in self._rows) + 2 * block
+        #: Output rows held at once (same unit): the row of output blocks and
+        #: :func:`bilinear`'s work arrays on it.
+        self.held_out_rows = 5 * block
         self.peak_rows = 0  # the most held during the last run (for tests)
 
     def run(self, blocks: Iterable[Block]) -> Iterator[tuple[Window, np.ndarray]]:
@@ -93,6 +100,8 @@ class BackResampler:
                 if done < len(self._rows):
                     start = int(self._rows[done].row_off)
                     strips = [(r, s) for r, s in strips if r + s.shape[1] > start]
+        if done < len(self._rows):  # pragma: no cover - guards the block bookkeeping
+            raise RuntimeError("Internal error: the model's blocks ended before the grid did.")
 
     def _row_of_blocks(
         self, index: int, strips: list[tuple[int, np.ndarray]]
@@ -129,9 +138,13 @@ class AxisWeights:
         """The weights of ``size`` output pixels over ``count`` source pixels, output pixel
         ``i``'s centre lying at source pixel coordinate ``(i + 0.5) * scale + offset``. GDAL's
         bilinear kernel (its warper's): a triangle one source pixel wide each side, widened to
-        one output pixel where the output's pixels are larger (``scale`` > 1: downsampling)."""
+        one output pixel where the output's pixels are larger (``scale`` > 1: downsampling;
+        a scale within 0.05 of a whole number is taken as that number, as GDAL does)."""
         centres = (np.arange(size) + 0.5) * scale + offset
-        width = max(1.0, abs(scale))
+        width = abs(scale)
+        if abs(width - round(width)) < 0.05:  # GDAL snaps a near-whole scale to it
+            width = float(round(width))
+        width = max(1.0, width)
         taps = math.ceil(2 * width) + 1
         first = np.floor(centres - 0.5 - width).astype(np.int64) + 1
         index = first[:, None] + np.arange(taps)[None, :]
@@ -151,6 +164,8 @@ def bilinear(source: np.ndarray, rows: AxisWeights, columns: AxisWeights) -> np.
     warper does: the weights of valid source pixels only, renormalised, and NODATA where the
     source pixel under an output pixel's centre is invalid (or no valid pixel has weight)."""
     valid = source[0] != NODATA
+    if not valid.any():  # outside the extent/AOI, or all nodata
+        return np.full((source.shape[0], rows.centre.size, columns.centre.size), NODATA, np.float32)
     if valid.all():  # most rows: the weights' sums are those of the kernels
         weight = np.outer(rows.matrix.sum(axis=1), columns.matrix.sum(axis=1))
         ok = weight > 1e-6

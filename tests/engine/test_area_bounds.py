@@ -165,7 +165,7 @@ def test_aoi_values_are_those_of_the_whole_raster(
     inputs: Inputs, tmp_path: Path, native: bool
 ) -> None:
     """Inside the AOI, the probabilities equal those of a run over the whole raster (the
-    model-grid raster of the AOI's window holds all the resampling back reads)."""
+    model's grid of the AOI's window holds all the resampling back reads)."""
     out = tmp_path / "all.tif"
     config = PredictConfig(str(inputs.crop), "unused.pt", str(out), window=64)
     whole = predict_with_model(

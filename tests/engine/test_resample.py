@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from collections.abc import Iterator
 
 import numpy as np
@@ -16,6 +17,7 @@ from engine.geo.windows import Grid
 from engine.inference.blend import NODATA, Block
 from engine.inference.job import sub_grid, warp_to
 from engine.inference.resample import BackResampler, footprint
+from engine.inference.sizing import row_bytes
 
 CRS_UTM = CRS.from_epsg(32636)
 BLOCK = 32
@@ -74,14 +76,15 @@ ROTATED = NORTH_UP * Affine.rotation(20)
 @pytest.mark.parametrize(
     ("ratio", "ratio_y", "transform"),
     [(2.0, 2.0, NORTH_UP), (0.5, 0.5, NORTH_UP), (1.07, 1.07, NORTH_UP), (0.93, 0.93, NORTH_UP),
-     (3.0, 3.0, NORTH_UP), (1.12, 0.89, NORTH_UP), (0.6, 1.3, SOUTH_UP), (1.3, 0.7, ROTATED)],
+     (3.0, 3.0, NORTH_UP), (1.12, 0.89, NORTH_UP), (0.6, 1.3, SOUTH_UP), (1.3, 0.7, ROTATED),
+     (0.49, 0.51, NORTH_UP), (0.33, 0.252, NORTH_UP)],
 )  # fmt: skip
 def test_streamed_blocks_equal_a_warp_of_the_whole_grid(
     ratio: float, ratio_y: float, transform: Affine
 ) -> None:
-    """Every ratio (up and down, per axis; geographic grids have unequal x and y pixels),
-    north-up, south-up and rotated grids: the values and nodata of GDAL's warp of the whole
-    grid."""
+    """Every ratio (up and down, per axis; geographic grids have unequal x and y pixels; near
+    a whole number of model pixels per output pixel, where GDAL snaps its kernel), north-up,
+    south-up and rotated grids: the values and nodata of GDAL's warp of the whole grid."""
     out = Grid(150, 230, transform)
     model = model_grid_of(out, ratio, ratio_y)
     data = probability(model)
@@ -138,7 +141,7 @@ def test_blocks_come_as_the_rows_do_and_few_rows_are_held(ratio: float) -> None:
     assert len(consumed) < total / 4
     assert sum(1 for _ in stream) == len(list(out.blocks(BLOCK))) - 1
     assert len(consumed) == total
-    assert 0 < back.peak_rows <= back.held_rows < model.height / 4
+    assert 0 < back.peak_rows <= back.held_rows and back.peak_rows < model.height / 4
 
 
 def test_valid_pixels_without_reading_integer_bands(tmp_path: object) -> None:
@@ -162,3 +165,33 @@ def test_valid_pixels_without_reading_integer_bands(tmp_path: object) -> None:
             got = valid_inside(src, window, (1, 2))
         np.testing.assert_array_equal(got, expected)
         assert not got.all()
+
+
+@pytest.mark.parametrize("ratio", [0.25, 2.0])
+def test_memory_stays_within_what_the_memory_check_counts(ratio: float) -> None:
+    """The memory the resampling allocates (traced, with nodata holes: the slow path) stays
+    within the rows it declares to the memory check, in row_bytes units."""
+    out = Grid(600, 900, NORTH_UP)
+    model = model_grid_of(out, ratio)
+    data = np.full((2, model.height, model.width), 0.5, np.float32)
+    data[:, ::7, ::5] = NODATA
+    back = BackResampler(model, out, 256)
+    grid = Grid(model.width, model.height, Affine.identity())
+
+    def blocks() -> Iterator[Block]:
+        for index, w in enumerate(grid.blocks(256)):
+            r, c = int(w.row_off), int(w.col_off)
+            part = data[:, r : r + int(w.height), c : c + int(w.width)].copy()
+            yield Block(index, w, part, part[0] != NODATA)
+
+    tracemalloc.start()
+    try:
+        for _ in back.run(blocks()):
+            pass
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    declared = row_bytes(model.width, back.held_rows, 2) + row_bytes(
+        out.width, back.held_out_rows, 2
+    )
+    assert peak <= declared
