@@ -45,6 +45,7 @@ from engine.geo.outputs import (
     prepare_outputs,
 )
 from engine.geo.rasters import raster_inputs
+from engine.inference import torchnet
 from engine.models.device import describe_device, resolve_device
 from engine.models.modelfile import ModelSpec, read_spec, save_model
 from engine.models.pretrained import (
@@ -373,7 +374,8 @@ class Loop:
         self.optimizer = make_optimizer(config, self.bare)
         steps = config.epochs * max(len(self.train_loader), 1)
         self.scheduler = make_scheduler(config, self.optimizer, steps)
-        cpu_bf16 = config.cpu_bf16 and device.type == "cpu"
+        cpu_bf16 = config.cpu_bf16 and device.type == "cpu" and torchnet.cpu_bf16()
+        self.cpu_bf16 = cpu_bf16
         self.amp = (config.amp and device.type == "cuda") or cpu_bf16
         bf16 = cpu_bf16 or (self.amp and torch.cuda.is_bf16_supported())
         self.amp_dtype = torch.bfloat16 if bf16 else torch.float16
@@ -655,7 +657,9 @@ def _train(config: TrainConfig, progress: Progress) -> TrainResult:
         f"Training {network_name(config.architecture, config.encoder)} ({n_params:,} parameters) on"
         f" {describe_device(device)}: {len(data.train)} training, {len(data.val)} validation"
         f" windows of {config.tile_size} px, classes {', '.join(data.classes)}"
-    )
+        + (" (bf16 autocast: this CPU has a bf16 path; --no-cpu-bf16 trains in fp32)"
+           if loop.cpu_bf16 else "")
+    )  # fmt: skip
     state = TrainState()
     if config.resume:
         state = load_checkpoint(config.resume, config, loop)

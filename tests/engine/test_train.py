@@ -543,11 +543,12 @@ def test_frozen_encoder_and_kept_batch_norm_keep_their_statistics() -> None:
     assert all(torch.equal(v, after[k]) for k, v in before.items())
 
 
-def test_cpu_bf16_trains_under_bf16_autocast(
+def test_cpu_bf16_trains_under_bf16_autocast_where_the_cpu_has_a_bf16_path(
     calls: list[TrainConfig], make_config: Callable[..., TrainConfig],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    """--cpu-bf16 runs the forward passes under bf16 autocast on the CPU (and only then)."""
+    """cpu_bf16 (on by default) runs the forward passes under bf16 autocast on a CPU whose
+    torch reports a bf16 path, and only there; --no-cpu-bf16 or another CPU trains in fp32."""
     seen: list[tuple[str, object, bool]] = []
     real = torch.autocast
 
@@ -556,11 +557,13 @@ def test_cpu_bf16_trains_under_bf16_autocast(
         return real(device_type, dtype=dtype, enabled=enabled)
 
     monkeypatch.setattr(train_module.torch, "autocast", recording)
-    for flag in (False, True):
+    assert TrainConfig(rasters=("r.tif",), labels=("l.gpkg",), output="m.pt").cpu_bf16
+    for flag, path in ((False, True), (True, False), (True, True)):
+        monkeypatch.setattr(train_module.torchnet, "cpu_bf16", lambda path=path: path)
         seen.clear()
-        result = train_module.train(make_config(f"m{flag}.pt", epochs=1, cpu_bf16=flag),
+        result = train_module.train(make_config(f"m{flag}{path}.pt", epochs=1, cpu_bf16=flag),
                                     RecordingProgress())  # fmt: skip
         assert Path(result["output"]).is_file()
-        assert seen and {s[2] for s in seen} == {flag}
-        if flag:
+        assert seen and {s[2] for s in seen} == {flag and path}
+        if flag and path:
             assert {s[:2] for s in seen} == {("cpu", torch.bfloat16)}
