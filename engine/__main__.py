@@ -1,6 +1,8 @@
 """Entry point for ``python -m engine``."""
 
+import contextlib
 import logging
+import multiprocessing
 import os
 import sys
 
@@ -17,8 +19,12 @@ if __name__ == "__main__":
     code = main()
     # Every output is written and closed by now (or cleaned up after an error or an
     # interrupt): skip the interpreter's teardown, which takes about a second once torch and
-    # its libraries are loaded (docs/BENCHMARKS.md), after flushing what is buffered.
+    # its libraries are loaded (docs/BENCHMARKS.md), after flushing what is buffered. A child
+    # process still running (it may hold the output pipe) gets the normal exit instead.
+    if multiprocessing.active_children():
+        sys.exit(code)
     logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            stream.flush()
     os._exit(code)

@@ -34,6 +34,7 @@ class TrainResult(TypedDict):
     val_windows: int
     weights_sha256: str  # of the best weights (equal on every rank of a torchrun run)
     ranks: int  # processes that trained together (torchrun's world size, else 1)
+    precision: str  # what the training steps ran in: "bf16", "fp16" (autocast) or "fp32"
     # validation record (val_iou, val_building_f1, ...) of the starting model of a
     # fine-tuning (None otherwise), and of the best epoch, scored alike
     before: dict[str, float] | None

@@ -379,6 +379,7 @@ class Loop:
         self.amp = (config.amp and device.type == "cuda") or cpu_bf16
         bf16 = cpu_bf16 or (self.amp and torch.cuda.is_bf16_supported())
         self.amp_dtype = torch.bfloat16 if bf16 else torch.float16
+        self.precision = ("bf16" if bf16 else "fp16") if self.amp else "fp32"
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp and not bf16)
         self.batches_done = 0
         self.batches_total = 1
@@ -657,8 +658,8 @@ def _train(config: TrainConfig, progress: Progress) -> TrainResult:
         f"Training {network_name(config.architecture, config.encoder)} ({n_params:,} parameters) on"
         f" {describe_device(device)}: {len(data.train)} training, {len(data.val)} validation"
         f" windows of {config.tile_size} px, classes {', '.join(data.classes)}"
-        + (" (bf16 autocast: this CPU has a bf16 path; --no-cpu-bf16 trains in fp32)"
-           if loop.cpu_bf16 else "")
+        + (" (bf16 autocast: this CPU has a bf16 path; train --no-cpu-bf16 or"
+           " FOOTPRINT_NO_BF16=1 trains in fp32)" if loop.cpu_bf16 else "")
     )  # fmt: skip
     state = TrainState()
     if config.resume:
@@ -704,6 +705,7 @@ def _train(config: TrainConfig, progress: Progress) -> TrainResult:
         "val_windows": len(data.val),
         "weights_sha256": weights_digest(state.best_state),
         "ranks": _rank()[1],
+        "precision": loop.precision,
         "before": before,
         "after": {
             k: v for k, v in state.history[state.best_epoch - 1].items() if k.startswith("val_")

@@ -565,5 +565,6 @@ def test_cpu_bf16_trains_under_bf16_autocast_where_the_cpu_has_a_bf16_path(
                                     RecordingProgress())  # fmt: skip
         assert Path(result["output"]).is_file()
         assert seen and {s[2] for s in seen} == {flag and path}
+        assert result["precision"] == ("bf16" if flag and path else "fp32")
         if flag and path:
             assert {s[:2] for s in seen} == {("cpu", torch.bfloat16)}
