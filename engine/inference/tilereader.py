@@ -61,10 +61,9 @@ def valid_inside(src: Any, window: Window, bands: Sequence[int]) -> np.ndarray:
     them, reading the pixels themselves only where they could be NaN or Inf (float bands)."""
     with reading(src, window):
         masks = src.read_masks(list(bands), window=window)
-        valid: np.ndarray = np.all(masks > 0, axis=0)
         if any(np.issubdtype(np.dtype(src.dtypes[b - 1]), np.floating) for b in bands):
-            data = src.read(list(bands), window=window, masked=False)
-            valid &= np.all(np.isfinite(data), axis=0)
+            return valid_pixels(src.read(list(bands), window=window, masked=False), masks)
+    valid: np.ndarray = np.all(masks > 0, axis=0)
     return valid
 
 
