@@ -183,13 +183,38 @@ def labelled_area(chips: str, out: Path) -> str:
     return str(out)
 
 
+def upsampled(raster: str, factor: float, out: Path) -> str:
+    """``raster`` warped to ``factor`` times its resolution (bilinear, same CRS, nodata outside):
+    a model trained on it runs at that finer resolution, and detect resamples to it."""
+    import subprocess
+
+    import rasterio
+
+    with rasterio.open(raster) as src:
+        xres, yres = src.res
+    subprocess.run(
+        ["gdalwarp", "-q", "-overwrite", "-r", "bilinear", "-dstalpha",
+         "-tr", repr(xres / factor), repr(yres / factor),
+         "-co", "TILED=YES", "-co", "COMPRESS=DEFLATE", "-co", "PREDICTOR=2", raster, str(out)],
+        check=True,
+    )  # fmt: skip
+    return str(out)
+
+
 def _config(
-    data: Dataset, recipe: str, overrides: list[str], workdir: Path, labelled_chips: str = ""
+    data: Dataset,
+    recipe: str,
+    overrides: list[str],
+    workdir: Path,
+    labelled_chips: str = "",
+    upsample: float = 1.0,
 ) -> TrainConfig:
     settings = {**RECIPES[recipe], **_overrides(TrainConfig, overrides)}
     if labelled_chips:
         settings["labelled_area"] = labelled_area(labelled_chips, workdir / "labelled.geojson")
     train_vrt = resolve_raster(str(DATA / data.train), workdir=str(workdir / "train"))
+    if upsample != 1.0:
+        train_vrt = upsampled(train_vrt, upsample, workdir / "train" / "upsampled.tif")
     return TrainConfig(
         rasters=(train_vrt,),
         labels=(str(_labels(data)),),
@@ -218,9 +243,10 @@ def _train(
     work: Path,
     progress: Any,
     labelled_chips: str = "",
+    upsample: float = 1.0,
 ) -> dict[str, Any]:
     """Train once; the record's training part."""
-    config = _config(data, recipe, overrides, work, labelled_chips)
+    config = _config(data, recipe, overrides, work, labelled_chips, upsample)
     start = time.monotonic()
     trained = train(config, progress)
     return {
@@ -233,6 +259,7 @@ def _train(
         },
         "trained": trained,
         "train_s": time.monotonic() - start,
+        "train_upsample": upsample,
     }
 
 
@@ -262,6 +289,7 @@ def run(
     predict_overrides: list[str] | None = None,
     vectorize_overrides: list[str] | None = None,
     labelled_chips: str = "",
+    upsample: float = 1.0,
 ) -> dict[str, Any]:
     """Train (or reuse ``model``), detect and evaluate once; return the record."""
     for pattern in (data.train, data.test):
@@ -277,7 +305,7 @@ def run(
         part = (
             _reuse(model)
             if model
-            else _train(data, recipe, overrides, work, progress, labelled_chips)
+            else _train(data, recipe, overrides, work, progress, labelled_chips, upsample)
         )
         if keep_model:
             _keep(part, keep_model)
@@ -450,8 +478,16 @@ def main() -> int:
         metavar="GLOB",
         help="Train with the labels complete only over these chips (a glob under the data).",
     )
+    parser.add_argument(
+        "--train-upsample",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="Train on the train mosaic warped to F times its resolution (bilinear): the model "
+        "then runs at that finer resolution, and detect resamples the test chips to it.",
+    )
     args = parser.parse_args()
-    if args.model and args.overrides:
+    if args.model and (args.overrides or args.train_upsample != 1.0):
         parser.error("--set changes training; it cannot go with --model")
     tag = args.tag or args.recipe
     result = run(
@@ -464,6 +500,7 @@ def main() -> int:
         args.predict,
         args.vectorize,
         args.labelled_chips,
+        args.train_upsample,
     )
     append_record(record(result))
     records = ROOT / "docs" / "benchmarks" / "accuracy"

@@ -10,7 +10,10 @@ with ``halo`` rows above and below: the worker predicts the windows of the *whol
 plan that meet those rows and blends them (so every pixel gets the value one process gives
 it), then labels the strip's blocks (:data:`engine.polygons.blocks.INSTANCE_BLOCK`, a strip
 holds a whole number of them) with their halo exactly as one process's
-:class:`engine.polygons.blocks.HaloAssembler` would see them. The main process takes the
+:class:`engine.polygons.blocks.HaloAssembler` would see them. A model at another resolution
+than the raster's predicts the rows of its own grid that the strip is resampled from (its
+whole plan's windows there) and the worker resamples them back
+(:func:`engine.inference.job.probability_blocks` with rows). The main process takes the
 strips in order, writes their probability blocks (predict, ``--keep-probability``) and feeds
 their labelled blocks to the one :class:`engine.polygons.seams.SeamJoiner`, so polygons are
 joined across strips and blocks as in one process. A worker that dies has its tasks rerun
@@ -42,14 +45,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from rasterio.windows import Window
 
 import engine
 from engine.config import InferenceOptions
 from engine.cores import usable_cores
 from engine.errors import ConfigError, ModelFileError
 from engine.events import NullProgress, Progress, check_canceled
-from engine.geo.rasters import open_raster
 from engine.geo.temporary import scratch_prefix
 from engine.geo.windows import Grid
 from engine.heap import tune_allocator
@@ -59,7 +60,7 @@ from engine.inference.job import (
     PredictionJob,
     check_any_valid,
     prepare_job,
-    with_area,
+    probability_blocks,
 )
 from engine.inference.network import open_network
 from engine.polygons.blocks import INSTANCE_BLOCK, halo_from
@@ -161,19 +162,13 @@ def run_strip(job: StripJob) -> StripResult:
     network, spec = _network(job.model, job.options, job.threads)
     with tempfile.TemporaryDirectory(prefix=scratch_prefix("strip")) as workdir:
         pj = prepare_job(job.raster, job.options, network, spec, NullProgress(), workdir)
-    g, r, w = pj.grid, pj.raster_grid, pj.window  # strips are rows of the work window
+    g = pj.grid  # strips are rows of the output grid (the work window's)
     halo = job.cutting.halo if job.cutting is not None else 0
     first, end = max(0, job.first - halo), min(g.height, job.end + halo)
     data = np.zeros((len(pj.classes), end - first, g.width), np.float32)
     valid = np.zeros((end - first, g.width), bool)
-    blocks = pj.predictor.run(
-        lambda: open_raster(pj.raster), r.width, r.height, r.transform, pj.area,
-        NullProgress(), region=Window(w.col_off, w.row_off + first, w.width, end - first),
-    )  # fmt: skip
-    for block in blocks:
-        w = block.window
-        window = Window(w.col_off, w.row_off + first, w.width, w.height)
-        block = with_area(Block(block.index, window, block.data, block.valid), pj, g.transform)
+    for block in probability_blocks(pj, NullProgress(), (first, end)):
+        window = block.window
         rows = slice(int(window.row_off) - first, int(window.row_off + window.height) - first)
         cols = slice(int(window.col_off), int(window.col_off + window.width))
         data[:, rows, cols], valid[rows, cols] = block.data, block.valid
@@ -414,15 +409,8 @@ def run_on_cluster(
     :func:`strip_jobs`); counts the windows predicted into ``job.predictor``.
 
     Raises:
-        ConfigError: the model must resample the raster (not done on a cluster), or the
-            scheduler cannot be reached. RasterError: no valid pixel.
+        ConfigError: the scheduler cannot be reached. RasterError: no valid pixel.
     """
-    if job.resampled:
-        raise ConfigError(
-            "On a Dask cluster the model predicts on the raster's own grid only: this raster's"
-            " resolution differs from the model's; use 'Predict at the raster's resolution'"
-            " (--native-resolution), resample the raster first, or run in one process."
-        )
     sizes = (job.grid.height, BLOCK, threads_per_worker(options))
     jobs = strip_jobs(job.raster, model_file, options, sizes, **kw)
     predictor = job.predictor

@@ -317,14 +317,18 @@ def _back_resampler(job: PredictionJob) -> BackResampler:
     return BackResampler(sub_grid(job.model_grid, job.model_window), job.grid, BLOCK)
 
 
-def _resampled_back(job: PredictionJob, blocks: Iterable[Block]) -> Iterator[Block]:
-    """Blocks on the output grid, bilinear from the model-grid ``blocks`` as they come
-    (:class:`engine.inference.resample.BackResampler`)."""
+def _resampled_back(
+    job: PredictionJob, blocks: Iterable[Block], region: Window, first: int, end: int
+) -> Iterator[Block]:
+    """Blocks of rows ``first`` to ``end`` of the output grid, bilinear from the model-grid
+    ``blocks`` of ``region`` as they come (:class:`engine.inference.resample.BackResampler`)."""
     g = job.grid
-    back = _back_resampler(job)
+    out = Window(0, first, g.width, end - first)
+    back = BackResampler(sub_grid(job.model_grid, region), sub_grid(g, out), BLOCK)
     col0, row0 = int(job.window.col_off), int(job.window.row_off)
     with open_raster(job.raster) as src:
         for index, (window, data) in enumerate(back.run(blocks)):
+            window = Window(window.col_off, window.row_off + first, window.width, window.height)
             on_raster = Window(
                 window.col_off + col0, window.row_off + row0, window.width, window.height
             )
@@ -334,13 +338,22 @@ def _resampled_back(job: PredictionJob, blocks: Iterable[Block]) -> Iterator[Blo
             yield with_area(Block(index, window, data, valid), job, g.transform)
 
 
-def probability_blocks(job: PredictionJob, progress: Progress) -> Iterator[Block]:
+def probability_blocks(
+    job: PredictionJob, progress: Progress, rows: tuple[int, int] | None = None
+) -> Iterator[Block]:
     """The output's blocks on the raster grid, final, in row-major order (see module doc).
+    With ``rows`` (first, end: a Dask strip), only those rows of the output grid, with the
+    values the whole job gives them: the model predicts the windows of its whole plan that
+    meet the rows they are made from.
 
     Raises:
-        RasterError: no window had a valid pixel (all nodata, or none in the work area).
+        RasterError: no window had a valid pixel (all nodata, or none in the work area; the
+            whole job only).
     """
     p = job.predictor
+    first, end = rows if rows is not None else (0, job.grid.height)
+    w = job.window
+    on_raster = Window(w.col_off, w.row_off + first, w.width, end - first)
     if not job.resampled:
         g = job.raster_grid
         for block in p.run(
@@ -350,16 +363,19 @@ def probability_blocks(job: PredictionJob, progress: Progress) -> Iterator[Block
             g.transform,
             job.area,
             progress,
-            region=job.window,
+            region=on_raster,
         ):
+            b = block.window
+            window = Window(b.col_off, b.row_off + first, b.width, b.height)
+            block = Block(block.index, window, block.data, block.valid)
             yield with_area(block, job, job.grid.transform)
     else:
         g = job.model_grid
-        blocks = p.run(
-            _warped(job), g.width, g.height, g.transform, job.area, progress, job.model_window
-        )
-        yield from _resampled_back(job, blocks)
-    check_any_valid(job)
+        region = _model_window(on_raster, job.raster_grid, g)
+        blocks = p.run(_warped(job), g.width, g.height, g.transform, job.area, progress, region)
+        yield from _resampled_back(job, blocks, region, first, end)
+    if rows is None:
+        check_any_valid(job)
 
 
 def check_any_valid(job: PredictionJob) -> None:

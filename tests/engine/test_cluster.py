@@ -561,3 +561,47 @@ def test_an_extent_on_two_workers_gives_what_one_process_gives(
     with rasterio.open(tmp_path / "one.tif") as p1, rasterio.open(tmp_path / "two.tif") as p2:
         assert p1.transform == p2.transform == ORIGIN * rasterio.Affine.translation(0, 512)
         np.testing.assert_allclose(p1.read(), p2.read(), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def coarser(inputs: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tall raster's pixels at 0.65 m where the model learnt at 0.5 m: detect resamples it
+    to the model's resolution (1.3x the rows) and back."""
+    raster, _ = inputs
+    out = tmp_path_factory.mktemp("coarser") / "coarser.tif"
+    with rasterio.open(raster) as src:
+        profile = src.profile | {"transform": ORIGIN * rasterio.Affine.scale(1.3)}
+        with rasterio.open(out, "w", **profile) as dst:
+            dst.write(src.read())
+    return out
+
+
+@pytest.mark.parametrize("rows", [None, (600, 1300)], ids=["whole", "extent"])
+def test_a_model_at_another_resolution_on_two_workers_gives_what_one_process_gives(
+    inputs: tuple[Path, Path], coarser: Path, tmp_path: Path, rows: tuple[int, int] | None
+) -> None:
+    """Strips are rows of the raster's grid (two strips on the whole raster, one on the
+    extent's window): each worker predicts the model-grid rows its strip is resampled from
+    (windows of the whole model-grid plan) and resamples them back."""
+    _, model = inputs
+    extent = None
+    if rows is not None:
+        t = ORIGIN * rasterio.Affine.scale(1.3)
+        (x0, y0), (x1, y1) = t * (30, rows[1]), t * (270, rows[0])
+        extent = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        heard = RecordingProgress()
+        one = _run(coarser, model, tmp_path / "one.gpkg", heard, extent=extent)
+    finally:
+        torch.set_num_threads(threads)
+    assert any("resampled" in line for line in heard.messages)  # the model's grid is another
+    two = _run(coarser, model, tmp_path / "two.gpkg", extent=extent, dask_workers=2)
+    assert (one["width"], one["height"]) == (two["width"], two["height"])
+    assert one["height"] == (HEIGHT if rows is None else HEIGHT - 512)  # whole blocks
+    assert one["buildings"] == two["buildings"] > 5
+    assert (_polygons(tmp_path / "one.gpkg") == _polygons(tmp_path / "two.gpkg")).all()
+    with rasterio.open(tmp_path / "one.tif") as p1, rasterio.open(tmp_path / "two.tif") as p2:
+        assert p1.transform == p2.transform
+        np.testing.assert_allclose(p1.read(), p2.read(), atol=1e-5)
