@@ -103,8 +103,9 @@ class StripResult:
 
     probability: list[Block]
     cuts: list[Cut]  # its blocks cut into pieces, for the seam joiner
-    windows: int
+    windows: int  # predicted
     pixels: int
+    planned: int = 0  # windows of the plan that meet the strip (all-nodata ones included)
 
 
 def _distributed() -> Any:
@@ -172,7 +173,8 @@ def run_strip(job: StripJob) -> StripResult:
         rows = slice(int(window.row_off) - first, int(window.row_off + window.height) - first)
         cols = slice(int(window.col_off), int(window.col_off + window.width))
         data[:, rows, cols], valid[rows, cols] = block.data, block.valid
-    result = StripResult([], [], pj.predictor.windows_predicted, pj.predictor.pixels_predicted)
+    p = pj.predictor
+    result = StripResult([], [], p.windows_predicted, p.pixels_predicted, p.windows_total)
     grid = Grid(g.width, g.height, g.transform)
     for window in grid.blocks(job.block):
         top = int(window.row_off)
@@ -406,7 +408,8 @@ def run_on_cluster(
     job: PredictionJob, model_file: str, options: InferenceOptions, progress: Progress, **kw: Any
 ) -> Iterator[StripResult]:
     """The strips of ``job`` computed on the cluster the options name, in order (``kw``: see
-    :func:`strip_jobs`); counts the windows predicted into ``job.predictor``.
+    :func:`strip_jobs`); counts the windows planned and predicted into ``job.predictor``
+    (summed over strips: windows their halos share count once per strip).
 
     Raises:
         ConfigError: the scheduler cannot be reached. RasterError: no valid pixel.
@@ -414,11 +417,12 @@ def run_on_cluster(
     sizes = (job.grid.height, BLOCK, threads_per_worker(options))
     jobs = strip_jobs(job.raster, model_file, options, sizes, **kw)
     predictor = job.predictor
-    predictor.windows_predicted = predictor.pixels_predicted = 0
+    predictor.windows_predicted = predictor.pixels_predicted = predictor.windows_total = 0
     with dask_client(options, progress) as client:
         for result in strip_results(client, jobs, progress):
             predictor.windows_predicted += result.windows
             predictor.pixels_predicted += result.pixels
+            predictor.windows_total += result.planned
             yield result
     check_any_valid(job)
 

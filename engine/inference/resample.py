@@ -141,6 +141,11 @@ class AxisWeights:
         one output pixel where the output's pixels are larger (``scale`` > 1: downsampling;
         a scale within 0.05 of a whole number is taken as that number, as GDAL does)."""
         centres = (np.arange(size) + 0.5) * scale + offset
+        # A centre on a source pixel's edge (ratios such as 3/2) is taken as exactly there:
+        # offsets composed from other sub-grids (a Dask strip's) differ in the last bits, and
+        # the source pixel under the centre decides nodata.
+        edge = np.rint(centres)
+        centres = np.where(np.abs(centres - edge) < 1e-6, edge, centres)
         width = abs(scale)
         if abs(width - round(width)) < 0.05:  # GDAL snaps a near-whole scale to it
             width = float(round(width))

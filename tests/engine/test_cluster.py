@@ -136,7 +136,7 @@ def test_predict_on_two_workers(inputs: tuple[Path, Path], tmp_path: Path) -> No
     result = predict(
         PredictConfig(str(raster), str(model), str(two), dask_workers=2), NullProgress()
     )
-    assert result["windows"] > 0
+    assert result["windows_total"] >= result["windows"] > 0  # counted over the strips
     with rasterio.open(one) as p1, rasterio.open(two) as p2:
         np.testing.assert_allclose(p1.read(), p2.read(), atol=1e-5)
 

@@ -126,6 +126,39 @@ def test_a_work_window_reads_only_its_footprint() -> None:
     )
 
 
+def _resampled(data: np.ndarray, model: Grid, out: Grid, window: Window) -> np.ndarray:
+    """``window`` of ``out`` resampled from the part of ``data`` (on ``model``) it reads."""
+    part = footprint(window, out, model)
+    r, c = int(part.row_off), int(part.col_off)
+    inside = np.ascontiguousarray(data[:, r : r + int(part.height), c : c + int(part.width)])
+    sub = sub_grid(out, window)
+    got = np.zeros((data.shape[0], sub.height, sub.width), np.float32)
+    for w, values in BackResampler(sub_grid(model, part), sub, BLOCK).run(blocks_of(inside, [])):
+        wr, wc = int(w.row_off), int(w.col_off)
+        got[:, wr : wr + int(w.height), wc : wc + int(w.width)] = values
+    return got
+
+
+@pytest.mark.parametrize("ratio", [1.5, 2.5, 0.75])
+def test_rows_resampled_apart_equal_the_whole_run_with_centres_on_pixel_edges(
+    ratio: float,
+) -> None:
+    """Dask strips resample their rows from their own part of the model's grid. At ratios
+    that put output centres exactly on model-pixel edges (3/2, 5/2, 3/4) the offsets composed
+    from other sub-grids differ in their last bits; the pixel under each centre, and so which
+    pixels are nodata, must still be the whole run's (far from the origin, as UTM grids are)."""
+    out = Grid(150, 1500, Affine(0.1, 0, 500_000.0, 0, -0.1, 3_700_000.0))
+    model = model_grid_of(out, ratio)
+    data = probability(model, seed=5)
+    data[:, ::2, 10:40] = NODATA  # nodata every other model row: a centre's pick shows
+    whole = _resampled(data, model, out, Window(0, 0, out.width, out.height))
+    for first, end in [(0, 1085), (963, 1500), (111, 777), (1023, 1024)]:
+        got = _resampled(data, model, out, Window(0, first, out.width, end - first))
+        expected = whole[:, first:end]
+        np.testing.assert_array_equal(got == NODATA, expected == NODATA)
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
 @pytest.mark.parametrize("ratio", [0.5, 1.07, 2.0])
 def test_blocks_come_as_the_rows_do_and_few_rows_are_held(ratio: float) -> None:
     """The first output blocks come out long before the model's last block goes in, and the
