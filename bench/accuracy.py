@@ -49,9 +49,10 @@ from engine.config import (  # noqa: E402
 from engine.detect import detect  # noqa: E402
 from engine.evaluate import evaluate  # noqa: E402
 from engine.events import NullProgress, TerminalProgress  # noqa: E402
-from engine.geo.rasters import resolve_raster  # noqa: E402
+from engine.geo.rasters import ground_resolution_m, open_raster, resolve_raster  # noqa: E402
 from engine.models.device import describe_cpu  # noqa: E402
 from engine.train import train  # noqa: E402
+from engine.training.crop import crop_on_model_grid  # noqa: E402
 from tools.preview import render_preview  # noqa: E402
 
 DATA = Path(os.environ.get("FOOTPRINT_DATA", ROOT.parent / "shared" / "data"))
@@ -184,21 +185,12 @@ def labelled_area(chips: str, out: Path) -> str:
 
 
 def upsampled(raster: str, factor: float, out: Path) -> str:
-    """``raster`` warped to ``factor`` times its resolution (bilinear, same CRS, nodata outside):
-    a model trained on it runs at that finer resolution, and detect resamples to it."""
-    import subprocess
-
-    import rasterio
-
-    with rasterio.open(raster) as src:
-        xres, yres = src.res
-    subprocess.run(
-        ["gdalwarp", "-q", "-overwrite", "-r", "bilinear", "-dstalpha",
-         "-tr", repr(xres / factor), repr(yres / factor),
-         "-co", "TILED=YES", "-co", "COMPRESS=DEFLATE", "-co", "PREDICTOR=2", raster, str(out)],
-        check=True,
-    )  # fmt: skip
-    return str(out)
+    """``raster`` resampled to ``factor`` times its resolution as improve resamples imagery to
+    a model's (:func:`engine.training.crop.crop_on_model_grid`: bilinear, same CRS, its mask
+    kept): a model trained on it runs at that finer resolution, and detect resamples to it."""
+    with open_raster(raster) as src:
+        bounds, res = tuple(src.bounds), ground_resolution_m(src)
+    return str(crop_on_model_grid(raster, bounds, res / factor, 0, out)[0])
 
 
 def _config(
