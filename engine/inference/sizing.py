@@ -109,11 +109,13 @@ def polygon_workers(network: Network) -> int:
     Behind a GPU the CPU has nothing else to do: every core the runtime may use but two (the
     reader and the thread that joins and writes the buildings). On an H200 the model took
     0.1 s of a 4k raster's 12-17 s: the rest was this stage on one core. On a CPU the model
-    keeps the cores busy, so a quarter of them (one on up to 7 cores, as before; on 16 cores 4
-    threads made detect 1.11x faster than 1).
+    keeps the cores busy, so a quarter of them (on 16 cores 4 threads made detect 1.11x faster
+    than 1), but at least two where there are two cores: once the model is done, the last
+    row of blocks is cut two at a time instead of on one core (a 2-core EPYC, 4k raster:
+    detect's own time 3% less in bf16 and in fp32, docs/BENCHMARKS.md).
     """
     cores = network.threads
-    share = cores - 2 if network.kind == "cuda" else cores // 4
+    share = cores - 2 if network.kind == "cuda" else max(min(2, cores), cores // 4)
     return max(1, min(MAX_POOL_WORKERS, share))
 
 
