@@ -5,7 +5,7 @@ and against a naive whole-raster pipeline, side by side in one run.
         [--repeat 3] [--repeat-up-to 8192] [--naive-up-to N] [--window W] [--batch-size B]
         [--margin M]
         [--device cpu|cuda] [--runtime auto|torch|onnx] [--precision auto|fp32|bf16]
-        [--tag NAME] [--skip-training]
+        [--tag NAME] [--skip-training] [--stages]
 
 For each size it writes a GeoTIFF of that many pixels a side (the Banepa test mosaic repeated:
 real roofs, so the vectorizer has real work) and runs, ``--repeat`` times in turn (sizes up
@@ -25,6 +25,12 @@ memory is the process's own:
   whole mask at once: fast, seams, no separation of touching buildings) up to
   ``--naive-up-to`` pixels; *detect / naive* is the ratio of their wall times (both
   processes start the same way).
+
+With ``--stages``, the building stages of detect (seeds + watershed, polygons) are also timed
+alone, one after another in one thread (``bench/profile_detect.py``'s loop, in a process of its
+own, once per size), and *wall / (model + stages)* is detect's wall time over the bare model's
+time on detect's windows plus those stages: what orchestration and start-up add (the runtimes
+issue aims at 1.15x at most).
 
 ``--device cuda`` runs everything on the GPU (and refuses clearly where there is none).
 ``--runtime`` and ``--precision`` go to detect, the bare model and the naive pipeline alike
@@ -422,6 +428,8 @@ def sweep(model: Path, args: Any, work: Path) -> list[dict]:
                      str(result["window"]), str(result["batch_size"]), args.device,
                      str(result["streams"]), args.runtime, args.precision]
                 )  # fmt: skip
+            if args.stages and run == 0:
+                row["stages"] = _run([*me, "--stages", str(raster), str(model), args.precision])
             rows.append(row)
             print(json.dumps(row, default=str), flush=True)
         raster.unlink()
@@ -501,6 +509,9 @@ def _figures(row: dict) -> dict[str, float]:
         "model_share": r["predicted_megapixels"] * 1e6 / bare / r["seconds"],
         "peak": d["peak_mib"],
     }
+    if "stages" in row:
+        seconds = row["stages"]["result"]["seconds"]
+        out["stages"] = seconds["instances"] + seconds["polygons"]
     if "naive" in row:
         out["naive_wall"] = row["naive"]["wall_s"]
         out["naive_peak"] = row["naive"]["peak_mib"]
@@ -568,6 +579,18 @@ def record(rows: list[dict], vec: dict | None, training: dict | None, args: Any)
             )
             + " |"
         )
+    for side, figs in by_side.items():
+        stages = [f["stages"] for f in figs if "stages" in f]
+        if not stages:
+            continue
+        model_s = [f["overlap"] * side**2 / f["bare"] for f in figs]
+        ratios = [f["wall"] / (m + stages[0]) for f, m in zip(figs, model_s, strict=True)]
+        lines += [
+            "",
+            f"{side} px: the building stages alone (seeds + watershed, polygons; one thread)"
+            f" {stages[0]:.1f} s; the bare model on detect's windows {_spread(model_s, 1)} s;"
+            f" wall / (model + stages) {_spread(ratios)}.",
+        ]
     peaks = [max(f["peak"] for f in figs) for figs in by_side.values()]
     if len(peaks) >= 2:
         lines += ["", f"Peak memory, largest vs second-largest size: {peaks[-1] / peaks[-2]:.3f}x."]
@@ -604,6 +627,14 @@ def main() -> int:
         )
         print(json.dumps(result))
         return 0
+    if sys.argv[1:2] == ["--stages"]:
+        from bench.profile_detect import profile
+
+        raster, model, precision = sys.argv[2:5]
+        with tempfile.TemporaryDirectory(prefix="footprint-stages-", dir=ROOT / "out") as tmp:
+            found = profile(Path(raster), Path(model), None, Path(tmp), precision)
+        print(json.dumps(found))
+        return 0
     if sys.argv[1:2] == ["--bare"]:
         model, window, batch, device, streams, runtime, precision = sys.argv[2:9]
         sizes = (int(window), int(batch))
@@ -624,6 +655,9 @@ def main() -> int:
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     parser.add_argument("--vector-side", type=int, default=8192)
     parser.add_argument("--skip-training", action="store_true")
+    parser.add_argument(
+        "--stages", action="store_true", help="also time detect's building stages alone"
+    )
     parser.add_argument(
         "--workers-side", type=int, default=0, help="also compare 0, 1 and 2 Dask workers here"
     )
