@@ -38,7 +38,7 @@ from engine.geo.labels import layer_inputs
 from engine.geo.outputs import atomic_output, check_output, file_input, prepare_outputs
 from engine.geo.rasters import ground_resolution_m, open_raster, raster_inputs
 from engine.geo.temporary import work_prefix
-from engine.geo.vectors import VectorWriter
+from engine.geo.vectors import VectorWriter, vector_driver
 from engine.inference.blend import Block
 from engine.inference.job import (
     BLOCK,
@@ -205,6 +205,7 @@ def check_paths(config: DetectConfig) -> Path:
             :func:`engine.geo.outputs.check_not_inputs`.
     """
     out = check_output(config.output, config.overwrite)
+    vector_driver(out)
     keep = config.keep_probability
     kept = check_output(keep, config.overwrite) if keep else None
     inputs = raster_inputs(config.raster) + file_input("model file", config.model)

@@ -20,7 +20,6 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import pyogrio
 import shapely
 from affine import Affine
 from pyproj import CRS
@@ -28,13 +27,18 @@ from rasterio import features, windows
 from shapely.geometry.base import BaseGeometry
 
 from engine.config import EvaluateConfig
-from engine.errors import ConfigError, InputError, LabelsError, OutputError, RasterError
+from engine.errors import ConfigError, InputError, LabelsError, RasterError
 from engine.events import NullProgress, Progress, SubProgress, check_canceled
 from engine.geo import labels
 from engine.geo.labels import layer_inputs
 from engine.geo.outputs import Input, atomic_output, check_output, prepare_outputs
 from engine.geo.rasters import RASTER_SUFFIXES, ground_resolution_m, open_raster, raster_inputs
-from engine.geo.vectors import DAMAGED_LAYER_HINT, VECTOR_READ_ERRORS, write_vector
+from engine.geo.vectors import (
+    DAMAGED_LAYER_HINT,
+    VECTOR_READ_ERRORS,
+    vector_driver,
+    write_vector,
+)
 from engine.geo.windows import Grid
 from engine.results import EvaluateResult, ReferenceShift
 from engine.scoring.metrics import (
@@ -146,13 +150,7 @@ def _check_config(config: EvaluateConfig) -> tuple[Path | None, Path | None]:
     output = check_output(config.output, config.overwrite) if config.output else None
     report = check_output(config.report, config.overwrite) if config.report else None
     if output is not None:
-        try:
-            pyogrio.raw.detect_write_driver(str(output))
-        except ValueError as exc:
-            raise OutputError(
-                f"Cannot tell the vector format of {output} from its extension; use .gpkg,"
-                " .shp, .geojson or .fgb."
-            ) from exc
+        vector_driver(output)
     prepare_outputs({"output layer": output, "report": report}, evaluate_inputs(config))
     return output, report
 

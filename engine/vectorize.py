@@ -28,7 +28,7 @@ from engine.geo.rasters import (
     read_window,
     select_bands,
 )
-from engine.geo.vectors import VectorWriter
+from engine.geo.vectors import VectorWriter, vector_driver
 from engine.geo.windows import Grid
 from engine.inference.blend import Block
 from engine.polygons.blocks import read_halo_block
@@ -76,6 +76,7 @@ def vectorize(config: VectorizeConfig, progress: Progress) -> VectorizeResult:
     """
     check_vectorize_config(config)
     out = check_output(config.output, config.overwrite)
+    vector_driver(out)
     prepare_outputs({"output": out}, raster_inputs(config.raster))
     with (
         open_raster(config.raster) as src,

@@ -10,6 +10,10 @@ from qgis.PyQt.QtGui import QIcon
 from .algorithms import algorithm_classes
 from .settings import PLUGIN_DIR, plugin_icon, resource_path
 
+#: The vector formats the engine writes, GeoPackage first (the engine's own list is
+#: ``engine.geo.vectors.DRIVERS``; the plugin runs in QGIS's Python, without the engine).
+VECTOR_EXTENSIONS = ("gpkg", "shp", "geojson", "fgb", "sqlite")
+
 
 def plugin_version() -> str:
     """The version in metadata.txt."""
@@ -44,6 +48,11 @@ class FootprintProvider(QgsProcessingProvider):
     def svgIconPath(self) -> str:
         """Path of the SVG icon."""
         return resource_path("icon.svg")
+
+    def supportedOutputVectorLayerExtensions(self) -> list[str]:
+        """The vector formats the engine writes (``engine.geo.vectors.DRIVERS``): the file
+        dialogs offer only these, and Processing refuses another extension before the run."""
+        return list(VECTOR_EXTENSIONS)
 
     def loadAlgorithms(self) -> None:
         """Add one instance of every algorithm class."""

@@ -12,6 +12,7 @@ import pandas as pd
 import pyogrio
 import shapely
 
+from engine.errors import OutputError
 from engine.geo.outputs import atomic_output
 
 #: What reading a vector layer raises when the file is damaged, incomplete or not vector data
@@ -33,7 +34,7 @@ DAMAGED_LAYER_HINT = (
     " again, or open it in QGIS to check it."
 )
 
-#: Extensions with an explicit driver; others are left to pyogrio to infer.
+#: The vector formats Footprint writes, by file extension (a name without one: GeoPackage).
 DRIVERS = {
     ".gpkg": "GPKG",
     ".geojson": "GeoJSON",
@@ -44,9 +45,30 @@ DRIVERS = {
 }
 
 
-def _options(out: Path) -> tuple[str | None, dict[str, Any]]:
+def vector_driver(out: str | Path) -> str:
+    """The OGR driver that writes the vector output ``out``, from its extension.
+
+    Raises:
+        OutputError: an extension of no vector format Footprint writes (``.txt`` would make
+            GDAL's VDV driver write a folder of hidden files, ``.tif`` is a raster): the user
+            is told which extensions to use.
+    """
+    path = Path(out)
+    if not path.suffix:
+        return "GPKG"
+    driver = DRIVERS.get(path.suffix.lower())
+    if driver is None:
+        raise OutputError(
+            f"Output {path} has the extension {path.suffix}, of no vector format Footprint"
+            f" writes; name it {path.stem}.gpkg (GeoPackage, the usual choice) or give it .shp,"
+            " .geojson, .fgb or .sqlite."
+        )
+    return driver
+
+
+def _options(out: Path) -> tuple[str, dict[str, Any]]:
     """The OGR driver for ``out`` and the creation keywords for pyogrio."""
-    driver = DRIVERS.get(out.suffix.lower(), "GPKG" if not out.suffix else None)
+    driver = vector_driver(out)
     kwargs: dict[str, Any] = {}
     if driver in ("GPKG", "SQLite"):
         kwargs["layer"] = out.stem

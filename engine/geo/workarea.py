@@ -100,14 +100,20 @@ def load_work_area(
     raster_box = box(*window_bounds(Window(0, 0, width, height), grid))
     overlap = area.intersection(raster_box)
     if overlap.is_empty or overlap.area <= 0:
-        left, bottom, right, top = raster_box.bounds
+        digits = _digits(abs(grid.a))
+        given = " ".join(f"{v:.{digits}f}" for v in area.bounds)
+        raster = " ".join(f"{v:.{digits}f}" for v in raster_box.bounds)
         raise ConfigError(
-            f"The extent/AOI {tuple(round(v, 3) for v in area.bounds)} does not overlap the raster"
-            f" ({left:.3f} {bottom:.3f} {right:.3f} {top:.3f} in its CRS); give an area over the"
-            " raster, in the raster's CRS for an extent."
+            f"The extent/AOI ({given}) does not overlap the raster ({raster} in its CRS); give"
+            " an area over the raster, in the raster's CRS for an extent."
         )
     shapely.prepare(overlap)
     return overlap
+
+
+def _digits(pixel: float) -> int:
+    """Decimals that show coordinates to a tenth of a ``pixel`` (degrees need 6-7, metres 1-2)."""
+    return max(0, min(9, math.ceil(-math.log10(pixel / 10)))) if pixel > 0 else 3
 
 
 def windows_in_area(

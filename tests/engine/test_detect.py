@@ -280,6 +280,17 @@ def test_existing_output(tmp_path: Path) -> None:
     assert result["buildings"] == len(RECTS)
 
 
+def test_an_output_of_no_vector_format_is_refused_before_any_work(tmp_path: Path) -> None:
+    raster = rect_raster(tmp_path)
+    progress = RecordingProgress()
+    with pytest.raises(OutputError, match=r"extension \.txt, of no vector format"):
+        detect_with_model(
+            config(raster, tmp_path / "b.txt", overwrite=True), Pointwise(), spec(), progress
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rects.tif"]
+    assert not progress.messages
+
+
 def test_detect_with_model_file(tmp_path: Path) -> None:
     from engine.models.modelfile import save_model
     from engine.models.registry import create_model

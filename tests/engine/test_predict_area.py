@@ -71,6 +71,24 @@ def test_extent_outside_raster(tmp_path: Path) -> None:
         run(tmp_path, smooth(10, 10), extent=(10.0, 0.0, 0.0, 10.0))
 
 
+def test_extent_outside_a_raster_in_degrees_names_its_bounds_to_the_pixel(tmp_path: Path) -> None:
+    """A 20-px drone chip in EPSG:4326 spans ~3e-5 degrees: the message's raster bounds must
+    not round to one point (they printed as "85.522 27.634 85.522 27.634")."""
+    raster = tmp_path / "degrees.tif"
+    transform = Affine(1.3e-6, 0, 85.5221, 0, -1.2e-6, 27.6341)
+    with rasterio.open(
+        raster, "w", driver="GTiff", width=20, height=20, count=1, dtype="float32",
+        crs="EPSG:4326", transform=transform,
+    ) as dst:  # fmt: skip
+        dst.write(smooth(20, 20)[None].astype("float32"))
+    with pytest.raises(ConfigError, match="does not overlap") as caught:
+        run(tmp_path, smooth(20, 20), raster=raster, extent=(10.0, 10.0, 11.0, 11.0))
+    inside = str(caught.value).split("does not overlap the raster (")[1].split(" in its CRS")[0]
+    left, bottom, right, top = (float(v) for v in inside.split())
+    assert right - left == pytest.approx(20 * 1.3e-6, rel=0.05)
+    assert top - bottom == pytest.approx(20 * 1.2e-6, rel=0.05)
+
+
 def test_resampled_to_model_resolution(tmp_path: Path) -> None:
     """A 0.25 m raster with a 0.5 m model: predicted on a half-size grid, output on the input's."""
     yy, xx = np.mgrid[0:96, 0:128]

@@ -335,6 +335,23 @@ def test_output_format_follows_extension(
     assert not list(tmp_path.glob(".*part*"))
 
 
+@pytest.mark.parametrize("name", ["o.txt", "o.tif", "o.csv"])
+def test_an_output_of_no_vector_format_is_refused_before_any_work(
+    raster_factory: Callable[..., Path], tmp_path: Path, name: str
+) -> None:
+    """``.txt`` made GDAL's VDV driver write a folder of hidden files while vectorize said it
+    had written the file: now refused, naming the extension and the names to use."""
+    mask, _ = _shapes_mask()
+    raster = raster_factory("m.tif", mask)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(OutputError) as caught:
+        vectorize(_config(raster, tmp_path / name, overwrite=True), NullProgress())
+    suffix = Path(name).suffix
+    assert f"has the extension {suffix}, of no vector format" in str(caught.value)
+    assert "o.gpkg" in str(caught.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
 def test_gpkg_layer_is_named_after_the_file(
     raster_factory: Callable[..., Path], tmp_path: Path
 ) -> None:
