@@ -189,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="terminal",
         help="How to report progress: a bar on a terminal, JSON lines, or nothing.",
     )
-    parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__.split("\n")[0])
+    summary = __doc__.split("\n")[0].replace("``", "")  # no reST quotes in a terminal
+    parser = argparse.ArgumentParser(prog="python -m engine", description=summary)
     parser.add_argument("--version", action="version", version=f"footprint-engine {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():

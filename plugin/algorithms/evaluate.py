@@ -55,7 +55,8 @@ class Evaluate(FootprintAlgorithm):
         "into pieces), <i>extra</i> (a prediction mostly off any reference building), "
         "<i>missed</i> (a building mostly not found) or <i>outline</i> (found, but the outlines "
         "overlap less than the IoU for a match); the log counts them. <b>Report</b> "
-        "(optional): the scores as JSON. Existing files are replaced (Processing asks first).\n"
+        "(optional): the scores as JSON. An existing file is replaced whole, with any other "
+        "layers in it (the file browser asks first; a typed name is not asked about).\n"
         "Outputs pixel precision, recall, F1, IoU and accuracy, and building precision, "
         "recall and F1, for use in models."
     )

@@ -41,8 +41,9 @@ class Vectorize(FootprintAlgorithm):
         "from seeds, one polygon per building even where houses share walls.\n"
         "Advanced: <b>Fill holes smaller than</b> (m²), the seed settings, <b>Separation "
         "band</b> (empty: found by name; 0: none), <b>Band</b> holding the probability.\n"
-        "<b>Buildings</b>: the polygon layer to write (GeoPackage by default; replaced if it "
-        "exists: Processing asks first). Outputs also the number of buildings."
+        "<b>Buildings</b>: the polygon layer to write (GeoPackage by default; an existing "
+        "file is replaced whole, with any other layers in it: the file browser asks first, a "
+        "typed name is not asked about). Outputs also the number of buildings."
     )
 
     INPUT = "INPUT"
