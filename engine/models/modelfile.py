@@ -11,6 +11,7 @@ spec fields it does not know (so fields can be added without a new version).
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -93,12 +94,19 @@ def _read(path: str | os.PathLike[str], mmap: bool) -> tuple[dict[str, Any], Mod
         raise ModelFileError(f"Model file {file} is a folder; {hint}.")
     if not file.is_file():
         raise ModelFileError(f"Model file {file} does not exist; {hint}.")
+    damaged = (
+        "if it is one, it is damaged or incomplete, e.g. a broken download or copy: copy it again"
+    )
+    if not zipfile.is_zipfile(file):  # torch.save writes a zip archive; torch's own error on
+        # another file is a bare byte value such as "(101)"
+        raise ModelFileError(
+            f"{file} is not a Footprint model file (not a PyTorch archive); {hint} ({damaged})."
+        )
     try:
         payload = torch.load(file, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as err:  # torch raises many types for a corrupt or foreign file
         raise ModelFileError(
-            f"{file} is not a Footprint model file ({_short(err)}); {hint} (if it is one, it is"
-            " damaged or incomplete, e.g. a broken download or copy: copy it again)."
+            f"{file} is not a Footprint model file ({_short(err)}); {hint} ({damaged})."
         ) from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         what = "no 'format' key" if isinstance(payload, dict) else type(payload).__name__

@@ -95,6 +95,9 @@ def test_missing_corrupt_and_truncated_files(
         for reader in (read_spec, load_model):
             with pytest.raises(ModelFileError, match="is not a Footprint model file.*`train`"):
                 reader(bad)
+    with pytest.raises(ModelFileError) as caught:
+        load_model(text)
+    assert "(not a PyTorch archive)" in str(caught.value)  # not torch's bare "(104)"
 
 
 def test_foreign_torch_files(tmp_path: Path) -> None:
