@@ -97,8 +97,8 @@ def _read(path: str | os.PathLike[str], mmap: bool) -> tuple[dict[str, Any], Mod
     damaged = (
         "if it is one, it is damaged or incomplete, e.g. a broken download or copy: copy it again"
     )
-    if not zipfile.is_zipfile(file):  # torch.save writes a zip archive; torch's own error on
-        # another file is a bare byte value such as "(101)"
+    # torch.save writes a zip archive; torch.load's error on another file is a bare byte value
+    if not zipfile.is_zipfile(file):
         raise ModelFileError(
             f"{file} is not a Footprint model file (not a PyTorch archive); {hint} ({damaged})."
         )
