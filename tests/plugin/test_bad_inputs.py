@@ -231,3 +231,32 @@ def test_a_layer_inside_a_geopackage_is_refused(tmp_path: Path) -> None:
         labels.read_bytes() == before
         and sorted(p.name for p in tmp_path.iterdir() if "|" in p.name) == []
     )
+
+
+def test_an_output_of_no_vector_format_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
+    """OUTPUT=buildings.txt: GDAL's VDV driver made a folder of hidden files and detect said
+    it had written the layer; now the engine's message names the extensions to use."""
+    scene = make_scene(tmp_path, "scene")
+    out = tmp_path / "buildings.txt"
+    model = synthetic_model()["OUTPUT"]
+    parameters = {"INPUT": str(scene.raster), "MODEL": model, "OUTPUT": str(out)}
+    message = engine_error("footprint:detect", parameters)
+    assert "has the extension .txt, of no vector format" in message and "buildings.gpkg" in message
+    assert not out.exists() and not list(tmp_path.glob(".buildings*"))
+
+
+def test_the_dialogs_offer_the_vector_formats_the_engine_writes(engine_python: str) -> None:
+    """The provider's output formats are the engine's (engine.geo.vectors.DRIVERS, read with
+    the engine's Python): the file dialogs offer nothing the engine would refuse."""
+    import subprocess
+
+    from footprint.plugin.provider import FootprintProvider
+
+    code = "from engine.geo.vectors import DRIVERS; print(' '.join(sorted(DRIVERS)))"
+    engine = subprocess.run(
+        [engine_python, "-c", code],
+        capture_output=True, text=True, check=True, cwd=Path(__file__).parents[2],
+    ).stdout.split()  # fmt: skip
+    offered = FootprintProvider().supportedOutputVectorLayerExtensions()
+    assert offered[0] == "gpkg"
+    assert sorted(f".{e}" for e in offered) == sorted(set(engine) - {".json"})
