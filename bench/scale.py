@@ -28,9 +28,10 @@ memory is the process's own:
 
 With ``--stages``, the building stages of detect (seeds + watershed, polygons) are also timed
 alone, one after another in one thread (``bench/profile_detect.py``'s loop, in a process of its
-own, once per size), and *wall / (model + stages)* is detect's wall time over the bare model's
-time on detect's windows plus those stages: what orchestration and start-up add (the runtimes
-issue aims at 1.15x at most).
+own, once per size; it predicts on the CPU, so it is slow beside ``--device cuda``), and
+*wall / (model + stages)* is detect's wall time over the bare model's time on detect's windows
+plus those stages: what orchestration and start-up add (the runtimes issue aims at 1.15x at
+most).
 
 ``--device cuda`` runs everything on the GPU (and refuses clearly where there is none).
 ``--runtime`` and ``--precision`` go to detect, the bare model and the naive pipeline alike

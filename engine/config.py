@@ -680,7 +680,7 @@ class VectorizeConfig(PolygonOptions):
 
     raster: str = field(metadata=_h("Probability or mask raster."))
     output: str = field(
-        metadata=_h("Polygon file to write (.gpkg, or any OGR format by extension).")
+        metadata=_h("Polygon file to write: .gpkg, .shp, .geojson, .fgb or .sqlite.")
     )
     overwrite: bool = field(default=False, metadata=_h("Replace the output if it exists."))
     threshold: float = field(
@@ -720,7 +720,7 @@ class DetectConfig(InferenceOptions, PolygonOptions):
     raster: str = field(metadata=_h("Raster to detect buildings in (file, folder or glob)."))
     model: str | None = field(metadata=_h(MODEL_HELP))
     output: str = field(
-        metadata=_h("Building polygon file to write (.gpkg, or any OGR format by extension).")
+        metadata=_h("Building polygon file to write: .gpkg, .shp, .geojson, .fgb or .sqlite.")
     )
     overwrite: bool = field(default=False, metadata=_h("Replace the outputs if they exist."))
     keep_probability: str | None = field(

@@ -51,7 +51,8 @@ class FootprintProvider(QgsProcessingProvider):
 
     def supportedOutputVectorLayerExtensions(self) -> list[str]:
         """The vector formats the engine writes (``engine.geo.vectors.DRIVERS``): the file
-        dialogs offer only these, and Processing refuses another extension before the run."""
+        dialogs offer only these (elsewhere, e.g. ``qgis_process``, the engine refuses another
+        extension before any work)."""
         return list(VECTOR_EXTENSIONS)
 
     def loadAlgorithms(self) -> None:

@@ -60,10 +60,19 @@ def vector_driver(out: str | Path) -> str:
     if driver is None:
         raise OutputError(
             f"Output {path} has the extension {path.suffix}, of no vector format Footprint"
-            f" writes; name it {path.stem}.gpkg (GeoPackage, the usual choice) or give it .shp,"
-            " .geojson, .fgb or .sqlite."
+            f" writes; name it {_as_geopackage(path)} (GeoPackage, the usual choice) or give it"
+            " .shp, .geojson, .fgb or .sqlite."
         )
     return driver
+
+
+def _as_geopackage(path: Path) -> str:
+    """The name to suggest for ``path`` as a GeoPackage: ``o.txt`` -> ``o.gpkg``,
+    ``o.gpkg.zip`` -> ``o.gpkg``, ``roofs_v1.2`` -> ``roofs_v1.2.gpkg``."""
+    stem = Path(path.stem)
+    if stem.suffix.lower() == ".gpkg":
+        return stem.name
+    return f"{path.stem}.gpkg" if path.suffix[1:].isalpha() else f"{path.name}.gpkg"
 
 
 def _options(out: Path) -> tuple[str, dict[str, Any]]:

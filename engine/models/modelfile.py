@@ -11,7 +11,6 @@ spec fields it does not know (so fields can be added without a new version).
 from __future__ import annotations
 
 import os
-import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -78,6 +77,10 @@ def save_model(
     return Path(path).expanduser().absolute()
 
 
+#: The first bytes of a zip archive, which torch.save writes.
+ZIP_START = b"PK\x03\x04"
+
+
 def _short(err: BaseException) -> str:
     from engine.models.registry import short_reason
 
@@ -97,13 +100,18 @@ def _read(path: str | os.PathLike[str], mmap: bool) -> tuple[dict[str, Any], Mod
     damaged = (
         "if it is one, it is damaged or incomplete, e.g. a broken download or copy: copy it again"
     )
-    # torch.save writes a zip archive; torch.load's error on another file is a bare byte value
-    if not zipfile.is_zipfile(file):
-        raise ModelFileError(
-            f"{file} is not a Footprint model file (not a PyTorch archive); {hint} ({damaged})."
-        )
     try:
+        with open(file, "rb") as stream:
+            start = stream.read(len(ZIP_START))
+        # torch.save writes a zip archive; torch.load's error on another file is a bare byte
+        # value such as "(101)"
+        if start != ZIP_START:
+            raise ModelFileError(
+                f"{file} is not a Footprint model file (not a PyTorch archive); {hint} ({damaged})."
+            )
         payload = torch.load(file, map_location="cpu", weights_only=True, mmap=mmap)
+    except ModelFileError:
+        raise
     except Exception as err:  # torch raises many types for a corrupt or foreign file
         raise ModelFileError(
             f"{file} is not a Footprint model file ({_short(err)}); {hint} ({damaged})."
@@ -144,7 +152,7 @@ def read_spec(path: str | os.PathLike[str]) -> ModelSpec:
     except ModelFileError as err:
         if err.__cause__ is None:
             raise
-    return _read(path, mmap=False)[1]  # e.g. files not in the zip format cannot be mapped
+    return _read(path, mmap=False)[1]  # a damaged archive: torch's error without mapping
 
 
 def load_model(

@@ -352,6 +352,24 @@ def test_an_output_of_no_vector_format_is_refused_before_any_work(
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
+@pytest.mark.parametrize(
+    ("name", "suggested"),
+    [("o.txt", "o.gpkg"), ("o.gpkg.zip", "o.gpkg"), ("roofs_v1.2", "roofs_v1.2.gpkg")],
+)
+def test_the_refusal_suggests_a_geopackage_name(name: str, suggested: str) -> None:
+    from engine.geo.vectors import vector_driver
+
+    with pytest.raises(OutputError, match=f"name it {suggested} "):
+        vector_driver(Path(name))
+
+
+@pytest.mark.parametrize("name", ["out", "a.b.gpkg", "OUT.GPKG", "o.SHP", "o.GeoJSON", "o.fgb"])
+def test_the_vector_formats_footprint_writes_are_accepted(name: str) -> None:
+    from engine.geo.vectors import DRIVERS, vector_driver
+
+    assert vector_driver(Path(name)) in DRIVERS.values()
+
+
 def test_gpkg_layer_is_named_after_the_file(
     raster_factory: Callable[..., Path], tmp_path: Path
 ) -> None:

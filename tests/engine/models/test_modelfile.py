@@ -98,6 +98,25 @@ def test_missing_corrupt_and_truncated_files(
     with pytest.raises(ModelFileError) as caught:
         load_model(text)
     assert "(not a PyTorch archive)" in str(caught.value)  # not torch's bare "(104)"
+    with pytest.raises(ModelFileError) as caught:
+        load_model(truncated)  # a zip cut short: torch's own reason, not "not an archive"
+    assert "not a PyTorch archive" not in str(caught.value)
+
+
+def test_an_unreadable_model_file_says_why(
+    saved: tuple[Path, torch.nn.Module, ModelSpec], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = saved[0]
+    real_open = open
+
+    def refusing(file: object, *args: object, **kwargs: object) -> object:
+        if str(file) == str(path):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(file, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr("builtins.open", refusing)
+    with pytest.raises(ModelFileError, match="Permission denied"):
+        read_spec(path)
 
 
 def test_foreign_torch_files(tmp_path: Path) -> None:
