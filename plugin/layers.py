@@ -11,6 +11,7 @@ folder), because the engine runs in the plugin folder.
 from __future__ import annotations
 
 import os
+import re
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,9 @@ VECTOR_FORMATS = ["gpkg", "shp", "geojson", "json", "geojsonl", "fgb", "gml", "k
 RASTER_OPTIONS = ["COMPRESS=DEFLATE", "TILED=YES", "BIGTIFF=IF_SAFER"]
 #: Output values that are not file paths: such outputs go to a temporary file.
 NON_FILE_PREFIXES = ("memory:", "ogr:", "postgres:", "postgis:", "spatialite:", "mssql:")
+#: Destinations that name a table inside an existing GeoPackage or database (the dialogs'
+#: *Save to GeoPackage…* and *Save to Database Table…*): Footprint writes whole files only.
+TABLE_PREFIXES = ("ogr:", "postgres:", "postgis:", "spatialite:", "mssql:")
 
 
 def _text(value: Any) -> str:
@@ -256,10 +260,13 @@ def output_path(
 ) -> str:
     """A real file path for the destination parameter ``name``.
 
-    Temporary and non-file outputs (``TEMPORARY_OUTPUT``, ``memory:``, database URIs) become
-    a temporary file with ``default_ext`` (e.g. ``"gpkg"``, ``"tif"``, ``"pt"``); a path
-    without an extension gets it; a relative path is made absolute; the parent folder is
-    created.
+    Temporary outputs (``TEMPORARY_OUTPUT``, ``memory:``) become a temporary file with
+    ``default_ext`` (e.g. ``"gpkg"``, ``"tif"``, ``"pt"``); a path without an extension gets
+    it; a relative path is made absolute; the parent folder is created.
+
+    Raises:
+        QgsProcessingException: a layer inside a GeoPackage or a database table (*Save to
+            GeoPackage…*, *Save to Database Table…*): Footprint writes whole files.
     """
     ext = default_ext.lstrip(".")
     definition = alg.parameterDefinition(name)
@@ -271,6 +278,8 @@ def output_path(
     if isinstance(value, QgsProcessingOutputLayerDefinition):
         value = value.sink.staticValue()
     temporary = value in (None, "", QgsProcessing.TEMPORARY_OUTPUT)
+    if path and path.startswith(TABLE_PREFIXES):
+        raise QgsProcessingException(_table_refusal(_label(alg, name), path))
     if not path or path.startswith(NON_FILE_PREFIXES) or path == QgsProcessing.TEMPORARY_OUTPUT:
         new = QgsProcessingUtils.generateTempFilename(f"{name}.{ext}")
     elif ext and (not Path(path).suffix or (temporary and Path(path).suffix != f".{ext}")):
@@ -283,6 +292,17 @@ def output_path(
         path = new
     _make_parent(path, _label(alg, name))
     return str(path)
+
+
+def _table_refusal(label: str, destination: str) -> str:
+    """Why a layer inside a GeoPackage or a database table is refused as ``label``."""
+    found = re.search(r"dbname='([^']*)'", destination)
+    where = f" ({found.group(1)})" if found else ""
+    return (
+        f"{label}: Footprint writes whole files and never adds a layer to an existing"
+        f" GeoPackage or database{where}, which could replace its other layers: choose *Save to"
+        " File…* with a new file name (a .gpkg of its own), or a temporary layer."
+    )
 
 
 def _make_parent(path: str, label: str) -> None:

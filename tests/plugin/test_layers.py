@@ -198,6 +198,24 @@ def test_output_paths(alg, context, tmp_path) -> None:
     assert temp_model.endswith(".pt")
 
 
+def test_a_layer_inside_a_geopackage_or_a_database_is_refused(alg, context, tmp_path) -> None:
+    """*Save to GeoPackage…* and *Save to Database Table…* went silently to a temporary file
+    (the user believed the buildings saved in their GeoPackage): now refused, naming it."""
+    gpkg = write_boxes(tmp_path / "project.gpkg", BOXES)
+    before = gpkg.read_bytes()
+    for destination, named in (
+        (f"ogr:dbname='{gpkg}' table=\"buildings\" (geom)", f"({gpkg})"),
+        ('postgres:dbname=\'gis\' host=localhost table="public"."roofs" (geom)', "(gis)"),
+    ):
+        definition = QgsProcessingOutputLayerDefinition(destination, QgsProject.instance())
+        with pytest.raises(QgsProcessingException) as caught:
+            layers.output_path(alg, {"OUT_VECTOR": definition}, "OUT_VECTOR", context, "gpkg")
+        message = str(caught.value)
+        assert "never adds a layer to an existing GeoPackage or database" in message
+        assert named in message and "Save to File" in message
+    assert gpkg.read_bytes() == before
+
+
 def test_style_output_styles_the_loaded_layer(alg, context, tmp_path) -> None:
     gpkg = write_boxes(tmp_path / "evaluation.gpkg", BOXES)
     assert not layers.style_output(context, str(gpkg), "evaluation.qml")
