@@ -477,8 +477,9 @@ class InferenceOptions:
         default="auto",
         metadata=_h(
             "What runs the model: torch, onnx (ONNX Runtime: a model exported with `export`,"
-            " no torch needed) or auto (an .onnx model: ONNX Runtime; else torch when it is"
-            " installed, else the .onnx file beside the model).",
+            " no torch needed) or auto (an .onnx model: ONNX Runtime; a .pt: the .onnx export"
+            " of that very file beside it where it is faster (a CPU without a bf16 path, no"
+            " GPU) or torch is not installed, else torch).",
             "Runtime",
             choices=RUNTIMES,
         ),

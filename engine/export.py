@@ -10,7 +10,7 @@ from engine.errors import ConfigError
 from engine.events import Progress
 from engine.geo.outputs import check_output, file_input, prepare_outputs
 from engine.models.modelfile import load_model
-from engine.models.onnxfile import TOLERANCE, export_onnx
+from engine.models.onnxfile import TOLERANCE, export_onnx, file_sha256
 from engine.models.registry import output_stride
 from engine.models.starter import resolve_model
 from engine.results import ExportResult
@@ -36,7 +36,8 @@ def export(config: ExportConfig, progress: Progress) -> ExportResult:
     prepare_outputs({"output": out}, file_input("model file", path))
     model, spec = load_model(path)
     progress.log(f"Exporting {path} ({spec.architecture}/{spec.encoder}) to ONNX...")
-    diff = export_onnx(model, spec, output_stride(model), out, config.overwrite)
+    source = file_sha256(path)
+    diff = export_onnx(model, spec, output_stride(model), out, config.overwrite, source)
     size = out.stat().st_size / 1e6
     progress.log(
         f"Wrote {out} ({size:.1f} MB): ONNX Runtime's probabilities are within {diff:.1g} of"

@@ -469,7 +469,9 @@ def ship(model: Path, test: dict[str, Any], work: Path, record: dict[str, Any]) 
     network, _ = load_model(SHIPPED)
     card["onnx"] = {
         "file": onnx.name,
-        "max_difference": export_onnx(network, spec, output_stride(network), onnx, True),
+        "max_difference": export_onnx(
+            network, spec, output_stride(network), onnx, True, sha256(SHIPPED)
+        ),
         "sha256": sha256(onnx),
     }
     SHIPPED.with_suffix(".json").write_text(json.dumps(card, indent=1, default=str) + "\n")

@@ -3,6 +3,7 @@ imported on that path; the runtime and precision choices."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from engine.inference.onnxnet import open_onnx
 from engine.inference.precision import use_bf16
 from engine.models.modelfile import save_model
 from engine.models.onnxfile import export_onnx, read_onnx
-from engine.models.registry import create_model
+from engine.models.registry import create_model, output_stride
 from engine.predict import predict
 from tests.engine.predict_helpers import GRID, LeftNeighbour, Pointwise, make_spec
 
@@ -258,3 +259,76 @@ def test_without_torch_a_models_spec_comes_from_its_export(
     monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load was called"))
     assert modelfile.read_spec(pt) == modelfile.read_spec(pt.with_suffix(".onnx"))
     assert modelfile.read_spec(pt).architecture == "compact"
+
+
+@pytest.mark.parametrize(
+    ("device", "precision", "gpu", "bf16_path", "no_bf16_env", "faster"),
+    [
+        ("auto", "auto", False, False, False, True),  # most laptops: no AVX512-BF16
+        ("auto", "auto", False, True, False, False),  # torch's bf16 is faster beyond a few Mpx
+        ("auto", "auto", False, True, True, True),  # bf16 turned off: fp32 either way
+        ("auto", "fp32", False, True, False, True),
+        ("cpu", "auto", True, False, False, True),  # the CPU asked for, a GPU or not
+        ("auto", "auto", True, False, False, False),  # auto would take the GPU: torch
+        ("cuda", "fp32", True, False, False, False),
+        ("auto", "bf16", False, False, False, False),  # bf16 runs on torch only
+    ],
+)
+def test_onnx_is_faster_where_torch_would_run_fp32_on_the_cpu(
+    monkeypatch: pytest.MonkeyPatch,
+    device: str,
+    precision: str,
+    gpu: bool,
+    bf16_path: bool,
+    no_bf16_env: bool,
+    faster: bool,
+) -> None:
+    monkeypatch.setattr(network_module, "cuda_device_present", lambda: gpu)
+    monkeypatch.setattr(network_module, "cpu_has_bf16_path", lambda: bf16_path)
+    if no_bf16_env:
+        monkeypatch.setenv("FOOTPRINT_NO_BF16", "1")
+    else:
+        monkeypatch.delenv("FOOTPRINT_NO_BF16", raising=False)
+    why = network_module.onnx_is_faster(device, precision)
+    assert (why is not None) is faster
+    if why is not None:
+        assert "--runtime torch keeps torch" in why
+
+
+def test_auto_runs_a_pts_own_export_where_it_is_faster(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``auto`` with a .pt runs the .onnx beside it on ONNX Runtime where that is faster, but
+    only while the export was made from this very file: a model changed since, or an export
+    that does not record its source, runs on torch."""
+    from engine.events import RecordingProgress
+    from engine.models.modelfile import load_model
+    from engine.models.onnxfile import exported_from, file_sha256
+
+    pt = _model_file(tmp_path)
+    onnx = pt.with_suffix(".onnx")
+    export(ExportConfig(model=str(pt), output=str(onnx)), NullProgress())
+    assert exported_from(read_onnx(onnx)[0]) == file_sha256(pt)
+
+    def opened(faster: bool) -> tuple[str, list[str]]:
+        reason = "a test's reason" if faster else None
+        monkeypatch.setattr(network_module, "onnx_is_faster", lambda device, precision: reason)
+        progress = RecordingProgress()
+        network, _ = open_network(str(pt), "auto", "auto", "auto", progress)
+        return network.runtime, progress.messages
+
+    runtime, messages = opened(True)
+    assert runtime == "onnx" and any("a test's reason" in m for m in messages)
+    assert opened(False)[0] == "torch"
+    forced, _ = open_network(str(pt), "torch", "cpu", "auto", NullProgress())
+    assert forced.runtime == "torch"
+
+    model, spec = load_model(pt)
+    save_model(pt, model, dataclasses.replace(spec, threshold=0.7), overwrite=True)
+    runtime, messages = opened(True)  # the .pt changed since the export: a stale export
+    assert runtime == "torch"
+    assert any("exported from another version" in m and "export it again" in m for m in messages)
+
+    export_onnx(model, spec, output_stride(model), onnx, overwrite=True)  # no source recorded
+    runtime, messages = opened(True)
+    assert runtime == "torch" and not any("ONNX" in m for m in messages)
