@@ -478,8 +478,8 @@ class InferenceOptions:
         metadata=_h(
             "What runs the model: torch, onnx (ONNX Runtime: a model exported with `export`,"
             " no torch needed) or auto (an .onnx model: ONNX Runtime; a .pt: the .onnx export"
-            " of that very file beside it where it is faster (a CPU without a bf16 path, no"
-            " GPU) or torch is not installed, else torch).",
+            " of that very file beside it where torch would run fp32 on the CPU (no GPU; a"
+            " CPU without a bf16 path, or fp32 asked) or torch is not installed, else torch).",
             "Runtime",
             choices=RUNTIMES,
         ),

@@ -118,7 +118,7 @@ def onnx_is_faster(device: str, precision: str) -> str | None:
     faster (or the only) choice: a GPU asked for or present, bf16 asked for, or ``auto``
     precision on a CPU with a bf16 path (torch's bf16 is ~1.4x ONNX Runtime's fp32 beyond a
     few megapixels, docs/BENCHMARKS.md)."""
-    if precision == "bf16" or device not in ("auto", "cpu"):
+    if precision not in ("auto", "fp32") or device not in ("auto", "cpu"):
         return None
     if device == "auto" and cuda_device_present():
         return None
@@ -228,22 +228,26 @@ def _faster_export(
     """The ``.onnx`` export beside the ``.pt`` ``path`` on ONNX Runtime, where that is the
     faster choice (:func:`onnx_is_faster`) and the export was made from this very file; None
     otherwise (torch runs it)."""
-    beside = Path(path).with_suffix(ONNX_SUFFIX)
+    model = Path(path).expanduser()
+    beside = model.with_suffix(ONNX_SUFFIX)
     why = onnx_is_faster(device, precision)
-    if why is None or not beside.is_file() or not onnxruntime_installed():
+    if why is None or not model.is_file() or not beside.is_file():
+        return None  # a missing model: torch's loader says so, as it always has
+    if not onnxruntime_installed():
         return None
     from engine.inference.onnxnet import open_onnx
     from engine.models.onnxfile import exported_from, file_sha256
 
     try:
+        digest = file_sha256(model)
         network, spec = open_onnx(str(beside), precision, threads)
-    except (ModelFileError, ConfigError) as err:
+    except (OSError, ModelFileError, ConfigError) as err:
         progress.log(f"Not using {beside} ({err}); torch runs {path}.")
         return None
     source = exported_from(network.session)
     if source is None:  # an export made before the hash was recorded: it may be stale
         return None
-    if source != file_sha256(path):
+    if source != digest:
         progress.log(
             f"{beside} was exported from another version of {path} (the model changed since):"
             f" torch runs {path}; export it again to run it on ONNX Runtime."

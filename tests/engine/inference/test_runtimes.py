@@ -332,3 +332,45 @@ def test_auto_runs_a_pts_own_export_where_it_is_faster(
     export_onnx(model, spec, output_stride(model), onnx, overwrite=True)  # no source recorded
     runtime, messages = opened(True)
     assert runtime == "torch" and not any("ONNX" in m for m in messages)
+
+
+def test_a_missing_pt_beside_its_export_is_reported_as_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The faster-export check must not turn a missing model into an internal error."""
+    pt = _model_file(tmp_path)
+    export(ExportConfig(model=str(pt), output=str(pt.with_suffix(".onnx"))), NullProgress())
+    pt.unlink()
+    monkeypatch.setattr(network_module, "onnx_is_faster", lambda device, precision: "faster")
+    with pytest.raises(ModelFileError, match="does not exist"):
+        open_network(str(pt), "auto", "auto", "auto", NullProgress())
+
+
+@pytest.mark.parametrize(
+    ("features", "expected"),
+    [({"AVX512BF16": False}, False), ({"AVX512BF16": True}, True), ({}, True)],
+)
+def test_the_bf16_path_is_read_from_numpys_cpu_features(
+    monkeypatch: pytest.MonkeyPatch, features: dict[str, bool], expected: bool
+) -> None:
+    import importlib
+    import types
+
+    umath = types.SimpleNamespace(__cpu_features__=features)
+    real = importlib.import_module
+    monkeypatch.setattr(
+        importlib, "import_module", lambda name, *a: umath if name.endswith("umath") else real(name)
+    )
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    assert network_module.cpu_has_bf16_path() is expected
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")  # torch limited to AVX2: no bf16 path
+    assert network_module.cpu_has_bf16_path() is False
+
+
+def test_no_gpu_driver_means_no_gpu() -> None:
+    """Where no NVIDIA driver library loads (this machine, CI), no GPU; never an error."""
+    import ctypes.util
+
+    if ctypes.util.find_library("cuda"):
+        pytest.skip("an NVIDIA driver library is installed here")
+    assert network_module.cuda_device_present() is False
