@@ -205,12 +205,12 @@ def check_paths(config: DetectConfig) -> Path:
             :func:`engine.geo.outputs.check_not_inputs`.
     """
     out = check_output(config.output, config.overwrite)
-    vector_driver(out)
     keep = config.keep_probability
     kept = check_output(keep, config.overwrite) if keep else None
     inputs = raster_inputs(config.raster) + file_input("model file", config.model)
     outputs = {"output": out, "kept probability raster": kept}
     prepare_outputs(outputs, inputs + layer_inputs("AOI", config.aoi))
+    vector_driver(out)  # after the inputs: "that is your raster" says more than its extension
     return out
 
 

@@ -149,9 +149,9 @@ def _check_config(config: EvaluateConfig) -> tuple[Path | None, Path | None]:
         )
     output = check_output(config.output, config.overwrite) if config.output else None
     report = check_output(config.report, config.overwrite) if config.report else None
+    prepare_outputs({"output layer": output, "report": report}, evaluate_inputs(config))
     if output is not None:
         vector_driver(output)
-    prepare_outputs({"output layer": output, "report": report}, evaluate_inputs(config))
     return output, report
 
 

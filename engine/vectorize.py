@@ -76,8 +76,8 @@ def vectorize(config: VectorizeConfig, progress: Progress) -> VectorizeResult:
     """
     check_vectorize_config(config)
     out = check_output(config.output, config.overwrite)
-    vector_driver(out)
     prepare_outputs({"output": out}, raster_inputs(config.raster))
+    vector_driver(out)  # after the inputs: "that is your raster" says more than its extension
     with (
         open_raster(config.raster) as src,
         VectorWriter(config.output, config.overwrite, "Polygon") as writer,
