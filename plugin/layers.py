@@ -41,11 +41,11 @@ from .settings import resource_path
 #: Vector formats the engine reads directly (by file extension); others are converted.
 VECTOR_FORMATS = ["gpkg", "shp", "geojson", "json", "geojsonl", "fgb", "gml", "kml", "sqlite"]
 RASTER_OPTIONS = ["COMPRESS=DEFLATE", "TILED=YES", "BIGTIFF=IF_SAFER"]
-#: Output values that are not file paths: such outputs go to a temporary file.
-NON_FILE_PREFIXES = ("memory:", "ogr:", "postgres:", "postgis:", "spatialite:", "mssql:")
 #: Destinations that name a table inside an existing GeoPackage or database (the dialogs'
-#: *Save to GeoPackage…* and *Save to Database Table…*): Footprint writes whole files only.
+#: *Save to GeoPackage…* and *Save to Database Table…*): refused, Footprint writes whole files.
 TABLE_PREFIXES = ("ogr:", "postgres:", "postgis:", "spatialite:", "mssql:")
+#: Output values that are not file paths: a memory layer goes to a temporary file.
+NON_FILE_PREFIXES = ("memory:", *TABLE_PREFIXES)
 
 
 def _text(value: Any) -> str:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import hashlib
 import json
 import os
 import platform
@@ -55,7 +54,7 @@ from engine.events import NullProgress  # noqa: E402
 from engine.geo.rasters import resolve_raster  # noqa: E402
 from engine.models.device import describe_cpu  # noqa: E402
 from engine.models.modelfile import load_model, read_spec  # noqa: E402
-from engine.models.onnxfile import export_onnx  # noqa: E402
+from engine.models.onnxfile import export_onnx, file_sha256  # noqa: E402
 from engine.models.registry import output_stride  # noqa: E402
 
 #: Ground resolution the model is trained and applied at (metres).
@@ -425,11 +424,6 @@ def half(model: Path, out: Path) -> Path:
     return out
 
 
-def sha256(path: Path) -> str:
-    """Hex sha256 of a file."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def ship(model: Path, test: dict[str, Any], work: Path, record: dict[str, Any]) -> None:
     """Write the shipped file (half precision when it scores the same) and its JSON."""
     fp16 = half(model, work / "final_fp16.pt")
@@ -444,7 +438,7 @@ def ship(model: Path, test: dict[str, Any], work: Path, record: dict[str, Any]) 
     spec = read_spec(SHIPPED)
     card = {
         "file": SHIPPED.name,
-        "sha256": sha256(SHIPPED),
+        "sha256": file_sha256(SHIPPED),
         "bytes": SHIPPED.stat().st_size,
         "date": datetime.date.today().isoformat(),
         "made_by": "scripts/make_starter_model.py",
@@ -470,9 +464,9 @@ def ship(model: Path, test: dict[str, Any], work: Path, record: dict[str, Any]) 
     card["onnx"] = {
         "file": onnx.name,
         "max_difference": export_onnx(
-            network, spec, output_stride(network), onnx, True, sha256(SHIPPED)
+            network, spec, output_stride(network), onnx, True, file_sha256(SHIPPED)
         ),
-        "sha256": sha256(onnx),
+        "sha256": file_sha256(onnx),
     }
     SHIPPED.with_suffix(".json").write_text(json.dumps(card, indent=1, default=str) + "\n")
     log(f"wrote {SHIPPED.relative_to(ROOT)} ({card['bytes'] / 1e6:.1f} MB) and {onnx.name}")

@@ -34,7 +34,7 @@ import numpy as np
 
 from engine.errors import ConfigError, ModelFileError
 from engine.events import Progress
-from engine.inference.precision import NO_BF16_ENV
+from engine.inference.precision import NO_BF16_ENV, bf16_turned_off
 from engine.models.spec import ModelSpec
 
 #: File suffix of an exported model.
@@ -124,7 +124,7 @@ def onnx_is_faster(device: str, precision: str) -> str | None:
         return None
     if precision == "fp32":
         why = "fp32 asked for"
-    elif os.environ.get(NO_BF16_ENV, "").strip() not in ("", "0"):
+    elif bf16_turned_off():
         why = f"fp32 asked for ({NO_BF16_ENV})"
     elif cpu_has_bf16_path():
         return None

@@ -13,12 +13,19 @@ Torch-free: the caller passes the CPU's facts (:func:`engine.inference.torchnet.
 
 from __future__ import annotations
 
+import os
+
 from engine.config import PRECISIONS
 from engine.errors import ConfigError
 
 #: Set (not "0"), ``auto`` means fp32 on every CPU, in this process and those it starts (Dask
 #: workers): results then do not depend on the CPU (the test suite sets it).
 NO_BF16_ENV = "FOOTPRINT_NO_BF16"
+
+
+def bf16_turned_off() -> bool:
+    """True when :data:`NO_BF16_ENV` is set (not "0"): ``auto`` then means fp32."""
+    return os.environ.get(NO_BF16_ENV, "").strip() not in ("", "0")
 
 
 def use_bf16(precision: str, device_type: str, cpu_has_bf16: bool) -> bool:

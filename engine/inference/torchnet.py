@@ -9,7 +9,6 @@ on a CPU in fp32 or bf16 autocast (:mod:`engine.inference.precision`).
 from __future__ import annotations
 
 import copy
-import os
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from engine.inference.precision import NO_BF16_ENV, use_bf16
+from engine.inference.precision import bf16_turned_off, use_bf16
 from engine.inference.sizing import model_threads
 from engine.inference.tta import predict_probabilities
 from engine.models.device import describe_device, resolve_device
@@ -59,7 +58,7 @@ def cpu_bf16() -> bool:
     """True when torch reports a bf16 path on this CPU (AMX or AVX512-BF16) and uses its
     AVX512 kernels (``ATEN_CPU_CAPABILITY=avx2`` turns it off, as on an older CPU), unless
     :data:`engine.inference.precision.NO_BF16_ENV` is set."""
-    if os.environ.get(NO_BF16_ENV, "").strip() not in ("", "0"):
+    if bf16_turned_off():
         return False
     cpu = torch.cpu
     checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
