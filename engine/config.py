@@ -165,6 +165,14 @@ class TrainConfig:
     decoder_attention: bool = field(
         default=False, metadata=_h("scSE attention in the decoder.", "Decoder attention (scSE)")
     )
+    decoder_channels: tuple[int, ...] = field(
+        default=(),
+        metadata=_h(
+            "Channels of the U-Net decoder's blocks, deepest first, one per encoder stage"
+            " (default: the architecture's, 256 128 64 32 16 for unet). Narrower decoders"
+            " train and detect faster."
+        ),
+    )
     tile_size: int = field(
         default=256, metadata=_h("Training window size in pixels.", "Tile size (pixels)", 32, 4096)
     )

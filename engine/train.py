@@ -337,6 +337,7 @@ class Loop:
             len(data.bands),
             len(self.classes),
             decoder_attention=config.decoder_attention,
+            decoder_channels=config.decoder_channels,
             encoder_weights=config.encoder_weights,
         )
         if config.init_model:
@@ -605,6 +606,7 @@ def _spec(
         seed_erosion_m=settings.seed_erosion_m,
         min_area_m2=settings.min_area_m2,
         decoder_attention=config.decoder_attention,
+        decoder_channels=tuple(config.decoder_channels),
         input_dtype=data.input_dtype,
         metrics=metrics,
         engine_version=__version__,

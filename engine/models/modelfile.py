@@ -174,6 +174,7 @@ def load_model(
             spec.in_channels,
             len(spec.classes),
             decoder_attention=spec.decoder_attention,
+            decoder_channels=spec.decoder_channels,
         )
     except ConfigError as err:
         raise ModelFileError(

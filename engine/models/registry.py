@@ -25,6 +25,10 @@ from engine.models.pretrained import IMAGENET, OFFLINE, imagenet_encoder_state
 COMPACT = "compact"
 #: Architectures whose decoder takes ``decoder_attention_type="scse"``.
 ATTENTION_ARCHITECTURES = ("unet", "unetplusplus")
+#: Architectures whose decoder takes one width per encoder stage as ``decoder_channels``.
+CHANNEL_ARCHITECTURES = ("unet", "unetplusplus", "manet")
+#: Encoder stages of smp's models (their default ``encoder_depth``): one decoder width each.
+DECODER_STAGES = 5
 #: Keys of a classifier head that an encoder checkpoint may carry and an encoder does not use.
 HEAD_PREFIXES = ("fc.", "classifier.", "head.", "last_linear.", "_fc.")
 
@@ -51,6 +55,7 @@ def list_models() -> dict[str, Any]:
         "encoders": encoders(),
         "timm_encoders": "any timm model as tu-<name>, e.g. tu-resnet18, tu-convnext_tiny",
         "decoder_attention": list(ATTENTION_ARCHITECTURES),
+        "decoder_channels": list(CHANNEL_ARCHITECTURES),
         "compact": "small U-Net of our own (8-16-32 channels, ~30k parameters) for quick CPU"
         " runs; its encoder name is ignored",
     }
@@ -133,13 +138,38 @@ def _known_encoder(encoder: str) -> bool:
     return False
 
 
-def _build(arch: str, encoder: str, in_channels: int, classes: int, attention: bool) -> nn.Module:
+def _check_channels(arch: str, channels: tuple[int, ...]) -> None:
+    """Refuse decoder widths the architecture cannot take."""
+    if not channels:
+        return
+    if arch not in CHANNEL_ARCHITECTURES:
+        raise ConfigError(
+            f"Decoder channels can be chosen for {', '.join(CHANNEL_ARCHITECTURES)} only, not"
+            f" {arch}; drop --decoder-channels or choose one of those."
+        )
+    if len(channels) != DECODER_STAGES or min(channels) < 1:
+        raise ConfigError(
+            f"--decoder-channels needs {DECODER_STAGES} positive widths, deepest first (e.g."
+            f" 128 64 32 16 16), got {' '.join(map(str, channels))}."
+        )
+
+
+def _build(
+    arch: str,
+    encoder: str,
+    in_channels: int,
+    classes: int,
+    attention: bool,
+    channels: tuple[int, ...] = (),
+) -> nn.Module:
     """The bare network (random weights)."""
     if arch == COMPACT:
         return CompactUNet(in_channels, classes)
     kwargs: dict[str, Any] = {}
     if attention:
         kwargs["decoder_attention_type"] = "scse"
+    if channels:
+        kwargs["decoder_channels"] = list(channels)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -165,6 +195,7 @@ def create_model(
     classes: int,
     decoder_attention: bool = False,
     encoder_weights: str | None = None,
+    decoder_channels: tuple[int, ...] = (),
 ) -> nn.Module:
     """Build a segmentation network that outputs ``classes`` logit channels.
 
@@ -174,6 +205,8 @@ def create_model(
         in_channels: input bands.
         classes: output channels.
         decoder_attention: scSE attention in the decoder (unet, unetplusplus).
+        decoder_channels: the decoder's width per stage, deepest first (unet, unetplusplus,
+            manet); empty: the architecture's default.
         encoder_weights: ``imagenet`` (weights packaged with the engine, see
             :mod:`engine.models.pretrained`), a local file of pretrained encoder weights, or
             None.
@@ -186,8 +219,10 @@ def create_model(
             f"A model needs >= 1 input and output channel, got {in_channels}/{classes}."
         )
     arch = _check_names(architecture, encoder, decoder_attention)
+    channels = tuple(decoder_channels)
+    _check_channels(arch, channels)
     if encoder_weights is None:
-        return _build(arch, encoder, in_channels, classes, decoder_attention)
+        return _build(arch, encoder, in_channels, classes, decoder_attention, channels)
     if arch == COMPACT:
         raise ConfigError(
             "The compact model has no pretrained encoder; drop --encoder-weights, or choose an"
@@ -200,7 +235,7 @@ def create_model(
     )
     # Pretrained weights are for 3 bands: load them, then adapt the first convolution to
     # ``in_channels`` the way smp does for its own pretrained weights.
-    model = _build(arch, encoder, 3, classes, decoder_attention)
+    model = _build(arch, encoder, 3, classes, decoder_attention, channels)
     load_encoder_weights(model, state, encoder_weights)
     if in_channels != 3:
         _adapt_first_conv(model.encoder, in_channels)  # type: ignore[arg-type]

@@ -36,6 +36,7 @@ class ModelSpec:
     seed_erosion_m: float = 0.6  # seeds are eroded by this much first (validation)
     min_area_m2: float = 4.0  # smaller buildings join a neighbour or are dropped (validation)
     decoder_attention: bool = False
+    decoder_channels: tuple[int, ...] = ()  # empty: the architecture's default
     input_dtype: str = "uint8"
     metrics: dict[str, float] = field(default_factory=dict)
     engine_version: str = ""
@@ -101,6 +102,14 @@ def check_spec(spec: ModelSpec, source: str = "model file") -> None:
         )
     if not isinstance(spec.decoder_attention, bool):
         raise _spec_error(source, "decoder_attention", spec.decoder_attention, "true or false")
+    channels = spec.decoder_channels
+    if not (
+        len(channels) <= 8
+        and all(isinstance(c, int) and not isinstance(c, bool) and 1 <= c <= 4096 for c in channels)
+    ):
+        raise _spec_error(
+            source, "decoder_channels", list(channels), "up to 8 whole numbers from 1 to 4096"
+        )
     classes = spec.classes
     if not (
         1 <= len(classes) <= 8
@@ -129,7 +138,7 @@ def spec_from_json(text: str, source: str = "model file") -> ModelSpec:
         raw = json.loads(text)
         known = {f.name for f in fields(ModelSpec)}
         values: dict[str, Any] = {k: v for k, v in raw.items() if k in known}
-        for key in ("classes", "bands", "mean", "std"):
+        for key in ("classes", "bands", "mean", "std", "decoder_channels"):
             if key in values:
                 values[key] = tuple(values[key])
         values["metrics"] = {str(k): float(v) for k, v in values.get("metrics", {}).items()}

@@ -47,6 +47,7 @@ def finetune_config(config: TrainConfig, spec: ModelSpec, progress: Progress) ->
             ("architecture", spec.architecture),
             ("encoder", spec.encoder),
             ("decoder_attention", spec.decoder_attention),
+            ("decoder_channels", spec.decoder_channels),
             ("separation", "separation" in spec.classes),
         )
         if getattr(config, name) != value
@@ -61,6 +62,7 @@ def finetune_config(config: TrainConfig, spec: ModelSpec, progress: Progress) ->
         architecture=spec.architecture,
         encoder=spec.encoder,
         decoder_attention=spec.decoder_attention,
+        decoder_channels=spec.decoder_channels,
         separation="separation" in spec.classes,
         bands=tuple(spec.bands),
         encoder_weights=None,

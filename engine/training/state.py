@@ -25,7 +25,16 @@ from engine.training.postprocess import ValidationWindows
 
 CHECKPOINT_FORMAT = "footprint-checkpoint"
 #: Settings a resumed run must share with the checkpoint.
-RESUME_KEYS = ("architecture", "encoder", "decoder_attention", "tile_size", "optimizer")
+RESUME_KEYS = (
+    "architecture",
+    "encoder",
+    "decoder_attention",
+    "decoder_channels",
+    "tile_size",
+    "optimizer",
+)
+#: Values of run settings added after checkpoints were first written, for older checkpoints.
+LATER_KEYS: dict[str, Any] = {"decoder_channels": ()}
 #: More settings that must match when the schedule depends on the number of steps.
 SCHEDULE_KEYS = ("schedule", "epochs", "batch_size")
 
@@ -230,7 +239,8 @@ def load_checkpoint(path: str, config: TrainConfig, loop: Any) -> TrainState:
     if not isinstance(raw, dict) or raw.get("format") != CHECKPOINT_FORMAT:
         raise ModelFileError(f"{file} is not a Footprint training checkpoint; {hint}.")
     wanted = _run_settings(config, loop.classes)
-    differ = {k: (raw["run"].get(k), v) for k, v in wanted.items() if raw["run"].get(k) != v}
+    saved = {**LATER_KEYS, **raw["run"]}
+    differ = {k: (saved.get(k), v) for k, v in wanted.items() if saved.get(k) != v}
     if differ:
         text = ", ".join(f"{k}: {old!r} there, {new!r} now" for k, (old, new) in differ.items())
         raise ConfigError(

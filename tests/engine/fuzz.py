@@ -813,6 +813,8 @@ CRAFTED_SPECS: dict[str, dict[str, object]] = {
     "class 7": {"classes": [7]},
     "input type complex64": {"input_dtype": "complex64"},
     "decoder attention 'yes'": {"decoder_attention": "yes"},
+    "decoder channels 0": {"decoder_channels": [128, 64, 32, 16, 0]},
+    "decoder channels text": {"decoder_channels": ["wide"]},
 }
 
 

@@ -246,6 +246,17 @@ def test_resume_refuses_other_settings_and_bad_files(
     torch.save({"weights": torch.zeros(2)}, other)
     with pytest.raises(ModelFileError, match="not a Footprint training checkpoint"):
         train_module.train(replace(config, resume=str(other)), RecordingProgress())
+    payload = torch.load(checkpoint, weights_only=False)
+    payload["run"]["decoder_channels"] = (64, 32, 16, 16, 8)
+    torch.save(payload, checkpoint)
+    there = r"decoder_channels: \(64, 32, 16, 16, 8\) there, \(\) now"
+    with pytest.raises(ConfigError, match=there):
+        train_module.train(replace(config, resume=checkpoint), RecordingProgress())
+    # a checkpoint from before the decoder's widths were a setting: the default widths
+    del payload["run"]["decoder_channels"]
+    torch.save(payload, checkpoint)
+    resumed = train_module.train(replace(config, resume=checkpoint), RecordingProgress())
+    assert resumed["epochs_run"] == 4
 
 
 def test_early_stopping(calls: list[TrainConfig], make_config: Callable[..., TrainConfig]) -> None:
@@ -385,12 +396,14 @@ def test_fine_tuning_starts_from_every_weight_of_the_model_file(
         init_model=first["output"],
         architecture="unet",
         encoder="resnet18",
+        decoder_channels=(8, 8, 8, 8, 8),
         lr=1e-12,
         schedule="constant",
         epochs=1,
     )
     train_module.train(tuned, progress)
-    assert calls[-1].architecture == "compact"  # the model file's network, not the config's
+    # the model file's network, not the config's
+    assert calls[-1].architecture == "compact" and calls[-1].decoder_channels == ()
     before, _ = load_model(first["output"])
     after, spec = load_model(tuned.output)
     fresh = create_model("compact", "none", 2, 1)
@@ -405,6 +418,7 @@ def test_fine_tuning_starts_from_every_weight_of_the_model_file(
     assert spec.architecture == "compact" and spec.mean == read_spec(first["output"]).mean
     said = [m for m in progress.messages if m.startswith("Fine-tuning")]
     assert said and "architecture 'unet' -> 'compact'" in said[0]
+    assert "decoder_channels (8, 8, 8, 8, 8) -> ()" in said[0]
 
 
 def test_weight_averaging_writes_the_average(

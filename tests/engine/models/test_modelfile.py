@@ -74,6 +74,19 @@ def test_round_trip_gives_same_outputs(saved: tuple[Path, torch.nn.Module, Model
     assert [p.name for p in path.parent.iterdir()] == ["model.pt"]  # no temporary left
 
 
+def test_a_narrow_decoder_round_trips(tmp_path: Path) -> None:
+    """The decoder's widths are in the spec: the file loads into the same network."""
+    channels = (32, 16, 16, 8, 8)
+    model = create_model("unet", "resnet18", 3, 2, decoder_channels=channels).eval()
+    spec = make_spec(architecture="unet", encoder="resnet18", decoder_channels=channels)
+    path = save_model(tmp_path / "narrow.pt", model, spec)
+    loaded, loaded_spec = load_model(path)
+    assert loaded_spec.decoder_channels == channels
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+
+
 def test_save_refuses_existing_file(saved: tuple[Path, torch.nn.Module, ModelSpec]) -> None:
     path, model, spec = saved
     with pytest.raises(OutputError, match="overwrite"):

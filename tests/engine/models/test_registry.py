@@ -73,6 +73,32 @@ def test_decoder_attention() -> None:
         create_model("fpn", "resnet18", 3, 1, decoder_attention=True)
 
 
+def _decoder_widths(model: torch.nn.Module) -> list[int]:
+    """Output channels of the decoder's blocks, deepest first."""
+    return [block.conv2[0].out_channels for block in model.decoder.blocks]  # type: ignore[union-attr,index]
+
+
+def test_decoder_channels() -> None:
+    assert _decoder_widths(create_model("unet", "resnet18", 3, 2)) == [256, 128, 64, 32, 16]
+    narrow = create_model("unet", "resnet18", 3, 2, decoder_channels=(128, 64, 32, 16, 8))
+    assert _decoder_widths(narrow) == [128, 64, 32, 16, 8]
+    assert narrow(torch.zeros(1, 3, 64, 64)).shape == (1, 2, 64, 64)
+    # with the packaged ImageNet encoder too
+    lite = create_model(
+        "unet",
+        "tu-tf_efficientnet_lite0",
+        3,
+        2,
+        encoder_weights="imagenet",
+        decoder_channels=(64, 32, 16, 16, 8),
+    )
+    assert _decoder_widths(lite) == [64, 32, 16, 16, 8]
+    with pytest.raises(ConfigError, match="5 positive widths.*got 64 32"):
+        create_model("unet", "resnet18", 3, 2, decoder_channels=(64, 32))
+    with pytest.raises(ConfigError, match="unet, unetplusplus, manet only, not fpn"):
+        create_model("fpn", "resnet18", 3, 2, decoder_channels=(128, 64, 32, 16, 8))
+
+
 @pytest.mark.parametrize(
     ("architecture", "encoder", "tile", "nearest"),
     [
