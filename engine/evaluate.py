@@ -30,6 +30,7 @@ from engine.config import EvaluateConfig
 from engine.errors import ConfigError, InputError, LabelsError, RasterError
 from engine.events import NullProgress, Progress, SubProgress, check_canceled
 from engine.geo import labels
+from engine.geo.ground import is_stretched, unit_metres
 from engine.geo.labels import layer_inputs
 from engine.geo.outputs import Input, atomic_output, check_output, prepare_outputs
 from engine.geo.rasters import RASTER_SUFFIXES, ground_resolution_m, open_raster, raster_inputs
@@ -90,7 +91,7 @@ def evaluate(config: EvaluateConfig, progress: Progress) -> EvaluateResult:
     scene = load_scene(config)
     check_canceled(progress)
     progress.set_progress(10)
-    unit = _unit_metres(scene.crs)
+    unit = unit_metres(scene.crs)
     ref_scored, ref_in = counted(scene.ref_w, scene.area, config.clip_to_area, unit)
     if not ref_in.any():
         which = (
@@ -260,7 +261,9 @@ def load_scene(config: EvaluateConfig) -> Scene:
         area_src = gpd.GeoSeries([_extent(pred.geometry, ref.geometry)], crs=pred.crs)
         area_geom = area_src.iloc[0]
     crs = CRS(pred.crs)
-    if crs.is_geographic:
+    centre = area_geom.representative_point() if not area_geom.is_empty else None
+    if crs.is_geographic or (centre is not None and is_stretched(crs, centre.x, centre.y)):
+        # metres on the ground: a UTM zone, not degrees nor Web Mercator's stretched metres
         crs = gpd.GeoSeries([area_geom], crs=pred.crs).estimate_utm_crs()
     area = polygonal(np.asarray([_to_crs(area_src, crs).iloc[0]], dtype=object))[0]
     pred_w = np.asarray(pred.geometry.to_crs(crs).values, dtype=object)
@@ -277,11 +280,6 @@ def _extent(*layers: Any) -> BaseGeometry:
     """The rectangle around every geometry of the given layers."""
     geoms = np.concatenate([np.asarray(layer, dtype=object) for layer in layers])
     return shapely.box(*shapely.total_bounds(geoms))
-
-
-def _unit_metres(crs: CRS) -> float:
-    """Metres per unit of a projected CRS's first axis."""
-    return float(crs.axis_info[0].unit_conversion_factor) if crs.axis_info else 1.0
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -398,7 +396,7 @@ def line_up(
     iou = overlaps.iou()
     east, north = -dx * pixel, dy * pixel
     moved = shapely.transform(scene.ref_w, lambda xy: xy + np.array([east, north]))
-    unit = _unit_metres(scene.crs)
+    unit = unit_metres(scene.crs)
     shift: ReferenceShift = {
         "east_m": round(east * unit, 6),
         "north_m": round(north * unit, 6),

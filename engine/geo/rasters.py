@@ -25,6 +25,7 @@ from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
 from engine.errors import ConfigError, RasterError
+from engine.geo.ground import metres_per_unit
 from engine.geo.outputs import Input
 from engine.geo.temporary import make_scratch
 from engine.geo.windows import window_bounds
@@ -268,13 +269,16 @@ def _inside(window: Window, width: int, height: int) -> bool:
 
 
 def pixel_size_m(src: DatasetReader) -> tuple[float, float]:
-    """Ground size of one pixel in metres (x, y), at the raster's centre for geographic CRSs."""
+    """Ground size of one pixel in metres (x, y), at the raster's centre for geographic CRSs
+    and for projections that stretch the ground there (Web Mercator: :mod:`engine.geo.ground`)."""
     rx, ry = abs(src.transform.a), abs(src.transform.e)
+    centre_x = (src.bounds.left + src.bounds.right) / 2
+    centre_y = (src.bounds.top + src.bounds.bottom) / 2
     if src.crs.is_geographic:
-        lat = math.radians((src.bounds.top + src.bounds.bottom) / 2)
+        lat = math.radians(centre_y)
         metres_per_degree = 111_320.0
         return rx * metres_per_degree * math.cos(lat), ry * 110_574.0
-    factor = src.crs.linear_units_factor[1] if src.crs.linear_units_factor else 1.0
+    factor = float(metres_per_unit(src.crs, centre_x, centre_y))
     return rx * factor, ry * factor
 
 

@@ -24,6 +24,7 @@ from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
 
 from engine.config import PolygonOptions
+from engine.geo.ground import metres_per_unit
 from engine.polygons.square import square_group
 
 #: Squaring (engine.polygons.square), in metres: walls shorter than this are jogs, and parallel
@@ -67,20 +68,22 @@ def _largest_polygon(geom: BaseGeometry) -> Polygon:
 
 
 def polygon_areas_m2(geoms: Sequence[BaseGeometry] | np.ndarray, crs: CRS) -> np.ndarray:
-    """Areas in square metres: geodesic (WGS84) for geographic CRSs, else planar x unit²."""
+    """Areas in square metres: geodesic (WGS84) for geographic CRSs, else planar in ground
+    metres at each polygon's centre (:func:`engine.geo.ground.metres_per_unit`: the unit,
+    and the stretch of a projection such as Web Mercator)."""
     arr = np.asarray(geoms, dtype=object)
     if crs.is_geographic:
         return np.array(
             [abs(_GEOD.geometry_area_perimeter(g)[0]) for g in arr], dtype=np.float64
         ).reshape(len(arr))
-    return np.asarray(shapely.area(arr), dtype=np.float64) * linear_unit_factor(crs) ** 2
-
-
-def linear_unit_factor(crs: CRS) -> float:
-    """Metres per unit of a projected CRS's first axis (1.0 when unknown)."""
-    axes = crs.axis_info
-    factor = axes[0].unit_conversion_factor if axes else None
-    return float(factor) if factor else 1.0
+    areas = np.asarray(shapely.area(arr), dtype=np.float64).reshape(len(arr))
+    if not len(arr):
+        return areas
+    centres = shapely.bounds(arr)
+    x = (centres[:, 0] + centres[:, 2]) / 2
+    y = (centres[:, 1] + centres[:, 3]) / 2
+    scale = metres_per_unit(crs, np.nan_to_num(x), np.nan_to_num(y))
+    return np.asarray(areas * scale**2, dtype=np.float64)
 
 
 def fill_holes(geom: Polygon, keep: Sequence[bool]) -> Polygon:
@@ -101,7 +104,8 @@ def _pixel_ground(transform: Affine, crs: CRS, row_col: tuple[float, float]) -> 
         aspect /= cos
         width *= 111_320.0 * cos
     else:
-        width *= linear_unit_factor(crs)
+        x, y = transform * (row_col[1], row_col[0])
+        width *= float(metres_per_unit(crs, x, y))
     return float(width), float(aspect)
 
 
