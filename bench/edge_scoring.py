@@ -37,10 +37,10 @@ from accuracy import DATASETS, _labels  # noqa: E402
 from min_area_choice import Test, starter_case, vectorize_with  # noqa: E402
 
 from engine.config import EvaluateConfig  # noqa: E402
-from engine.detect import model_settings  # noqa: E402
 from engine.evaluate import evaluate  # noqa: E402
 from engine.events import NullProgress  # noqa: E402
 from engine.models.modelfile import read_spec  # noqa: E402
+from engine.polygons.instances import InstanceSettings  # noqa: E402
 
 KEYS = ("object_precision", "object_recall", "object_f1", "merges", "splits", "predicted")
 
@@ -49,7 +49,7 @@ def scores(test: Test, model: Path, min_area_m2: float) -> dict[str, dict[str, f
     """Building scores of ``test``'s probability vectorized with ``model``'s settings at
     ``min_area_m2``, counted whole and cut at the area's edge."""
     prob, labels, area = test
-    settings = replace(model_settings(read_spec(str(model))), min_area_m2=min_area_m2)
+    settings = replace(InstanceSettings.of_model(read_spec(str(model))), min_area_m2=min_area_m2)
     out: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="footprint-edge-") as tmp:
         buildings = Path(tmp) / "buildings.gpkg"

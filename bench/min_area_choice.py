@@ -43,7 +43,7 @@ import make_starter_model as starter  # noqa: E402
 from accuracy import DATA, DATASETS, _config, _labels  # noqa: E402
 
 from engine.config import DetectConfig, EvaluateConfig, TrainConfig, VectorizeConfig  # noqa: E402
-from engine.detect import detect, model_settings  # noqa: E402
+from engine.detect import detect  # noqa: E402
 from engine.evaluate import evaluate  # noqa: E402
 from engine.events import NullProgress  # noqa: E402
 from engine.geo.rasters import resolve_raster  # noqa: E402
@@ -227,7 +227,7 @@ def main() -> int:
             else:
                 path, seed = rest.rsplit(":", 1)
                 config, model, tests = banepa_case(Path(path), int(seed), Path(tmp))
-            settings = model_settings(read_spec(model))
+            settings = InstanceSettings.of_model(read_spec(model))
             windows = windows_of(config, model)
             whole = windows.score(settings, whole=True).reference >= MIN_WHOLE
             val = {

@@ -56,7 +56,6 @@ def profile(
     import torch
 
     from engine.config import DetectConfig
-    from engine.detect import model_settings
     from engine.events import NullProgress
     from engine.geo.normalize import normalize
     from engine.geo.rasters import ground_resolution_m
@@ -70,6 +69,7 @@ def profile(
     from engine.models.modelfile import load_model
     from engine.models.registry import output_stride
     from engine.polygons.blocks import INSTANCE_BLOCK, HaloAssembler, halo_pixels, label_block
+    from engine.polygons.instances import InstanceSettings
     from engine.polygons.seams import PolygonStream, SeamJoiner
 
     model, spec = load_model(str(model_file), device="cpu")
@@ -89,7 +89,7 @@ def profile(
     )
     with rasterio.open(raster) as src:
         pixel = ground_resolution_m(src)
-    settings = model_settings(spec)
+    settings = InstanceSettings.of_model(spec)
     params = settings.params(pixel)
     building, separation = spec.classes.index("building"), spec.classes.index("separation")
     assembler = HaloAssembler(

@@ -15,6 +15,7 @@ import json
 import signal
 import sys
 import types
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -228,6 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return the process exit code."""
     args = build_parser().parse_args(argv)
     progress = _progress_for(args.events)
+    # the engine says itself what a raster without georeference means for each command
+    warnings.filterwarnings("ignore", message="Dataset has no geotransform")
     if args.command in ("train", "predict", "detect"):
         from engine.heap import tune_allocator
 

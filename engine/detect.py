@@ -63,13 +63,6 @@ if TYPE_CHECKING:
 __all__ = ["detect", "detect_with_model", "detect_with_network"]
 
 
-def model_settings(spec: ModelSpec) -> InstanceSettings:
-    """The seeds + watershed settings stored in a model with a separation class."""
-    return InstanceSettings(
-        spec.threshold, spec.seed_threshold, spec.seed_erosion_m, spec.min_seed_m2, spec.min_area_m2
-    )
-
-
 def _stage(
     job: PredictionJob, spec: ModelSpec, config: DetectConfig, stream: PolygonStream
 ) -> BuildingStage:
@@ -78,7 +71,9 @@ def _stage(
     :func:`engine.inference.sizing.polygon_workers`."""
     threshold = float(spec.threshold if config.threshold is None else config.threshold)
     settings = StageSettings(
-        threshold, model_settings(spec).with_options(config, threshold), spec.contact_threshold
+        threshold,
+        InstanceSettings.of_model(spec).with_options(config, threshold),
+        spec.contact_threshold,
     )
     with open_raster(job.raster) as src:
         pixel = ground_resolution_m(src)

@@ -21,6 +21,7 @@ budget instead of a number of epochs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
@@ -39,6 +40,7 @@ from engine.geo.labels import layer_inputs, read_labels
 from engine.geo.outputs import (
     Input,
     atomic_output,
+    check_folder_output,
     check_output,
     file_input,
     prepare_outputs,
@@ -48,10 +50,10 @@ from engine.geo.temporary import make_scratch
 from engine.models.modelfile import read_spec
 from engine.models.starter import resolve_model
 from engine.results import ImproveResult
-from engine.train import report_dir_for, train
+from engine.train import CHECKPOINT_NAME, report_dir_for, train
 from engine.training.crop import crop_on_model_grid
 from engine.training.dataset import open_sources
-from engine.training.finetune import check_trainable
+from engine.training.finetune import check_pytorch_files, check_trainable
 from engine.training.sampling import Source, cell_shape
 
 #: Epochs at most when training for a time budget (the budget ends it first).
@@ -71,8 +73,11 @@ def improve(config: ImproveConfig, progress: Progress) -> ImproveResult:
     """
     started = time.monotonic()
     _check_options(config)
-    check_output(config.output, config.overwrite)
-    report = report_dir_for(_train_config(config, "", "", None))
+    check_pytorch_files(starting=config.model, output=config.output)
+    model_file = check_output(config.output, config.overwrite)
+    report = check_folder_output(
+        report_dir_for(_train_config(config, "", "", None)), "report folder", model_file
+    )
     prepare_outputs(
         {"improved model": config.output, "report": report / REPORT_NAME}, improve_inputs(config)
     )
@@ -81,7 +86,9 @@ def improve(config: ImproveConfig, progress: Progress) -> ImproveResult:
     check_trainable(spec, start)
     (source,) = open_sources(_train_config(config, start, "", None))
     checked = _checked_area(config, source)
-    buildings = read_labels((config.labels,), source.crs_wkt, bounds=source.bounds)
+    if config.validation:
+        _check_room_to_learn(config, source, checked)
+    buildings = _corrected_buildings(config, source, progress)
     inside = int(shapely.intersects(buildings.geometry.to_numpy(), checked).sum())
     progress.log(
         f"Corrections: {len(buildings)} building(s) over the imagery, {inside} of them inside"
@@ -112,7 +119,11 @@ def improve(config: ImproveConfig, progress: Progress) -> ImproveResult:
     if spec.architecture == "compact" and settings.freeze_encoder_epochs:
         progress.log("The compact U-Net has no separate encoder: nothing is frozen.")
         settings = replace(settings, freeze_encoder_epochs=0)
-    result = train(settings, progress)
+    try:
+        result = train(settings, progress)
+    except BaseException:
+        _drop_checkpoint(report_dir_for(settings))
+        raise
     before, after = result["before"] or {}, result["after"]
     key = "val_building_f1" if "val_building_f1" in after else "val_iou"
     improved = _ranked(after, key) > _ranked(before, key)
@@ -137,6 +148,57 @@ def improve(config: ImproveConfig, progress: Progress) -> ImproveResult:
     )
     progress.log(_verdict(before, after, key, improved))
     return out
+
+
+def _corrected_buildings(
+    config: ImproveConfig, source: Source, progress: Progress
+) -> gpd.GeoDataFrame:
+    """The corrected building polygons over the imagery, in its CRS; features that are not
+    polygons are left out with a log line.
+
+    A layer without any feature is the mapper's word that the area checked holds no
+    building (every detection there deleted).
+
+    Raises:
+        LabelsError: features, but no polygon over the imagery (points or lines only, or all
+            elsewhere): a mistake that would teach the whole area checked as background.
+    """
+    buildings = read_labels((config.labels,), source.crs_wkt, bounds=source.bounds)
+    if len(buildings):
+        read = buildings.attrs
+        dropped = int(read.get("not_polygonal", 0)) + int(read.get("not_projectable", 0))
+        if dropped:
+            progress.log(
+                f"{dropped} feature(s) of {config.labels} near the imagery are not building"
+                " polygons (points, lines, or outside the CRS's area) and were left out."
+            )
+        return buildings
+    read = read_labels((config.labels,), source.crs_wkt).attrs  # the whole layer
+    if not read.get("features", 0):
+        progress.log(
+            f"{config.labels} holds no building: everything in the area checked is taught as"
+            " background (what deleting every detection there means)."
+        )
+        return buildings
+    why = f"{read['features']} feature(s) read"
+    if read.get("not_polygonal"):
+        why += f", {read['not_polygonal']} of them not polygons"
+    if read.get("not_projectable"):
+        why += f", {read['not_projectable']} outside the area where the imagery's CRS is defined"
+    raise LabelsError(
+        f"The corrected building layer {config.labels} has no building polygon over the"
+        f" imagery {config.raster} ({why}). Improve learns from the corrected buildings: give"
+        " the polygons detect wrote, corrected, over the imagery it ran on, in their own CRS"
+        " (where the area checked holds no building at all, give a layer without any feature)."
+    )
+
+
+def _drop_checkpoint(report: Path) -> None:
+    """Remove the checkpoint a stopped or failed run left (improve does not resume: it would
+    be tens of MB of debris), and the report folder if nothing else is in it."""
+    (report / CHECKPOINT_NAME).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        report.rmdir()  # only when empty: an earlier run's report stays
 
 
 def keep_starting_model(start: str, output: str) -> None:
@@ -218,6 +280,27 @@ def _checked_area(config: ImproveConfig, source: Source) -> shapely.Geometry:
     return area
 
 
+def _check_room_to_learn(config: ImproveConfig, source: Source, checked: shapely.Geometry) -> None:
+    """Refuse a validation part that leaves (almost) nothing of the area checked to learn from.
+
+    Raises:
+        ConfigError: naming both layers and the ways out.
+    """
+    try:
+        parts = read_labels((str(config.validation),), source.crs_wkt)
+    except LabelsError as exc:
+        raise ConfigError(f"Validation part {config.validation}: {exc}") from exc
+    held = shapely.union_all(parts.geometry.to_numpy())
+    if shapely.difference(checked, held).area > MIN_LABELLED_SHARE * checked.area:
+        return
+    raise ConfigError(
+        f"The validation part {config.validation} covers the whole area checked"
+        f" {config.checked_area}: nothing is left to learn from. Give a validation part over"
+        " only a piece of the area checked, or beside it, or leave it out (a quarter of the"
+        " area checked is then held back)."
+    )
+
+
 def held_back_part(
     checked: shapely.Geometry, source: Source, tile: int, share: float
 ) -> shapely.Geometry:
@@ -281,11 +364,24 @@ def _ranked(scores: dict[str, float], key: str) -> tuple[float, float]:
 
 
 def _verdict(before: dict[str, float], after: dict[str, float], key: str, improved: bool) -> str:
-    """What the held-back part says, in a mapper's words."""
+    """What the held-back part says, in a mapper's words (each model with the threshold and
+    settings it is written with)."""
     name = "building F1" if key == "val_building_f1" else "pixel IoU"
     was, now = float(before.get(key, float("nan"))), float(after.get(key, float("nan")))
     pixels = f"pixel IoU {before.get('val_iou', float('nan')):.3f} -> {after['val_iou']:.3f}"
-    head = f"On the part held back: {name} {was:.3f} before, {now:.3f} after ({pixels})."
+    loss = (
+        f"validation loss {before.get('val_loss', float('nan')):.3f} before,"
+        f" {after.get('val_loss', float('nan')):.3f} after"
+    )
+    if not after.get("val_building_pixels", 1.0):
+        head = (
+            "The part held back holds no corrected building, so only its background compares"
+            f" the models ({loss}; {pixels})."
+        )
+    else:
+        head = f"On the part held back: {name} {was:.3f} before, {now:.3f} after ({pixels})."
+        if round(was, 3) == round(now, 3):
+            head += f" The same {name}: the {loss} decided."
     if improved:
         return head + " The corrections helped: detect with the improved model."
     return (

@@ -34,11 +34,12 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 
 from engine import __version__
 from engine.config import STARTER, TrainConfig
-from engine.errors import ConfigError
+from engine.errors import ConfigError, OutputError
 from engine.events import NullProgress, Progress, SubProgress, check_canceled
 from engine.geo.labels import layer_inputs
 from engine.geo.outputs import (
     Input,
+    check_folder_output,
     check_not_inputs,
     check_output,
     file_input,
@@ -63,6 +64,7 @@ from engine.training.balance import BalancedSampler
 from engine.training.dataset import TrainingData, WindowDataset
 from engine.training.finetune import (
     check_fits,
+    check_pytorch_files,
     finetune_config,
     freeze_statistics,
     initial_spec,
@@ -73,6 +75,7 @@ from engine.training.finetune import (
 from engine.training.losses import build_loss, targets_for
 from engine.training.postprocess import (
     DEFAULT,
+    MIN_CHOICE,
     ValidationWindows,
     choose_min_area,
     choose_settings,
@@ -248,8 +251,15 @@ def check_paths(config: TrainConfig) -> None:
         OutputError: see :func:`engine.geo.outputs.check_output` and
             :func:`engine.geo.outputs.check_not_inputs`.
     """
+    check_pytorch_files(output=config.output)
     out = check_output(config.output, config.overwrite)
-    report = report_dir_for(config)
+    report = check_folder_output(report_dir_for(config), "report folder", out)
+    earlier = [name for name in REPORT_FILES if (report / name).exists()]
+    if earlier and not config.overwrite and not config.resume:
+        raise OutputError(
+            f"The report folder {report} holds an earlier run's report ({', '.join(earlier)});"
+            " choose another output or report folder, or pass --overwrite to replace it."
+        )
     outputs: dict[str, str | Path | None] = {"model file": out}
     outputs.update({f"report file {name}": report / name for name in REPORT_FILES})
     check_not_inputs(outputs, file_input("checkpoint to resume from", config.resume))
@@ -540,15 +550,39 @@ def out_of_time(config: TrainConfig, elapsed: float, epochs_done: int, epoch: in
     return elapsed + elapsed / max(epochs_done, 1) > config.max_minutes * 60.0
 
 
-def starting_scores(loop: Loop, progress: Progress) -> dict[str, float]:
-    """The starting model's validation scores (a fine-tuning's "before"), as epochs score."""
-    scores = validation_scores(loop.validate(progress))
+def scores_as_written(
+    windows: ValidationWindows | None,
+    hist: ProbabilityHistogram,
+    threshold: float,
+    settings: InstanceSettings,
+) -> dict[str, float]:
+    """Validation scores of a model as detect uses it: pixel IoU at its threshold, the
+    reference's building pixels and, with the separation class, building F1 with its settings
+    and the buildings scored."""
+    pixels = hist.counts(threshold)
+    record = {"val_iou": pixels.iou, "val_building_pixels": float(pixels.tp + pixels.fn)}
+    if windows is not None:
+        counts = windows.score(settings)
+        record.update(val_building_f1=counts.f1, val_buildings=float(counts.reference))
+    return record
+
+
+def starting_scores(loop: Loop, spec: ModelSpec, progress: Progress) -> dict[str, float]:
+    """The starting model's validation scores (a fine-tuning's "before"), with its own
+    threshold and settings."""
+    checked = loop.validate(progress)
+    settings = InstanceSettings.of_model(spec)
+    scores = {
+        **validation_scores(checked),
+        **scores_as_written(checked.windows, checked.hist, spec.threshold, settings),
+    }
     loop.batches_done = 0  # the epochs' progress starts after this pass
     buildings = (
         f", building F1 {scores['val_building_f1']:.4f}" if "val_building_f1" in scores else ""
     )
     progress.log(
-        f"The starting model on the validation windows: IoU {scores['val_iou']:.4f}{buildings}."
+        f"The starting model on the validation windows, with its own settings: IoU"
+        f" {scores['val_iou']:.4f}{buildings}."
     )
     return scores
 
@@ -671,31 +705,43 @@ def _train(config: TrainConfig, progress: Progress) -> TrainResult:
         report.mkdir(parents=True, exist_ok=True)
     before = None
     if start_spec is not None and not config.resume:
-        before = starting_scores(loop, SubProgress(progress, 10, 10))
+        before = starting_scores(loop, start_spec, SubProgress(progress, 10, 10))
     run_epochs(loop, state, SubProgress(progress, 10, 98), checkpoint)
     threshold, metrics = state.choose_threshold()
     settings = DEFAULT
     if state.best_windows is not None:
-        hist = state.best_hist
+        windows, hist = state.best_windows, state.best_hist
         assert hist is not None  # set with the best windows
-        near = thresholds_near(lambda t: hist.counts(t).iou, threshold)
-        settings, counts, whole = choose_settings(state.best_windows, threshold, grid(near))
-        settings, counts = choose_min_area(state.best_windows, settings, whole)
+        found = windows.buildings()
+        if start_spec is not None and found < MIN_CHOICE:
+            settings = InstanceSettings.of_model(start_spec)
+            counts = windows.score(settings)
+            progress.log(
+                "Touching buildings: the starting model's settings are kept"
+                f" ({settings.describe()}): the validation windows hold {found} building(s),"
+                f" too few to choose them on (at least {MIN_CHOICE}); building F1 there"
+                f" {counts.f1:.4f}."
+            )
+        else:
+            near = thresholds_near(lambda t: hist.counts(t).iou, threshold)
+            settings, counts, whole = choose_settings(windows, threshold, grid(near))
+            settings, counts = choose_min_area(windows, settings, whole)
+            basis = (
+                "the validation buildings that no window edge cuts; on all of them"
+                if whole
+                else "all the validation buildings (too few are whole in a window):"
+            )
+            progress.log(
+                f"Touching buildings: {settings.describe()} (chosen by building F1 on {basis}"
+                f" {counts.f1:.4f}, {counts.tp} of {counts.reference} buildings matched)."
+            )
         threshold, metrics = state.choose_threshold(settings.threshold)
         metrics.update(
             building_precision=counts.precision,
             building_recall=counts.recall,
             building_f1=counts.f1,
         )
-        basis = (
-            "the validation buildings that no window edge cuts; on all of them"
-            if whole
-            else "all the validation buildings (too few are whole in a window):"
-        )
-        progress.log(
-            f"Touching buildings: {settings.describe()} (chosen by building F1 on {basis}"
-            f" {counts.f1:.4f}, {counts.tp} of {counts.reference} buildings matched)."
-        )
+    best_record = state.history[state.best_epoch - 1]
     result: TrainResult = {
         "output": str(Path(config.output).expanduser().absolute()),
         "report": str(report),
@@ -710,7 +756,12 @@ def _train(config: TrainConfig, progress: Progress) -> TrainResult:
         "precision": loop.precision,
         "before": before,
         "after": {
-            k: v for k, v in state.history[state.best_epoch - 1].items() if k.startswith("val_")
+            **{k: v for k, v in best_record.items() if k.startswith("val_")},
+            **(
+                scores_as_written(state.best_windows, state.best_hist, threshold, settings)
+                if state.best_hist is not None
+                else {}
+            ),
         },
     }
     if rank == 0:

@@ -34,10 +34,10 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import make_starter_model as starter  # noqa: E402
 
 from engine.config import TrainConfig  # noqa: E402
-from engine.detect import model_settings  # noqa: E402
 from engine.events import NullProgress  # noqa: E402
 from engine.models.modelfile import load_model, read_spec  # noqa: E402
 from engine.models.spec import spec_to_json  # noqa: E402
+from engine.polygons.instances import InstanceSettings  # noqa: E402
 from engine.train import Loop, build_training_data, resolve_encoder_weights  # noqa: E402
 from engine.training.postprocess import choose_min_area, choose_settings, grid  # noqa: E402
 from engine.training.state import seed_everything  # noqa: E402
@@ -79,7 +79,7 @@ def main() -> int:
     windows = validation_windows(places, work, args.model)
     settings, _, whole = choose_settings(windows, old.threshold, grid([old.threshold]))
     settings, counts = choose_min_area(windows, settings, whole)
-    before = windows.score(model_settings(old))
+    before = windows.score(InstanceSettings.of_model(old))
     starter.log(
         f"before: {old.seed_threshold}, {old.seed_erosion_m} m, {old.min_seed_m2} m²,"
         f" buildings of {old.min_area_m2:g} m² (validation building F1 {before.f1:.4f});"

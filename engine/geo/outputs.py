@@ -62,7 +62,8 @@ def check_output(path: str | os.PathLike[str], overwrite: bool) -> Path:
     out = Path(path).expanduser().absolute()
     check_whole_file(out)
     if out.is_dir():
-        raise OutputError(f"Output {out} is a folder; give a file name such as {out / 'out.tif'}.")
+        example = out / ("out" + (out.suffix or ".tif"))
+        raise OutputError(f"Output {out} is a folder; give a file name such as {example}.")
     if out.exists() and not overwrite:
         raise OutputError(
             f"Output {out} already exists; choose another name or pass --overwrite to replace it."
@@ -72,6 +73,32 @@ def check_output(path: str | os.PathLike[str], overwrite: bool) -> Path:
         raise OutputError(f"Cannot write {out}: folder {folder} does not exist; create it first.")
     if not _can_create_in(folder):
         raise OutputError(f"Cannot write {out}: folder {folder} is not writable; choose another.")
+    return out
+
+
+def check_folder_output(folder: str | os.PathLike[str], what: str, other: Path) -> Path:
+    """Check, before any work, that the folder ``folder`` (``what``: "report folder") may be
+    made or written in: not a file, not the output file ``other``, and the nearest folder
+    that exists writable. Nothing is created.
+
+    Raises:
+        OutputError: naming the folder and what is wrong with it.
+    """
+    out = Path(folder).expanduser().absolute()
+    if same_file(out, other) or out == other:
+        raise OutputError(
+            f"The {what} {out} is the output file's own name; give the {what} another name (or"
+            " leave it out: the default is beside the output)."
+        )
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"The {what} {out} is a file; give a folder name, new or existing.")
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if not existing.is_dir():
+        raise OutputError(f"Cannot make the {what} {out}: {existing} is a file, not a folder.")
+    if not _can_create_in(existing):
+        raise OutputError(
+            f"Cannot write the {what} {out}: folder {existing} is not writable; choose another."
+        )
     return out
 
 

@@ -122,7 +122,12 @@ def _read(path: str | os.PathLike[str], mmap: bool) -> tuple[dict[str, Any], Mod
             f"{file} is a PyTorch file but not a Footprint model file ({what}); {hint}."
         )
     version = payload.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ModelFileError(
+            f"{file} has no readable model format version ({version!r}): it is damaged or not"
+            f" a Footprint model file; {hint}."
+        )
+    if version > FORMAT_VERSION:
         raise ModelFileError(
             f"{file} has model format version {version}, newer than this engine reads"
             f" ({FORMAT_VERSION}); update Footprint to use it."

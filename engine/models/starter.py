@@ -27,7 +27,8 @@ ABOUT = (
     "trained on drone imagery of Banepa (Nepal), Zanzibar, Nairobi and Catanduanes"
     " (Philippines) at {resolution:g} m per pixel, it suits RGB drone or aerial imagery of"
     " about 5-30 cm pixels (imagery is resampled to {resolution:g} m). For better results on"
-    " your imagery, improve it with your own corrections (train --init-model starter)."
+    " your imagery, correct its buildings in one neighbourhood and improve it with them"
+    " (Processing: Improve model; python -m engine improve)."
 )
 
 

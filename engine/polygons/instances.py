@@ -24,12 +24,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
 
 from engine.config import MIN_AREA_M2, MIN_SEED_M2, SEED_EROSION_M, SEED_THRESHOLD, PolygonOptions
 from engine.errors import ConfigError
+
+if TYPE_CHECKING:
+    from engine.models.spec import ModelSpec
 
 #: 4-connectivity (pixels sharing an edge), as the polygons are traced.
 FOUR = ndimage.generate_binary_structure(2, 1)
@@ -89,6 +93,17 @@ class InstanceSettings:
     seed_erosion_m: float = SEED_EROSION_M
     min_seed_m2: float = MIN_SEED_M2
     min_area_m2: float = MIN_AREA_M2
+
+    @classmethod
+    def of_model(cls, spec: ModelSpec) -> InstanceSettings:
+        """The settings stored in a model file (chosen on its validation windows)."""
+        return cls(
+            spec.threshold,
+            spec.seed_threshold,
+            spec.seed_erosion_m,
+            spec.min_seed_m2,
+            spec.min_area_m2,
+        )
 
     def with_options(self, options: PolygonOptions, threshold: float) -> InstanceSettings:
         """These settings with the ones ``options`` gives (None: keep) and ``threshold``."""

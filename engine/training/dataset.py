@@ -204,7 +204,7 @@ def build_training_data(
     elif n_labels == 0:
         _raise_no_labels(config, sources)
     for s, g in zip(sources, labels, strict=True):
-        if len(g) == 0:
+        if len(g) == 0 and n_labels:  # with none at all, said above
             progress.log(f"Warning: no building labels over {s.path}; it counts as background.")
     tile = config.tile_size
     stride = config.stride or max(1, tile // 2)
@@ -435,27 +435,31 @@ def _check_splits(
 ) -> None:
     if not val:
         raise ConfigError(
-            f"No validation window is left ({summary['val']}); give validation polygons that"
-            " overlap the rasters' valid pixels, raise val_fraction, or lower tile_size."
+            f"No validation window is left ({_dropped(summary['val'])}); give validation"
+            " polygons that overlap the rasters' valid pixels, raise val_fraction, or lower"
+            " tile_size."
         )
     if not train:
         raise ConfigError(
-            f"No training window is left ({summary['train']}); lower tile_size or val_fraction,"
-            " give smaller validation areas, or raise empty_keep_fraction/max_nodata_fraction."
+            f"No training window is left ({_dropped(summary['train'])}); lower tile_size or"
+            " val_fraction, give smaller validation areas, or raise"
+            " empty_keep_fraction/max_nodata_fraction."
         )
+
+
+def _dropped(counts: dict[str, Any]) -> str:
+    """What happened to a split's candidate windows, in words."""
+    return (
+        f"{counts['kept']} kept of {counts['candidates']}; dropped: {counts['dropped_nodata']}"
+        f" mostly nodata, {counts.get('dropped_empty', 0)} without buildings,"
+        f" {counts.get('dropped_overlap_validation', 0)} overlapping validation"
+    )
 
 
 def _log_summary(progress: Progress, summary: dict[str, Any]) -> None:
     for split in ("train", "val"):
         c = summary[split]
-        dropped = (
-            f"{c['dropped_nodata']} mostly nodata, {c.get('dropped_empty', 0)} without"
-            f" buildings, {c.get('dropped_overlap_validation', 0)} overlapping validation"
-        )
-        progress.log(
-            f"{split}: {c['kept']} windows kept of {c['candidates']} (dropped: {dropped});"
-            f" building share {c['building_share']:.3f}"
-        )
+        progress.log(f"{split}: windows {_dropped(c)}; building share {c['building_share']:.3f}")
     progress.log(
         f"Split: {summary['split']}; tile {summary['tile_size']}, stride {summary['stride']};"
         f" windows cached in memory: {summary['cached']}"

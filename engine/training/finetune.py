@@ -12,6 +12,7 @@ starting model (small data: a few windows would re-estimate them badly).
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 from torch import nn
 
@@ -23,8 +24,35 @@ from engine.models.modelfile import ModelSpec, load_model, read_spec
 
 
 def initial_spec(config: TrainConfig) -> ModelSpec | None:
-    """The spec of ``config.init_model`` (None when training starts from scratch)."""
-    return read_spec(config.init_model) if config.init_model else None
+    """The spec of ``config.init_model`` (None when training starts from scratch).
+
+    Raises:
+        ConfigError: an ONNX export given (:func:`check_pytorch_files`).
+    """
+    if not config.init_model:
+        return None
+    check_pytorch_files(starting=config.init_model)
+    return read_spec(config.init_model)
+
+
+def check_pytorch_files(starting: str | None = None, output: str | None = None) -> None:
+    """Refuse an ONNX file as the model training starts from or writes: training reads and
+    writes PyTorch model files (.pt); ``export`` makes the .onnx from one.
+
+    Raises:
+        ConfigError: naming the file and what to give instead.
+    """
+    if starting and Path(starting).suffix.lower() == ".onnx":
+        raise ConfigError(
+            f"{starting} is an ONNX export, which detection runs but training cannot start"
+            " from; give the .pt model file it was exported from (or the starter model)."
+        )
+    if output and Path(output).suffix.lower() == ".onnx":
+        raise ConfigError(
+            f"Output {output}: training writes a PyTorch model file; name it .pt (e.g."
+            f" {Path(output).with_suffix('.pt').name}) and make its .onnx with `python -m"
+            " engine export` (Processing: Export model to ONNX)."
+        )
 
 
 def finetune_config(config: TrainConfig, spec: ModelSpec, progress: Progress) -> TrainConfig:

@@ -49,6 +49,10 @@ DEFAULT = InstanceSettings()
 EPOCH_SETTINGS = tuple(replace(DEFAULT, seed_threshold=s) for s in (0.6, 0.75, 0.9))
 #: Fewer whole buildings than this in the validation windows: settings are chosen on all.
 MIN_WHOLE = 30
+#: Fewer reference buildings than this in a fine-tuning's validation windows: the starting
+#: model's threshold and settings are kept. Chosen on a handful of buildings they are noise (six
+#: buildings once chose a threshold of 0.01: nine pixels in ten became building).
+MIN_CHOICE = 30
 #: How much validation pixel IoU a building threshold may cost against the best one.
 IOU_SLACK = 0.01
 #: The grid tried after training: building thresholds (with the pixel-IoU one), seed
@@ -94,6 +98,10 @@ class ValidationWindows:
             self.probabilities.append(np.stack([b, s]).astype(np.float16))
             self.references.append(reference_instances(m))
             self.valid.append(m != IGNORE)
+
+    def buildings(self) -> int:
+        """Reference buildings over the kept windows (one cut by two windows counts twice)."""
+        return sum(int(np.count_nonzero(np.unique(ref))) for ref in self.references)
 
     def epoch_f1(self) -> float:
         """The epoch's building F1: the best over :data:`EPOCH_SETTINGS`."""

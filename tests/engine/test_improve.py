@@ -18,7 +18,7 @@ from shapely.geometry import box
 
 from engine import improve as improve_module
 from engine.config import ImproveConfig, PredictConfig, TrainConfig
-from engine.errors import ConfigError, OutputError
+from engine.errors import CancelledError, ConfigError, LabelsError, OutputError
 from engine.events import RecordingProgress
 from engine.improve import held_back_part
 from engine.models.modelfile import load_model, save_model
@@ -98,12 +98,88 @@ def test_deleting_every_building_in_the_area_checked_teaches_background(
     # the mapper deleted all detections on the left half: no building is left in the layer
     empty = write_labels(tmp_path / "none.gpkg", [])
     config = improve_config(scene, tmp_path, labels=str(empty), epochs=6, lr=3e-3)
-    result = improve_module.improve(config, RecordingProgress())
+    progress = RecordingProgress()
+    result = improve_module.improve(config, progress)
     assert result["buildings"] == 0
     left = (0, 0, 192, SIZE)
     before = building_share(scene["raster"], str(scene["model"]), left, tmp_path / "b.tif")
     after = building_share(scene["raster"], result["output"], left, tmp_path / "a.tif")
     assert result["improved"] and after < before
+    verdict = [m for m in progress.messages if "held back" in m][-1]
+    assert verdict.startswith("The part held back holds no corrected building")
+
+
+@pytest.mark.parametrize("kind", ["points", "elsewhere"])
+def test_corrections_without_a_polygon_over_the_imagery_are_refused(
+    scene: dict[str, Path], tmp_path: Path, kind: str
+) -> None:
+    """Points only, or polygons all off the imagery: a mistake, not "no building here"."""
+    if kind == "points":
+        geoms = [px(10, 10, 20, 20).centroid, px(50, 50, 60, 60).centroid]
+        why = "2 feature\\(s\\) read, 2 of them not polygons"
+    else:
+        geoms = [box(0, 0, 10, 10), box(20, 0, 30, 10)]
+        why = "2 feature\\(s\\) read\\)"
+    bad = write_labels(tmp_path / "bad.gpkg", geoms)
+    with pytest.raises(LabelsError, match=f"no building polygon over the imagery.*{why}"):
+        improve_module.improve(
+            improve_config(scene, tmp_path, labels=str(bad)), RecordingProgress()
+        )
+    assert not (tmp_path / "improved.pt").exists()
+
+
+def test_corrections_that_are_not_polygons_are_left_out_with_a_log_line(
+    scene: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(improve_module, "train", _stop)
+    mixed = write_labels(tmp_path / "mixed.gpkg", [px(8, 8, 24, 24), px(50, 50, 60, 60).centroid])
+    progress = RecordingProgress()
+    with pytest.raises(ConfigError, match="stop here"):
+        improve_module.improve(improve_config(scene, tmp_path, labels=str(mixed)), progress)
+    assert any("1 feature(s) of" in m and "left out" in m for m in progress.messages)
+    assert any("Corrections: 1 building(s)" in m for m in progress.messages)
+
+
+def test_a_stopped_improve_leaves_no_checkpoint(scene: dict[str, Path], tmp_path: Path) -> None:
+    """Improve does not resume, so the checkpoint of a cancelled run would only be debris."""
+
+    class AfterFirstEpoch(RecordingProgress):
+        def is_canceled(self) -> bool:
+            return any(m.startswith("Epoch 1/") for m in self.messages)
+
+    config = improve_config(scene, tmp_path, epochs=4)
+    progress = AfterFirstEpoch()
+    with pytest.raises(CancelledError):
+        improve_module.improve(config, progress)
+    assert any(m.startswith("Epoch 1/") for m in progress.messages)  # a checkpoint was saved
+    assert not (tmp_path / "improved.pt").exists()
+    assert not (tmp_path / "improved_report").exists()
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "message"),
+    [
+        ({"output": "i.onnx"}, ConfigError, "name it .pt"),
+        ({"model": "start.onnx"}, ConfigError, "ONNX export.*give the .pt"),
+        ({"report_dir": "improved.pt"}, OutputError, "report folder .* is the output file's own"),
+        ({"report_dir": "a_file.txt/report"}, OutputError, "a_file.txt is a file, not a folder"),
+        ({"validation": "checked.gpkg"}, ConfigError, "covers the whole area checked"),
+    ],
+)
+def test_outputs_are_checked_before_any_training(
+    scene: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    changes: dict[str, str], error: type[Exception], message: str,
+) -> None:  # fmt: skip
+    monkeypatch.setattr(improve_module, "train", _stop)  # reaching training is the failure
+    (tmp_path / "a_file.txt").write_text("not a folder")
+    paths = {k: str(tmp_path / v) for k, v in changes.items()}
+    with pytest.raises(error, match=message):
+        improve_module.improve(improve_config(scene, tmp_path, **paths), RecordingProgress())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file.txt", "checked.gpkg"]
+
+
+def _stop(config: TrainConfig, progress: Any) -> Any:
+    raise ConfigError("stop here")
 
 
 def test_report_scores_the_starting_and_the_improved_model_on_the_held_back_part(

@@ -21,7 +21,7 @@ from engine.config import TrainConfig
 from engine.errors import CancelledError, ConfigError, ModelFileError, OutputError
 from engine.events import RecordingProgress
 from engine.geo.normalize import BandStats
-from engine.models.modelfile import load_model, read_spec
+from engine.models.modelfile import load_model, read_spec, save_model
 from engine.models.pretrained import OFFLINE
 from engine.models.registry import create_model
 from engine.polygons.instances import InstanceSettings
@@ -29,7 +29,7 @@ from engine.scoring.metrics import ConfusionCounts
 from engine.training.dataset import TrainingData
 from engine.training.finetune import freeze_statistics, set_encoder_trainable
 from engine.training.losses import IGNORE, targets_for
-from engine.training.postprocess import DEFAULT, MIN_AREAS, grid
+from engine.training.postprocess import DEFAULT, MIN_AREAS, MIN_CHOICE, grid
 from engine.training.state import ProbabilityHistogram
 
 TILE = 32
@@ -259,6 +259,35 @@ def test_resume_refuses_other_settings_and_bad_files(
     assert resumed["epochs_run"] == 4
 
 
+def test_onnx_files_are_refused_before_any_work(
+    calls: list[TrainConfig], make_config: Callable[..., TrainConfig], tmp_path: Path
+) -> None:
+    """Training reads and writes .pt files: an .onnx output or starting model is named."""
+    with pytest.raises(ConfigError, match="name it .pt.*engine export"):
+        train_module.train(make_config("m.onnx"), RecordingProgress())
+    export = tmp_path / "start.onnx"
+    export.write_bytes(b"an export")
+    with pytest.raises(ConfigError, match="ONNX export.*give the .pt model file"):
+        train_module.train(make_config(init_model=str(export)), RecordingProgress())
+    assert not calls  # no data was read
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["start.onnx"]
+
+
+def test_an_earlier_report_is_replaced_only_when_asked(
+    calls: list[TrainConfig], make_config: Callable[..., TrainConfig]
+) -> None:
+    config = make_config(epochs=1)
+    first = train_module.train(config, RecordingProgress())
+    Path(config.output).unlink()  # the model deleted, its report kept
+    history = Path(first["report"], "history.json").read_bytes()
+    with pytest.raises(OutputError, match="holds an earlier run's report.*--overwrite"):
+        train_module.train(config, RecordingProgress())
+    assert Path(first["report"], "history.json").read_bytes() == history
+    assert len(calls) == 1  # refused before reading any data
+    train_module.train(replace(config, overwrite=True), RecordingProgress())
+    assert Path(config.output).is_file()
+
+
 def test_early_stopping(calls: list[TrainConfig], make_config: Callable[..., TrainConfig]) -> None:
     result = train_module.train(make_config(epochs=20, patience=1), RecordingProgress())
     history = json.loads((Path(result["report"]) / "history.json").read_text())
@@ -421,6 +450,37 @@ def test_fine_tuning_starts_from_every_weight_of_the_model_file(
     assert "decoder_channels (8, 8, 8, 8, 8) -> ()" in said[0]
 
 
+def test_fine_tuning_on_few_validation_buildings_keeps_the_starting_settings(
+    calls: list[TrainConfig], make_config: Callable[..., TrainConfig], tmp_path: Path
+) -> None:
+    """The fake validation windows hold fewer than MIN_CHOICE buildings: a fine-tuning keeps
+    the starting model's threshold and settings, and scores before and after with them."""
+    first = train_module.train(
+        make_config("first.pt", separation=True, epochs=2), RecordingProgress()
+    )
+    model, spec = load_model(first["output"])
+    odd = dict(
+        threshold=0.9, seed_threshold=0.66, seed_erosion_m=0.45, min_seed_m2=2.5, min_area_m2=17.0
+    )
+    start = save_model(tmp_path / "start.pt", model, replace(spec, **odd))
+    progress = RecordingProgress()
+    tuned = make_config(
+        "tuned.pt", init_model=str(start), separation=True, lr=1e-12, schedule="constant", epochs=1
+    )
+    result = train_module.train(tuned, progress)
+    written = read_spec(tuned.output)
+    assert {k: getattr(written, k) for k in odd} == odd
+    said = [m for m in progress.messages if "settings are kept" in m]
+    assert said and f"too few to choose them on (at least {MIN_CHOICE})" in said[0]
+    before, after = result["before"], result["after"]
+    assert before is not None and 0 < after["val_buildings"] < MIN_CHOICE
+    # the same weights and settings: the same scores, at the kept threshold of 0.9, not 0.5
+    assert before["val_iou"] == pytest.approx(after["val_iou"])
+    assert before["val_building_f1"] == pytest.approx(after["val_building_f1"])
+    history = json.loads((Path(result["report"]) / "history.json").read_text())
+    assert after["val_iou"] < history[0]["val_iou"]  # the epoch's, at 0.5
+
+
 def test_weight_averaging_writes_the_average(
     calls: list[TrainConfig], make_config: Callable[..., TrainConfig]
 ) -> None:
@@ -526,12 +586,20 @@ def test_fine_tuning_scores_the_starting_model_like_the_epochs(
 ) -> None:
     first = train_module.train(make_config("first.pt", epochs=2), RecordingProgress())
     assert first["before"] is None
-    tuned = make_config("tuned.pt", init_model=first["output"], lr=1e-12, epochs=1)
+    tuned = make_config(
+        "tuned.pt",
+        init_model=first["output"],
+        lr=1e-12,
+        schedule="constant",
+        keep_batch_norm=True,
+        epochs=1,
+    )
     progress = RecordingProgress()
     result = train_module.train(tuned, progress)
     before, after = result["before"], result["after"]
     assert before is not None and set(before) == set(after)
-    # a vanishing learning rate: the tuned weights score as the starting ones did
+    # a vanishing learning rate and the statistics kept: the tuned weights and threshold
+    # score as the starting ones did
     assert after["val_iou"] == pytest.approx(before["val_iou"], abs=1e-6)
     assert any(m.startswith("The starting model on the validation") for m in progress.messages)
 

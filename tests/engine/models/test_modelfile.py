@@ -147,7 +147,7 @@ def test_foreign_torch_files(tmp_path: Path) -> None:
         load_model(code)
 
 
-def _payload(spec: ModelSpec, state: dict[str, torch.Tensor], version: int = 1) -> dict:
+def _payload(spec: ModelSpec, state: dict[str, torch.Tensor], version: object = 1) -> dict:
     return {
         "format": FORMAT,
         "format_version": version,
@@ -162,6 +162,11 @@ def test_newer_format_and_mismatched_weights(tmp_path: Path) -> None:
     torch.save(_payload(make_spec(), state, version=2), newer)
     with pytest.raises(ModelFileError, match="newer.*update Footprint"):
         read_spec(newer)
+    for odd in ("1", None, 0, True):  # damaged, not newer
+        path = tmp_path / "odd.pt"
+        torch.save(_payload(make_spec(), state, version=odd), path)
+        with pytest.raises(ModelFileError, match=f"no readable model format version \\({odd!r}\\)"):
+            read_spec(path)
     wrong = tmp_path / "wrong.pt"
     spec = make_spec(in_channels=4, bands=(1, 2, 3, 4), mean=(0.0,) * 4, std=(1.0,) * 4)
     torch.save(_payload(spec, state), wrong)

@@ -81,8 +81,9 @@ def test_detect_without_a_model_uses_the_starter_model_and_says_so(
         f"Using the starter model {tiny} (version 1.2, 2026-12-03): trained on drone imagery of"
         " Banepa (Nepal), Zanzibar, Nairobi and Catanduanes (Philippines) at 0.5 m per pixel,"
         " it suits RGB drone or aerial imagery of about 5-30 cm pixels (imagery is resampled"
-        " to 0.5 m). For better results on your imagery, improve it with your own corrections"
-        " (train --init-model starter)."
+        " to 0.5 m). For better results on your imagery, correct its buildings in one"
+        " neighbourhood and improve it with them (Processing: Improve model; python -m engine"
+        " improve)."
     ]
     code, given = cli(
         "detect", *options, "--model", str(tiny), "--output", str(tmp_path / "b.gpkg"),
