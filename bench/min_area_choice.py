@@ -70,6 +70,8 @@ ZOOMS = ("z20",)
 def windows_of(config: TrainConfig, model: Path) -> ValidationWindows:
     """``model``'s probabilities on the validation windows of ``config`` (as training saw
     them: the same split for the same seed)."""
+    # the decoder widths the model was made with (--decoder-channels)
+    config = replace(config, decoder_channels=read_spec(str(model)).decoder_channels)
     config = replace(config, encoder_weights=resolve_encoder_weights(config))
     seed_everything(config.seed)
     data = build_training_data(config, NullProgress())

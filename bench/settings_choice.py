@@ -41,7 +41,7 @@ from engine.detect import detect  # noqa: E402
 from engine.evaluate import evaluate  # noqa: E402
 from engine.events import NullProgress  # noqa: E402
 from engine.geo.rasters import resolve_raster  # noqa: E402
-from engine.models.modelfile import load_model  # noqa: E402
+from engine.models.modelfile import load_model, read_spec  # noqa: E402
 from engine.polygons.instances import InstanceSettings  # noqa: E402
 from engine.scoring.buildings import (  # noqa: E402
     IGNORE,
@@ -101,6 +101,8 @@ def validation(
     its training windows (not augmented) scored the same way as the validation windows."""
     (work / "train").mkdir(exist_ok=True)
     config = _config(DATASETS["banepa"], "default", [f"seed={seed}"], work)
+    # the decoder widths the model was made with (--decoder-channels)
+    config = replace(config, decoder_channels=read_spec(model).decoder_channels)
     config = replace(config, encoder_weights=resolve_encoder_weights(config))
     seed_everything(seed)
     data = build_training_data(config, NullProgress())

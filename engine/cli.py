@@ -72,7 +72,7 @@ def _add_field(parser: argparse.ArgumentParser, f: dataclasses.Field[Any], dest:
     elif kind.startswith("tuple[float,float,float,float]"):
         kw.update(nargs=4, type=float, metavar=("XMIN", "YMIN", "XMAX", "YMAX"))
     elif kind.startswith("tuple[int,"):
-        kw.update(nargs="+", type=int, default=())
+        kw.update(nargs="+", type=int, default=default or ())
     elif kind.startswith("tuple[str,"):
         kw.update(nargs="+", action="extend", default=None, required=required)
     else:

@@ -53,6 +53,8 @@ def validation_windows(places: list[str], work: Path, model: Path):  # type: ign
         output=str(work / "unused.pt"),
         labelled_area=str(area),
     )
+    # the decoder widths the model was made with (--decoder-channels)
+    config = replace(config, decoder_channels=read_spec(model).decoder_channels)
     config = replace(config, encoder_weights=resolve_encoder_weights(config))
     seed_everything(config.seed)
     data = build_training_data(config, NullProgress())

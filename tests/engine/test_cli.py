@@ -74,6 +74,12 @@ def test_options_map_onto_configs() -> None:
     assert cfg.rasters == ("a.tif", "b.tif") and cfg.labels == ("l.gpkg",)
     assert cfg.bands == (1, 3) and cfg.augment is False and cfg.epochs == 3
     assert cfg.tile_size == TrainConfig.__dataclass_fields__["tile_size"].default
+    assert cfg.decoder_channels == ()  # the architecture's own widths
+    given = build_parser().parse_args(
+        ["train", "--raster", "a.tif", "--labels", "l.gpkg", "--output", "m.pt",
+         "--decoder-channels", "128", "64", "32", "16", "16"]
+    )  # fmt: skip
+    assert _build(TrainConfig, given, "c_").decoder_channels == (128, 64, 32, 16, 16)
 
 
 def test_detect_options_from_both_groups_and_no_threshold_means_the_models() -> None:
