@@ -119,10 +119,12 @@ def improve(config: ImproveConfig, progress: Progress) -> ImproveResult:
     if spec.architecture == "compact" and settings.freeze_encoder_epochs:
         progress.log("The compact U-Net has no separate encoder: nothing is frozen.")
         settings = replace(settings, freeze_encoder_epochs=0)
+    report_dir = report_dir_for(settings)
+    earlier = _checkpoint_stamp(report_dir)
     try:
         result = train(settings, progress)
     except BaseException:
-        _drop_checkpoint(report_dir_for(settings))
+        _drop_checkpoint(report_dir, earlier)
         raise
     before, after = result["before"] or {}, result["after"]
     key = "val_building_f1" if "val_building_f1" in after else "val_iou"
@@ -193,12 +195,23 @@ def _corrected_buildings(
     )
 
 
-def _drop_checkpoint(report: Path) -> None:
-    """Remove the checkpoint a stopped or failed run left (improve does not resume: it would
-    be tens of MB of debris), and the report folder if nothing else is in it."""
-    (report / CHECKPOINT_NAME).unlink(missing_ok=True)
-    with contextlib.suppress(OSError):
-        report.rmdir()  # only when empty: an earlier run's report stays
+def _checkpoint_stamp(report: Path) -> tuple[bool, float | None]:
+    """Whether the report folder exists, and its checkpoint's modification time (None: none)."""
+    checkpoint = report / CHECKPOINT_NAME
+    return report.is_dir(), checkpoint.stat().st_mtime if checkpoint.is_file() else None
+
+
+def _drop_checkpoint(report: Path, earlier: tuple[bool, float | None]) -> None:
+    """Remove the checkpoint this stopped or failed run wrote (improve does not resume: it
+    would be tens of MB of debris), and the report folder if this run made it and nothing
+    else is in it. A checkpoint or folder from before the run is left alone."""
+    existed, stamp = earlier
+    checkpoint = report / CHECKPOINT_NAME
+    if checkpoint.is_file() and checkpoint.stat().st_mtime != stamp:
+        checkpoint.unlink(missing_ok=True)
+    if not existed:
+        with contextlib.suppress(OSError):
+            report.rmdir()  # only when empty
 
 
 def keep_starting_model(start: str, output: str) -> None:
@@ -294,7 +307,7 @@ def _check_room_to_learn(config: ImproveConfig, source: Source, checked: shapely
     if shapely.difference(checked, held).area > MIN_LABELLED_SHARE * checked.area:
         return
     raise ConfigError(
-        f"The validation part {config.validation} covers the whole area checked"
+        f"The validation part {config.validation} covers (almost) all of the area checked"
         f" {config.checked_area}: nothing is left to learn from. Give a validation part over"
         " only a piece of the area checked, or beside it, or leave it out (a quarter of the"
         " area checked is then held back)."
@@ -379,8 +392,12 @@ def _verdict(before: dict[str, float], after: dict[str, float], key: str, improv
             f" the models ({loss}; {pixels})."
         )
     else:
-        head = f"On the part held back: {name} {was:.3f} before, {now:.3f} after ({pixels})."
-        if round(was, 3) == round(now, 3):
+        digits = 4 if round(was, 3) == round(now, 3) and was != now else 3
+        head = (
+            f"On the part held back: {name} {was:.{digits}f} before, {now:.{digits}f} after"
+            f" ({pixels})."
+        )
+        if was == now:
             head += f" The same {name}: the {loss} decided."
     if improved:
         return head + " The corrections helped: detect with the improved model."

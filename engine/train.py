@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping, Sized
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import torch
 from torch import distributed as dist
@@ -56,10 +56,11 @@ from engine.models.pretrained import (
     offline_weights,
     package_file,
 )
-from engine.models.registry import check_tile_size, create_model
+from engine.models.registry import check_decoder_channels, check_tile_size, create_model
 from engine.models.starter import starter_model
 from engine.polygons.instances import InstanceSettings
 from engine.results import TrainResult
+from engine.scoring.buildings import BuildingCounts
 from engine.training.balance import BalancedSampler
 from engine.training.dataset import TrainingData, WindowDataset
 from engine.training.finetune import (
@@ -76,6 +77,7 @@ from engine.training.losses import build_loss, targets_for
 from engine.training.postprocess import (
     DEFAULT,
     MIN_CHOICE,
+    SMALL_HOUSE_M2,
     ValidationWindows,
     choose_min_area,
     choose_settings,
@@ -201,6 +203,8 @@ def check_config(config: TrainConfig) -> None:
             f" {config.separation_width_m}; 0.3-0.5 m suits most imagery."
         )
     build_loss(config.loss, config.pos_weight, (1.0, config.separation_weight))
+    if not config.init_model:  # a fine-tuning takes the starting model's network
+        check_decoder_channels(config.architecture, config.decoder_channels)
     check_tile_size(config.architecture, config.encoder, config.tile_size)
     if config.encoder_weights == IMAGENET:
         if config.architecture.lower() == "compact":
@@ -550,41 +554,112 @@ def out_of_time(config: TrainConfig, elapsed: float, epochs_done: int, epoch: in
     return elapsed + elapsed / max(epochs_done, 1) > config.max_minutes * 60.0
 
 
-def scores_as_written(
+class Written(NamedTuple):
+    """The threshold and seed settings a model is written with, how they were found, and
+    their building counts on the validation windows (None without a separation class)."""
+
+    threshold: float
+    settings: InstanceSettings
+    kept: bool  # the starting model's, not chosen on these windows
+    counts: BuildingCounts | None
+    whole: bool
+
+
+def few_to_choose_on(
+    windows: ValidationWindows | None, hist: ProbabilityHistogram, pixel_m: float
+) -> bool:
+    """True when the validation windows hold too few buildings to choose settings on:
+    fewer than :data:`MIN_CHOICE` (per window), or without a separation class fewer building
+    pixels than :data:`MIN_CHOICE` small houses (:data:`SMALL_HOUSE_M2` each) cover."""
+    if windows is not None:
+        return windows.buildings() < MIN_CHOICE
+    pixels = float(hist.pos.sum())
+    return pixels * pixel_m**2 < MIN_CHOICE * SMALL_HOUSE_M2
+
+
+def written_settings(
     windows: ValidationWindows | None,
     hist: ProbabilityHistogram,
-    threshold: float,
-    settings: InstanceSettings,
+    start: ModelSpec | None,
+    pixel_m: float,
+) -> Written:
+    """A model's threshold and settings: a fine-tuning (``start``) on too few validation
+    buildings keeps the starting model's (:func:`few_to_choose_on`); otherwise the threshold
+    best for pixel IoU and, with a separation class, the seed settings and smallest building
+    best for building F1 on the windows (:mod:`engine.training.postprocess`)."""
+    if start is not None and few_to_choose_on(windows, hist, pixel_m):
+        settings = InstanceSettings.of_model(start) if windows is not None else DEFAULT
+        threshold = start.threshold
+        settings = replace(settings, threshold=threshold)
+        counts = windows.score(settings) if windows is not None else None
+        return Written(threshold, settings, True, counts, False)
+    threshold = hist.best_threshold()
+    if windows is None:
+        return Written(threshold, replace(DEFAULT, threshold=threshold), False, None, False)
+    near = thresholds_near(lambda t: hist.counts(t).iou, threshold)
+    settings, counts, whole = choose_settings(windows, threshold, grid(near))
+    settings, counts = choose_min_area(windows, settings, whole)
+    return Written(settings.threshold, settings, False, counts, whole)
+
+
+def scores_as_written(
+    hist: ProbabilityHistogram, written: Written, loss: float | None = None
 ) -> dict[str, float]:
-    """Validation scores of a model as detect uses it: pixel IoU at its threshold, the
+    """Validation scores of a model as detect uses it: pixel scores at its threshold, the
     reference's building pixels and, with the separation class, building F1 with its settings
-    and the buildings scored."""
-    pixels = hist.counts(threshold)
-    record = {"val_iou": pixels.iou, "val_building_pixels": float(pixels.tp + pixels.fn)}
-    if windows is not None:
-        counts = windows.score(settings)
-        record.update(val_building_f1=counts.f1, val_buildings=float(counts.reference))
+    and the buildings scored (per window)."""
+    pixels = hist.counts(written.threshold)
+    record = {f"val_{k}": v for k, v in pixels.scores().items()}
+    record["val_building_pixels"] = float(pixels.tp + pixels.fn)
+    if loss is not None:
+        record["val_loss"] = loss
+    if written.counts is not None:
+        record["val_building_f1"] = written.counts.f1
+        record["val_buildings"] = float(written.counts.reference)
     return record
 
 
-def starting_scores(loop: Loop, spec: ModelSpec, progress: Progress) -> dict[str, float]:
-    """The starting model's validation scores (a fine-tuning's "before"), with its own
-    threshold and settings."""
+def starting_scores(
+    loop: Loop, spec: ModelSpec, pixel_m: float, progress: Progress
+) -> dict[str, float]:
+    """The starting model's validation scores (a fine-tuning's "before"), with the threshold
+    and settings chosen the way the tuned model's will be (so neither is favoured)."""
     checked = loop.validate(progress)
-    settings = InstanceSettings.of_model(spec)
-    scores = {
-        **validation_scores(checked),
-        **scores_as_written(checked.windows, checked.hist, spec.threshold, settings),
-    }
+    written = written_settings(checked.windows, checked.hist, spec, pixel_m)
+    scores = scores_as_written(checked.hist, written, checked.loss)
     loop.batches_done = 0  # the epochs' progress starts after this pass
     buildings = (
         f", building F1 {scores['val_building_f1']:.4f}" if "val_building_f1" in scores else ""
     )
+    how = "its own settings" if written.kept else "settings chosen there as for the tuned model"
     progress.log(
-        f"The starting model on the validation windows, with its own settings: IoU"
+        f"The starting model on the validation windows, with {how}: IoU"
         f" {scores['val_iou']:.4f}{buildings}."
     )
     return scores
+
+
+def _log_written(written: Written, windows: ValidationWindows | None, progress: Progress) -> None:
+    """Say how the threshold and settings were found."""
+    counts = written.counts
+    if written.kept:
+        found = f"{windows.buildings()} building(s)" if windows is not None else "few buildings"
+        scored = f"; building F1 there {counts.f1:.4f}" if counts is not None else ""
+        progress.log(
+            "The starting model's threshold and settings are kept"
+            f" ({written.settings.describe()}): the validation windows hold {found} (counted"
+            f" per window), too few to choose them on (at least {MIN_CHOICE}){scored}."
+        )
+    elif counts is not None:
+        basis = (
+            "the validation buildings that no window edge cuts; on all of them"
+            if written.whole
+            else "all the validation buildings (too few are whole in a window):"
+        )
+        progress.log(
+            f"Touching buildings: {written.settings.describe()} (chosen by building F1 on"
+            f" {basis} {counts.f1:.4f}, {counts.tp} of {counts.reference} buildings matched)."
+        )
 
 
 def network_name(architecture: str, encoder: str) -> str:
@@ -704,43 +779,30 @@ def _train(config: TrainConfig, progress: Progress) -> TrainResult:
     if rank == 0:
         report.mkdir(parents=True, exist_ok=True)
     before = None
+    pixel_m = float(data.resolution_m)
     if start_spec is not None and not config.resume:
-        before = starting_scores(loop, start_spec, SubProgress(progress, 10, 10))
+        before = starting_scores(loop, start_spec, pixel_m, SubProgress(progress, 10, 10))
     run_epochs(loop, state, SubProgress(progress, 10, 98), checkpoint)
-    threshold, metrics = state.choose_threshold()
-    settings = DEFAULT
-    if state.best_windows is not None:
-        windows, hist = state.best_windows, state.best_hist
-        assert hist is not None  # set with the best windows
-        found = windows.buildings()
-        if start_spec is not None and found < MIN_CHOICE:
-            settings = InstanceSettings.of_model(start_spec)
-            counts = windows.score(settings)
-            progress.log(
-                "Touching buildings: the starting model's settings are kept"
-                f" ({settings.describe()}): the validation windows hold {found} building(s),"
-                f" too few to choose them on (at least {MIN_CHOICE}); building F1 there"
-                f" {counts.f1:.4f}."
-            )
-        else:
-            near = thresholds_near(lambda t: hist.counts(t).iou, threshold)
-            settings, counts, whole = choose_settings(windows, threshold, grid(near))
-            settings, counts = choose_min_area(windows, settings, whole)
-            basis = (
-                "the validation buildings that no window edge cuts; on all of them"
-                if whole
-                else "all the validation buildings (too few are whole in a window):"
-            )
-            progress.log(
-                f"Touching buildings: {settings.describe()} (chosen by building F1 on {basis}"
-                f" {counts.f1:.4f}, {counts.tp} of {counts.reference} buildings matched)."
-            )
-        threshold, metrics = state.choose_threshold(settings.threshold)
+    if state.best_hist is None:
+        raise ConfigError("No epoch was trained; set epochs >= 1.")
+    windows = state.best_windows
+    if windows is None and start_spec is not None and "separation" in loop.classes:
+        # resumed after the best epoch: its windows are not in the checkpoint
+        written = Written(
+            start_spec.threshold, InstanceSettings.of_model(start_spec), True, None, False
+        )
+    else:
+        written = written_settings(windows, state.best_hist, start_spec, pixel_m)
+    threshold, settings = written.threshold, written.settings
+    _, metrics = state.choose_threshold(threshold)
+    counts = written.counts
+    if counts is not None:
         metrics.update(
             building_precision=counts.precision,
             building_recall=counts.recall,
             building_f1=counts.f1,
         )
+    _log_written(written, windows, progress)
     best_record = state.history[state.best_epoch - 1]
     result: TrainResult = {
         "output": str(Path(config.output).expanduser().absolute()),
@@ -757,11 +819,7 @@ def _train(config: TrainConfig, progress: Progress) -> TrainResult:
         "before": before,
         "after": {
             **{k: v for k, v in best_record.items() if k.startswith("val_")},
-            **(
-                scores_as_written(state.best_windows, state.best_hist, threshold, settings)
-                if state.best_hist is not None
-                else {}
-            ),
+            **scores_as_written(state.best_hist, written),
         },
     }
     if rank == 0:

@@ -25,7 +25,7 @@ from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
 from engine.errors import ConfigError, RasterError
-from engine.geo.ground import metres_per_unit
+from engine.geo.ground import metres_per_unit_xy
 from engine.geo.outputs import Input
 from engine.geo.temporary import make_scratch
 from engine.geo.windows import window_bounds
@@ -278,8 +278,8 @@ def pixel_size_m(src: DatasetReader) -> tuple[float, float]:
         lat = math.radians(centre_y)
         metres_per_degree = 111_320.0
         return rx * metres_per_degree * math.cos(lat), ry * 110_574.0
-    factor = float(metres_per_unit(src.crs, centre_x, centre_y))
-    return rx * factor, ry * factor
+    along_x, along_y = metres_per_unit_xy(src.crs, centre_x, centre_y)
+    return rx * along_x, ry * along_y
 
 
 def ground_resolution_m(src: DatasetReader) -> float:

@@ -138,8 +138,17 @@ def _known_encoder(encoder: str) -> bool:
     return False
 
 
+def check_decoder_channels(architecture: str, channels: tuple[int, ...]) -> None:
+    """Refuse decoder widths the architecture cannot take (before any data is read).
+
+    Raises:
+        ConfigError: naming the architectures that take them, or the count needed.
+    """
+    _check_channels(architecture.strip().lower(), tuple(channels))
+
+
 def _check_channels(arch: str, channels: tuple[int, ...]) -> None:
-    """Refuse decoder widths the architecture cannot take."""
+    """Refuse decoder widths the (lower-case) architecture cannot take."""
     if not channels:
         return
     if arch not in CHANNEL_ARCHITECTURES:

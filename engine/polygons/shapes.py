@@ -24,7 +24,7 @@ from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
 
 from engine.config import PolygonOptions
-from engine.geo.ground import metres_per_unit
+from engine.geo.ground import metres_per_unit, metres_per_unit_xy
 from engine.polygons.square import square_group
 
 #: Squaring (engine.polygons.square), in metres: walls shorter than this are jogs, and parallel
@@ -105,7 +105,9 @@ def _pixel_ground(transform: Affine, crs: CRS, row_col: tuple[float, float]) -> 
         width *= 111_320.0 * cos
     else:
         x, y = transform * (row_col[1], row_col[0])
-        width *= float(metres_per_unit(crs, x, y))
+        along_x, along_y = metres_per_unit_xy(crs, x, y)
+        width *= along_x
+        aspect *= along_y / along_x
     return float(width), float(aspect)
 
 

@@ -53,6 +53,8 @@ MIN_WHOLE = 30
 #: model's threshold and settings are kept. Chosen on a handful of buildings they are noise (six
 #: buildings once chose a threshold of 0.01: nine pixels in ten became building).
 MIN_CHOICE = 30
+#: A small house (m²): without a separation class, MIN_CHOICE of them in building pixels.
+SMALL_HOUSE_M2 = 30.0
 #: How much validation pixel IoU a building threshold may cost against the best one.
 IOU_SLACK = 0.01
 #: The grid tried after training: building thresholds (with the pixel-IoU one), seed

@@ -48,6 +48,18 @@ def test_pixel_size_of_a_web_mercator_raster(raster_factory: Callable[..., Path]
     assert x == pytest.approx(0.25, rel=2e-3) and y == pytest.approx(0.25, rel=2e-3)
 
 
+def test_pixel_size_per_axis_in_a_projection_that_stretches_one_axis(
+    raster_factory: Callable[..., Path],
+) -> None:
+    """Plate Carrée (EPSG:4087) at 60° N: east-west halved, north-south kept."""
+    x, y = Transformer.from_crs(4326, 4087, always_xy=True).transform(10.0, 60.0)
+    grid = Affine(0.5, 0, x, 0, -0.5, y)
+    path = raster_factory("pc.tif", np.zeros((1, 8, 8), np.uint8), crs="EPSG:4087", transform=grid)
+    with rasterio.open(path) as src:
+        across, down = pixel_size_m(src)
+    assert across == pytest.approx(0.25, rel=2e-3) and down == pytest.approx(0.5, rel=2e-3)
+
+
 def test_building_areas_and_smallest_building_in_ground_metres(
     raster_factory: Callable[..., Path], tmp_path: Path
 ) -> None:

@@ -163,7 +163,7 @@ def test_a_stopped_improve_leaves_no_checkpoint(scene: dict[str, Path], tmp_path
         ({"model": "start.onnx"}, ConfigError, "ONNX export.*give the .pt"),
         ({"report_dir": "improved.pt"}, OutputError, "report folder .* is the output file's own"),
         ({"report_dir": "a_file.txt/report"}, OutputError, "a_file.txt is a file, not a folder"),
-        ({"validation": "checked.gpkg"}, ConfigError, "covers the whole area checked"),
+        ({"validation": "checked.gpkg"}, ConfigError, r"covers \(almost\) all of the area"),
     ],
 )
 def test_outputs_are_checked_before_any_training(
@@ -176,6 +176,31 @@ def test_outputs_are_checked_before_any_training(
     with pytest.raises(error, match=message):
         improve_module.improve(improve_config(scene, tmp_path, **paths), RecordingProgress())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file.txt", "checked.gpkg"]
+
+
+def test_a_failed_improve_leaves_an_earlier_checkpoint_alone(
+    scene: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(improve_module, "train", _stop)
+    report = tmp_path / "mine"
+    report.mkdir()
+    (report / "checkpoint.pt").write_bytes(b"a run of mine to resume")
+    with pytest.raises(ConfigError, match="stop here"):
+        improve_module.improve(
+            improve_config(scene, tmp_path, report_dir=str(report)), RecordingProgress()
+        )
+    assert (report / "checkpoint.pt").read_bytes() == b"a run of mine to resume"
+
+
+def test_the_verdict_says_what_decided() -> None:
+    before = {"val_building_f1": 0.6501, "val_iou": 0.7, "val_loss": 0.300}
+    after = {"val_building_f1": 0.6504, "val_iou": 0.7, "val_loss": 0.350}
+    close = improve_module._verdict(before, after, "val_building_f1", True)
+    assert "0.6501 before, 0.6504 after" in close and "decided" not in close
+    tied = improve_module._verdict(
+        before, {**after, "val_building_f1": 0.6501}, "val_building_f1", False
+    )
+    assert "The same building F1: the validation loss 0.300 before, 0.350 after decided" in tied
 
 
 def _stop(config: TrainConfig, progress: Any) -> Any:

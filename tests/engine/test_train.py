@@ -269,6 +269,8 @@ def test_onnx_files_are_refused_before_any_work(
     export.write_bytes(b"an export")
     with pytest.raises(ConfigError, match="ONNX export.*give the .pt model file"):
         train_module.train(make_config(init_model=str(export)), RecordingProgress())
+    with pytest.raises(ConfigError, match="unet, unetplusplus, manet only, not compact"):
+        train_module.train(make_config(decoder_channels=(8, 8, 8, 8, 8)), RecordingProgress())
     assert not calls  # no data was read
     assert sorted(p.name for p in tmp_path.iterdir()) == ["start.onnx"]
 
