@@ -54,6 +54,7 @@ from engine.train import CHECKPOINT_NAME, report_dir_for, train
 from engine.training.crop import crop_on_model_grid
 from engine.training.dataset import open_sources
 from engine.training.finetune import check_pytorch_files, check_trainable
+from engine.training.report import write_json
 from engine.training.sampling import Source, cell_shape
 
 #: Epochs at most when training for a time budget (the budget ends it first).
@@ -131,6 +132,7 @@ def improve(config: ImproveConfig, progress: Progress) -> ImproveResult:
     improved = _ranked(after, key) > _ranked(before, key)
     if not improved:
         keep_starting_model(start, result["output"])
+        _note_kept_model(Path(result["report"]), start)
     out: ImproveResult = {
         "output": result["output"],
         "report": result["report"],
@@ -212,6 +214,21 @@ def _drop_checkpoint(report: Path, earlier: tuple[bool, float | None]) -> None:
     if not existed:
         with contextlib.suppress(OSError):
             report.rmdir()  # only when empty
+
+
+def _note_kept_model(report: Path, start: str) -> None:
+    """Say in train's ``summary.json`` that the model written is the starting one: its
+    weights digest and scores are those of the fine-tuned weights that were discarded."""
+    path = report / "summary.json"
+    if not path.is_file():
+        return
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    summary["model_written"] = (
+        f"the starting model {start}, unchanged: the corrections did not help on the part held"
+        " back (the scores here are the discarded fine-tuned weights')"
+    )
+    summary["discarded_weights_sha256"] = summary.pop("weights_sha256", None)
+    write_json(path, summary)
 
 
 def keep_starting_model(start: str, output: str) -> None:

@@ -344,6 +344,7 @@ def test_when_the_corrections_do_not_help_the_starting_model_is_written(
         Path(config.output).write_bytes(b"a fine-tuned model")
         report = Path(config.output).with_name("improved_report")
         report.mkdir()
+        (report / "summary.json").write_text(json.dumps({"weights_sha256": "abc", "best_epoch": 1}))
         scores = {"val_iou": 0.5}
         return {
             "output": config.output,
@@ -361,3 +362,6 @@ def test_when_the_corrections_do_not_help_the_starting_model_is_written(
     assert not result["improved"]
     assert Path(result["output"]).read_bytes() == scene["model"].read_bytes()
     assert any("the starting model unchanged" in m for m in progress.messages)
+    summary = json.loads(Path(result["report"], "summary.json").read_text())
+    assert summary["model_written"].startswith(f"the starting model {scene['model']}, unchanged")
+    assert summary["discarded_weights_sha256"] == "abc" and "weights_sha256" not in summary
