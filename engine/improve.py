@@ -120,12 +120,11 @@ def improve(config: ImproveConfig, progress: Progress) -> ImproveResult:
     if spec.architecture == "compact" and settings.freeze_encoder_epochs:
         progress.log("The compact U-Net has no separate encoder: nothing is frozen.")
         settings = replace(settings, freeze_encoder_epochs=0)
-    report_dir = report_dir_for(settings)
-    earlier = _checkpoint_stamp(report_dir)
+    earlier = _checkpoint_stamp(report)
     try:
         result = train(settings, progress)
     except BaseException:
-        _drop_checkpoint(report_dir, earlier)
+        _drop_checkpoint(report, earlier)
         raise
     before, after = result["before"] or {}, result["after"]
     key = "val_building_f1" if "val_building_f1" in after else "val_iou"

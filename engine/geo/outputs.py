@@ -85,7 +85,7 @@ def check_folder_output(folder: str | os.PathLike[str], what: str, other: Path) 
         OutputError: naming the folder and what is wrong with it.
     """
     out = Path(folder).expanduser().absolute()
-    if same_file(out, other) or out == other:
+    if same_file(out, other):
         raise OutputError(
             f"The {what} {out} is the output file's own name; give the {what} another name (or"
             " leave it out: the default is beside the output)."

@@ -139,16 +139,12 @@ def _known_encoder(encoder: str) -> bool:
 
 
 def check_decoder_channels(architecture: str, channels: tuple[int, ...]) -> None:
-    """Refuse decoder widths the architecture cannot take (before any data is read).
+    """Refuse decoder widths the architecture cannot take (train checks before any data).
 
     Raises:
         ConfigError: naming the architectures that take them, or the count needed.
     """
-    _check_channels(architecture.strip().lower(), tuple(channels))
-
-
-def _check_channels(arch: str, channels: tuple[int, ...]) -> None:
-    """Refuse decoder widths the (lower-case) architecture cannot take."""
+    arch = architecture.strip().lower()
     if not channels:
         return
     if arch not in CHANNEL_ARCHITECTURES:
@@ -229,7 +225,7 @@ def create_model(
         )
     arch = _check_names(architecture, encoder, decoder_attention)
     channels = tuple(decoder_channels)
-    _check_channels(arch, channels)
+    check_decoder_channels(arch, channels)
     if encoder_weights is None:
         return _build(arch, encoder, in_channels, classes, decoder_attention, channels)
     if arch == COMPACT:
